@@ -1,0 +1,3 @@
+from gitxp.cli import main
+
+main()

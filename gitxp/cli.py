@@ -1,0 +1,386 @@
+"""The ``gitxp`` command: parse arguments, make one library call, render.
+
+This module is the single error boundary: a :class:`GitxpError` becomes one
+``Error: …`` line on stderr (exit 2 for usage errors, 1 otherwise); anything
+else is a bug and keeps its traceback. Heavy modules are imported inside the
+commands, so ``gitxp --help`` starts in tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import GitxpError, UsageError
+
+
+class GitxpGroup(click.Group):
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        extra["standalone_mode"] = False
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "gitxp", **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except click.UsageError as exc:
+            path = exc.ctx.command_path if exc.ctx else "gitxp"
+            click.echo(f"Error: {exc.format_message()} (see `{path} --help`)", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except GitxpError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            if getattr(exc, "candidates", None):
+                for c in exc.candidates:  # type: ignore[attr-defined]
+                    click.echo(f"  {c}", err=True)
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            sys.stderr.close()
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=GitxpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="gitxp")
+@click.option("-C", "repo", default=".", metavar="PATH", help="Run as if started in PATH.")
+@click.pass_context
+def cli(ctx: click.Context, repo: str) -> None:
+    """gitxp: experiments stored on a branch of your own git repository.
+
+    \b
+    Example:
+      gitxp start -- python train.py --lr 0.1
+      gitxp log
+      gitxp show @
+    """
+    ctx.obj = {"repo": repo}
+
+
+def _store(ctx: click.Context) -> Any:
+    from .store import Store
+
+    return Store.open(ctx.obj["repo"])
+
+
+def _warn_unrecovered(store: Any) -> None:
+    dead = store.unrecovered()
+    if dead:
+        click.echo(f"gitxp: {len(dead)} experiment(s) died without finishing ({', '.join(d[-12:] for d in dead[:3])}); run `gitxp recover`", err=True)
+
+
+def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
+    from .sweep_spec import parse_scalar, set_dotted
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"bad {what} {item!r}", f"write {what} KEY=VALUE, e.g. {what} lr=0.1")
+        set_dotted(out, key.strip(), parse_scalar(value))
+    return out
+
+
+# ---------------------------------------------------------------- init
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the experiment store (and a repository, if there is none).
+
+    Idempotent. Also creates the artifact key outside the repository.
+
+    \b
+    Example:
+      gitxp init
+    """
+    from .plumbing import discover
+    from .errors import NotARepositoryError
+
+    path = Path(ctx.obj["repo"])
+    try:
+        discover(path)
+    except NotARepositoryError:
+        from dulwich.repo import Repo as DRepo
+
+        path.mkdir(parents=True, exist_ok=True)
+        DRepo.init(str(path)).close()
+        click.echo(f"Initialized empty git repository in {path.resolve() / '.git'}", err=True)
+    from . import keys
+
+    store = _store(ctx)
+    store.ensure()
+    fp = keys.ensure_store_key(store)
+    click.echo(f"gitxp store on branch '{store.branch}' (store {store.store_id}, key {fp})")
+
+
+# ---------------------------------------------------------------- start
+
+
+def default_command_name(command: list[str]) -> str:
+    prog = Path(command[0]).name
+    if prog.startswith("python") or prog in ("pypy", "pypy3", "uv", "poetry"):
+        args = command[1:]
+        if prog in ("uv", "poetry") and args[:1] == ["run"]:
+            args = args[1:]
+            if args and Path(args[0]).name.startswith("python"):
+                args = args[1:]
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a == "-m" and i + 1 < len(args):
+                return args[i + 1].rsplit(".", 1)[-1]
+            if a == "-c":
+                return prog
+            if not a.startswith("-"):
+                return Path(a).stem
+            i += 1
+        return prog
+    return Path(prog).stem or prog
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--name", help="Experiment name (default: the script's stem).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter; VALUE is a YAML scalar; dotted keys nest.")
+@click.option("--params-file", type=click.Path(exists=True, dir_okay=False), help="YAML file of parameters (-p overrides it).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (repeatable).")
+@click.option("--note", help="Free-text note.")
+@click.option("--parent", metavar="REF", help="Parent experiment.")
+@click.option("--resume", metavar="REF", help="Reopen a stored experiment (e.g. after preemption).")
+@click.option("--artifact", "artifact_globs", multiple=True, metavar="GLOB", help="Files to store as artifacts after the command ends.")
+@click.option("--no-hardware", is_flag=True, help="Do not sample CPU/GPU/memory use.")
+@click.option("--hardware-interval", type=float, default=1.0, show_default=True, metavar="SECONDS", help="Sampling interval.")
+@click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
+@click.option("--code-dir", type=click.Path(file_okay=False), help="Snapshot only this folder.")
+@click.option("--no-capture", is_flag=True, help="Pass output through without writing output.log.")
+@click.option("--scalars", is_flag=True, help="Read `key: value` / `key=value` from the output as metrics.")
+@click.option("--env-var", "env_vars", multiple=True, metavar="NAME", help="Also record this environment variable.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
+    """Run COMMAND as an experiment; exit with its status.
+
+    Everything after `--` is the command. The script sees GITXP_EXPERIMENT
+    (the id) and can log more with `gitxp.current()`.
+
+    \b
+    Example:
+      gitxp start -p lr=0.1 --tag team=vision -- python train.py --lr 0.1
+      gitxp start --scalars --artifact 'out/*.pt' -- ./train.sh
+    """
+    from .wrap import run_wrapped
+
+    params: dict[str, Any] = {}
+    if opts["params_file"]:
+        from .experiment import deep_merge
+        from .sweep_spec import yaml12_load
+
+        loaded = yaml12_load(Path(opts["params_file"]).read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UsageError(f"--params-file {opts['params_file']} must hold a mapping", "write key: value lines")
+        params = deep_merge(loaded or {}, _kv(opts["params"], "-p"))
+    else:
+        params = _kv(opts["params"], "-p")
+    return run_wrapped(
+        list(command),
+        repo=ctx.obj["repo"],
+        name=opts["name"] or default_command_name(list(command)),
+        params=params,
+        tags=_kv(opts["tags"], "--tag"),
+        notes=opts["note"],
+        parent=opts["parent"],
+        resume=opts["resume"],
+        artifact_globs=opts["artifact_globs"],
+        log_hardware=not opts["no_hardware"],
+        hardware_interval=opts["hardware_interval"],
+        capture_code=not opts["no_code"],
+        code_dir=opts["code_dir"],
+        capture_output=not opts["no_capture"],
+        scalars=opts["scalars"],
+        env_vars=opts["env_vars"],
+    )
+
+
+# ---------------------------------------------------------------- log / show
+
+
+@cli.command()
+@click.option("-n", "--max-count", "limit", type=int, metavar="N", help="Show at most N experiments.")
+@click.option("--oneline", is_flag=True, help="One line per experiment.")
+@click.option("--all", "all_", is_flag=True, help="Experiments from every branch.")
+@click.option("--branch", metavar="B", help="Experiments whose code came from branch B.")
+@click.option("--status", metavar="S", help="Only this status (comma-separated list allowed).")
+@click.option("--name", metavar="GLOB", help="Only names matching GLOB.")
+@click.option("--where", metavar="EXPR", help="Filter, e.g. \"params.lr < 0.01 and metrics.acc >= 0.9\".")
+@click.option("--format", "fmt", metavar="F", help="Template, e.g. '{short} {name} {metrics.loss}'.")
+@click.pass_context
+def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch: str | None, status: str | None, name: str | None, where: str | None, fmt: str | None) -> None:
+    """Experiments, newest first, like `git log`.
+
+    By default only those whose code came from the current branch.
+
+    \b
+    Example:
+      gitxp log -n 5
+      gitxp log --oneline --all --status failed
+      gitxp log --where "params.lr < 0.01" --format '{short} {params.lr} {metrics.acc}'
+    """
+    from . import views
+
+    store = _store(ctx)
+    if not all_ and branch is None:
+        branch = store.repo.head()[1]
+    recs = store.experiments(branch=None if all_ else branch, status=status, name=name, where=where)
+    if limit is not None:
+        recs = recs[: max(limit, 0)]
+    views.print_log(recs, oneline=oneline, fmt=fmt)
+    _warn_unrecovered(store)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--metrics", "show_metrics", is_flag=True, help="Every metric with min/max/last and a sparkline.")
+@click.option("--hardware", "show_hardware", is_flag=True, help="Hardware use: mean/max per quantity.")
+@click.option("--env", "show_env", is_flag=True, help="The recorded environment.")
+@click.option("--code", "show_code", is_flag=True, help="Files of the code snapshot and changes against the source commit.")
+@click.option("--output", "show_output", is_flag=True, help="The captured output.")
+@click.pass_context
+def show(ctx: click.Context, ref: str, **what: bool) -> None:
+    """One experiment: metadata, params, metrics with sparklines, artifacts.
+
+    REF is an id, a unique prefix of the id or of its random part, a name
+    (its newest experiment), `@` (the newest) or `@~N`.
+
+    \b
+    Example:
+      gitxp show @
+      gitxp show a3f9 --metrics --env
+    """
+    from . import views
+
+    store = _store(ctx)
+    views.print_show(store.get(ref), **what)
+    _warn_unrecovered(store)
+
+
+# ---------------------------------------------------------------- recover / amend
+
+
+@cli.command()
+@click.pass_context
+def recover(ctx: click.Context) -> None:
+    """Commit experiments whose process died, with status `crashed`.
+
+    Metrics staged up to the last flush (at most ~2 s before the death) are kept.
+
+    \b
+    Example:
+      gitxp recover
+    """
+    from .finish import recover as _recover
+
+    store = _store(ctx)
+    done = _recover(store)
+    for exp_id in done:
+        click.echo(f"recovered {exp_id} (crashed)")
+    if not done:
+        click.echo("nothing to recover", err=True)
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.pass_context
+def tag(ctx: click.Context, ref: str, pairs: tuple[str, ...]) -> None:
+    """Add or change tags of an experiment (a new store commit).
+
+    \b
+    Example:
+      gitxp tag @ reviewed=yes baseline=true
+    """
+    rec = _store(ctx).amend(ref, tags=_kv(pairs, "tag"))
+    click.echo(f"tagged {rec.id}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("text")
+@click.pass_context
+def note(ctx: click.Context, ref: str, text: str) -> None:
+    """Append a note to an experiment (a new store commit).
+
+    \b
+    Example:
+      gitxp note @ "diverged after epoch 3: lr too high"
+    """
+    rec = _store(ctx).amend(ref, note=text)
+    click.echo(f"noted {rec.id}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.pass_context
+def rm(ctx: click.Context, ref: str) -> None:
+    """Remove an experiment from listings (history keeps it).
+
+    \b
+    Example:
+      gitxp rm a3f9
+    """
+    rec = _store(ctx).amend(ref, remove=True)
+    click.echo(f"removed {rec.id} {rec.name}")
+
+
+# ---------------------------------------------------------------- table / metrics
+
+
+@cli.command()
+@click.option("--where", metavar="EXPR", help="Filter experiments.")
+@click.option("--columns", metavar="GLOBS", help="Comma-separated column globs, e.g. 'params.*,metrics.acc'.")
+@click.option("--sort", "sort_by", metavar="COLUMN", help="Sort by a column (prefix '-' for descending).")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "markdown", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.pass_context
+def table(ctx: click.Context, where: str | None, columns: str | None, sort_by: str | None, fmt: str, output: str | None) -> None:
+    """Experiments × params × final metrics.
+
+    \b
+    Example:
+      gitxp table --where "status == 'completed'" --columns 'params.*,metrics.*'
+      gitxp table --format csv -o runs.csv
+    """
+    from . import views
+
+    store = _store(ctx)
+    text = views.format_table(store.experiments(where=where), columns=columns, sort_by=sort_by, fmt=fmt)
+    views.emit(text, output, paged=fmt == "text")
+
+
+@cli.command("metrics")
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file (required for parquet on a terminal).")
+@click.pass_context
+def metrics_cmd(ctx: click.Context, ref: str, fmt: str, output: str | None) -> None:
+    """The metric log of an experiment (name, step, value, timestamp).
+
+    \b
+    Example:
+      gitxp metrics @ --format csv -o metrics.csv
+    """
+    from . import views
+
+    views.export_metrics(_store(ctx).get(ref), fmt, output)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="gitxp")

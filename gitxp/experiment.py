@@ -1,0 +1,433 @@
+"""One experiment while it runs: logging API, staging, status, and finishing.
+
+An :class:`Experiment` either *owns* its run (the Python API, or the
+``gitxp start`` wrapper), in which case finishing merges the staged files
+and commits them, or is *attached* to a run owned by an enclosing
+``gitxp start`` (found through ``GITXP_EXPERIMENT``/``GITXP_RUN_DIR``), in
+which case it only stages what the script logs and the wrapper commits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import layout, metrics, staging
+from .errors import ExperimentStateError, GitxpError, MetricValueError, ParamTypeError, UsageError
+
+ENV_ID = "GITXP_EXPERIMENT"
+ENV_RUN_DIR = "GITXP_RUN_DIR"
+FLUSH_INTERVAL = 1.0
+FLUSH_ROWS = 200_000
+
+_current: Experiment | None = None
+_lock = threading.Lock()
+
+
+class _Closed(list):  # type: ignore[type-arg]
+    """Replaces the row buffer after finishing, so a late log_metric fails loudly at no cost before."""
+
+    def append(self, _row: object) -> None:
+        raise ExperimentStateError("this experiment has finished", "start a new one, or resume it with gitxp.start(resume=ID)")
+
+
+def check_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Validate a parameter mapping; refuse types the YAML store cannot round-trip."""
+    if not isinstance(params, Mapping):
+        raise ParamTypeError(prefix or "params", params)
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or not k:
+            raise ParamTypeError(f"{prefix}{k!r}", k)
+        out[k] = _check_value(f"{prefix}{k}", v)
+    return out
+
+
+def _check_value(key: str, v: Any) -> Any:
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, Mapping):
+        return check_params(v, key + ".")
+    if isinstance(v, (list, tuple)):
+        return [_check_value(f"{key}[{i}]", x) for i, x in enumerate(v)]
+    # numpy scalars and the like: accept what converts exactly to a Python scalar
+    item = getattr(v, "item", None)
+    if callable(item) and type(v).__module__ == "numpy":
+        return _check_value(key, item())
+    raise ParamTypeError(key, v)
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _bad_metric(name: Any, value: Any, step: Any) -> MetricValueError:
+    if not isinstance(name, str) or not name:
+        return MetricValueError(f"metric name must be a non-empty string, got {name!r}", "e.g. xp.log_metric('loss', 0.42, step=3)")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        return MetricValueError(f"step of metric {name!r} must be an int >= 0, got {step!r}", "pass step=epoch or leave it out to count up")
+    return MetricValueError(f"value of metric {name!r} must be a number, got {type(value).__name__} {value!r:.40}", "log floats or ints (NaN and inf are kept)")
+
+
+def _timestamp(t: Any) -> float:
+    if isinstance(t, _dt.datetime):
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=_dt.timezone.utc)
+        return t.timestamp()
+    return float(t)
+
+
+class Experiment:
+    """A running experiment. Create it with :func:`gitxp.start`."""
+
+    def __init__(self, store: Any, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any], *, owner: bool) -> None:
+        self._store = store
+        self._run = run
+        self._meta = meta
+        self.params: dict[str, Any] = params
+        self.summary: dict[str, Any] = dict(meta.get("summary") or {})
+        self.tags: dict[str, Any] = dict(meta.get("tags") or {})
+        self._owner = owner
+        self._rows: list[Any] = []
+        self._steps: dict[str, int] = {}
+        self._tag = f"{os.getpid()}"
+        self._seg_dir = run.path / "metrics"
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._last_saved: tuple[Any, ...] | None = None
+        self._hardware: Any = None
+        self._env_thread: threading.Thread | None = None
+        self._finished = False
+        self.status = "running"
+        self._thread = threading.Thread(target=self._flush_loop, name=f"gitxp-flush-{run.id}", daemon=True)
+        self._thread.start()
+        atexit.register(self._atexit)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def id(self) -> str:
+        return self._run.id
+
+    @property
+    def name(self) -> str:
+        return str(self._meta.get("name"))
+
+    @property
+    def run_dir(self) -> Path:
+        return self._run.path
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.id} {self.name} {self.status}>"
+
+    # ------------------------------------------------------------------ logging
+
+    def log_metric(self, name: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
+        """Record one value; buffered in memory, flushed to staging within a second.
+
+        ``step`` defaults to one more than the metric's last step (from 0).
+        Raises MetricValueError (a ValueError and TypeError) on an empty
+        name, a non-numeric value or a negative/non-int step.
+        """
+        if name.__class__ is not str or not name:
+            raise _bad_metric(name, value, step)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise _bad_metric(name, value, step) from None
+        if step is None:
+            step = self._steps.get(name, -1) + 1
+        elif step.__class__ is not int or step < 0:
+            if isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0:
+                raise _bad_metric(name, value, step)
+            step = step.__index__()
+        self._steps[name] = step
+        self._rows.append((name, step, v, time.time() if timestamp is None else _timestamp(timestamp)))
+
+    def log_metrics(self, values: Mapping[str, float], step: int | None = None, timestamp: Any = None) -> None:
+        """Several metrics at one step (e.g. ``{"loss": 0.4, "acc": 0.9}``)."""
+        if not isinstance(values, Mapping):
+            raise MetricValueError(f"log_metrics takes a mapping of name to value, got {type(values).__name__}", "e.g. xp.log_metrics({'loss': 0.4}, step=3)")
+        t = time.time() if timestamp is None else _timestamp(timestamp)
+        for k, v in values.items():
+            self.log_metric(k, v, step, t)
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Add or update parameters (nested mappings allowed); TypeError on other types."""
+        self.params = deep_merge(self.params, check_params(params))
+
+    def set_tags(self, tags: Mapping[str, Any] | None = None, **more: Any) -> None:
+        self.tags.update({str(k): v for k, v in {**(tags or {}), **more}.items()})
+
+    def note(self, text: str) -> None:
+        self._meta["notes"] = ((self._meta.get("notes") or "") + "\n" + str(text)).strip()
+
+    def log_table(self, name: str, table: Any) -> None:
+        """Store a table as ``tables/<name>.parquet`` (pyarrow Table or pandas DataFrame)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        layout.table_name(name)
+        if not isinstance(table, pa.Table):
+            if hasattr(table, "to_arrow"):
+                table = table.to_arrow()
+            elif type(table).__module__.startswith("pandas"):
+                table = pa.Table.from_pandas(table, preserve_index=False)
+            elif isinstance(table, Mapping):
+                table = pa.table(dict(table))
+            else:
+                raise UsageError(f"log_table needs a pyarrow Table, a pandas DataFrame or a mapping of columns, got {type(table).__name__}", "convert it first")
+        d = self._run.path / "tables"
+        d.mkdir(exist_ok=True)
+        tmp = d / f".{name}.{os.getpid()}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, d / f"{name}.parquet")
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, *, encrypt: bool = True) -> None:
+        """Store a file as an artifact (AES-256-GCM encrypted unless ``encrypt=False``).
+
+        The file is streamed into git objects right away, in bounded memory;
+        the manifest entry is staged and committed with the experiment.
+        """
+        from . import artifacts, keys
+
+        src = Path(path)
+        if not src.is_file():
+            raise UsageError(f"artifact {str(path)!r} is not a file", "pass a file; use log_artifacts() for a folder")
+        store = self._writer_store()
+        rel = name if name is not None else _artifact_name(src)
+        key = keys.store_key(store) if encrypt else None
+        entry = artifacts.store_file(store.repo, src, rel, key=key)
+        artifacts.stage(self._run.path, entry)
+
+    def log_artifacts(self, folder: str | os.PathLike[str], prefix: str | None = None, *, encrypt: bool = True) -> None:
+        """Every file under ``folder``, keeping relative paths (under ``prefix`` if given)."""
+        root = Path(folder)
+        if not root.is_dir():
+            raise UsageError(f"{str(folder)!r} is not a folder", "use log_artifact() for a single file")
+        base = prefix if prefix is not None else _artifact_name(root)
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and not p.is_symlink():
+                self.log_artifact(p, f"{base}/{p.relative_to(root).as_posix()}", encrypt=encrypt)
+
+    def _writer_store(self) -> Any:
+        if self._store is None:
+            from .store import Store
+
+            self._store = Store.open(self._run.path.parents[2])
+        return self._store
+
+    # ------------------------------------------------------------------ staging
+
+    def _flush_loop(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.2):
+            if len(self._rows) >= FLUSH_ROWS or time.monotonic() - last >= FLUSH_INTERVAL:
+                try:
+                    self.flush()
+                except Exception as exc:  # never kill the user's run over staging
+                    print(f"gitxp: could not stage metrics: {exc}", file=sys.stderr)
+                last = time.monotonic()
+
+    def flush(self) -> None:
+        """Write what was logged since the last flush to staging (atomic files)."""
+        with self._flush_lock:
+            rows = metrics.take_rows(self._rows)
+            if rows:
+                tmp: list[Any] = [(n, s, v, int(t * 1_000_000)) for n, s, v, t in rows]
+                metrics.flush_rows(tmp, self._seg_dir, self._tag)
+            state = (repr(self.params), repr(self.summary), repr(self.tags), self._meta.get("notes"))
+            if state != self._last_saved:
+                suffix = "" if self._owner else f"-{os.getpid()}"
+                self._run.write_yaml(f"params{suffix}.yaml", self.params)
+                self._run.write_yaml(f"extra{suffix}.yaml", {"summary": _plain(self.summary), "tags": _plain(self.tags), "notes": self._meta.get("notes")})
+                self._last_saved = state
+            self._run.heartbeat()
+
+    def _stop_background(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        if self._hardware is not None:
+            try:
+                self._hardware.stop()
+            except Exception as exc:
+                print(f"gitxp: hardware sampling failed: {exc}", file=sys.stderr)
+        if self._env_thread is not None:
+            self._env_thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ finishing
+
+    def finish(self, status: str = "completed", *, exit_code: int | None = None, error: BaseException | str | None = None) -> None:
+        """End the experiment: stage the rest and (when owned) commit it to the store.
+
+        Idempotent. ``status`` is one of completed, failed, interrupted.
+        """
+        global _current
+        with _lock:
+            if self._finished:
+                return
+            self._finished = True
+        atexit.unregister(self._atexit)
+        self._stop_background()
+        if error is not None:
+            self._record_error(error)
+        self.flush()
+        self._rows = _Closed()
+        self.status = status
+        if _current is self:
+            _current = None
+        if not self._owner:
+            return
+        from .finish import commit_run
+
+        commit_run(self._store, self._run, status=status, exit_code=exit_code)
+
+    end = finish
+
+    def _record_error(self, error: BaseException | str) -> None:
+        if isinstance(error, BaseException):
+            info = {"type": type(error).__name__, "message": str(error), "traceback": "".join(traceback.format_exception(error))}
+        else:
+            info = {"type": "Error", "message": str(error), "traceback": None}
+        self._run.write_yaml(f"error-{os.getpid()}.yaml", info)
+
+    def _atexit(self) -> None:
+        if not self._finished:
+            try:
+                self.finish("completed" if self._owner else "running")
+            except GitxpError as exc:
+                print(f"gitxp: could not finish experiment {self.id}: {exc}", file=sys.stderr)
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.finish("completed")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("interrupted", error=exc)
+        else:
+            self.finish("failed", error=exc)
+
+
+def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        try:
+            out[str(k)] = _check_value(str(k), v)
+        except ParamTypeError:
+            out[str(k)] = float(v) if _is_number(v) else str(v)
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return not isinstance(v, str)
+    except (TypeError, ValueError):
+        return False
+
+
+def _artifact_name(path: Path) -> str:
+    """Repository-relative when inside the current folder, else the file name."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def default_name() -> str:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None)
+    if path:
+        stem = Path(path).stem
+        return stem if stem not in ("__main__", "") else Path(path).parent.name or "python"
+    return "python"
+
+
+def current() -> Experiment | None:
+    """The experiment this process logs into: one it started, or the enclosing ``gitxp start``."""
+    global _current
+    if _current is not None:
+        return _current
+    exp_id = os.environ.get(ENV_ID)
+    run_path = os.environ.get(ENV_RUN_DIR)
+    if not exp_id or not run_path:
+        return None
+    with _lock:
+        if _current is None:
+            run = staging.RunDir(Path(run_path))
+            if not run.exists():
+                return None
+            meta = run.read_meta()
+            params = run.read_yaml("params.yaml", {}) or {}
+            _current = Experiment(None, run, meta, dict(params), owner=False)
+    return _current
+
+
+def start(
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    *,
+    notes: str | None = None,
+    log_hardware: bool = True,
+    hardware_interval: float = 1.0,
+    code_dir: str | os.PathLike[str] | None = None,
+    capture_code: bool = True,
+    capture_env: bool = True,
+    env_vars: Sequence[str] = (),
+    parent: str | None = None,
+    resume: str | None = None,
+    repo: str | os.PathLike[str] = ".",
+    command: Sequence[str] | None = None,
+) -> Experiment:
+    """Start recording an experiment; use it as a context manager or call ``finish()``.
+
+    Inside a script run by ``gitxp start``, this joins that experiment
+    (params and metrics go to it) instead of creating a second one.
+    """
+    if command is None:
+        outer = current()
+        if outer is not None and not outer._owner:
+            if params:
+                outer.log_params(params)
+            if tags:
+                outer.set_tags(tags)
+            if notes:
+                outer.note(notes)
+            return outer
+    from .launch import begin
+
+    return begin(
+        name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
+        code_dir=code_dir, capture_code=capture_code, capture_env=capture_env, env_vars=env_vars, parent=parent,
+        resume=resume, repo=repo, command=command,
+    )
+
+
+def _set_current(exp: Experiment) -> None:
+    global _current
+    _current = exp

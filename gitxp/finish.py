@@ -1,0 +1,185 @@
+"""Finishing a run: merge everything staged into the experiment's files and commit.
+
+Shared by a normal finish, the ``gitxp start`` wrapper and ``gitxp recover``
+(status ``crashed``), so a recovered experiment has exactly the shape of a
+finished one. Staging is deleted only after the store's ref has moved.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from . import layout, metrics, staging
+from .experiment import deep_merge
+from .plumbing import TREE_MODE, Entry
+
+OUTPUT_MARK = b"[gitxp: %d bytes of earlier output dropped]\n"
+
+
+def _children(run: staging.RunDir, stem: str) -> list[Any]:
+    """Files that processes attached to the run wrote (``stem-<pid>.yaml``), oldest first."""
+    files = sorted(run.path.glob(f"{stem}-*.yaml"), key=lambda p: p.stat().st_mtime)
+    return [run.read_yaml(p.name) for p in files]
+
+
+def headline(meta: dict[str, Any], limit: int = 3) -> str:
+    """The one-line summary after ``gitxp: <id> <name> <status>``: a few last values and the duration."""
+    parts = []
+    for name, stats in list((meta.get("metrics") or {}).items())[:limit]:
+        v = stats.get("last") if isinstance(stats, dict) else None
+        if isinstance(v, float):
+            parts.append(f"{name}={v:.4g}")
+    d = meta.get("duration_s")
+    if isinstance(d, (int, float)):
+        parts.append(f"({d:.1f}s)")
+    return " ".join(parts)
+
+
+def _tail(data: bytes, cap: int) -> bytes:
+    if len(data) <= cap:
+        return data
+    cut = data[-cap:]
+    nl = cut.find(b"\n")
+    if 0 <= nl < len(cut) - 1:
+        cut = cut[nl + 1 :]
+    return OUTPUT_MARK % (len(data) - len(cut)) + cut
+
+
+def commit_run(store: Any, run: staging.RunDir, *, status: str, exit_code: int | None = None) -> str:
+    """Turn a staged run into one store commit; returns the commit id."""
+    meta = run.read_meta()
+    exp_id = run.id
+    params: dict[str, Any] = run.read_yaml("params.yaml", {}) or {}
+    for child in _children(run, "params"):
+        params = deep_merge(params, child or {})
+    extra: dict[str, Any] = {"summary": {}, "tags": dict(meta.get("tags") or {}), "notes": meta.get("notes")}
+    for e in [run.read_yaml("extra.yaml", {}) or {}, *_children(run, "extra")]:
+        extra["summary"].update(e.get("summary") or {})
+        extra["tags"].update(e.get("tags") or {})
+        if e.get("notes"):
+            extra["notes"] = e["notes"]
+    errors = _children(run, "error")
+
+    files: dict[str, bytes | Entry | None] = {}
+    table, summary = metrics.merge(run.path / "metrics")
+    if table is not None:
+        files[layout.METRICS_FILE] = metrics.to_parquet_bytes(table)
+    hw = run.path / "hardware.parquet"
+    try:
+        from .hardware import finalize as _hw_finalize
+
+        if _hw_finalize(run.path / "hardware", hw):
+            files[layout.HARDWARE_FILE] = hw.read_bytes()
+    except ImportError:
+        pass
+    for name in (layout.ENVIRONMENT_FILE, layout.REQUIREMENTS_FILE):
+        p = run.path / name
+        if p.exists():
+            files[name] = p.read_bytes()
+    out = b""
+    for p in (run.path / "output-previous.log", run.path / layout.OUTPUT_FILE):
+        if p.exists():
+            out += p.read_bytes()
+    if out or (run.path / layout.OUTPUT_FILE).exists():
+        files[layout.OUTPUT_FILE] = _tail(out, store.config.output_max_size)
+    tables = run.path / "tables"
+    for p in sorted(tables.glob("*.parquet")) if tables.is_dir() else []:
+        files[f"{layout.TABLES_DIR}/{p.name}"] = p.read_bytes()
+    files.update(_artifact_changes(store, run, exp_id))
+
+    ended = layout.utcnow()
+    started = meta.get("started")
+    duration = None
+    if isinstance(started, str):
+        try:
+            duration = round((ended - layout.parse_time(started)).total_seconds(), 3)
+        except ValueError:
+            duration = None
+    if status == "crashed":
+        beat = run.path / "heartbeat"
+        if beat.exists():
+            ended = layout.parse_time(layout.isotime(beat.stat().st_mtime))
+    sessions = meta.get("sessions")
+    if isinstance(sessions, list):
+        sessions.append({"started": started, "ended": layout.isotime(ended), "status": status})
+        duration = round(sum(_span(s) for s in sessions), 3)
+    meta.update(
+        status=status,
+        ended=layout.isotime(ended),
+        duration_s=duration,
+        exit_code=exit_code,
+        tags=extra["tags"],
+        notes=extra["notes"],
+        metrics=_yaml_safe(summary),
+        summary=extra["summary"],
+    )
+    if errors:
+        meta["error"] = errors[-1]
+    ordered = {k: meta[k] for k in _ORDER if k in meta}
+    ordered.update({k: v for k, v in meta.items() if k not in ordered})
+    files[layout.EXPERIMENT_FILE] = layout.dump_yaml(ordered).encode()
+    files[layout.PARAMS_FILE] = layout.dump_yaml(params).encode()
+    source = meta.get("source") or {}
+    tree = source.get("tree") if isinstance(source, dict) else None
+    if tree and store.repo.has_object(tree):
+        files[layout.CODE_DIR] = Entry(layout.CODE_DIR, TREE_MODE, tree)
+    message = f"gitxp: {exp_id} {ordered.get('name')} {status}"
+    head = headline(ordered)
+    if head:
+        message += f" {head}"
+    body = [f"command: {' '.join(map(str, ordered.get('command') or []))}"[:500]]
+    commit = store.commit_experiment(exp_id, files, message + "\n\n" + "\n".join(body) + "\n")
+    run.remove()
+    return commit
+
+
+_ORDER = (
+    "id", "name", "parent", "status", "created", "started", "ended", "duration_s", "command", "cwd",
+    "exit_code", "host", "user", "tags", "notes", "source", "metrics", "summary", "error", "sessions",
+)
+
+
+def _span(s: Any) -> float:
+    try:
+        return (layout.parse_time(s["ended"]) - layout.parse_time(s["started"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def _yaml_safe(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """NaN/inf survive YAML as .nan/.inf; keep them as floats."""
+    for stats in summary.values():
+        for k, v in stats.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                stats[k] = v
+    return summary
+
+
+def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str) -> dict[str, bytes | Entry | None]:
+    try:
+        from . import artifacts
+    except ImportError:
+        return {}
+    entries = artifacts.staged(run.path)
+    if not entries:
+        return {}
+    previous = None
+    tip = store.tip
+    if tip:
+        old = store.repo.lookup(store.repo.read_commit(tip)["tree"], f"{layout.experiment_dir(exp_id)}/{layout.ARTIFACTS_FILE}")
+        if old is not None:
+            previous = layout.load_yaml(store.repo.read_blob(old.sha), what=layout.ARTIFACTS_FILE)
+    return artifacts.tree_changes(store.repo, entries, previous if isinstance(previous, list) else None)
+
+
+def recover(store: Any) -> list[str]:
+    """Commit every dead run as ``crashed``; returns their ids."""
+    done = []
+    for run in staging.dead_runs(store.repo.gitxp_dir):
+        commit_run(store, run, status="crashed")
+        done.append(run.id)
+    return done
+
+

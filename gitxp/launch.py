@@ -1,0 +1,218 @@
+"""Beginning a run: id, staging, code snapshot, environment and hardware capture.
+
+Kept apart from :mod:`gitxp.experiment` so that the logging API stays small
+and ``import gitxp`` cheap; this is what ``gitxp.start()`` and the
+``gitxp start`` wrapper call once per run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import layout, staging
+from .errors import RefError, UsageError
+from .experiment import Experiment, _set_current, check_params, default_name
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return layout.user_name()
+
+
+def resolve_parent(store: Any, ref: str) -> str:
+    """A parent may be stored, or still running (a sweep's parent is, while children run)."""
+    if layout.is_id(ref) and staging.run_dir(store.repo.gitxp_dir, ref).exists():
+        return ref
+    try:
+        return str(store.get(ref).id)
+    except RefError:
+        live = [r.id for r in staging.list_runs(store.repo.gitxp_dir) if r.id.startswith(ref) or r.id.rsplit("-", 1)[-1].startswith(ref)]
+        if len(live) == 1:
+            return live[0]
+        raise
+
+
+def begin(
+    *,
+    name: str | None,
+    params: Mapping[str, Any] | None,
+    tags: Mapping[str, Any] | None,
+    notes: str | None,
+    log_hardware: bool,
+    hardware_interval: float,
+    code_dir: str | os.PathLike[str] | None,
+    capture_code: bool,
+    capture_env: bool,
+    env_vars: Sequence[str],
+    parent: str | None,
+    resume: str | None,
+    repo: str | os.PathLike[str],
+    command: Sequence[str] | None,
+) -> Experiment:
+    from .store import Store
+
+    params = check_params(params or {})
+    tags = {str(k): v for k, v in (tags or {}).items()}
+    if hardware_interval <= 0:
+        raise UsageError(f"hardware interval must be positive, got {hardware_interval}", "e.g. --hardware-interval 0.5")
+    store = Store.open(repo)
+    store.ensure()
+    gitxp_dir = store.repo.gitxp_dir
+    now = layout.utcnow()
+    if resume is not None:
+        rec = store.get(resume)
+        exp_id = rec.id
+        run = staging.run_dir(gitxp_dir, exp_id)
+        if run.exists() and not run.is_dead():
+            raise UsageError(f"experiment {exp_id} is already running", "wait for it to finish")
+        run.remove()
+        run.create()
+        meta = dict(rec.meta)
+        meta.pop("error", None)
+        sessions = list(meta.get("sessions") or [{"started": meta.get("started"), "ended": meta.get("ended"), "status": meta.get("status")}])
+        meta["sessions"] = sessions
+        params = {**dict(rec.params), **params}
+        _stage_previous(rec, run)
+        if name:
+            meta["name"] = layout.check_name(name)
+        meta["tags"] = {**(meta.get("tags") or {}), **tags}
+    else:
+        exp_id = layout.new_id(now)
+        run = staging.run_dir(gitxp_dir, exp_id).create()
+        meta = {
+            "id": exp_id,
+            "name": layout.check_name(name or default_name()),
+            "parent": resolve_parent(store, parent) if parent else None,
+            "status": "running",
+            "created": layout.isotime(now),
+        }
+        meta["tags"] = tags
+        meta["notes"] = notes
+    meta.update(
+        status="running",
+        started=layout.isotime(now),
+        ended=None,
+        duration_s=None,
+        command=list(command) if command is not None else [sys.executable, *sys.argv],
+        cwd=os.getcwd(),
+        exit_code=None,
+        host=socket.gethostname(),
+        user=_user(),
+    )
+    if resume is not None and notes:
+        meta["notes"] = ((meta.get("notes") or "") + "\n" + notes).strip()
+    run.claim()
+    if capture_code:
+        meta["source"] = _snapshot(store, code_dir)
+    else:
+        commit, branch = store.repo.head()
+        meta.setdefault("source", {"branch": branch, "commit": commit, "dirty": None, "tree": None})
+    run.write_meta(meta)
+    run.write_yaml("params.yaml", params)
+    exp = Experiment(store, run, meta, params, owner=True)
+    exp.flush()
+    if capture_env:
+        exp._env_thread = threading.Thread(target=_capture_environment, args=(run, tuple(env_vars), command), daemon=True)
+        exp._env_thread.start()
+    if log_hardware:
+        exp._hardware = _start_hardware(run, hardware_interval, os.getpid())
+    if command is None:
+        _set_current(exp)
+    return exp
+
+
+def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    from . import snapshot
+
+    repo = store.repo
+    if repo.root is None:
+        commit, branch = repo.head()
+        return {"branch": branch, "commit": commit, "dirty": None, "tree": None}
+    cd = None
+    if code_dir is not None:
+        cd = Path(code_dir).resolve()
+        try:
+            cd.relative_to(repo.root)
+        except ValueError:
+            raise UsageError(f"--code-dir {code_dir} is outside the repository {repo.root}", "give a folder inside it") from None
+        if not cd.is_dir():
+            raise UsageError(f"--code-dir {code_dir} is not a folder", "give an existing folder inside the repository")
+    snap = snapshot.capture(repo.root, repo.git_dir, code_dir=cd, max_file_size=store.config.snapshot_max_file_size)
+    out: dict[str, Any] = {"branch": snap.branch, "commit": snap.commit, "dirty": snap.dirty, "tree": snap.tree}
+    if snap.code_dir:
+        out["code_dir"] = snap.code_dir
+    if snap.skipped:
+        out["skipped"] = list(snap.skipped)
+    return out
+
+
+def _capture_environment(run: staging.RunDir, env_vars: tuple[str, ...], command: Sequence[str] | None) -> None:
+    """Runs in a thread so the wrapped command starts at once; failures only warn."""
+    try:
+        from . import environment
+
+        python = _command_python(command)
+        if python is None:
+            env = environment.capture(extra_env_vars=env_vars)
+        else:
+            env = environment.capture_interpreter(python, extra_env_vars=env_vars)
+        run.write_yaml(layout.ENVIRONMENT_FILE, env)
+        staging.atomic_write(run.path / layout.REQUIREMENTS_FILE, environment.requirements_txt(env))
+    except Exception as exc:  # a missing environment never fails a run
+        print(f"gitxp: could not record the environment: {exc}", file=sys.stderr)
+
+
+def _command_python(command: Sequence[str] | None) -> str | None:
+    """The interpreter a wrapped command runs, when it is another Python than ours.
+
+    ``gitxp`` installed with pipx lives in its own venv; the packages that
+    matter are those of the Python that runs the script.
+    """
+    import shutil
+
+    if not command:
+        return None
+    prog = Path(command[0]).name
+    if not prog.startswith(("python", "pypy")):
+        return None
+    found = shutil.which(command[0])
+    if found is None or os.path.abspath(found) == os.path.abspath(sys.executable):
+        return None
+    return found
+
+
+def _start_hardware(run: staging.RunDir, interval: float, pid: int) -> Any:
+    try:
+        from .hardware import HardwareSampler
+
+        sampler = HardwareSampler(run.path / "hardware", interval=interval, pid=pid)
+        sampler.start()
+        return sampler
+    except Exception as exc:
+        print(f"gitxp: hardware sampling is off: {exc}", file=sys.stderr)
+        return None
+
+
+def _stage_previous(rec: Any, run: staging.RunDir) -> None:
+    """Carry a resumed experiment's metrics, hardware and output into the new session."""
+    import pyarrow.parquet as pq
+
+    data = rec.read_file(layout.METRICS_FILE)
+    if data is not None:
+        staging.atomic_write(run.path / "metrics" / "00000000000000000000-previous.parquet", data)
+    data = rec.read_file(layout.HARDWARE_FILE)
+    if data is not None:
+        staging.atomic_write(run.path / "hardware" / "hardware-000000-previous.parquet", data)
+    data = rec.read_file(layout.OUTPUT_FILE)
+    if data is not None:
+        staging.atomic_write(run.path / "output-previous.log", data)
+    del pq

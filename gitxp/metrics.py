@@ -1,0 +1,186 @@
+"""Metric segments: buffered rows → Parquet segments → one sorted metrics.parquet.
+
+The hot path (``Experiment.log_metric``) only appends a tuple to a list. A
+background thread calls :func:`flush_rows` at least every second, which
+writes the rows gathered so far as one small Parquet *segment* in staging
+(atomic rename), so a crash loses at most the last interval. Finishing
+merges the segments into ``metrics.parquet`` — long format, sorted by name
+then step, ``name`` dictionary-encoded — and computes the per-metric
+summary kept in ``experiment.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+SEGMENT_GLOB = "*.parquet"
+
+
+def schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("name", pa.dictionary(pa.int32(), pa.string())),
+            ("step", pa.int64()),
+            ("value", pa.float64()),
+            ("timestamp", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def take_rows(rows: list[tuple[str, int, float, int]]) -> list[tuple[str, int, float, int]]:
+    """Detach the rows appended so far without losing concurrent appends.
+
+    Slicing and ``del`` of a list prefix are each atomic under the GIL, and
+    appends made in between land after ``n``, so they stay for next time.
+    """
+    n = len(rows)
+    if not n:
+        return []
+    chunk = rows[:n]
+    del rows[:n]
+    return chunk
+
+
+def rows_to_table(rows: list[tuple[str, int, float, int]]) -> Any:
+    import pyarrow as pa
+
+    names, steps, values, stamps = zip(*rows)
+    return pa.Table.from_arrays(
+        [
+            pa.array(names, pa.string()).dictionary_encode(),
+            pa.array(steps, pa.int64()),
+            pa.array(values, pa.float64()),
+            pa.array(stamps, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        ],
+        schema=schema(),
+    )
+
+
+def flush_rows(rows: list[tuple[str, int, float, int]], seg_dir: Path, tag: str) -> int:
+    """Write the pending rows as one segment; returns how many were written."""
+    chunk = take_rows(rows)
+    if not chunk:
+        return 0
+    import pyarrow.parquet as pq
+
+    name = f"{time.time_ns():020d}-{tag}.parquet"
+    tmp = seg_dir / f".{name}.tmp"
+    pq.write_table(rows_to_table(chunk), tmp, compression="zstd")
+    os.replace(tmp, seg_dir / name)
+    return len(chunk)
+
+
+def read_segments(seg_dir: Path) -> Any:
+    """All readable segments in write order; a torn last file (crash) is skipped."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for p in sorted(seg_dir.glob(SEGMENT_GLOB)) if seg_dir.is_dir() else []:
+        try:
+            t = pq.read_table(p)
+        except (OSError, pa.ArrowInvalid):
+            continue
+        if t.num_rows:
+            tables.append(t.select(["name", "step", "value", "timestamp"]).cast(schema()))
+    return pa.concat_tables(tables) if tables else None
+
+
+def merge(seg_dir: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Merge segments into one table sorted by (name, step) plus per-metric stats.
+
+    The sort works on dictionary codes re-ranked alphabetically rather than on
+    decoded strings, which keeps memory near the size of the numeric columns.
+    Rows with equal name and step keep their logging order (stable sort).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = read_segments(seg_dir)
+    if table is None:
+        return None, {}
+    table = table.unify_dictionaries().combine_chunks()
+    names = table.column("name").chunk(0) if table.column("name").num_chunks else pa.array([], schema().field("name").type)
+    dictionary = names.dictionary
+    order = pc.sort_indices(dictionary)
+    rank = pc.sort_indices(order).cast(pa.int32())  # rank[code] = alphabetical position
+    codes = pc.take(rank, names.indices)
+    keyed = pa.table({"k": codes, "step": table.column("step")})
+    idx = pc.sort_indices(keyed, sort_keys=[("k", "ascending"), ("step", "ascending")])
+    sorted_dict = pc.take(dictionary, order)
+    new_names = pa.DictionaryArray.from_arrays(pc.take(codes, idx), sorted_dict)
+    out = pa.Table.from_arrays(
+        [new_names, pc.take(table.column("step"), idx), pc.take(table.column("value"), idx), pc.take(table.column("timestamp"), idx)],
+        schema=schema(),
+    )
+    return out, summarize(out)
+
+
+def summarize(table: Any) -> dict[str, dict[str, Any]]:
+    """{name: {last, min, max, count, last_step}} over a sorted metric table.
+
+    ``min``/``max`` ignore NaN (a diverged step should not hide the best
+    value); ``last`` is the value at the highest step, NaN included.
+    """
+    import pyarrow as pa
+
+    if table is None or table.num_rows == 0:
+        return {}
+    names = table.column("name").combine_chunks()
+    if isinstance(names, pa.DictionaryArray):
+        names = names.dictionary_decode()
+    t = pa.table({"name": names, "step": table.column("step"), "value": table.column("value")})
+    agg = t.group_by("name", use_threads=False).aggregate(
+        [("value", "last"), ("value", "min"), ("value", "max"), ("value", "count"), ("step", "last")]
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in agg.to_pylist():
+        out[row["name"]] = {
+            "last": _clean(row["value_last"]),
+            "min": _clean(row["value_min"]),
+            "max": _clean(row["value_max"]),
+            "count": int(row["value_count"]),
+            "last_step": int(row["step_last"]),
+        }
+    return dict(sorted(out.items()))
+
+
+def _clean(v: float | None) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return float("nan")
+    return float(v)
+
+
+def to_parquet_bytes(table: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def from_parquet_bytes(data: bytes, *, what: str = "metrics.parquet") -> Any:
+    """Read a Parquet blob from the store, checking the schema (pulled data is untrusted)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .errors import UnsafeDataError
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise UnsafeDataError(f"{what} is not valid Parquet", "the store may be damaged; see `git fsck`") from exc
+    if what.startswith("metrics"):
+        want = {"name", "step", "value", "timestamp"}
+        if not want.issubset(table.column_names):
+            raise UnsafeDataError(f"{what} lacks columns {sorted(want - set(table.column_names))}", "the store may be damaged or hostile")
+    return table

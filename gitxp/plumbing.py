@@ -1,0 +1,473 @@
+"""A small git layer: find the repository, write objects, read trees, move refs.
+
+This is the only module that imports dulwich. Objects are written by a
+streaming loose-object writer of our own (temp file + atomic rename), which
+avoids dulwich's whole-object buffering and the ``FileLocked`` races it has
+when several processes write the same object. Reading goes through dulwich,
+which understands packs. Branch updates happen under a file lock plus
+compare-and-swap on the ref, retried when another writer (or plain git)
+moved it first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import stat
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import NotARepositoryError, StoreError
+
+TREE_MODE = 0o040000
+FILE_MODE = 0o100644
+EXEC_MODE = 0o100755
+LINK_MODE = 0o120000
+GITLINK_MODE = 0o160000
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    mode: int
+    sha: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == TREE_MODE
+
+
+def _read_gitfile(path: Path) -> Path:
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        raise NotARepositoryError(str(path.parent))
+    target = Path(text[len("gitdir:"):].strip())
+    return target if target.is_absolute() else (path.parent / target).resolve()
+
+
+def discover(path: str | os.PathLike[str] = ".") -> tuple[Path | None, Path, Path]:
+    """Find ``(work_tree, git_dir, common_dir)`` at or above ``path`` without dulwich.
+
+    Cheap on purpose: listings read a cache and may never need dulwich at all.
+    Linked worktrees (``.git`` is a file) and bare repositories are handled.
+    """
+    start = Path(path).resolve()
+    env_dir = os.environ.get("GIT_DIR")
+    if env_dir:
+        git_dir = Path(env_dir).resolve()
+        work = Path(os.environ.get("GIT_WORK_TREE", start)).resolve()
+        return work, git_dir, _common(git_dir)
+    for d in (start, *start.parents):
+        dotgit = d / ".git"
+        if dotgit.is_dir() and (dotgit / "HEAD").exists():
+            return d, dotgit, _common(dotgit)
+        if dotgit.is_file():
+            git_dir = _read_gitfile(dotgit)
+            return d, git_dir, _common(git_dir)
+        if d.name.endswith(".git") or (d / "objects").is_dir() and (d / "refs").is_dir() and (d / "HEAD").is_file():
+            if (d / "HEAD").is_file() and (d / "objects").is_dir():
+                return None, d, _common(d)
+    raise NotARepositoryError(str(start))
+
+
+def _common(git_dir: Path) -> Path:
+    f = git_dir / "commondir"
+    if f.is_file():
+        c = Path(f.read_text().strip())
+        return c if c.is_absolute() else (git_dir / c).resolve()
+    return git_dir
+
+
+class Repo:
+    """One git repository as gitxp sees it.
+
+    ``root`` is the work tree (None when bare); ``git_dir`` is this work
+    tree's git directory; ``common_dir`` holds objects and refs shared by all
+    worktrees, and so gitxp's own ``gitxp/`` folder.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ".") -> None:
+        self.root, self.git_dir, self.common_dir = discover(path)
+        self.objects_dir = self.common_dir / "objects"
+        self.gitxp_dir = self.common_dir / "gitxp"
+        self._dulwich: Any = None
+
+    # ------------------------------------------------------------ dulwich
+
+    @property
+    def dulwich(self) -> Any:
+        if self._dulwich is None:
+            os.environ.setdefault("GIT_AUTO_GC", "0")
+            from dulwich.repo import Repo as DRepo
+
+            try:
+                self._dulwich = DRepo(str(self.git_dir) if self.root is None else str(self.root))
+            except Exception as exc:  # NotGitRepository and friends
+                raise NotARepositoryError(str(self.root or self.git_dir)) from exc
+            self._dulwich._autogc_disabled = True
+        return self._dulwich
+
+    def close(self) -> None:
+        if self._dulwich is not None:
+            self._dulwich.close()
+            self._dulwich = None
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ writing objects
+
+    def write_object(self, kind: str, data: bytes, *, level: int = 1) -> str:
+        return self.write_stream(kind, [data], len(data), level=level)
+
+    def write_blob(self, data: bytes) -> str:
+        return self.write_object("blob", data)
+
+    def write_stream(self, kind: str, chunks: Iterable[bytes], size: int, *, level: int = 1) -> str:
+        """Write one loose object from pieces, in bounded memory.
+
+        ``level=0`` stores without compression: right for encrypted data,
+        which does not compress (and 10× faster than zlib on it). The object
+        is written to a temp file and renamed into place, so a crash leaves
+        no half object and concurrent writers of the same object both win.
+        """
+        h = hashlib.sha1()
+        header = b"%s %d\0" % (kind.encode(), size)
+        h.update(header)
+        comp = zlib.compressobj(level)
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.objects_dir / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):x}"
+        written = 0
+        try:
+            with open(tmp, "wb") as f:
+                f.write(comp.compress(header))
+                for chunk in chunks:
+                    written += len(chunk)
+                    h.update(chunk)
+                    f.write(comp.compress(chunk))
+                f.write(comp.flush())
+            if written != size:
+                raise StoreError(f"object size changed while writing ({written} != {size} bytes)", "do not modify files while they are being logged")
+            sha = h.hexdigest()
+            dest = self.objects_dir / sha[:2] / sha[2:]
+            if dest.exists():
+                tmp.unlink()
+            else:
+                dest.parent.mkdir(exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, dest)
+            return sha
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def write_tree(self, entries: Iterable[Entry]) -> str:
+        """Serialise a tree in git's canonical order (directories sort as ``name/``)."""
+        items = sorted(entries, key=lambda e: e.name + "/" if e.mode == TREE_MODE else e.name)
+        out = bytearray()
+        seen: set[str] = set()
+        for e in items:
+            if not e.name or "/" in e.name or e.name in (".", "..") or "\x00" in e.name:
+                raise StoreError(f"invalid tree entry name {e.name!r}", "this is a bug in gitxp; please report it")
+            if e.name in seen:
+                raise StoreError(f"duplicate tree entry {e.name!r}", "this is a bug in gitxp; please report it")
+            seen.add(e.name)
+            out += b"%o %s\0" % (e.mode, e.name.encode("utf-8"))
+            out += bytes.fromhex(e.sha)
+        return self.write_object("tree", bytes(out))
+
+    def write_commit(self, tree: str, parents: list[str], message: str, *, when: float | None = None) -> str:
+        name, email = self.identity()
+        ts = int(when if when is not None else time.time())
+        off = -time.timezone if not time.localtime(ts).tm_isdst else -time.altzone
+        sign = "+" if off >= 0 else "-"
+        tz = f"{sign}{abs(off) // 3600:02d}{abs(off) % 3600 // 60:02d}"
+        who = f"{name} <{email}> {ts} {tz}"
+        lines = [f"tree {tree}"] + [f"parent {p}" for p in parents] + [f"author {who}", f"committer {who}", "", message.rstrip("\n") + "\n"]
+        return self.write_object("commit", "\n".join(lines).encode("utf-8"))
+
+    def identity(self) -> tuple[str, str]:
+        name = os.environ.get("GIT_COMMITTER_NAME") or self.config("user", "name")
+        email = os.environ.get("GIT_COMMITTER_EMAIL") or self.config("user", "email")
+        if not name:
+            name = "gitxp"
+        if not email:
+            email = f"{os.environ.get('USER', 'gitxp')}@{socket.gethostname() or 'localhost'}"
+        return name.replace("<", "").replace(">", "").replace("\n", " "), email.replace("<", "").replace(">", "").replace("\n", "")
+
+    # ------------------------------------------------------------ config
+
+    def config(self, section: str, key: str, default: str | None = None) -> str | None:
+        """``git config section.key`` from the repository, user and system files."""
+        if not hasattr(self, "_config"):
+            from dulwich.config import ConfigFile, StackedConfig
+
+            backends = []
+            try:
+                backends.append(ConfigFile.from_path(str(self.common_dir / "config")))
+            except (OSError, ValueError):
+                pass
+            backends.extend(StackedConfig.default_backends())
+            self._config = StackedConfig(backends)
+        try:
+            value = self._config.get((section.encode(),), key.encode())
+        except KeyError:
+            return default
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+    # ------------------------------------------------------------ reading
+
+    def has_object(self, sha: str) -> bool:
+        if (self.objects_dir / sha[:2] / sha[2:]).exists():
+            return True
+        return sha.encode() in self.dulwich.object_store
+
+    def read_raw(self, sha: str) -> tuple[str, bytes]:
+        """(type, content) of an object: loose ones directly, packed ones through dulwich."""
+        p = self.objects_dir / sha[:2] / sha[2:]
+        try:
+            raw = zlib.decompress(p.read_bytes())
+        except FileNotFoundError:
+            try:
+                kind, data = self.dulwich.object_store.get_raw(sha.encode())
+            except KeyError as exc:
+                raise StoreError(f"object {sha[:12]} is missing from the repository", "run `git fsck`; fetch the store again with `gitxp pull`") from exc
+            return {1: "commit", 2: "tree", 3: "blob", 4: "tag"}[kind], data
+        except zlib.error as exc:
+            raise StoreError(f"object {sha[:12]} is corrupt", "run `git fsck`") from exc
+        nul = raw.index(b"\0")
+        kind, _, _size = raw[:nul].partition(b" ")
+        return kind.decode(), raw[nul + 1 :]
+
+    def read_blob(self, sha: str) -> bytes:
+        kind, data = self.read_raw(sha)
+        if kind != "blob":
+            raise StoreError(f"object {sha[:12]} is a {kind}, not a file", "the store may be damaged or hostile")
+        return data
+
+    def iter_blob(self, sha: str, chunk: int = 1 << 20) -> Iterable[bytes]:
+        """Stream a blob's content; loose objects are inflated piece by piece."""
+        p = self.objects_dir / sha[:2] / sha[2:]
+        if not p.exists():
+            yield self.read_blob(sha)
+            return
+        d = zlib.decompressobj()
+        header_done = False
+        buf = b""
+        with open(p, "rb") as f:
+            while True:
+                raw = f.read(chunk)
+                if not raw:
+                    break
+                out = d.decompress(raw)
+                if not header_done:
+                    buf += out
+                    nul = buf.find(b"\0")
+                    if nul < 0:
+                        continue
+                    if not buf.startswith(b"blob "):
+                        raise StoreError(f"object {sha[:12]} is not a file", "the store may be damaged or hostile")
+                    header_done = True
+                    out = buf[nul + 1 :]
+                if out:
+                    yield out
+            tail = d.flush()
+            if tail:
+                yield tail
+
+    def read_tree(self, sha: str) -> list[Entry]:
+        kind, data = self.read_raw(sha)
+        if kind != "tree":
+            raise StoreError(f"object {sha[:12]} is a {kind}, not a folder", "the store may be damaged or hostile")
+        out: list[Entry] = []
+        i, n = 0, len(data)
+        while i < n:
+            sp = data.index(b" ", i)
+            nul = data.index(b"\0", sp)
+            mode = int(data[i:sp], 8)
+            name = data[sp + 1 : nul].decode("utf-8", "surrogateescape")
+            out.append(Entry(name, mode, data[nul + 1 : nul + 21].hex()))
+            i = nul + 21
+        return out
+
+    def read_commit(self, sha: str) -> dict[str, Any]:
+        kind, data = self.read_raw(sha)
+        if kind != "commit":
+            raise StoreError(f"object {sha[:12]} is a {kind}, not a commit", "the store may be damaged")
+        head, _, message = data.partition(b"\n\n")
+        info: dict[str, Any] = {"parents": [], "message": message.decode("utf-8", "replace")}
+        for line in head.split(b"\n"):
+            k, _, v = line.partition(b" ")
+            if k == b"tree":
+                info["tree"] = v.decode()
+            elif k == b"parent":
+                info["parents"].append(v.decode())
+            elif k == b"committer":
+                parts = v.rsplit(b" ", 2)
+                info["time"] = int(parts[1]) if len(parts) == 3 else 0
+        return info
+
+    def lookup(self, tree: str | None, path: str) -> Entry | None:
+        """The entry at ``path`` (``a/b/c``) under ``tree``, or None."""
+        if tree is None:
+            return None
+        cur = Entry("", TREE_MODE, tree)
+        for part in [p for p in path.split("/") if p]:
+            if not cur.is_tree:
+                return None
+            for e in self.read_tree(cur.sha):
+                if e.name == part:
+                    cur = e
+                    break
+            else:
+                return None
+        return cur
+
+    def read_path(self, tree: str | None, path: str) -> bytes | None:
+        e = self.lookup(tree, path)
+        if e is None or e.mode not in (FILE_MODE, EXEC_MODE):
+            return None
+        return self.read_blob(e.sha)
+
+    def update_tree(self, tree: str | None, changes: Mapping[str, Entry | None]) -> str:
+        """Rewrite only the trees along the changed paths (cost O(depth × width)).
+
+        ``changes`` maps a slash path to its new entry (mode + sha; the name is
+        taken from the path) or None to remove it.
+        """
+        direct: dict[str, Entry | None] = {}
+        nested: dict[str, dict[str, Entry | None]] = {}
+        for path, entry in changes.items():
+            head, _, rest = path.strip("/").partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = entry
+            else:
+                direct[head] = None if entry is None else Entry(head, entry.mode, entry.sha)
+        current = {e.name: e for e in self.read_tree(tree)} if tree else {}
+        for name, sub in nested.items():
+            old = current.get(name)
+            base = old.sha if old is not None and old.is_tree else None
+            new_sha = self.update_tree(base, sub)
+            current[name] = Entry(name, TREE_MODE, new_sha)
+        for name, entry in direct.items():
+            if entry is None:
+                current.pop(name, None)
+            else:
+                current[name] = entry
+        current = {k: v for k, v in current.items() if not (v.is_tree and v.sha == EMPTY_TREE)}
+        return self.write_tree(current.values())
+
+    # ------------------------------------------------------------ refs
+
+    def ref(self, branch: str) -> str | None:
+        """The commit a branch points at, read without dulwich (loose, then packed)."""
+        name = f"refs/heads/{branch}"
+        try:
+            value = (self.common_dir / name).read_text().strip()
+            if value.startswith("ref:"):
+                return self.ref(value[4:].strip().removeprefix("refs/heads/"))
+            return value or None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            pass
+        try:
+            with open(self.common_dir / "packed-refs", "rb") as f:
+                target = b" " + name.encode()
+                for line in f:
+                    line = line.rstrip(b"\n")
+                    if line.endswith(target) and not line.startswith((b"#", b"^")):
+                        return line[:40].decode()
+        except FileNotFoundError:
+            pass
+        return None
+
+    def head(self) -> tuple[str | None, str | None]:
+        """(commit, branch) of this work tree's HEAD; either may be None."""
+        try:
+            text = (self.git_dir / "HEAD").read_text().strip()
+        except FileNotFoundError:
+            return None, None
+        if text.startswith("ref:"):
+            ref = text[4:].strip()
+            branch = ref.removeprefix("refs/heads/")
+            return self.ref(branch), branch
+        return text, None
+
+    def cas_ref(self, branch: str, old: str | None, new: str, *, message: str = "") -> bool:
+        """Move a branch from ``old`` to ``new`` only if it still points at ``old``."""
+        from dulwich.file import FileLocked
+
+        name = f"refs/heads/{branch}".encode()
+        refs = self.dulwich.refs
+        try:
+            if old is None:
+                return bool(refs.add_if_new(name, new.encode(), message=message.encode() or None))
+            return bool(refs.set_if_equals(name, old.encode(), new.encode(), message=message.encode() or None))
+        except FileLocked:
+            return False
+
+    def commit_to_branch(
+        self,
+        branch: str,
+        build: Callable[[str | None, str | None], tuple[str, str] | None],
+        *,
+        timeout: float = 600.0,
+    ) -> str | None:
+        """Commit on ``branch`` without checking it out; retried until it lands.
+
+        ``build(tip_commit, tip_tree)`` returns ``(tree, message)`` for the new
+        commit (or None to commit nothing); it runs again if another writer
+        moved the branch meanwhile. A file lock orders gitxp writers, the CAS
+        protects against everyone else (git itself included). A busy lock
+        waits with backoff; it never fails a user's run.
+        """
+        from filelock import FileLock
+
+        self.gitxp_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.gitxp_dir / "store.lock"))
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        with lock.acquire(timeout=timeout):
+            while True:
+                tip = self.ref(branch)
+                tip_tree = self.read_commit(tip)["tree"] if tip else None
+                built = build(tip, tip_tree)
+                if built is None:
+                    return None
+                tree, message = built
+                commit = self.write_commit(tree, [tip] if tip else [], message)
+                if self.cas_ref(branch, tip, commit, message=f"gitxp: {message.splitlines()[0]}"):
+                    return commit
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise StoreError(f"could not update branch {branch!r}: it kept moving or stayed locked", f"remove a stale {self.common_dir}/refs/heads/{branch}.lock if no git process runs")
+                time.sleep(min(0.5, 0.002 * 2**min(attempt, 8)) * (0.5 + random.random()))
+
+    def log(self, branch: str, *, limit: int | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
+        """First-parent history of a branch, newest first."""
+        sha = self.ref(branch)
+        n = 0
+        while sha and (limit is None or n < limit):
+            info = self.read_commit(sha)
+            yield sha, info
+            n += 1
+            sha = info["parents"][0] if info["parents"] else None
+
+    def is_locked_file(self, path: Path) -> bool:
+        try:
+            return stat.S_ISREG(path.lstat().st_mode)
+        except FileNotFoundError:
+            return False
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"

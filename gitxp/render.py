@@ -1,0 +1,192 @@
+"""Terminal output: colours, sparklines, aligned tables, the pager, progress."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+SPARK = "▁▂▃▄▅▆▇█"
+_STATUS_COLOURS = {"completed": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan"}
+
+
+def isatty(stream: TextIO | None = None) -> bool:
+    s = stream or sys.stdout
+    try:
+        return s.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def use_colour(stream: TextIO | None = None) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("CLICOLOR_FORCE") or os.environ.get("FORCE_COLOR"):
+        return True
+    return isatty(stream) and os.environ.get("TERM") != "dumb"
+
+
+_CODES = {"red": 31, "green": 32, "yellow": 33, "blue": 34, "magenta": 35, "cyan": 36, "bold": 1, "dim": 2}
+
+
+def style(text: str, colour: str | None, enabled: bool) -> str:
+    if not enabled or not colour:
+        return text
+    return f"\x1b[{_CODES[colour]}m{text}\x1b[0m"
+
+
+def status_colour(status: str) -> str | None:
+    return _STATUS_COLOURS.get(status)
+
+
+def sparkline(values: Sequence[float], width: int = 24) -> str:
+    """Unicode sparkline of a series, downsampled to ``width`` buckets (means); NaN shows as a space."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return ""
+    if len(vals) > width:
+        step = len(vals) / width
+        buckets = []
+        for i in range(width):
+            chunk = [v for v in vals[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)] if math.isfinite(v)]
+            buckets.append(sum(chunk) / len(chunk) if chunk else float("nan"))
+        vals = buckets
+    finite = [v for v in vals if math.isfinite(v)]
+    if not finite:
+        return " " * len(vals)
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    out = []
+    for v in vals:
+        if not math.isfinite(v):
+            out.append(" ")
+        elif span == 0:
+            out.append(SPARK[3])
+        else:
+            out.append(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))])
+    return "".join(out)
+
+
+def fmt_value(v: Any) -> str:
+    """Numbers short and readable (4 significant digits), everything else as text."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def fmt_duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, max_width: int | None = None) -> str:
+    """Columns aligned (numbers right), trimmed to the terminal width from the right."""
+    body = [[fmt_value(c) for c in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in body:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    numeric = [all(_is_num(r[i]) or r[i] == "-" for r in body) and bool(body) for i in range(len(headers))]
+    if max_width:
+        total, keep = 0, 0
+        for w in widths:
+            if total + w + (2 if keep else 0) > max_width and keep >= 2:
+                break
+            total += w + (2 if keep else 0)
+            keep += 1
+        headers, widths, numeric = list(headers)[:keep], widths[:keep], numeric[:keep]
+        body = [r[:keep] for r in body]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric)).rstrip()
+
+    return "\n".join([line(list(headers))] + [line(r) for r in body])
+
+
+def _is_num(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return s in ("nan", "inf", "-inf")
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def page(text: str) -> None:
+    """Through ``$GIT_PAGER``/``$PAGER`` (default ``less -FRX``) on a terminal, like git; plain otherwise."""
+    if not text.endswith("\n"):
+        text += "\n"
+    if not isatty(sys.stdout) or os.environ.get("GITXP_NO_PAGER"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    pager = os.environ.get("GITXP_PAGER") or os.environ.get("GIT_PAGER") or os.environ.get("PAGER") or "less"
+    if pager in ("cat", ""):
+        sys.stdout.write(text)
+        return
+    env = dict(os.environ)
+    env.setdefault("LESS", "FRX")
+    try:
+        proc = subprocess.Popen(pager, shell=True, stdin=subprocess.PIPE, env=env)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(text.encode("utf-8", "replace"))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        proc.wait()
+    except OSError:
+        sys.stdout.write(text)
+
+
+class Progress:
+    """A one-line progress display on stderr, shown only on a terminal."""
+
+    def __init__(self, label: str, total: int | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.enabled = isatty(sys.stderr)
+        self._last = 0.0
+
+    def update(self, n: int) -> None:
+        import time
+
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        if self.total:
+            sys.stderr.write(f"\r{self.label}: {100 * self.done // max(self.total, 1)}% ")
+        else:
+            sys.stderr.write(f"\r{self.label}: {self.done} ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()

@@ -1,0 +1,415 @@
+"""The store: one branch of the user's repository holding every experiment.
+
+:class:`Store` opens the branch, creates it on first write, commits
+experiments and amendments, and lists experiments through a derived index
+under ``.git/gitxp/cache/`` that is brought up to date from the branch's new
+trees (only day folders whose tree id changed are re-read), so listing
+20,000 experiments never walks 20,000 directories. :class:`Record` is a
+read-only view of one stored experiment.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import pickle
+import sys
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import config as _config
+from . import layout, staging
+from .errors import RefError, StoreError, UnsafeDataError
+from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
+
+CACHE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored experiment, read-only. Heavy files load on demand."""
+
+    store: Store = field(repr=False, compare=False)
+    id: str
+    tree: str
+    meta: Mapping[str, Any]
+    params: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", ""))
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", ""))
+
+    @property
+    def summary(self) -> Mapping[str, Any]:
+        return self.meta.get("summary") or {}
+
+    @property
+    def tags(self) -> Mapping[str, Any]:
+        return self.meta.get("tags") or {}
+
+    @property
+    def source(self) -> Mapping[str, Any]:
+        return self.meta.get("source") or {}
+
+    @property
+    def metric_summary(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.meta.get("metrics") or {}
+
+    @property
+    def created(self) -> str:
+        return str(self.meta.get("created", ""))
+
+    @property
+    def environment(self) -> Mapping[str, Any] | None:
+        data = self.read_file(layout.ENVIRONMENT_FILE)
+        return layout.load_yaml(data, what=layout.ENVIRONMENT_FILE) if data is not None else None
+
+    def read_file(self, path: str) -> bytes | None:
+        return self.store.repo.read_path(self.tree, path)
+
+    def entry(self, path: str) -> Entry | None:
+        return self.store.repo.lookup(self.tree, path)
+
+    def metrics(self) -> Any:
+        """The metric log as a pyarrow Table (empty with the schema when none)."""
+        from . import metrics as _metrics
+
+        data = self.read_file(layout.METRICS_FILE)
+        if data is None:
+            return _metrics.schema().empty_table()
+        return _metrics.from_parquet_bytes(data)
+
+    def hardware(self) -> Any:
+        from . import metrics as _metrics
+
+        data = self.read_file(layout.HARDWARE_FILE)
+        return None if data is None else _metrics.from_parquet_bytes(data, what=layout.HARDWARE_FILE)
+
+    def table(self, name: str) -> Any:
+        from . import metrics as _metrics
+
+        data = self.read_file(f"{layout.TABLES_DIR}/{layout.table_name(name)}.parquet")
+        if data is None:
+            raise StoreError(f"experiment {self.id} has no table {name!r}", f"see `gitxp show {self.id}`")
+        return _metrics.from_parquet_bytes(data, what=f"table {name}")
+
+    def tables(self) -> list[str]:
+        e = self.entry(layout.TABLES_DIR)
+        if e is None or not e.is_tree:
+            return []
+        return sorted(x.name[: -len(".parquet")] for x in self.store.repo.read_tree(e.sha) if x.name.endswith(".parquet"))
+
+    def output(self) -> str | None:
+        data = self.read_file(layout.OUTPUT_FILE)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    @property
+    def code_tree(self) -> str | None:
+        e = self.entry(layout.CODE_DIR)
+        return e.sha if e is not None and e.is_tree else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape queries and tables work on."""
+        d = dict(self.meta)
+        d["params"] = dict(self.params)
+        return d
+
+
+class Store:
+    """The experiments of one repository (branch ``gitxp`` unless configured)."""
+
+    def __init__(self, repo: Repo, cfg: _config.Config | None = None) -> None:
+        self.repo = repo
+        self.config = cfg or _config.load(repo)
+        self.branch = self.config.branch
+        self._doc: tuple[str | None, dict[str, Any]] | None = None
+        self._index: tuple[str | None, list[Record]] | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = ".") -> Store:
+        return cls(Repo(path))
+
+    def close(self) -> None:
+        self.repo.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def tip(self) -> str | None:
+        return self.repo.ref(self.branch)
+
+    def exists(self) -> bool:
+        return self.tip is not None
+
+    def document(self) -> dict[str, Any] | None:
+        """``gitxp.yaml`` of the branch tip, validated (None if no store yet)."""
+        tip = self.tip
+        if self._doc is not None and self._doc[0] == tip:
+            return self._doc[1]
+        if tip is None:
+            return None
+        tree = self.repo.read_commit(tip)["tree"]
+        data = self.repo.read_path(tree, layout.STORE_FILE)
+        if data is None:
+            raise StoreError(f"branch {self.branch!r} exists but holds no {layout.STORE_FILE}", f"it is not a gitxp store; choose another with `git config gitxp.branch NAME`")
+        doc = layout.check_store_document(layout.load_yaml(data, what=layout.STORE_FILE))
+        self._doc = (tip, doc)
+        return doc
+
+    @property
+    def store_id(self) -> str:
+        doc = self.ensure()
+        return str(doc["store_id"])
+
+    def ensure(self, *, quiet: bool = False) -> dict[str, Any]:
+        """Create the store branch if missing (one notice on stderr); return gitxp.yaml."""
+        doc = self.document()
+        if doc is not None:
+            return doc
+        store_id = str(uuid.uuid4())
+        body = layout.dump_yaml(layout.store_document(store_id))
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str] | None:
+            if tip is not None:
+                return None  # someone else created it meanwhile
+            blob = self.repo.write_blob(body.encode())
+            t = self.repo.write_tree([Entry(layout.STORE_FILE, FILE_MODE, blob)])
+            return t, f"gitxp: init store {store_id}\n\nformat {layout.FORMAT_VERSION}\n"
+
+        made = self.repo.commit_to_branch(self.branch, build)
+        if made and not quiet:
+            print(f"gitxp: created the experiment store on branch '{self.branch}'", file=sys.stderr)
+        self._doc = None
+        doc = self.document()
+        assert doc is not None
+        return doc
+
+    def set_keys(self, fingerprints: list[str]) -> None:
+        """Record key fingerprints in gitxp.yaml (a new commit if they changed)."""
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str] | None:
+            doc = dict(self.document() or {})
+            keys = list(doc.get("keys") or [])
+            new = [k for k in fingerprints if k not in keys]
+            if not new:
+                return None
+            doc["keys"] = keys + new
+            blob = self.repo.write_blob(layout.dump_yaml(doc).encode())
+            t = self.repo.update_tree(tree, {layout.STORE_FILE: Entry(layout.STORE_FILE, FILE_MODE, blob)})
+            return t, f"gitxp: add key {', '.join(new)}\n"
+
+        self.ensure()
+        self.repo.commit_to_branch(self.branch, build)
+        self._doc = None
+
+    # ------------------------------------------------------------------ writing
+
+    def commit_experiment(self, exp_id: str, files: Mapping[str, bytes | Entry | None], message: str) -> str:
+        """Write an experiment's directory (overlaying what is already stored) in one commit.
+
+        ``files`` maps directory-relative paths to content, to an existing
+        object (an Entry, e.g. the code snapshot tree), or None to delete.
+        """
+        self.ensure()
+        changes: dict[str, Entry | None] = {}
+        for rel, content in files.items():
+            if content is None or isinstance(content, Entry):
+                changes[rel] = content
+            else:
+                changes[rel] = Entry(rel.rsplit("/", 1)[-1], FILE_MODE, self.repo.write_blob(content))
+        base = layout.experiment_dir(exp_id)
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str]:
+            old = self.repo.lookup(tree, base)
+            sub = self.repo.update_tree(old.sha if old is not None and old.is_tree else None, changes)
+            return self.repo.update_tree(tree, {base: Entry(exp_id, TREE_MODE, sub)}), message
+
+        commit = self.repo.commit_to_branch(self.branch, build)
+        assert commit is not None
+        self._index = None
+        return commit
+
+    def amend(self, ref: str, *, tags: Mapping[str, Any] | None = None, note: str | None = None, remove: bool = False) -> Record:
+        """Tag, annotate or remove an experiment: each a new store commit.
+
+        A removed experiment's directory leaves the branch tip, so it vanishes
+        from listings; history still holds it.
+        """
+        rec = self.get(ref)
+        base = layout.experiment_dir(rec.id)
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str]:
+            old = self.repo.lookup(tree, base)
+            if old is None:
+                raise RefError(rec.id, "it was removed meanwhile")
+            if remove:
+                return self.repo.update_tree(tree, {base: None}), f"gitxp: rm {rec.id} {rec.name}\n"
+            meta = dict(layout.load_yaml(self.repo.read_path(old.sha, layout.EXPERIMENT_FILE) or b"{}", what=layout.EXPERIMENT_FILE) or {})
+            what = []
+            if tags:
+                meta["tags"] = {**(meta.get("tags") or {}), **tags}
+                what.append("tag " + " ".join(f"{k}={v}" for k, v in tags.items()))
+            if note is not None:
+                meta["notes"] = (str(meta.get("notes") or "") + ("\n" if meta.get("notes") else "") + note).strip()
+                what.append("note")
+            blob = self.repo.write_blob(layout.dump_yaml(meta).encode())
+            sub = self.repo.update_tree(old.sha, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, blob)})
+            return self.repo.update_tree(tree, {base: Entry(rec.id, TREE_MODE, sub)}), f"gitxp: {' and '.join(what) or 'amend'} {rec.id} {rec.name}\n"
+
+        self.repo.commit_to_branch(self.branch, build)
+        self._index = None
+        return rec if remove else self.get(rec.id)
+
+    # ------------------------------------------------------------------ reading
+
+    def _cache_path(self) -> Path:
+        safe = self.branch.replace("/", "%")
+        return self.repo.gitxp_dir / "cache" / f"index-{safe}.pickle"
+
+    def index(self) -> list[Record]:
+        """Every stored experiment, newest first, from the derived cache."""
+        tip = self.tip
+        if self._index is not None and self._index[0] == tip:
+            return self._index[1]
+        if tip is None:
+            self._index = (None, [])
+            return []
+        self.document()  # format gate before reading anything else
+        path = self._cache_path()
+        cached: dict[str, Any] = {}
+        try:
+            with builtins.open(path, "rb") as f:
+                cached = pickle.load(f)
+            if cached.get("version") != CACHE_VERSION:
+                cached = {}
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
+            cached = {}
+        if cached.get("tip") == tip:
+            days = cached["days"]
+        else:
+            days = self._refresh(tip, cached.get("days") or {})
+            self._save_cache(path, tip, days)
+        items = [item for _, exps in days.values() for item in exps.values()]
+        items.sort(key=lambda it: it[0], reverse=True)
+        recs = [Record(self, exp_id, tree, meta, params) for exp_id, tree, meta, params in items]
+        self._index = (tip, recs)
+        return recs
+
+    def _refresh(self, tip: str, old_days: dict[str, Any]) -> dict[str, Any]:
+        root = self.repo.read_commit(tip)["tree"]
+        exps = self.repo.lookup(root, layout.EXPERIMENTS_DIR)
+        days: dict[str, Any] = {}
+        if exps is None or not exps.is_tree:
+            return days
+        for day in self.repo.read_tree(exps.sha):
+            if not day.is_tree:
+                continue
+            prev = old_days.get(day.name)
+            if prev is not None and prev[0] == day.sha:
+                days[day.name] = prev
+                continue
+            prev_exps = prev[1] if prev else {}
+            found: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {}
+            for e in self.repo.read_tree(day.sha):
+                if not e.is_tree or not layout.is_id(e.name):
+                    continue
+                p = prev_exps.get(e.name)
+                if p is not None and p[1] == e.sha:
+                    found[e.name] = p
+                    continue
+                meta, params = self._read_summary(e.sha, e.name)
+                found[e.name] = (e.name, e.sha, meta, params)
+            days[day.name] = (day.sha, found)
+        return days
+
+    def _read_summary(self, tree: str, exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        entries = {e.name: e for e in self.repo.read_tree(tree)}
+        meta: Any = {}
+        params: Any = {}
+        e = entries.get(layout.EXPERIMENT_FILE)
+        if e is not None and e.mode in (FILE_MODE, EXEC_MODE):
+            try:
+                meta = layout.load_yaml(self.repo.read_blob(e.sha), what=f"{exp_id}/experiment.yaml")
+            except UnsafeDataError:
+                meta = {"status": "unreadable"}
+        e = entries.get(layout.PARAMS_FILE)
+        if e is not None and e.mode in (FILE_MODE, EXEC_MODE):
+            try:
+                params = layout.load_yaml(self.repo.read_blob(e.sha), what=f"{exp_id}/params.yaml")
+            except UnsafeDataError:
+                params = {}
+        meta = meta if isinstance(meta, dict) else {}
+        meta["id"] = exp_id
+        return meta, params if isinstance(params, dict) else {}
+
+    def _save_cache(self, path: Path, tip: str, days: dict[str, Any]) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with builtins.open(tmp, "wb") as f:
+                pickle.dump({"version": CACHE_VERSION, "tip": tip, "days": days}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # the cache is an optimisation; a read-only .git still lists
+
+    def experiments(
+        self,
+        branch: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        where: str | None = None,
+    ) -> list[Record]:
+        """Stored experiments, newest first, filtered.
+
+        ``branch`` is the source branch the code was on; ``name`` is a glob;
+        ``where`` is a query such as ``"params.lr < 0.01 and metrics.acc > 0.9"``.
+        """
+        import fnmatch
+
+        recs = self.index()
+        if branch is not None:
+            recs = [r for r in recs if r.source.get("branch") == branch]
+        if status is not None:
+            wanted = {s.strip() for s in status.split(",")}
+            recs = [r for r in recs if r.status in wanted]
+        if name is not None:
+            recs = [r for r in recs if fnmatch.fnmatchcase(r.name, name)]
+        if where:
+            from .query import compile_filter
+
+            keep = compile_filter(where)
+            recs = [r for r in recs if keep(r.as_dict())]
+        return recs
+
+    def get(self, ref: str) -> Record:
+        """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``."""
+        from .resolve import resolve
+
+        return resolve(self.index(), ref)
+
+    def table(self, where: str | None = None, columns: Iterable[str] | None = None) -> Any:
+        """One row per experiment: id, name, status, created, params.*, metrics.*, summary.*."""
+        from .tables import experiments_table
+
+        return experiments_table(self.experiments(where=where), columns=columns)
+
+    def unrecovered(self) -> list[str]:
+        return [r.id for r in staging.dead_runs(self.repo.gitxp_dir)]
+
+
+def open(path: str | os.PathLike[str] = ".") -> Store:  # noqa: A001 - the public name is gitxp.open
+    """Open the experiment store of the repository at or above ``path``."""
+    return Store.open(path)
