@@ -453,11 +453,20 @@ class StreamEncryptor:
 
     Using it twice would reuse (subkey, nonce) pairs, which breaks GCM; so a
     second :meth:`encrypt` is refused.
+
+    ``salt`` (32 bytes) replaces the random salt, for convergent encryption:
+    the same salt, key and plaintext give byte-identical streams, so git
+    stores a re-logged artifact once. The caller must derive the salt from the
+    whole plaintext under a secret key and make sure exactly that plaintext
+    is encrypted (``gitxp.artifacts`` checks every chunk against its first
+    pass); a salt reused for a different plaintext reuses GCM nonces.
     """
 
-    def __init__(self, key: bytes, *, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, key: bytes, *, chunk_size: int = CHUNK_SIZE, salt: bytes | None = None) -> None:
         _check_key(key)
         _check_chunk_size(chunk_size)
+        if salt is not None and (not isinstance(salt, (bytes, bytearray)) or len(salt) != SALT_SIZE):
+            raise ValueError(f"salt must be {SALT_SIZE} bytes")
         self.chunk_size = chunk_size
         self.fingerprint = fingerprint(key)
         self._key = bytes(key)
@@ -466,7 +475,7 @@ class StreamEncryptor:
             VERSION,
             chunk_size,
             bytes.fromhex(self.fingerprint),
-            os.urandom(SALT_SIZE),
+            bytes(salt) if salt is not None else os.urandom(SALT_SIZE),
         )
         self._used = False
 
