@@ -19,7 +19,41 @@ from . import __version__
 from .errors import GitxpError, UsageError
 
 
+#: Commands defined in their own modules, imported only when used or listed.
+LAZY_COMMANDS = {
+    "diff": "gitxp.cli_review:diff",
+    "report": "gitxp.cli_review:report",
+    "plot": "gitxp.cli_review:plot",
+    "checkout": "gitxp.cli_review:checkout",
+    "sweep": "gitxp.cli_sweep:sweep",
+    "push": "gitxp.cli_remote:push",
+    "pull": "gitxp.cli_remote:pull",
+    "hooks": "gitxp.cli_remote:hooks",
+}
+
+
 class GitxpGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if self._lazy(n) is not None)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._lazy(cmd_name)
+
+    def _lazy(self, name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(name)
+        if target is None:
+            return None
+        import importlib
+
+        module, _, attr = target.partition(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return None  # not built yet
+            raise
+        return getattr(mod, attr, None)
+
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         extra["standalone_mode"] = False
         try:
