@@ -303,7 +303,8 @@ class Store:
             days = self._refresh(tip, cached.get("days") or {})
             self._save_cache(path, tip, days)
         items = [item for _, exps in days.values() for item in exps.values()]
-        items.sort(key=lambda it: it[0], reverse=True)
+        # newest first: ids sort by second, `created` (ms) orders runs within one
+        items.sort(key=lambda it: (str(it[2].get("created") or ""), it[0]), reverse=True)
         recs = [Record(self, exp_id, tree, meta, params) for exp_id, tree, meta, params in items]
         self._index = (tip, recs)
         return recs
