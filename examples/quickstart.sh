@@ -16,7 +16,8 @@ gitxp start --scalars -p lr=0.1 --artifact model.txt -- python train.py --lr 0.1
 gitxp start --scalars -p lr=0.3 -- python train.py --lr 0.3
 python api_train.py
 gitxp log
-gitxp show @~1
+gitxp show @~2
+gitxp artifacts @~2
 echo
 echo "store: git log --oneline gitxp (in $work)"
 git log --oneline gitxp

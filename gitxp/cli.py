@@ -101,7 +101,7 @@ def cli(ctx: click.Context, repo: str) -> None:
 def _store(ctx: click.Context) -> Any:
     from .store import Store
 
-    return Store.open(ctx.obj["repo"])
+    return Store.open(ctx.find_root().obj["repo"])
 
 
 def _warn_unrecovered(store: Any) -> None:
@@ -413,6 +413,161 @@ def metrics_cmd(ctx: click.Context, ref: str, fmt: str, output: str | None) -> N
     from . import views
 
     views.export_metrics(_store(ctx).get(ref), fmt, output)
+
+# ---------------------------------------------------------------- artifacts / keys
+
+
+@cli.command()
+@click.argument("ref")
+@click.pass_context
+def artifacts(ctx: click.Context, ref: str) -> None:
+    """List an experiment's artifacts: path, size, encryption, digest.
+
+    \b
+    Example:
+      gitxp artifacts @
+    """
+    from . import artifacts as _artifacts
+    from . import render, views
+
+    rec = _store(ctx).get(ref)
+    rows = [[a["path"], views._size(a["size"]), "yes" if a.get("encrypted") else "no", a.get("parts"), str(a.get("digest", ""))[:24]] for a in _artifacts.read_manifest(rec)]
+    if not rows:
+        click.echo(f"experiment {rec.id} has no artifacts", err=True)
+        return
+    click.echo(render.text_table(["path", "size", "encrypted", "parts", "digest"], rows))
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("path", required=False)
+@click.option("-o", "--output", "dest", type=click.Path(), help="Destination file or folder.")
+@click.pass_context
+def get(ctx: click.Context, ref: str, path: str | None, dest: str | None) -> None:
+    """Decrypt, verify and write an artifact, a folder of artifacts, or all of them.
+
+    One file goes to DEST (default: its name in the current folder); a
+    folder or everything goes into the folder DEST (default ./<id>/).
+    Nothing is written unless every byte verified.
+
+    \b
+    Example:
+      gitxp get @ model.pt -o best.pt
+      gitxp get a3f9 outputs/ -o ./a3f9-outputs
+    """
+    from . import artifacts as _artifacts
+    from . import keys, render
+
+    store = _store(ctx)
+    rec = store.get(ref)
+    written = _artifacts.extract(rec, path, dest, key_loader=keys.key_loader(store), progress=render.isatty(sys.stderr))
+    for p in written:
+        click.echo(str(p))
+
+
+@cli.group()
+def key() -> None:
+    """The artifact key: show its fingerprint, export it, import a colleague's.
+
+    The key never enters the repository: it lives in your config folder
+    (or GITXP_KEY). Share it over a secure channel.
+
+    \b
+    Example:
+      gitxp key show
+      gitxp key export | ssh colleague gitxp -C project key import -
+    """
+
+
+@key.command("show")
+@click.pass_context
+def key_show(ctx: click.Context) -> None:
+    """Fingerprint and location of this store's key, and the fingerprints the store expects.
+
+    \b
+    Example:
+      gitxp key show
+    """
+    from . import crypto
+
+    store = _store(ctx)
+    store_id = store.store_id
+    k = crypto.load_key(store_id)
+    where = "GITXP_KEY" if os.environ.get(crypto.KEY_ENV) else str(crypto.key_path(store_id))
+    click.echo(f"store:       {store_id}")
+    click.echo(f"store keys:  {', '.join((store.document() or {}).get('keys') or []) or '(none yet)'}")
+    if k is None:
+        click.echo(f"your key:    none (it would be created at {where})")
+    else:
+        click.echo(f"your key:    {crypto.fingerprint(k)} ({where})")
+
+
+@key.command("export")
+@click.pass_context
+def key_export(ctx: click.Context) -> None:
+    """Print the key (unpadded base64url) for a colleague or a CI secret.
+
+    \b
+    Example:
+      gitxp key export > key.txt   # then: gitxp key import - < key.txt
+    """
+    from . import crypto, keys
+
+    store = _store(ctx)
+    keys.ensure_store_key(store)
+    k = crypto.load_key(store.store_id)
+    assert k is not None
+    click.echo(crypto.encode_key(k))
+
+
+@key.command("import")
+@click.argument("value", required=False, default="-", metavar="[KEY|-]")
+@click.pass_context
+def key_import(ctx: click.Context, value: str) -> None:
+    """Store a key (argument, or `-` for stdin) for this store; a different old key is kept as a backup.
+
+    \b
+    Example:
+      gitxp key import "$GITXP_SHARED_KEY"
+      gitxp key import - < key.txt
+    """
+    from . import crypto
+
+    text = sys.stdin.read() if value == "-" else value
+    k = crypto.decode_key(text)
+    store = _store(ctx)
+    path = crypto.save_key(store.store_id, k)
+    fp = crypto.fingerprint(k)
+    known = (store.document() or {}).get("keys") or []
+    if known and fp not in known:
+        click.echo(f"gitxp: warning: key {fp} is not one this store's artifacts use ({', '.join(known)})", err=True)
+    click.echo(f"imported key {fp} into {path}")
+
+
+# ---------------------------------------------------------------- environment
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--requirements", type=click.Path(dir_okay=False), help="Write pip pins to FILE.")
+@click.option("--venv", type=click.Path(file_okay=False), help="Create a virtual environment in DIR with the pins.")
+@click.option("--python", "python_exe", metavar="EXE", help="Interpreter for --venv (default: this one).")
+@click.option("--conda", "conda_name", metavar="NAME", help="Create a conda environment NAME (conda, mamba or micromamba).")
+@click.option("--conda-file", type=click.Path(dir_okay=False), help="Write a conda environment.yml to FILE.")
+@click.pass_context
+def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None) -> None:
+    """Show, export or recreate the environment an experiment ran in.
+
+    \b
+    Example:
+      gitxp env a3f9
+      gitxp env a3f9 --venv .venv-a3f9
+      gitxp env a3f9 --requirements requirements.txt --conda-file environment.yml
+    """
+    from . import envcmd
+
+    envcmd.run(_store(ctx).get(ref), requirements=requirements, venv=venv, python=python_exe, conda_name=conda_name, conda_file=conda_file)
+
 
 
 def main() -> None:

@@ -115,6 +115,19 @@ class Record:
         e = self.entry(layout.CODE_DIR)
         return e.sha if e is not None and e.is_tree else None
 
+    def read_artifact(self, path: str) -> bytes:
+        """An artifact's verified, decrypted content (for small files; see extract_artifact)."""
+        from . import artifacts, crypto
+
+        key = crypto.load_key(self.store.store_id)
+        return artifacts.read_bytes(self, path, key=key)
+
+    def extract_artifact(self, path: str | None = None, dest: str | os.PathLike[str] | None = None) -> list[Path]:
+        """Write an artifact (or a folder of them, or all) to ``dest``; see ``gitxp get``."""
+        from . import artifacts, keys
+
+        return artifacts.extract(self, path, dest, key_loader=keys.key_loader(self.store))
+
     def as_dict(self) -> dict[str, Any]:
         """The shape queries and tables work on."""
         d = dict(self.meta)

@@ -1,0 +1,45 @@
+"""`gitxp env REF`: show, export or recreate a recorded environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import environment, render
+from .errors import GitxpError, UsageError
+
+
+def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | None, conda_name: str | None, conda_file: str | None) -> None:
+    env = rec.environment
+    if env is None:
+        raise GitxpError(f"experiment {rec.id} has no recorded environment", "it ran with environment capture off")
+    did = False
+    if requirements:
+        Path(requirements).write_text(environment.requirements_txt(env, experiment=rec.id))
+        click.echo(f"wrote {requirements}", err=True)
+        did = True
+    if conda_file:
+        Path(conda_file).write_text(environment.conda_environment_yml(env, conda_name or f"gitxp-{rec.id[-12:]}"))
+        click.echo(f"wrote {conda_file}", err=True)
+        did = True
+    if conda_name:
+        environment.recreate_conda(env, conda_name, file=Path(conda_file) if conda_file else None)
+        click.echo(f"created conda environment {conda_name}", err=True)
+        did = True
+    if venv:
+        result = environment.recreate_venv(env, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True))
+        for w in result.warnings:
+            click.echo(f"gitxp: warning: {w}", err=True)
+        click.echo(f"created {venv}: {len(result.installed)} package(s) installed", err=True)
+        if result.failed:
+            click.echo(f"{len(result.failed)} pin(s) could not be installed:", err=True)
+            for pin, reason in result.failed:
+                click.echo(f"  {pin}: {reason}", err=True)
+        did = True
+    if not did:
+        render.page(environment.summary(env))
+    if venv and conda_name:
+        raise UsageError("choose --venv or --conda, not both", "run twice")

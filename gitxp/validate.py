@@ -1,0 +1,283 @@
+"""Check a fetched store before anything of it is merged: pulled data is untrusted.
+
+A remote store can be written by anyone with push access, or by a tool
+that is not gitxp. Before ``gitxp pull`` (or the merge inside ``gitxp
+push``) lets a fetched commit reach the local store branch, :func:`check_tree`
+walks what is new in its tree and collects every problem it finds:
+
+* tree entry names: no ``..``, ``.``, ``/``, NUL, empty names, ``.git`` in
+  any letter case;
+* modes: only regular files (100644, 100755) and folders, so no symlink or
+  gitlink can be written out by ``gitxp get`` or ``checkout``. The ``code/``
+  folder is the user's own code snapshot: anything git allows is allowed
+  there, and gitxp never writes it out through its own paths;
+* ``gitxp.yaml`` is valid (a newer format raises :class:`FormatTooNewError`
+  at once: such a store would be misread);
+* day folders are ``YYYY-MM-DD`` dates, experiment folders valid ids of
+  that day, ``experiment.yaml``'s ``id`` matches its folder;
+* every YAML file parses with the safe loader under the size limit, into a
+  mapping (a list for ``artifacts.yaml``) whose paths stay inside their folder;
+* ``metrics.parquet``, ``hardware.parquet`` and ``tables/*.parquet`` are
+  Parquet with the expected columns.
+
+Only folders whose tree id the local store does not already hold are
+walked, so pulling an unchanged 5,000-experiment store again reads one
+tree. The history behind the tip is not walked: gitxp reads only the tip.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from . import layout
+from .errors import UnsafeDataError
+from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
+
+#: How many problems an :class:`UnsafeDataError` lists before it stops looking.
+MAX_PROBLEMS = 10
+
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_YAML_MAPPINGS = (layout.EXPERIMENT_FILE, layout.PARAMS_FILE, layout.ENVIRONMENT_FILE)
+
+
+class _TooMany(Exception):
+    """Stops the walk once enough problems are known to refuse the store."""
+
+
+class Checker:
+    """Collects problems while walking one fetched tree.
+
+    ``known`` holds tree ids already present in the local store (its day
+    folders and experiment folders): those were checked when they arrived
+    or were written by this gitxp, so they are skipped.
+    """
+
+    def __init__(self, repo: Repo, known: set[str] | None = None) -> None:
+        self.repo = repo
+        self.known = known or set()
+        self.problems: list[str] = []
+        self.experiments_checked = 0
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+        if len(self.problems) >= MAX_PROBLEMS:
+            raise _TooMany
+
+    # ------------------------------------------------------------ walking
+
+    def entries(self, sha: str, where: str) -> list[Entry]:
+        """A tree's entries with their names checked (bad ones reported and dropped)."""
+        try:
+            items = self.repo.read_tree(sha)
+        except Exception as exc:  # noqa: BLE001 - a missing or mistyped object is a problem to report
+            self.problem(f"{where or '/'}: unreadable folder ({exc})")
+            return []
+        good = []
+        for e in items:
+            if not _name_ok(e.name):
+                self.problem(f"{where}/{e.name!r}: invalid entry name")
+                continue
+            good.append(e)
+        return good
+
+    def check_root(self, tree: str) -> dict[str, Any] | None:
+        """Walk a whole store tree; returns its ``gitxp.yaml`` (None if unreadable)."""
+        doc: dict[str, Any] | None = None
+        try:
+            entries = {e.name: e for e in self.entries(tree, "")}
+            store_file = entries.pop(layout.STORE_FILE, None)
+            if store_file is None or store_file.mode not in (FILE_MODE, EXEC_MODE):
+                self.problem(f"{layout.STORE_FILE}: missing or not a regular file")
+            else:
+                data = self.blob(store_file, layout.STORE_FILE)
+                if data is not None:
+                    # FormatTooNewError propagates on purpose: never misread a newer store.
+                    try:
+                        doc = layout.check_store_document(layout.load_yaml(data, what=layout.STORE_FILE))
+                    except UnsafeDataError as exc:
+                        self.problem(exc.message)
+            exps = entries.pop(layout.EXPERIMENTS_DIR, None)
+            if exps is not None:
+                if exps.mode != TREE_MODE:
+                    self.problem(f"{layout.EXPERIMENTS_DIR}: not a folder")
+                elif exps.sha not in self.known:
+                    self.check_days(exps.sha)
+            for name, e in sorted(entries.items()):
+                self.check_plain(e, name)
+        except _TooMany:
+            pass
+        return doc
+
+    def check_days(self, sha: str) -> None:
+        for day in self.entries(sha, layout.EXPERIMENTS_DIR):
+            where = f"{layout.EXPERIMENTS_DIR}/{day.name}"
+            if day.mode != TREE_MODE:
+                self.problem(f"{where}: not a folder")
+                continue
+            if not _day_ok(day.name):
+                self.problem(f"{where}: day folder is not named YYYY-MM-DD")
+                continue
+            if day.sha in self.known:
+                continue
+            for xp in self.entries(day.sha, where):
+                if xp.sha in self.known:
+                    continue
+                self.check_experiment(xp, day.name)
+
+    def check_experiment(self, xp: Entry, day: str) -> None:
+        where = f"{layout.EXPERIMENTS_DIR}/{day}/{xp.name}"
+        if xp.mode != TREE_MODE:
+            self.problem(f"{where}: not a folder")
+            return
+        if not layout.is_id(xp.name) or layout.id_day(xp.name) != day:
+            self.problem(f"{where}: not a valid experiment id for day {day}")
+            return
+        self.experiments_checked += 1
+        for e in self.entries(xp.sha, where):
+            path = f"{where}/{e.name}"
+            if e.name == layout.CODE_DIR:
+                if e.mode != TREE_MODE:
+                    self.problem(f"{path}: not a folder")
+                continue  # the user's code snapshot: git's rules, never written out by gitxp
+            if not self.check_plain(e, path):
+                continue
+            if e.name in _YAML_MAPPINGS or e.name == layout.ARTIFACTS_FILE:
+                self.check_yaml(e, path, xp.name)
+            elif e.name in (layout.METRICS_FILE, layout.HARDWARE_FILE):
+                self.check_parquet(e, path, e.name)
+            elif e.name == layout.TABLES_DIR:
+                for t in self.entries(e.sha, path):
+                    if t.mode in (FILE_MODE, EXEC_MODE) and t.name.endswith(".parquet"):
+                        self.check_parquet(t, f"{path}/{t.name}", f"table {t.name}")
+
+    def check_plain(self, e: Entry, path: str) -> bool:
+        """Only regular files and folders of regular files; False when ``e`` is bad."""
+        if e.mode in (FILE_MODE, EXEC_MODE):
+            return True
+        if e.mode != TREE_MODE:
+            kind = {0o120000: "a symlink", 0o160000: "a submodule link"}.get(e.mode, f"mode {e.mode:o}")
+            self.problem(f"{path}: {kind} (only regular files are allowed)")
+            return False
+        if e.sha in self.known:
+            return True
+        for sub in self.entries(e.sha, path):
+            self.check_plain(sub, f"{path}/{sub.name}")
+        return True
+
+    def blob(self, e: Entry, path: str) -> bytes | None:
+        try:
+            return self.repo.read_blob(e.sha)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            self.problem(f"{path}: unreadable file ({exc})")
+            return None
+
+    def check_yaml(self, e: Entry, path: str, exp_id: str) -> None:
+        if e.mode == TREE_MODE:
+            self.problem(f"{path}: a folder where a YAML file belongs")
+            return
+        data = self.blob(e, path)
+        if data is None:
+            return
+        try:
+            doc = layout.load_yaml(data, what=path)
+        except UnsafeDataError as exc:
+            self.problem(exc.message)
+            return
+        if e.name == layout.ARTIFACTS_FILE:
+            self.check_manifest(doc, path)
+        elif e.name == layout.PARAMS_FILE and doc is None:
+            return  # an empty params file reads as no parameters
+        elif not isinstance(doc, dict):
+            self.problem(f"{path}: not a mapping")
+        elif e.name == layout.EXPERIMENT_FILE and doc.get("id", exp_id) != exp_id:
+            self.problem(f"{path}: id {doc.get('id')!r} does not match its folder")
+
+    def check_manifest(self, doc: Any, path: str) -> None:
+        if doc is None:
+            return
+        if not isinstance(doc, list):
+            self.problem(f"{path}: not a list of artifacts")
+            return
+        for item in doc:
+            if not isinstance(item, dict) or "path" not in item:
+                self.problem(f"{path}: an entry without a path")
+                continue
+            try:
+                layout.safe_relpath(item["path"], what="artifact path")
+            except UnsafeDataError as exc:
+                self.problem(f"{path}: {exc.message}")
+
+    def check_parquet(self, e: Entry, path: str, what: str) -> None:
+        if e.mode == TREE_MODE:
+            self.problem(f"{path}: a folder where a Parquet file belongs")
+            return
+        data = self.blob(e, path)
+        if data is None:
+            return
+        from . import metrics
+
+        try:
+            metrics.from_parquet_bytes(data, what=what)
+        except UnsafeDataError as exc:
+            self.problem(f"{path}: {exc.message}")
+
+
+def _name_ok(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\x00" not in name and name.lower() != ".git"
+
+
+def _day_ok(name: str) -> bool:
+    if not _DAY_RE.match(name):
+        return False
+    try:
+        _dt.date.fromisoformat(name)
+    except ValueError:
+        return False
+    return True
+
+
+def known_trees(repo: Repo, tree: str | None) -> set[str]:
+    """Tree ids of the local store that need no checking: root, ``experiments``, days, experiments.
+
+    Reads one tree per day folder (a few hundred reads for years of work),
+    never an experiment's files.
+    """
+    out: set[str] = set()
+    if tree is None:
+        return out
+    exps = repo.lookup(tree, layout.EXPERIMENTS_DIR)
+    if exps is None or not exps.is_tree:
+        return out
+    out.add(exps.sha)
+    for day in repo.read_tree(exps.sha):
+        if day.is_tree:
+            out.add(day.sha)
+            out.update(x.sha for x in repo.read_tree(day.sha) if x.is_tree)
+    return out
+
+
+def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str = "the remote") -> dict[str, Any]:
+    """Validate a fetched store tree; return its ``gitxp.yaml`` or raise.
+
+    Raises:
+        FormatTooNewError: the fetched store has a newer format.
+        UnsafeDataError: anything else is wrong. The message summarises;
+            ``problems`` (also ``candidates``, which the CLI prints one per
+            line) lists up to :data:`MAX_PROBLEMS` of them.
+    """
+    checker = Checker(repo, set(known))
+    doc = checker.check_root(tree)
+    if checker.problems or doc is None:
+        problems = checker.problems or [f"{layout.STORE_FILE}: unreadable"]
+        more = "+" if len(problems) >= MAX_PROBLEMS else ""
+        err = UnsafeDataError(
+            f"refusing the store fetched from {source}: {len(problems)}{more} problem(s), first: {problems[0]}",
+            "nothing was merged; ask whoever pushed it to repair the store, or pull from another remote",
+        )
+        err.problems = problems  # type: ignore[attr-defined]
+        err.candidates = problems  # type: ignore[attr-defined]
+        raise err
+    return doc

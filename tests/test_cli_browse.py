@@ -1,0 +1,139 @@
+"""Browsing and amending through the real CLI: log, show, table, metrics, tag, note, rm."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import gitxp
+from gitxp.cli import cli
+from conftest import fsck, gitxp as run_gitxp, run_git
+
+
+@pytest.fixture
+def populated(git_repo: Path) -> Path:
+    for i, lr in enumerate([0.1, 0.01, 0.001]):
+        with gitxp.start(repo=str(git_repo), name="train" if i < 2 else "other", params={"lr": lr, "model": {"depth": i}}, log_hardware=False, capture_env=False) as xp:
+            for s in range(10):
+                xp.log_metric("loss", (1 - lr) / (s + 1), step=s)
+            xp.log_metric("acc", 0.8 + i / 10)
+    with pytest.raises(RuntimeError):
+        with gitxp.start(repo=str(git_repo), name="bad", log_hardware=False, capture_env=False):
+            raise RuntimeError("diverged")
+    run_git(git_repo, "checkout", "-q", "-b", "feature")
+    with gitxp.start(repo=str(git_repo), name="feat", log_hardware=False, capture_env=False):
+        pass
+    run_git(git_repo, "checkout", "-q", "main")
+    return git_repo
+
+
+def invoke(repo: Path, *args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(cli, ["-C", str(repo), *args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_log_current_branch_newest_first(populated: Path) -> None:
+    code, out, _ = invoke(populated, "log")
+    assert code == 0
+    names = [ln.split("(")[1].rstrip(")") for ln in out.splitlines() if ln.startswith("experiment ")]
+    assert names == ["bad", "other", "train", "train"]  # not `feat`, which ran on another branch
+    assert "Params:  lr=0.001 model.depth=2" in out and "Status:  failed" in out
+
+
+def test_log_options(populated: Path) -> None:
+    _, out, _ = invoke(populated, "log", "--oneline", "--all")
+    assert len(out.splitlines()) == 5 and out.splitlines()[0].split()[1] == "feat"
+    _, out, _ = invoke(populated, "log", "--oneline", "-n", "2")
+    assert len(out.splitlines()) == 2
+    _, out, _ = invoke(populated, "log", "--oneline", "--status", "failed")
+    assert [ln.split()[1] for ln in out.splitlines()] == ["bad"]
+    _, out, _ = invoke(populated, "log", "--oneline", "--name", "tr*")
+    assert [ln.split()[1] for ln in out.splitlines()] == ["train", "train"]
+    _, out, _ = invoke(populated, "log", "--branch", "feature", "--format", "{name} {status}")
+    assert out == "feat completed\n"
+    _, out, _ = invoke(populated, "log", "--where", "params.lr < 0.05 and metrics.acc > 0.85", "--format", "{params.lr} {metrics.acc:.2f}")
+    assert out == "0.001 1.00\n0.01 0.90\n"
+
+
+def test_where_errors_are_usage_errors(populated: Path) -> None:
+    r = run_gitxp(populated, "log", "--where", "__import__('os').system('echo hacked')", check=False)
+    assert r.returncode == 2 and "hacked" not in r.stdout
+    assert r.stderr.startswith("Error: bad --where expression at column 1")
+
+
+def test_show(populated: Path) -> None:
+    code, out, _ = invoke(populated, "show", "train")
+    assert code == 0
+    assert "(train)" in out and "lr" in out and "0.01" in out
+    assert "loss" in out and any(ch in out for ch in "▁▂▃▄▅▆▇█")
+    code, out, _ = invoke(populated, "show", "bad")
+    assert "Error:    RuntimeError: diverged" in out
+
+
+def test_unknown_and_ambiguous_refs(populated: Path) -> None:
+    r = run_gitxp(populated, "show", "zzzz", check=False)
+    assert r.returncode == 2 and r.stderr.startswith("Error: unknown experiment 'zzzz'")
+    ids = [r.id for r in gitxp.open(str(populated)).experiments()]
+    prefix = ids[0][:9]  # the date part: every experiment of the day matches
+    r = run_gitxp(populated, "show", prefix, check=False)
+    assert r.returncode == 2 and "ambiguous" in r.stderr.splitlines()[0]
+    assert len(r.stderr.splitlines()) == 1 + len(ids)  # candidates listed after the error line
+
+
+def test_table_formats(populated: Path) -> None:
+    _, out, _ = invoke(populated, "table", "--format", "json", "--columns", "params.*,metrics.acc")
+    rows = json.loads(out)
+    assert len(rows) == 5 and set(rows[0]) == {"id", "name", "params.lr", "params.model.depth", "metrics.acc"}
+    _, out, _ = invoke(populated, "table", "--format", "csv", "--where", "name == 'train'", "--sort", "params.lr")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["params.lr"] for r in rows] == ["0.01", "0.1"]
+    _, out, _ = invoke(populated, "table", "--format", "markdown", "--columns", "metrics.acc")
+    assert out.splitlines()[0] == "| id | name | metrics.acc |" and out.splitlines()[1] == "|---|---|---|"
+    _, out, _ = invoke(populated, "table")
+    assert out.splitlines()[0].split()[:3] == ["id", "name", "status"]
+
+
+def test_metrics_export(populated: Path, tmp_path: Path) -> None:
+    _, out, _ = invoke(populated, "metrics", "train", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 11 and rows[0]["name"] == "acc" and rows[1]["name"] == "loss"
+    dest = tmp_path / "m.parquet"
+    code, _, _ = invoke(populated, "metrics", "train", "--format", "parquet", "-o", str(dest))
+    import pyarrow.parquet as pq
+
+    assert code == 0 and pq.read_table(dest).num_rows == 11
+
+
+def test_tag_note_rm_are_commits(populated: Path) -> None:
+    n0 = len(run_git(populated, "log", "--format=%s", "gitxp").splitlines())
+    assert invoke(populated, "tag", "train", "reviewed=yes", "score=3")[0] == 0
+    assert invoke(populated, "note", "train", "looks good")[0] == 0
+    rec = gitxp.open(str(populated)).get("train")
+    assert rec.tags == {"reviewed": "yes", "score": 3} and rec.meta["notes"] == "looks good"
+    victim = gitxp.open(str(populated)).get("other").id
+    assert invoke(populated, "rm", "other")[0] == 0
+    assert victim not in [r.id for r in gitxp.open(str(populated)).experiments()]
+    subjects = run_git(populated, "log", "--format=%s", "gitxp").splitlines()
+    assert len(subjects) == n0 + 3 and all(s.startswith("gitxp: ") for s in subjects)
+    assert subjects[0].startswith(f"gitxp: rm {victim}")
+    # history keeps the removed experiment
+    assert run_git(populated, "log", "--format=%H", "gitxp", "--", f"experiments/{victim[:4]}-{victim[4:6]}-{victim[6:8]}/{victim}") != ""
+    fsck(populated)
+
+
+def test_cache_follows_concurrent_writers(populated: Path) -> None:
+    store = gitxp.open(str(populated))
+    assert len(store.experiments()) == 5
+    run_gitxp(populated, "start", "--no-hardware", "--name", "late", "--", "true")
+    fresh = gitxp.open(str(populated))
+    assert fresh.get("@").name == "late" and len(fresh.experiments()) == 6
+    cache = populated / ".git" / "gitxp" / "cache"
+    assert any(cache.iterdir())
+    for p in cache.iterdir():
+        p.unlink()  # the cache is derived: deleting it loses nothing
+    assert len(gitxp.open(str(populated)).experiments()) == 6
