@@ -253,10 +253,7 @@ class Experiment:
     def flush(self) -> None:
         """Write what was logged since the last flush to staging (atomic files)."""
         with self._flush_lock:
-            rows = metrics.take_rows(self._rows)
-            if rows:
-                tmp: list[Any] = [(n, s, v, int(t * 1_000_000)) for n, s, v, t in rows]
-                metrics.flush_rows(tmp, self._seg_dir, self._tag)
+            metrics.flush_rows(self._rows, self._seg_dir, self._tag)
             state = (repr(self.params), repr(self.summary), repr(self.tags), self._meta.get("notes"))
             if state != self._last_saved:
                 suffix = "" if self._owner else f"-{os.getpid()}"

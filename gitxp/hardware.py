@@ -580,12 +580,14 @@ def finalize(out_dir: Path, dest: Path, *, remove_segments: bool = True) -> bool
         True when ``dest`` holds samples; False (and nothing written) when
         there were none.
     """
+    out_dir = Path(out_dir)
+    dest = Path(dest)
+    if not dest.exists() and not (out_dir.is_dir() and any(out_dir.glob(SEGMENT_GLOB))):
+        return False  # nothing sampled (e.g. --no-hardware): don't import pyarrow
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    out_dir = Path(out_dir)
-    dest = Path(dest)
     segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name))
     tables = []
     if dest.exists():

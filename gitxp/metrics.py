@@ -33,7 +33,7 @@ def schema() -> Any:
     )
 
 
-def take_rows(rows: list[tuple[str, int, float, int]]) -> list[tuple[str, int, float, int]]:
+def take_rows(rows: list[Any]) -> list[Any]:
     """Detach the rows appended so far without losing concurrent appends.
 
     Slicing and ``del`` of a list prefix are each atomic under the GIL, and
@@ -47,22 +47,36 @@ def take_rows(rows: list[tuple[str, int, float, int]]) -> list[tuple[str, int, f
     return chunk
 
 
-def rows_to_table(rows: list[tuple[str, int, float, int]]) -> Any:
-    import pyarrow as pa
+def rows_to_table(rows: list[tuple[str, int, float, float]]) -> Any:
+    """Rows of (name, step, value, unix seconds) → an Arrow table, column-wise.
 
-    names, steps, values, stamps = zip(*rows)
+    Timestamps stay Python floats on the hot path (``time.time()`` is the
+    cheapest clock) and become microseconds here, vectorised.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # one C-level pass over the tuples (4-5x faster than zip(*rows) + 4 arrays)
+    st = pa.array(rows, type=_ROW_TYPE())
+    micros = pc.cast(pc.multiply(st.field("t"), 1e6), pa.int64(), safe=False)
     return pa.Table.from_arrays(
         [
-            pa.array(names, pa.string()).dictionary_encode(),
-            pa.array(steps, pa.int64()),
-            pa.array(values, pa.float64()),
-            pa.array(stamps, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            st.field("name").dictionary_encode(),
+            st.field("step"),
+            st.field("value"),
+            micros.cast(pa.timestamp("us", tz="UTC")),
         ],
         schema=schema(),
     )
 
 
-def flush_rows(rows: list[tuple[str, int, float, int]], seg_dir: Path, tag: str) -> int:
+def _ROW_TYPE() -> Any:
+    import pyarrow as pa
+
+    return pa.struct([("name", pa.string()), ("step", pa.int64()), ("value", pa.float64()), ("t", pa.float64())])
+
+
+def flush_rows(rows: list[tuple[str, int, float, float]], seg_dir: Path, tag: str) -> int:
     """Write the pending rows as one segment; returns how many were written."""
     chunk = take_rows(rows)
     if not chunk:
@@ -71,7 +85,7 @@ def flush_rows(rows: list[tuple[str, int, float, int]], seg_dir: Path, tag: str)
 
     name = f"{time.time_ns():020d}-{tag}.parquet"
     tmp = seg_dir / f".{name}.tmp"
-    pq.write_table(rows_to_table(chunk), tmp, compression="zstd")
+    pq.write_table(rows_to_table(chunk), tmp, compression="lz4")  # staging: speed over size
     os.replace(tmp, seg_dir / name)
     return len(chunk)
 
@@ -99,6 +113,8 @@ def merge(seg_dir: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
     decoded strings, which keeps memory near the size of the numeric columns.
     Rows with equal name and step keep their logging order (stable sort).
     """
+    if not seg_dir.is_dir() or not any(seg_dir.glob(SEGMENT_GLOB)):
+        return None, {}  # no metrics: don't pay for importing pyarrow
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -15,7 +15,6 @@ import hashlib
 import os
 import random
 import socket
-import stat
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -404,17 +403,43 @@ class Repo:
         return text, None
 
     def cas_ref(self, branch: str, old: str | None, new: str, *, message: str = "") -> bool:
-        """Move a branch from ``old`` to ``new`` only if it still points at ``old``."""
-        from dulwich.file import FileLocked
+        """Move a branch from ``old`` (None: create it) to ``new`` only if it still points at ``old``.
 
-        name = f"refs/heads/{branch}".encode()
-        refs = self.dulwich.refs
+        Git's own protocol: take ``<ref>.lock`` with O_EXCL, re-read the ref
+        (loose, else packed), write, rename over. Returns False when the ref
+        moved or another writer (gitxp or git) holds the lock. A reflog entry
+        is appended when the repository keeps reflogs for branches.
+        """
+        path = self.common_dir / "refs" / "heads" / branch
+        lock = path.with_name(path.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if old is None:
-                return bool(refs.add_if_new(name, new.encode(), message=message.encode() or None))
-            return bool(refs.set_if_equals(name, old.encode(), new.encode(), message=message.encode() or None))
-        except FileLocked:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
             return False
+        try:
+            with os.fdopen(fd, "w") as f:
+                if self.ref(branch) != old:
+                    return False
+                f.write(new + "\n")
+            os.replace(lock, path)
+        finally:
+            lock.unlink(missing_ok=True)
+        self._reflog(branch, old or ZERO_SHA, new, message)
+        return True
+
+    def _reflog(self, branch: str, old: str, new: str, message: str) -> None:
+        log = self.common_dir / "logs" / "refs" / "heads" / branch
+        if not log.parent.is_dir():
+            return  # git creates logs/ in non-bare repositories; respect its absence
+        name, email = self.identity()
+        ts = int(time.time())
+        line = f"{old} {new} {name} <{email}> {ts} +0000\t{message.splitlines()[0] if message else 'gitxp'}\n"
+        try:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError:
+            pass
 
     def commit_to_branch(
         self,
@@ -446,7 +471,7 @@ class Repo:
                     return None
                 tree, message = built
                 commit = self.write_commit(tree, [tip] if tip else [], message)
-                if self.cas_ref(branch, tip, commit, message=f"gitxp: {message.splitlines()[0]}"):
+                if self.cas_ref(branch, tip, commit, message=message.splitlines()[0]):
                     return commit
                 attempt += 1
                 if time.monotonic() > deadline:
@@ -462,12 +487,6 @@ class Repo:
             yield sha, info
             n += 1
             sha = info["parents"][0] if info["parents"] else None
-
-    def is_locked_file(self, path: Path) -> bool:
-        try:
-            return stat.S_ISREG(path.lstat().st_mode)
-        except FileNotFoundError:
-            return False
 
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
