@@ -255,7 +255,8 @@ def _store_encrypted(
 
     encryptor = crypto.StreamEncryptor(key, chunk_size=chunk_size, salt=salt)
     total = crypto.ciphertext_size(size, chunk_size)
-    objects = _write_parts(repo, _prefetch(encryptor.encrypt(verified())), total, part_size)
+    stream = encryptor.encrypt(verified())
+    objects = _write_parts(repo, _prefetch(stream) if size > 4 * chunk_size else stream, total, part_size)
     return ArtifactEntry(path, size, f"hmac-sha256:{digest.hexdigest()}", True, len(objects), encryptor.fingerprint, tuple(objects))
 
 
@@ -331,14 +332,19 @@ def _write_parts(repo: Repo, pieces: Iterable[bytes], total: int, part_size: int
             n -= len(out)
             yield out
 
-    objects = []
-    for i in range(_count_parts(total, part_size)):
-        length = min(part_size, total - i * part_size)
-        objects.append(repo.write_stream("blob", take(length), length, level=0))
-    # run the stream to its end: the final checks (EOF of the file) happen there
-    if rest or any(len(p) for p in it):
-        raise StoreError("encrypted stream is longer than expected", "this is a bug in gitxp; please report it")
-    return objects
+    try:
+        objects = []
+        for i in range(_count_parts(total, part_size)):
+            length = min(part_size, total - i * part_size)
+            objects.append(repo.write_stream("blob", take(length), length, level=0))
+        # run the stream to its end: the final checks (EOF of the file) happen there
+        if rest or any(len(p) for p in it):
+            raise StoreError("encrypted stream is longer than expected", "this is a bug in gitxp; please report it")
+        return objects
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()  # stops a prefetch thread at once when a write failed
 
 
 def terminal_progress(label: str, total: int, stream: IO[str] | None = None) -> Callable[[int], None] | None:
@@ -374,8 +380,8 @@ def stage(run_path: str | os.PathLike[str], entry: ArtifactEntry) -> None:
     """Record ``entry`` in the run's staging, to be committed with the experiment.
 
     Each process appends one line to its own ``artifacts-<pid>.yaml`` (a
-    YAML list of flow mappings), written with a single ``write`` and synced;
-    a crash can at worst tear the last line, which :func:`staged` skips.
+    YAML list of flow mappings), written with a single ``write``; a crash can
+    at worst tear the last line, which :func:`staged` skips.
     Appending keeps ``log_artifacts`` of a large folder linear.
     """
     item = entry.manifest_item()
@@ -389,8 +395,7 @@ def stage(run_path: str | os.PathLike[str], entry: ArtifactEntry) -> None:
             end = os.fstat(fd).st_size
             if end and os.pread(fd, 1, end - 1) != b"\n":
                 line = b"\n" + line  # an earlier process with this pid crashed mid-line
-            os.write(fd, line)
-            os.fsync(fd)
+            os.write(fd, line)  # no fsync: a killed process loses nothing written
         finally:
             os.close(fd)
 
@@ -658,7 +663,11 @@ def iter_artifact(record: Record, path: str, *, key: bytes | None) -> Iterator[b
         DecryptionError: tampering, truncation, swapped or missing parts, digest mismatch.
         UnsafeDataError: a malformed manifest.
     """
-    item = _find(record, read_manifest(record), path)
+    return _open(record, _find(record, read_manifest(record), path), key)
+
+
+def _open(record: Record, item: dict[str, Any], key: bytes | None) -> Iterator[bytes]:
+    """:func:`iter_artifact` for a manifest line already looked up (extract reads the manifest once)."""
     shas = _part_shas(record, item)
     if item["encrypted"]:
         fp = _stream_fingerprint(record, item)
@@ -773,7 +782,7 @@ def extract(
     temps: list[Path] = []
     try:
         for item, target in plan:
-            pieces = iter_artifact(record, item["path"], key=key_of.get(item["path"]))
+            pieces = _open(record, item, key_of.get(item["path"]))
             temps.append(_write_temp(tmp_dir, pieces, item, progress))
         written = []
         for (item, target), tmp in zip(plan, temps):
