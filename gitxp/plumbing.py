@@ -144,18 +144,27 @@ class Repo:
         h = hashlib.sha1()
         header = b"%s %d\0" % (kind.encode(), size)
         h.update(header)
-        comp = zlib.compressobj(level)
         self.objects_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.objects_dir / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):x}"
         written = 0
         try:
             with open(tmp, "wb") as f:
-                f.write(comp.compress(header))
-                for chunk in chunks:
-                    written += len(chunk)
-                    h.update(chunk)
-                    f.write(comp.compress(chunk))
-                f.write(comp.flush())
+                if level == 0:
+                    sink = _StoredDeflate(f, len(header) + size)
+                    sink.write(header)
+                    for chunk in chunks:
+                        written += len(chunk)
+                        h.update(chunk)
+                        sink.write(chunk)
+                    sink.close()
+                else:
+                    comp = zlib.compressobj(level)
+                    f.write(comp.compress(header))
+                    for chunk in chunks:
+                        written += len(chunk)
+                        h.update(chunk)
+                        f.write(comp.compress(chunk))
+                    f.write(comp.flush())
             if written != size:
                 raise StoreError(f"object size changed while writing ({written} != {size} bytes)", "do not modify files while they are being logged")
             sha = h.hexdigest()
@@ -490,3 +499,36 @@ class Repo:
 
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+class _StoredDeflate:
+    """A zlib stream of *stored* (uncompressed) deflate blocks, written directly.
+
+    For data that does not compress (encrypted artifacts) this is what zlib
+    level 0 produces, without zlib copying every byte: block headers are
+    built here and ``zlib.adler32`` (fast) gives the trailer. Git and
+    dulwich read the result like any loose object.
+    """
+
+    BLOCK = 65535
+
+    def __init__(self, f: Any, total: int) -> None:
+        self.f = f
+        self.left = total
+        self.adler = 1
+        f.write(b"\x78\x01")
+        if total == 0:
+            f.write(b"\x01\x00\x00\xff\xff")
+
+    def write(self, data: bytes) -> None:
+        mv = memoryview(data)
+        self.adler = zlib.adler32(mv, self.adler)
+        for i in range(0, len(mv), self.BLOCK):
+            block = mv[i : i + self.BLOCK]
+            n = len(block)
+            self.left -= n
+            self.f.write(bytes((1 if self.left == 0 else 0, n & 0xFF, n >> 8, ~n & 0xFF, (~n >> 8) & 0xFF)))
+            self.f.write(block)
+
+    def close(self) -> None:
+        self.f.write(self.adler.to_bytes(4, "big"))
