@@ -99,9 +99,17 @@ def main_metric(recs: Sequence[Any]) -> str | None:
     return max(names, key=lambda n: (sum(n in r.metric_summary for r in recs), -names.index(n)))
 
 
+_TABLES: dict[tuple[str, str], Any] = {}
+
+
 def series(rec: Any, metric: str) -> list[tuple[float, float]]:
     """``(step, value)`` of one metric, sorted by step; non-finite values dropped (they cannot be drawn)."""
-    t = rec.metrics()
+    key = (rec.id, rec.tree)
+    t = _TABLES.get(key)
+    if t is None:
+        t = _TABLES[key] = rec.metrics()
+        while len(_TABLES) > 16:  # a report reads each log once per metric; keep only a few
+            del _TABLES[next(iter(_TABLES))]
     if t.num_rows == 0:
         return []
     import pyarrow.compute as pc
@@ -403,7 +411,18 @@ def code_commit(store: Any, rec: Any) -> tuple[str, bool, list[str]]:
         f"including uncommitted edits, on top of its source commit {parent or '(none)'}.\n"
         f"See `gitxp show {short(rec.id)}`.\n"
     )
-    return repo.write_commit(tree, [parent] if parent else [], message), True, notes
+    # Dated at the experiment's start, so asking twice gives the same commit id.
+    when = _epoch(rec.meta.get("started") or rec.created)
+    return repo.write_commit(tree, [parent] if parent else [], message, when=when), True, notes
+
+
+def _epoch(text: Any) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def checkout(store: Any, ref: str, *, branch: str | None = None, worktree: str | os.PathLike[str] | None = None) -> CheckoutResult:
@@ -424,7 +443,7 @@ def checkout(store: Any, ref: str, *, branch: str | None = None, worktree: str |
         git = shutil.which("git")
         if git is None:
             raise GitxpError("--worktree needs the `git` command, which is not on PATH", "install git, or use -b BRANCH alone")
-        dest = Path(worktree).absolute()
+        dest = Path(worktree).resolve()
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise UsageError(f"--worktree {worktree} exists and is not an empty folder", "choose a new folder")
     commit, made, notes = code_commit(store, rec)
@@ -500,8 +519,12 @@ def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_h}" viewBox="0 0 {width} {total_h}" font-family="sans-serif" font-size="12">',
         f'<rect x="0" y="0" width="{width}" height="{total_h}" fill="#ffffff"/>',
     ]
+    for i, lab in enumerate(labels):  # the legend on top, where it is seen before scrolling
+        x, y = 20 + (i % per_row) * 260, 8 + (i // per_row) * 20
+        out.append(f'<rect x="{x}" y="{y + 5}" width="14" height="4" fill="{colour[lab]}"/>')
+        out.append(f'<text x="{x + 20}" y="{y + 11}" fill="#222">{escape(lab[:36])}</text>')
     for p, (metric, lines) in enumerate(panels):
-        y0 = p * height
+        y0 = legend_h + p * height
         pw, ph = width - left - right, height - top - bottom
         pts_all = [pt for _, pts in lines for pt in pts]
         xlo, xhi = _padded(min(x for x, _ in pts_all), max(x for x, _ in pts_all)) if pts_all else (0.0, 1.0)
@@ -531,11 +554,6 @@ def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x
             coords = " ".join(f"{sx(x):.2f},{sy(y):.2f}" for x, y in downsample(pts))
             out.append(f'<polyline fill="none" stroke="{colour[lab]}" stroke-width="2.5" stroke-linejoin="round" points="{coords}"><title>{escape(lab)}</title></polyline>')
         out.append("</g>")
-    ly = height * len(panels) + 8
-    for i, lab in enumerate(labels):
-        x, y = 20 + (i % per_row) * 260, ly + (i // per_row) * 20
-        out.append(f'<rect x="{x}" y="{y}" width="14" height="4" fill="{colour[lab]}" transform="translate(0 5)"/>')
-        out.append(f'<text x="{x + 20}" y="{y + 11}" fill="#222">{escape(lab[:36])}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -546,8 +564,10 @@ def chart_panels(recs: Sequence[Any], metrics: Sequence[str]) -> list[Panel]:
     for m in metrics:
         lines = [(label(r), series(r, m)) for r in recs]
         if not any(pts for _, pts in lines):
-            known = ", ".join(metric_names(recs)) or "none"
-            raise UsageError(f"no experiment logged metric {m!r}", f"choose one of: {known}")
+            known = metric_names(recs)
+            if m in known:
+                raise UsageError(f"metric {m!r} has no finite values to draw", "see `gitxp metrics REF`")
+            raise UsageError(f"no experiment logged metric {m!r}", f"choose one of: {', '.join(known) or 'none'}")
         panels.append((m, lines))
     return panels
 
@@ -740,10 +760,15 @@ def report_markdown(rep: Report) -> str:
 
 _CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1100px}
 h1{font-size:20px;margin:0 0 12px}h2{font-size:16px;margin:22px 0 8px}
-table{border-collapse:collapse;font-size:13px;margin:4px 0}th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f6f8fa}td.em{font-weight:bold;background:#fff8c5}
+table{border-collapse:collapse;font-size:13px;margin:4px 0}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f6f8fa}td.em{font-weight:bold;background:#fff8c5}
 code,pre{font-family:SFMono-Regular,Consolas,monospace;font-size:12px}pre{background:#f6f8fa;padding:8px;overflow:auto}
 .add{color:#1a7f37}.del{color:#cf222e}.hunk{color:#0969da}.note{color:#666;font-size:12px}"""
+
+
+def _css_class(text: str, em: bool) -> str:
+    num = bool(re.match(r"^[-+]?(\d|\.\d|inf|nan)", text))
+    return " ".join(c for c, on in (("num", num), ("em", em)) if on)
 
 
 def report_html(rep: Report) -> str:
@@ -754,7 +779,7 @@ def report_html(rep: Report) -> str:
 
     def table(first: str, body: list[list[tuple[str, bool]]]) -> str:
         head = "".join(f"<th>{escape(h)}</th>" for h in [first, *heads])
-        trs = "".join("<tr>" + "".join(f'<td{" class=em" if em else ""}>{escape(t)}</td>' for t, em in row) + "</tr>" for row in body)
+        trs = "".join("<tr>" + "".join(f'<td class="{_css_class(t, em)}">{escape(t)}</td>' for t, em in row) + "</tr>" for row in body)
         return f"<table><tr>{head}</tr>{trs}</table>"
 
     others = [label(r) for r in rep.recs if r is not rep.baseline]
@@ -764,8 +789,9 @@ def report_html(rep: Report) -> str:
         parts += ["<h2>Metrics</h2>", table("metric", rows["metrics"])]
     names = [n for n in [rep.metric, *metric_names(rep.recs)] if n][:4]
     names = list(dict.fromkeys(names))
-    if names:
-        parts += ["<h2>Charts</h2>", svg_chart(chart_panels(rep.recs, names), width=900, height=300)]
+    panels = [(n, lines) for n in names for lines in [[(label(r), series(r, n)) for r in rep.recs]] if any(p for _, p in lines)]
+    if panels:
+        parts += ["<h2>Charts</h2>", svg_chart(panels, width=900, height=300)]
     if rows["params"]:
         parts += ["<h2>Params</h2>", table("param", rows["params"])]
         if rep.baseline:

@@ -1,0 +1,132 @@
+"""The review commands: ``diff``, ``report``, ``plot`` and ``checkout``.
+
+Registered lazily by :mod:`gitxp.cli`; each parses its options, makes one
+call into :mod:`gitxp.review` and prints the result. Errors are
+:class:`gitxp.errors.GitxpError`s, turned into one line by the CLI's boundary.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _store(ctx: click.Context) -> Any:
+    from .store import Store
+
+    return Store.open((ctx.obj or {}).get("repo", "."))
+
+
+@click.command()
+@click.argument("ref_a", metavar="A")
+@click.argument("ref_b", metavar="B")
+@click.option("--code", is_flag=True, help="Also show a unified diff of the two code snapshots.")
+@click.option("--env", is_flag=True, help="Also show packages and python/CUDA versions that differ.")
+@click.pass_context
+def diff(ctx: click.Context, ref_a: str, ref_b: str, code: bool, env: bool) -> None:
+    """Compare two experiments: params, metrics (with deltas), code, environment.
+
+    Params are shown as dotted keys (~ changed, + only in B, - only in A);
+    metrics side by side as last/min/max with absolute and relative change
+    from A to B.
+
+    \b
+    Example:
+      gitxp diff @~1 @
+      gitxp diff a3f9 b71c --code --env
+    """
+    from . import render, review
+
+    store = _store(ctx)
+    a, b = store.get(ref_a), store.get(ref_b)
+    render.page(review.diff_text(a, b, code=code, env=env, colour=render.use_colour()))
+
+
+@click.command()
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("--baseline", metavar="REF", help="Compare against this experiment (default: the first REF when several).")
+@click.option("-m", "--metric", metavar="NAME", help="Metric to chart (default: the one most experiments logged).")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "html"]), default="markdown", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.pass_context
+def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metric: str | None, fmt: str, output: str | None) -> None:
+    """A review-ready summary to paste into a pull request.
+
+    Params and metrics side by side, each metric's last value with its
+    change against the baseline, a chart (Mermaid in markdown, inline SVG in
+    HTML) and the code diff stat against the baseline's code. The baseline
+    is --baseline, else the first REF when there are several; it is always
+    the first column. HTML output is one self-contained file.
+
+    \b
+    Example:
+      gitxp report a3f9 --baseline b71c
+      gitxp report b71c a3f9 c0de --format html -o report.html
+    """
+    from . import review, views
+
+    rep = review.build_report(_store(ctx), refs, baseline=baseline, metric=metric)
+    text = review.report_markdown(rep) if fmt == "markdown" else review.report_html(rep)
+    views.emit(text, output)
+    if output:
+        click.echo(f"wrote {output}", err=True)
+
+
+@click.command()
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.option("-m", "--metric", "metrics", multiple=True, required=True, metavar="NAME", help="Metric to draw (repeatable: one panel each).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="FILE.svg, or FILE.png (needs matplotlib).")
+@click.pass_context
+def plot(ctx: click.Context, refs: tuple[str, ...], metrics: tuple[str, ...], output: str) -> None:
+    """Draw metric curves of several experiments on one chart.
+
+    SVG is written without any plotting library; PNG needs matplotlib
+    (pip install 'gitxp[plot]'). Long curves are downsampled to 2000 points,
+    keeping minima and maxima.
+
+    \b
+    Example:
+      gitxp plot @~2 @~1 @ -m loss -o loss.svg
+      gitxp plot a3f9 b71c -m loss -m acc -o curves.png
+    """
+    from . import review
+
+    store = _store(ctx)
+    recs = list({r.id: r for r in (store.get(ref) for ref in refs)}.values())
+    path = review.plot(recs, metrics, output)
+    missing = [review.label(r) for r in recs if not any(m in r.metric_summary for m in metrics)]
+    if missing:
+        click.echo(f"gitxp: no {'/'.join(metrics)} in {', '.join(missing)}", err=True)
+    click.echo(f"wrote {Path(path)}", err=True)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("-b", "branch", metavar="BRANCH", help="Create BRANCH (must not exist) at the experiment's code.")
+@click.option("--worktree", metavar="DIR", type=click.Path(file_okay=False), help="Also open the code in a new worktree at DIR (detached without -b).")
+@click.pass_context
+def checkout(ctx: click.Context, ref: str, branch: str | None, worktree: str | None) -> None:
+    """The experiment's exact code as a branch or a worktree.
+
+    From a clean tree, BRANCH points at the source commit. From a dirty tree,
+    one commit is made (parent: the source commit; tree: the snapshot) and
+    BRANCH points at it. With neither -b nor --worktree the commit is only
+    printed. Your current branch, index and files are never touched.
+
+    \b
+    Example:
+      gitxp checkout a3f9 -b xp/lr-sweep
+      gitxp checkout a3f9 --worktree ../a3f9
+    """
+    from . import review
+
+    store = _store(ctx)
+    rec = store.get(ref)
+    res = review.checkout(store, rec.id, branch=branch, worktree=worktree)
+    click.echo(review.describe_checkout(rec, res))
+    if branch is None and worktree is None:
+        click.echo("gitxp: nothing checked out; add -b BRANCH or --worktree DIR to open it", err=True)
+    sys.stdout.flush()
