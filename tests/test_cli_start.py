@@ -184,3 +184,20 @@ def test_hardware_parquet_written(git_repo: Path) -> None:
     env = yaml.safe_load(x.read_file("environment.yaml"))
     assert env["python"]["version"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}")
     assert x.read_file("requirements.txt") is not None
+
+
+def test_start_inside_a_wrapped_script_joins_it(git_repo: Path) -> None:
+    script = "import gitxp\nwith gitxp.start(params={'inner': 1}) as xp:\n    xp.log_metric('m', 2.0)\n    print(xp.id)\n"
+    r = run_gitxp(git_repo, "start", "--no-hardware", "-p", "outer=0", "--", sys.executable, "-c", script)
+    store = gitxp.open(str(git_repo))
+    assert len(store.experiments()) == 1  # one experiment, not two
+    x = store.get("@")
+    assert r.stdout.strip() == x.id and x.params == {"outer": 0, "inner": 1} and x.metric_summary["m"]["last"] == 2.0
+
+
+def test_failing_script_with_exception_records_traceback(git_repo: Path) -> None:
+    script = "import gitxp\nwith gitxp.start():\n    raise ValueError('bad batch')\n"
+    r = run_gitxp(git_repo, "start", "--no-hardware", "--", sys.executable, "-c", script, check=False)
+    assert r.returncode == 1
+    x = gitxp.open(str(git_repo)).get("@")
+    assert x.status == "failed" and x.meta["error"]["type"] == "ValueError" and "bad batch" in x.meta["error"]["traceback"]
