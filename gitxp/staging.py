@@ -141,7 +141,7 @@ def list_runs(gitxp_dir: Path) -> list[RunDir]:
     d = runs_dir(gitxp_dir)
     if not d.is_dir():
         return []
-    return sorted(RunDir(p) for p in d.iterdir() if p.is_dir() and layout.is_id(p.name) and (p / "meta.yaml").exists())  # type: ignore[type-var]
+    return [RunDir(p) for p in sorted(d.iterdir()) if p.is_dir() and layout.is_id(p.name) and (p / "meta.yaml").exists()]
 
 
 def dead_runs(gitxp_dir: Path) -> list[RunDir]:

@@ -1,0 +1,82 @@
+"""``gitxp sweep``: parse, call :func:`gitxp.sweep.run`, render the closing table.
+
+Imported lazily by :mod:`gitxp.cli` (``LAZY_COMMANDS``), so ``gitxp --help``
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import click
+
+
+# Options may follow FILE (interspersed); `--` ends them, so the command keeps its own options.
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, metavar="N", help="Run N configurations at once.")
+@click.option("--split", metavar="I/N", help="Run only configurations i with i % N == I (0-based, for array jobs).")
+@click.option("--queue", is_flag=True, help="Claim configurations, so any number of workers can share the sweep.")
+@click.option("--claim-timeout", type=float, metavar="SECONDS", help="A claim not heartbeated for this long is taken over (default 60, or gitxp.claimTimeout).")
+@click.option("--dry-run", is_flag=True, help="Print the configurations and commands; run nothing.")
+@click.option("--fail-fast", is_flag=True, help="Start no new configuration after one fails.")
+@click.option("--rerun", is_flag=True, help="Run configurations that already completed, too.")
+@click.option("--name", help="Sweep name (default: the file's stem); also the children's name.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag on every child (repeatable).")
+@click.option("--note", help="Free-text note on every child.")
+@click.option("--artifact", "artifact_globs", multiple=True, metavar="GLOB", help="Files to store as artifacts after each run.")
+@click.option("--no-hardware", is_flag=True, help="Do not sample CPU/GPU/memory use.")
+@click.option("--hardware-interval", type=float, default=1.0, show_default=True, metavar="SECONDS", help="Sampling interval.")
+@click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
+@click.option("--code-dir", type=click.Path(file_okay=False), help="Snapshot only this folder.")
+@click.option("--no-capture", is_flag=True, help="Pass output through without writing output.log.")
+@click.option("--scalars", is_flag=True, help="Read `key: value` / `key=value` from the output as metrics.")
+@click.option("--env-var", "env_vars", multiple=True, metavar="NAME", help="Also record this environment variable.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) -> int:
+    """Run COMMAND once per configuration of the sweep FILE; exit 1 if any failed.
+
+    The sweep is a parent experiment and each configuration a child; `{key}`
+    in COMMAND is replaced by the parameter's value. Re-running skips the
+    configurations that completed. Children see their params through
+    `gitxp.current().params`.
+
+    \b
+    Example:
+      gitxp sweep grid.yaml --dry-run -- python train.py --lr {lr}
+      gitxp sweep grid.yaml --jobs 4 --no-hardware -- python train.py --lr {lr} --batch {batch}
+      gitxp sweep grid.yaml --queue -- python train.py --lr {lr}    # on each machine
+      sbatch --array=0-3 --wrap 'gitxp sweep grid.yaml --split $SLURM_ARRAY_TASK_ID/4 -- python train.py --lr {lr}'
+
+    \f
+    Maintainers: all logic is in gitxp.sweep; see its module docstring for
+    claims, parent reuse and skipping.
+    """
+    from pathlib import Path
+
+    from . import sweep as lib
+    from .cli import _kv, default_command_name
+    from .sweep_spec import load, parse_split
+
+    split = parse_split(opts["split"]) if opts["split"] else None
+    if opts["dry_run"]:
+        spec = load(Path(file))
+        for p in lib.plan(spec.configurations, command, split=split):
+            click.echo(f"#{p.index} {lib._describe(p.params)}\n  {shlex.join(p.command)}")
+        return 0
+    options = lib.ChildOptions(
+        artifact_globs=tuple(opts["artifact_globs"]), log_hardware=not opts["no_hardware"],
+        hardware_interval=opts["hardware_interval"], capture_code=not opts["no_code"], code_dir=opts["code_dir"],
+        capture_output=not opts["no_capture"], scalars=opts["scalars"], env_vars=tuple(opts["env_vars"]),
+        tags=_kv(opts["tags"], "--tag"), notes=opts["note"],
+    )
+    result = lib.run(
+        file, list(command), repo=ctx.obj["repo"], jobs=opts["jobs"], split=split, queue=opts["queue"],
+        fail_fast=opts["fail_fast"], rerun=opts["rerun"], name=opts["name"],
+        child_name=opts["name"] or default_command_name(list(command)), claim_timeout=opts["claim_timeout"],
+        options=options,
+    )
+    click.echo(lib.result_table(result))
+    return result.exit_status

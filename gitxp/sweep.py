@@ -1,0 +1,746 @@
+"""Running sweeps: a parent experiment, one child per configuration, resume, split and queue.
+
+Expansion and validation of sweep files live in :mod:`gitxp.sweep_spec`;
+this module runs them. Decisions made here (DESIGN.md "Sweeps"):
+
+* **Identity.** A sweep is identified by its ``sweep_key``: a hash of its
+  name and of every configuration (the command is not part of it, so fixing
+  a typo in the script keeps the sweep). Its parent experiment carries the
+  tags ``sweep_key`` and ``sweep_file``; each child carries ``sweep`` (the
+  parent id), ``sweep_index`` (the position in the whole sweep) and
+  ``sweep_key`` (:func:`~gitxp.sweep_spec.config_key` of its params).
+* **Coordination folder** ``<git common dir>/gitxp/queue/<sweep_key>/``:
+  ``lock`` (``flock``, held only while the parent is looked up, created,
+  taken over or finished), ``parent`` (the parent's id), and in ``--queue``
+  mode ``<i>.claim`` / ``<i>.done`` per configuration and ``workers/``.
+* **The parent** is reused across runs: the id in ``parent``, else a stored
+  experiment tagged with the same ``sweep_key``. One worker at a time holds
+  it open (status ``running`` while it works); the others only name it as
+  parent. Whoever finishes last re-opens it (``resume``) and writes the final
+  counts, so with concurrent workers the parent ends with the counts of the
+  whole sweep. A holder that died is committed as ``crashed`` first.
+* **Skipping.** A configuration is skipped when a child of this parent with
+  the same ``sweep_key`` tag is ``completed`` in the store; other statuses
+  are retried; ``rerun`` runs everything.
+* **Claims** (``--queue``): ``<i>.claim`` is created with ``O_CREAT|O_EXCL``
+  and holds worker/host/pid; a thread touches it every ``timeout/3`` s (at
+  most 10 s). A claim not touched for ``timeout`` s (default 60, ``git config
+  gitxp.claimTimeout``) is stale: a worker takes it over while holding
+  ``<i>.takeover`` (``O_EXCL``), re-checks staleness, then ``os.replace``-s
+  its own claim over it, so the claim file never disappears and only one
+  worker wins. ``<i>.done`` (written before the claim is removed) holds the
+  final status; a ``done`` marker written before a worker started counts as
+  finished only when it says ``completed`` (so a new run retries failures),
+  one written after counts in any case (so a configuration runs once per
+  pass). Workers wait for configurations claimed by live workers, so each
+  worker exits when the whole sweep is done.
+* **Children** are ``gitxp start`` runs in subprocesses (in their own
+  process group, stdin from /dev/null); they die with their worker (Linux
+  ``PR_SET_PDEATHSIG``: SIGTERM, recorded as ``interrupted``). SIGINT,
+  SIGTERM and SIGHUP sent to the sweep are forwarded to every running child
+  and no new configuration starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import sweep_spec
+from .errors import UsageError
+
+DEFAULT_CLAIM_TIMEOUT = 60.0
+MAX_HEARTBEAT_S = 10.0
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class ChildOptions:
+    """The ``gitxp start`` options every configuration of a sweep is run with."""
+
+    artifact_globs: tuple[str, ...] = ()
+    log_hardware: bool = True
+    hardware_interval: float = 1.0
+    capture_code: bool = True
+    code_dir: str | None = None
+    capture_output: bool = True
+    scalars: bool = False
+    env_vars: tuple[str, ...] = ()
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One configuration to run: its index in the whole sweep, params, key and command."""
+
+    index: int
+    params: dict[str, Any]
+    key: str
+    command: list[str]
+
+
+@dataclass
+class Outcome:
+    """What happened to one configuration in this invocation, plus what the store says."""
+
+    planned: Planned
+    status: str = "not run"  # completed, failed, interrupted, skipped, not run, elsewhere
+    exit_code: int | None = None
+    record: Any = None
+
+
+@dataclass
+class SweepResult:
+    parent_id: str | None
+    outcomes: list[Outcome]
+    signal: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """0 when nothing failed, 128+N after signal N, else 1."""
+        if self.signal is not None:
+            return 128 + self.signal
+        return 1 if any(o.status in ("failed", "interrupted") for o in self.outcomes) else 0
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def sweep_key(name: str, configurations: Sequence[Mapping[str, Any]]) -> str:
+    """The identity of a sweep (see the module docstring): name and configurations, not the command."""
+    return sweep_spec.config_key({"name": name, "configurations": list(configurations)})
+
+
+def plan(configurations: Sequence[dict[str, Any]], command: Sequence[str], *, split: tuple[int, int] | None = None) -> list[Planned]:
+    """The configurations this worker considers, with their substituted commands.
+
+    Raises:
+        SweepFileError: a ``{key}`` in ``command`` names no parameter (checked
+            for every configuration before anything runs).
+    """
+    sweep_spec.check_command(command, configurations)
+    pairs = sweep_spec.split(list(configurations), *split) if split else list(enumerate(configurations))
+    return [Planned(i, c, sweep_spec.config_key(c), sweep_spec.substitute(command, c) if command else []) for i, c in pairs]
+
+
+# --------------------------------------------------------------------------- the parent experiment
+
+
+class _Parent:
+    """Finds, creates, holds and finishes the sweep's parent experiment under ``lock``."""
+
+    def __init__(self, store: Any, qdir: Path, *, name: str, key: str, fixed: Mapping[str, Any], tags: Mapping[str, Any], command: list[str], capture_code: bool, repo: str) -> None:
+        self.store, self.qdir, self.name, self.key = store, qdir, name, key
+        self.fixed, self.tags, self.command, self.capture_code, self.repo = fixed, tags, command, capture_code, repo
+        self.id: str = ""
+        self.xp: Any = None
+
+    def _lock(self) -> Any:
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def held() -> Any:
+            with open(self.qdir / "lock", "a+b") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+        return held()
+
+    def _run(self) -> Any:
+        from . import staging
+
+        return staging.run_dir(self.store.repo.gitxp_dir, self.id)
+
+    def _holder_alive(self) -> bool:
+        from . import staging
+
+        run = self._run()
+        if not run.exists():
+            return False
+        owner = run.read_yaml("owner.yaml", {}) or {}
+        if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+            return staging.pid_alive(owner["pid"], owner.get("start_time"))
+        return not run.is_dead()
+
+    def _stored(self, exp_id: str) -> bool:
+        return any(r.id == exp_id for r in self.store.index())
+
+    def open(self) -> None:
+        """Find or create the parent; hold it open unless a live worker already does."""
+        from .experiment import start
+
+        with self._lock():
+            path = self.qdir / "parent"
+            found = path.read_text().strip() if path.exists() else ""
+            if found:
+                self.id = found
+                if not (self._run().exists() or self._stored(found)):
+                    found = ""  # removed from the store: start afresh
+            if not found:
+                found = next((r.id for r in self.store.index() if str(r.tags.get("sweep_key")) == self.key and r.name == self.name), "")
+            if not found:
+                self.xp = start(name=self.name, params=self.fixed, tags={**self.tags, "sweep_key": self.key}, command=self.command,
+                                capture_env=False, log_hardware=False, capture_code=self.capture_code, repo=self.repo)
+                self.id = self.xp.id
+                from .staging import atomic_write
+
+                atomic_write(path, self.id + "\n")
+                return
+            self.id = found
+            if not self._holder_alive():
+                self._take()
+
+    def _take(self) -> None:
+        """Re-open the stored parent (committing a dead holder's run as crashed first)."""
+        from .experiment import start
+        from .finish import commit_run
+
+        run = self._run()
+        if run.exists():
+            commit_run(self.store, run, status="crashed")
+        self.xp = start(resume=self.id, command=self.command, capture_env=False, log_hardware=False, capture_code=False, repo=self.repo)
+
+    def close(self, status: str, summary: Callable[[], dict[str, Any]]) -> None:
+        """Write the counts and finish, unless another live worker still holds the parent."""
+        with self._lock():
+            if self.xp is None:
+                if self._holder_alive():
+                    return  # it will write the counts when it ends
+                self._take()
+            counts = summary()
+            self.xp.summary.update(counts)
+            if status == "completed" and counts.get("failed"):
+                status = "failed"
+            self.xp.finish(status)
+
+
+# --------------------------------------------------------------------------- queue claims
+
+
+class _Claims:
+    """Exactly-once claims on configurations through files on a shared filesystem."""
+
+    def __init__(self, qdir: Path, *, timeout: float, rerun: bool) -> None:
+        self.qdir, self.timeout, self.rerun = qdir, timeout, rerun
+        self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.held: set[int] = set()
+        (qdir / "workers").mkdir(parents=True, exist_ok=True)
+        self._ref = qdir / "workers" / self.worker
+        self._ref.write_text(self._content())
+        self.since = self._ref.stat().st_mtime  # the filesystem's clock, not ours
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._beat, name="gitxp-claims", daemon=True)
+        self._thread.start()
+
+    def _content(self) -> str:
+        return json.dumps({"worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+
+    def _path(self, i: int, kind: str) -> Path:
+        return self.qdir / f"{i}.{kind}"
+
+    def _stale(self, path: Path) -> bool:
+        try:
+            return time.time() - path.stat().st_mtime > self.timeout
+        except FileNotFoundError:
+            return False
+
+    def _mine(self, path: Path) -> bool:
+        try:
+            return json.loads(path.read_text()).get("worker") == self.worker
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def finished(self, i: int) -> bool:
+        """Done in this pass (after we started), or completed before it (unless rerun)."""
+        path = self._path(i, "done")
+        try:
+            mtime = path.stat().st_mtime
+            status = json.loads(path.read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            return False
+        return mtime >= self.since or (status == "completed" and not self.rerun)
+
+    def claim(self, i: int) -> bool | None:
+        """True: ours now; False: a live worker has it (ask again later); None: finished."""
+        if self.finished(i):
+            return None
+        path = self._path(i, "claim")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not self._stale(path) or not self._take_over(i, path):
+                return False
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(self._content())
+        with self._lock:
+            self.held.add(i)
+        if self.finished(i):  # done between our check and the claim
+            self.release(i)
+            return None
+        return True
+
+    def _take_over(self, i: int, path: Path) -> bool:
+        guard = self._path(i, "takeover")
+        try:
+            os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            if self._stale(guard):  # its taker died inside this tiny section
+                try:
+                    os.rename(guard, f"{guard}.dead.{self.worker}")
+                    os.unlink(f"{guard}.dead.{self.worker}")
+                except OSError:
+                    pass
+            return False
+        try:
+            if not self._stale(path):
+                return False  # refreshed or taken over meanwhile
+            tmp = self.qdir / f".{i}.claim.{self.worker}"
+            tmp.write_text(self._content())
+            os.replace(tmp, path)
+            return True
+        finally:
+            guard.unlink(missing_ok=True)
+
+    def done(self, i: int, status: str) -> None:
+        """Record the final status (before releasing the claim, so nobody runs it again)."""
+        tmp = self.qdir / f".{i}.done.{self.worker}"
+        tmp.write_text(json.dumps({"status": status, "worker": self.worker, "time": time.time()}))
+        os.replace(tmp, self._path(i, "done"))
+        self.release(i)
+
+    def release(self, i: int) -> None:
+        path = self._path(i, "claim")
+        with self._lock:
+            self.held.discard(i)
+            if self._mine(path):
+                path.unlink(missing_ok=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(MAX_HEARTBEAT_S, self.timeout / 3)):
+            with self._lock:
+                for i in list(self.held):
+                    path = self._path(i, "claim")
+                    if self._mine(path):
+                        os.utime(path)
+
+    def close(self) -> None:
+        self._stop.set()
+        for i in list(self.held):
+            self.release(i)
+        self._ref.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- running
+
+
+class _Sweep:
+    """Runs planned configurations with ``jobs`` threads, each launching one child at a time."""
+
+    def __init__(self, store: Any, parent: _Parent, todo: list[Planned], *, jobs: int, claims: _Claims | None,
+                 fail_fast: bool, launch: Callable[[Planned], int], log: Callable[[str], None]) -> None:
+        self.store, self.parent, self.todo, self.jobs, self.claims = store, parent, todo, max(1, jobs), claims
+        self.fail_fast, self.launch, self.log = fail_fast, launch, log
+        self.outcomes = {p.index: Outcome(p) for p in todo}
+        self.stop = threading.Event()
+        self.signal: int | None = None
+        self.procs: set[Any] = set()
+        self._lock = threading.Lock()
+        self._queue = list(todo)
+        self._done = 0
+
+    def _next(self) -> Planned | None | bool:
+        """The next configuration to run; False when only others' claims remain (wait)."""
+        with self._lock:
+            waiting = False
+            for p in list(self._queue):
+                got = True if self.claims is None else self.claims.claim(p.index)
+                if got is None:
+                    self._queue.remove(p)
+                    self.outcomes[p.index].status = "elsewhere"
+                elif got:
+                    self._queue.remove(p)
+                    return p
+                else:
+                    waiting = True
+            return False if waiting else None
+
+    def _worker(self) -> None:
+        poll = min(1.0, self.claims.timeout / 4) if self.claims else 0
+        while not self.stop.is_set():
+            p = self._next()
+            if p is None:
+                return
+            if p is False:
+                time.sleep(poll)
+                continue
+            assert isinstance(p, Planned)
+            code = self.launch(p)
+            status = "completed" if code == 0 else "interrupted" if self.signal is not None or code in (130, 143) else "failed"
+            out = self.outcomes[p.index]
+            out.status, out.exit_code = status, code
+            if self.claims is not None:
+                if status == "interrupted":
+                    self.claims.release(p.index)
+                else:
+                    self.claims.done(p.index, status)
+            with self._lock:
+                self._done += 1
+                self.log(f"[{self._done}/{len(self.todo)}] #{p.index} {_describe(p.params)} {status}")
+            if status == "failed" and self.fail_fast:
+                self.log("stopping: --fail-fast")
+                self.stop.set()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+        self.stop.set()
+        for proc in list(self.procs):
+            try:
+                os.kill(proc.pid, signum)
+            except OSError:
+                pass
+
+    def run(self) -> None:
+        in_main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.signal(s, self._on_signal) for s in _FORWARDED} if in_main else {}
+        try:
+            threads = [threading.Thread(target=self._worker, name=f"gitxp-sweep-{n}", daemon=True) for n in range(min(self.jobs, len(self.todo)))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _describe(params: Mapping[str, Any]) -> str:
+    from .tables import flatten
+
+    flat: dict[str, Any] = {}
+    flatten("", dict(params), flat)
+    return " ".join(f"{k[1:]}={sweep_spec.substitute(['{x}'], {'x': v})[0]}" for k, v in flat.items())
+
+
+def _child_spec(p: Planned, *, parent: str, repo: str, name: str, options: ChildOptions) -> dict[str, Any]:
+    return {
+        "command": p.command, "repo": repo, "name": name, "params": p.params, "parent": parent,
+        "tags": {**options.tags, "sweep": parent, "sweep_index": p.index, "sweep_key": p.key},
+        "notes": options.notes, "artifact_globs": list(options.artifact_globs), "log_hardware": options.log_hardware,
+        "hardware_interval": options.hardware_interval, "capture_code": options.capture_code,
+        "code_dir": options.code_dir, "capture_output": options.capture_output, "scalars": options.scalars,
+        "env_vars": list(options.env_vars), "ppid": os.getpid(),
+    }
+
+
+def _child_main() -> None:
+    """Entry point of a sweep's child process: exactly ``gitxp start`` with the typed params of the JSON in argv[1].
+
+    JSON rather than ``-p KEY=VALUE`` keeps types exact (the string ``"1"``
+    stays a string). The child asks Linux to SIGTERM it when its worker dies.
+    """
+    spec = json.loads(sys.argv[1])
+    from . import runner
+    from .errors import GitxpError
+    from .wrap import run_wrapped
+
+    # A dying worker's threads die one by one and each reparenting repeats the
+    # death signal, so: before the command runs, a signal ends us (the staged
+    # run is recovered as crashed); while it runs, run_child's own handler
+    # forwards it (the run is `interrupted`); after, while committing, repeats
+    # are ignored.
+    phase = ["before"]
+    real_run_child = runner.run_child
+
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        phase[0] = "running"
+        try:
+            return real_run_child(*args, **kwargs)
+        finally:
+            phase[0] = "after"
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if phase[0] == "before":
+            os._exit(128 + signum)
+
+    runner.run_child = tracked  # type: ignore[assignment]
+    for s in _FORWARDED:
+        signal.signal(s, on_signal)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != spec.pop("ppid"):
+        sys.exit(128 + signal.SIGTERM)  # the worker died before we could ask
+    try:
+        status = run_wrapped(spec.pop("command"), resume=None, **spec)
+    except GitxpError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        status = exc.exit_code
+    sys.stdout.flush()
+    sys.exit(status)
+
+
+def _pump(src: IO[bytes], dst: IO[bytes], prefix: bytes, lock: threading.Lock) -> None:
+    for line in iter(src.readline, b""):
+        with lock:
+            dst.write(prefix + line)
+            dst.flush()
+    src.close()
+
+
+def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: ChildOptions, prefix: bool) -> Callable[[Planned], int]:
+    out_lock = threading.Lock()
+
+    def launch(p: Planned) -> int:
+        spec = _child_spec(p, parent=sw.parent.id, repo=repo, name=name, options=options)
+        argv = [sys.executable, "-c", "from gitxp.sweep import _child_main; _child_main()", json.dumps(spec)]
+        pipe = subprocess.PIPE if prefix else None
+        with sw._lock:
+            if sw.stop.is_set():
+                return 128 + (sw.signal or signal.SIGTERM)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, process_group=0)  # noqa: S603
+            sw.procs.add(proc)
+        pumps = []
+        if prefix:
+            tag = f"[{p.index}] ".encode()
+            pumps = [threading.Thread(target=_pump, args=(s, d, tag, out_lock), daemon=True)
+                     for s, d in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer))]
+            for t in pumps:
+                t.start()
+        code = proc.wait()
+        for t in pumps:
+            t.join()
+        sw.procs.discard(proc)
+        return 128 - code if code < 0 else code
+
+    return launch
+
+
+def _claim_timeout(store: Any, given: float | None) -> float:
+    if given is None:
+        text = store.repo.config("gitxp", "claimTimeout")
+        try:
+            given = float(text) if text else DEFAULT_CLAIM_TIMEOUT
+        except ValueError:
+            raise UsageError(f"invalid gitxp.claimTimeout {text!r}", "set seconds, e.g. `git config gitxp.claimTimeout 60`") from None
+    if given <= 0:
+        raise UsageError(f"claim timeout must be positive, got {given}", "e.g. --claim-timeout 60")
+    return given
+
+
+def _execute(store: Any, *, name: str, key: str, fixed: Mapping[str, Any], parent_tags: Mapping[str, Any],
+             parent_command: list[str], todo: list[Planned], jobs: int, queue: bool, fail_fast: bool, rerun: bool,
+             claim_timeout: float | None, capture_code: bool, repo: str,
+             make_launch: Callable[[_Sweep], Callable[[Planned], int]], log: Callable[[str], None]) -> SweepResult:
+    """The shared body of the CLI and the Python API: parent, skip, schedule, finish."""
+    qdir = store.repo.gitxp_dir / "queue" / key
+    qdir.mkdir(parents=True, exist_ok=True)
+    timeout = _claim_timeout(store, claim_timeout) if queue else DEFAULT_CLAIM_TIMEOUT
+    parent = _Parent(store, qdir, name=name, key=key, fixed=fixed, tags=parent_tags, command=parent_command,
+                     capture_code=capture_code, repo=repo)
+    parent.open()
+    log(f"sweep {parent.id} {name}: {len(todo)} configuration(s)")
+    done = set() if rerun else {str(r.tags.get("sweep_key")) for r in _children(store, parent.id) if r.status == "completed"}
+    skipped = [p for p in todo if p.key in done]
+    claims = _Claims(qdir, timeout=timeout, rerun=rerun) if queue else None
+    sw = _Sweep(store, parent, [p for p in todo if p.key not in done], jobs=jobs, claims=claims, fail_fast=fail_fast,
+                launch=lambda p: 0, log=log)
+    sw.launch = make_launch(sw)
+    for p in skipped:
+        sw.outcomes[p.index] = Outcome(p, "skipped")
+    if skipped:
+        log(f"skipped {len(skipped)} configuration(s) already completed")
+    status = "interrupted"
+    try:
+        sw.run()
+        status = "interrupted" if sw.signal is not None else "completed"
+    finally:
+        if claims is not None:
+            claims.close()
+        parent.close(status, lambda: _counts(store, parent.id, sw))
+    recs = _latest(store, parent.id)
+    outcomes = [sw.outcomes[p.index] for p in todo]
+    for o in outcomes:
+        o.record = recs.get((o.planned.index, o.planned.key))
+        if o.status == "elsewhere" and o.record is not None:
+            o.status = f"{o.record.status} (elsewhere)"
+    return SweepResult(parent.id, outcomes, sw.signal)
+
+
+def _children(store: Any, parent_id: str) -> list[Any]:
+    return [r for r in store.index() if r.meta.get("parent") == parent_id and "sweep_key" in r.tags]
+
+
+def _latest(store: Any, parent_id: str) -> dict[tuple[int, str], Any]:
+    """The newest child per (sweep_index, sweep_key); index() is newest first."""
+    out: dict[tuple[int, str], Any] = {}
+    for r in _children(store, parent_id):
+        try:
+            k = (int(r.tags.get("sweep_index")), str(r.tags.get("sweep_key")))
+        except (TypeError, ValueError):
+            continue
+        out.setdefault(k, r)
+    return out
+
+
+def _counts(store: Any, parent_id: str, sw: _Sweep) -> dict[str, Any]:
+    """The parent's summary: the newest child of each configuration, across every worker so far."""
+    latest = _latest(store, parent_id)
+    statuses = [r.status for r in latest.values()]
+    out = {"configurations": len(latest), "completed": statuses.count("completed"),
+           "failed": sum(s != "completed" for s in statuses),
+           "skipped": sum(o.status == "skipped" for o in sw.outcomes.values())}
+    return out
+
+
+def run(path: str | os.PathLike[str], command: Sequence[str], *, repo: str = ".", jobs: int = 1,
+        split: tuple[int, int] | None = None, queue: bool = False, fail_fast: bool = False, rerun: bool = False,
+        name: str | None = None, child_name: str, claim_timeout: float | None = None,
+        options: ChildOptions = ChildOptions(), log: Callable[[str], None] | None = None) -> SweepResult:
+    """Run the sweep file at ``path`` (what ``gitxp sweep`` does); returns every outcome.
+
+    Store: a parent experiment and one child per configuration on the store
+    branch; claims and the parent's id under ``<git dir>/gitxp/queue/``.
+
+    Raises:
+        SweepFileError: a malformed file or an unknown ``{key}`` (before anything runs).
+        UsageError: a bad ``--split``, ``--jobs`` or claim timeout, or a command not found.
+    """
+    from .store import Store
+    from .wrap import _check_command
+
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}", "e.g. --jobs 4")
+    spec = sweep_spec.load(Path(path))
+    todo = plan(spec.configurations, command, split=split)
+    if todo:
+        _check_command(todo[0].command)
+    store = Store.open(repo)
+    store.ensure(quiet=True)
+    sweep_name = name or Path(path).stem
+    emit = log or (lambda line: print(f"gitxp sweep: {line}", file=sys.stderr, flush=True))
+    return _execute(
+        store, name=sweep_name, key=sweep_key(sweep_name, spec.configurations), fixed=spec.fixed,
+        parent_tags={"sweep_file": str(path)}, parent_command=["gitxp", "sweep", str(path), "--", *command],
+        todo=todo, jobs=jobs, queue=queue, fail_fast=fail_fast, rerun=rerun, claim_timeout=claim_timeout,
+        capture_code=options.capture_code, repo=repo, log=emit,
+        make_launch=lambda sw: _subprocess_launcher(sw, repo=repo, name=child_name, options=options, prefix=jobs > 1),
+    )
+
+
+def result_table(result: SweepResult, *, metrics_limit: int = 6) -> str:
+    """The closing table: one row per configuration with status and final metrics."""
+    from . import render
+    from .tables import flatten
+
+    flats = []
+    for o in result.outcomes:
+        flat: dict[str, Any] = {}
+        flatten("", o.planned.params, flat)
+        flats.append({k[1:]: v for k, v in flat.items()})
+    keys = list(dict.fromkeys(k for f in flats for k in f))
+    varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1] or keys
+    metric_names: list[str] = []
+    for o in result.outcomes:
+        for m in (o.record.metric_summary if o.record is not None else {}):
+            if m not in metric_names and len(metric_names) < metrics_limit:
+                metric_names.append(m)
+    rows = []
+    for o, f in zip(result.outcomes, flats):
+        ms = o.record.metric_summary if o.record is not None else {}
+        short = o.record.id.rsplit("-", 1)[-1][:8] if o.record is not None else None
+        rows.append([o.planned.index, *(f.get(k) for k in varying), o.status, short,
+                     *((ms.get(m) or {}).get("last") if isinstance(ms.get(m), Mapping) else None for m in metric_names)])
+    return render.text_table(["#", *varying, "status", "id", *metric_names], rows)
+
+
+# --------------------------------------------------------------------------- Python API
+
+
+def _api_child(fn: Callable[[Any, dict[str, Any]], Any], spec: dict[str, Any]) -> None:
+    from .experiment import ENV_ID, ENV_RUN_DIR, start
+
+    os.environ.pop(ENV_ID, None)  # a new experiment, never the one this script may run inside
+    os.environ.pop(ENV_RUN_DIR, None)
+    with start(**spec) as xp:
+        fn(xp, spec["params"])
+
+
+def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathLike[str] | Mapping[str, Any], *,
+          jobs: int = 1, repo: str | os.PathLike[str] = ".", name: str | None = None, rerun: bool = False,
+          **start_options: Any) -> Any:
+    """Run ``fn(xp, params)`` once per configuration, each a child experiment of one sweep experiment.
+
+    Each call runs in its own forked process (``jobs`` at a time), inside
+    ``gitxp.start(...)`` as a context manager: an exception marks that
+    configuration ``failed`` and the others go on. Completed configurations
+    of the same sweep are skipped unless ``rerun``. ``start_options`` go to
+    ``gitxp.start`` (default ``log_hardware=False``).
+
+    Args:
+        grid_or_file: a sweep file's path, or a mapping in the same format.
+
+    Returns:
+        A pyarrow Table of the children (one row per configuration), as ``Store.table()`` builds it.
+
+    Raises:
+        SweepFileError: a malformed grid.
+    """
+    import multiprocessing
+
+    from .store import Store
+    from .tables import experiments_table
+
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, got {jobs}", "e.g. jobs=4")
+    if isinstance(grid_or_file, Mapping):
+        configs, fixed, source = sweep_spec.expand(grid_or_file), {k: v for k, v in grid_or_file.items() if k not in ("grid", "parent")}, None
+    else:
+        spec = sweep_spec.load(Path(grid_or_file))
+        configs, fixed, source = list(spec.configurations), spec.fixed, str(grid_or_file)
+    sweep_name = name or getattr(fn, "__name__", "sweep")
+    todo = plan(configs, [])
+    store = Store.open(repo)
+    store.ensure(quiet=True)
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    start_options.setdefault("log_hardware", False)
+
+    def make_launch(sw: _Sweep) -> Callable[[Planned], int]:
+        def launch(p: Planned) -> int:
+            tags = {"sweep": sw.parent.id, "sweep_index": p.index, "sweep_key": p.key}
+            spec = {**start_options, "name": sweep_name, "params": p.params, "tags": tags, "parent": sw.parent.id, "repo": str(repo)}
+            proc = ctx.Process(target=_api_child, args=(fn, spec), name=f"gitxp-sweep-{p.index}")
+            proc.start()
+            proc.join()
+            code = proc.exitcode or 0
+            return 128 - code if code < 0 else code
+        return launch
+
+    result = _execute(
+        store, name=sweep_name, key=sweep_key(sweep_name, configs), fixed=fixed, parent_tags={"sweep_file": source},
+        parent_command=[sys.executable, *sys.argv], todo=todo, jobs=jobs, queue=False, fail_fast=False, rerun=rerun,
+        claim_timeout=None, capture_code=start_options.get("capture_code", True), repo=str(repo),
+        make_launch=make_launch, log=lambda line: None,
+    )
+    return experiments_table([o.record for o in result.outcomes if o.record is not None])

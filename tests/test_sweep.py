@@ -1,0 +1,193 @@
+"""`gitxp sweep` and `gitxp.sweep.sweep()`: parent/children, skip, failures, split, queue claims, killed workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+from conftest import ROOT, fsck, gitxp, run_git
+
+from gitxp.store import Store
+
+EXAMPLE = ROOT / "examples" / "sweep"
+CMD = ["python", "train.py", "--lr", "{lr}", "--batch", "{batch}", "--epochs", "{epochs}"]
+FAST = ["--no-hardware", "--no-code"]
+
+
+def setup(repo: Path) -> Path:
+    for f in ("grid.yaml", "train.py"):
+        shutil.copy(EXAMPLE / f, repo / f)
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-q", "-m", "sweep example")
+    return repo
+
+
+def children(repo: Path) -> tuple[list, list]:
+    """(parents, children) of every sweep in the store."""
+    recs = Store.open(repo).index()
+    return [r for r in recs if "sweep_file" in r.tags], [r for r in recs if "sweep_index" in r.tags]
+
+
+def popen(repo: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "gitxp", *args], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def test_dry_run_prints_exact_commands_and_runs_nothing(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    r = gitxp(repo, "sweep", "grid.yaml", "--dry-run", "--", *CMD)
+    assert "python train.py --lr 0.1 --batch 16 --epochs 3" in r.stdout
+    assert "python train.py --lr 0.01 --batch 32 --epochs 3" in r.stdout
+    assert r.stdout.count("python train.py") == 4
+    r = gitxp(repo, "sweep", "grid.yaml", "--dry-run", "--split", "1/2", "--", *CMD)
+    assert [line.split()[0] for line in r.stdout.splitlines() if line.startswith("#")] == ["#1", "#3"]
+    assert run_git(repo, "branch", "--list", "gitxp") == ""
+
+
+def test_sweep_creates_parent_and_children_and_rerun_skips(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    r = gitxp(repo, "sweep", "grid.yaml", "--no-hardware", "--", *CMD)
+    parents, kids = children(repo)
+    assert len(parents) == 1 and len(kids) == 4
+    parent = parents[0]
+    assert parent.name == "grid" and parent.status == "completed" and dict(parent.params) == {"epochs": 3}
+    assert parent.summary["completed"] == 4
+    assert {(k.params["lr"], k.params["batch"]) for k in kids} == {(0.1, 16), (0.1, 32), (0.01, 16), (0.01, 32)}
+    assert all(k.meta["parent"] == parent.id and k.tags["sweep"] == parent.id and k.name == "train" for k in kids)
+    assert sorted(k.tags["sweep_index"] for k in kids) == [0, 1, 2, 3]
+    assert all(k.metric_summary["loss"]["last"] < 1 for k in kids)
+    assert "completed" in r.stdout and "loss" in r.stdout
+    log = run_git(repo, "log", "--oneline", "gitxp")
+    assert log.count(" train completed") == 4 and log.count(f"{parent.id} grid completed") == 1
+
+    r = gitxp(repo, "sweep", "grid.yaml", "--no-hardware", "--", *CMD)
+    assert "skipped 4" in r.stderr and r.stdout.count("skipped") == 4
+    parents2, kids2 = children(repo)
+    assert [p.id for p in parents2] == [parent.id] and len(kids2) == 4  # the parent is reused
+    fsck(repo)
+
+
+def test_failure_does_not_stop_others_and_fail_fast_stops(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    r = gitxp(repo, "sweep", "grid.yaml", *FAST, "--", *CMD, "--fail-above", "0.05", check=False)
+    assert r.returncode == 1, r.stderr
+    _, kids = children(repo)
+    assert Counter(k.status for k in kids) == {"failed": 2, "completed": 2}
+    assert children(repo)[0][0].status == "failed"
+
+    r = gitxp(repo, "sweep", "grid.yaml", "--name", "ff", "--fail-fast", *FAST, "--", *CMD, "--fail-above", "0.05", check=False)
+    assert r.returncode == 1 and "fail-fast" in r.stderr
+    ff = [k for k in children(repo)[1] if k.name == "ff"]
+    assert len(ff) == 1 and ff[0].status == "failed"
+    assert r.stdout.count("not run") == 3
+
+
+def test_split_slices_partition_and_share_one_parent(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    procs = [popen(repo, "sweep", "grid.yaml", "--split", f"{i}/2", *FAST, "--", *CMD) for i in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    parents, kids = children(repo)
+    assert len(parents) == 1
+    assert sorted(k.tags["sweep_index"] for k in kids) == [0, 1, 2, 3]
+    assert {k.meta["parent"] for k in kids} == {parents[0].id}
+    assert parents[0].summary["completed"] == 4  # whoever finished last wrote the counts
+
+
+def test_two_queue_workers_run_each_configuration_once(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    procs = [popen(repo, "sweep", "grid.yaml", "--queue", *FAST, "--", *CMD) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    parents, kids = children(repo)
+    assert len(parents) == 1
+    assert Counter(k.tags["sweep_index"] for k in kids) == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert all(k.status == "completed" for k in kids)
+    fsck(repo)
+
+
+def test_killed_queue_worker_configuration_is_retried(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    (repo / "slow.py").write_text(textwrap.dedent("""
+        import os, sys, time
+        open("started", "w").close()
+        while os.path.exists("hold"):
+            time.sleep(0.05)
+        print("ran", sys.argv[1])
+    """))
+    (repo / "hold").write_text("")
+    args = ["sweep", "grid.yaml", "--queue", "--claim-timeout", "2", *FAST, "--", "python", "slow.py", "{lr}-{batch}"]
+    first = popen(repo, *args)
+    deadline = time.monotonic() + 60
+    while not (repo / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (repo / "started").exists(), "the first worker never started configuration 0"
+    claims = list((repo / ".git" / "gitxp" / "queue").glob("*/0.claim"))
+    assert len(claims) == 1
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate()
+    (repo / "hold").unlink()
+
+    r = gitxp(repo, *args)
+    parents, kids = children(repo)
+    # the dead worker's child got SIGTERM with it (interrupted); its parent session is recorded as crashed
+    assert [k.status for k in kids if k.status != "completed"] == ["interrupted"]
+    assert [s["status"] for s in parents[0].meta["sessions"]] == ["crashed", "completed"]
+    done = Counter(k.tags["sweep_index"] for k in kids if k.status == "completed")
+    assert done == {0: 1, 1: 1, 2: 1, 3: 1}, r.stderr
+    assert len(parents) == 1 and parents[0].status == "completed"
+    assert not list(claims[0].parent.glob("*.claim"))
+    fsck(repo)
+
+
+def test_malformed_inputs_are_one_line_errors_with_exit_2(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    (repo / "bad.yaml").write_text("grid:\n  - lr: []\n")
+    (repo / "broken.yaml").write_text("grid: [\n")
+    cases = [
+        (["bad.yaml", "--", "python", "train.py"], "empty list"),
+        (["broken.yaml", "--", "python", "train.py"], "broken.yaml"),
+        (["grid.yaml", "--", "python", "train.py", "--lr", "{nope}"], "unknown placeholder {nope}"),
+        (["grid.yaml", "--split", "2/2", "--", *CMD], "--split"),
+        (["missing.yaml", "--", *CMD], "missing.yaml"),
+        (["grid.yaml", "--", "no-such-program-xyz"], "command not found"),
+    ]
+    for args, needle in cases:
+        r = gitxp(repo, "sweep", *args, check=False)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], (args, r.stderr)
+    assert run_git(repo, "branch", "--list", "gitxp") == ""
+
+
+def test_python_api_runs_functions_in_parallel(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    script = textwrap.dedent("""
+        import gitxp
+        from gitxp.sweep import sweep
+
+        def fit(xp, params):
+            assert gitxp.current() is xp
+            xp.log_metric("score", params["lr"] * params["batch"])
+            if params["lr"] > 0.05 and params["batch"] == 32:
+                raise RuntimeError("boom")
+
+        table = sweep(fit, {"seed": 1, "grid": {"lr": [0.1, 0.01], "batch": [16, 32]}}, jobs=2, capture_code=False, capture_env=False)
+        print(table.num_rows, sorted(table.column("status").to_pylist()))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[0] == "4 ['completed', 'completed', 'completed', 'failed']"
+    parents, kids = children(repo)
+    assert len(parents) == 1 and parents[0].name == "fit" and len(kids) == 4
+    assert {k.meta["parent"] for k in kids} == {parents[0].id}
+    fsck(repo)
