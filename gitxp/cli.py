@@ -272,9 +272,7 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
     store = _store(ctx)
     if not all_ and branch is None:
         branch = store.repo.head()[1]
-    recs = store.experiments(branch=None if all_ else branch, status=status, name=name, where=where)
-    if limit is not None:
-        recs = recs[: max(limit, 0)]
+    recs = store.experiments(branch=None if all_ else branch, status=status, name=name, where=where, limit=limit)
     views.print_log(recs, oneline=oneline, fmt=fmt)
     _warn_unrecovered(store)
 

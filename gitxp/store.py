@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import builtins
 import os
-import pickle
 import sys
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +23,50 @@ from . import layout, staging
 from .errors import RefError, StoreError, UnsafeDataError
 from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
 
-CACHE_VERSION = 2
 
 
-@dataclass(frozen=True)
 class Record:
-    """A stored experiment, read-only. Heavy files load on demand."""
+    """A stored experiment, read-only. Heavy files load on demand.
 
-    store: Store = field(repr=False, compare=False)
-    id: str
-    tree: str
-    meta: Mapping[str, Any]
-    params: Mapping[str, Any]
+    Listings build thousands of these from the index cache, so the metadata
+    stays an encoded blob until someone reads ``meta`` or ``params``.
+    """
+
+    __slots__ = ("store", "id", "tree", "_meta", "_params", "_where")
+
+    def __init__(self, store: Store, id: str, tree: str, meta: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None, *, where: tuple[int, int] | None = None) -> None:
+        self.store = store
+        self.id = id
+        self.tree = tree
+        self._meta = meta
+        self._params = params
+        self._where = where
+
+    def _decode(self) -> None:
+        meta, params = self.store._record_data(self.id, self.tree, self._where)
+        self._meta = self._meta if self._meta is not None else meta
+        self._params = self._params if self._params is not None else params
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        if self._meta is None:
+            self._decode()
+        return self._meta  # type: ignore[return-value]
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        if self._params is None:
+            self._decode()
+        return self._params  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"<Record {self.id} {self.name} {self.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and (self.id, self.tree) == (other.id, other.tree)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.tree))
 
     @property
     def name(self) -> str:
@@ -143,7 +173,8 @@ class Store:
         self.config = cfg or _config.load(repo)
         self.branch = self.config.branch
         self._doc: tuple[str | None, dict[str, Any]] | None = None
-        self._index: tuple[str | None, list[Record]] | None = None
+        self._index: tuple[str | None, list[tuple[Any, ...]]] | None = None
+        self._cache: Any = None
 
     # ------------------------------------------------------------------ opening
 
@@ -152,6 +183,8 @@ class Store:
         return cls(Repo(path))
 
     def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
         self.repo.close()
 
     def __enter__(self) -> Store:
@@ -288,12 +321,11 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
-    def _cache_path(self) -> Path:
-        safe = self.branch.replace("/", "%")
-        return self.repo.gitxp_dir / "cache" / f"index-{safe}.pickle"
-
     def index(self) -> list[Record]:
         """Every stored experiment, newest first, from the derived cache."""
+        return [Record(self, h[1], h[5], where=(h[6], h[7])) for h in self._headers()]
+
+    def _headers(self) -> list[tuple[Any, ...]]:
         tip = self.tip
         if self._index is not None and self._index[0] == tip:
             return self._index[1]
@@ -301,33 +333,41 @@ class Store:
             self._index = (None, [])
             return []
         self.document()  # format gate before reading anything else
-        path = self._cache_path()
-        cached: dict[str, Any] = {}
-        try:
-            with builtins.open(path, "rb") as f:
-                cached = pickle.load(f)
-            if cached.get("version") != CACHE_VERSION:
-                cached = {}
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
-            cached = {}
-        if cached.get("tip") == tip:
-            days = cached["days"]
-        else:
-            days = self._refresh(tip, cached.get("days") or {})
-            self._save_cache(path, tip, days)
-        items = [item for _, exps in days.values() for item in exps.values()]
-        # newest first: ids sort by second, `created` (ms) orders runs within one
-        items.sort(key=lambda it: (str(it[2].get("created") or ""), it[0]), reverse=True)
-        recs = [Record(self, exp_id, tree, meta, params) for exp_id, tree, meta, params in items]
-        self._index = (tip, recs)
-        return recs
+        if self._cache is None:
+            from .cache import IndexCache
 
-    def _refresh(self, tip: str, old_days: dict[str, Any]) -> dict[str, Any]:
+            self._cache = IndexCache(self.repo.gitxp_dir / "cache", self.branch)
+        headers = self._cache.headers(tip, lambda old: self._refresh(tip, old))
+        self._index = (tip, headers)
+        return headers
+
+    def _record_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An experiment's (meta, params): from the cache's blobs, else from git."""
+        import marshal
+
+        blob = None
+        if self._cache is not None:
+            blob = self._cache.pending_blob(exp_id)
+            if blob is None and where is not None and where[0] >= 0:
+                blob = self._cache.read_blob(*where)
+        if blob is not None:
+            try:
+                meta, params = marshal.loads(blob)
+                if meta.get("id") == exp_id:
+                    return meta, params
+            except (ValueError, EOFError, TypeError, AttributeError):
+                pass
+        return self._read_summary(tree, exp_id)
+
+    def _refresh(self, tip: str, old_days: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+        from .cache import encode
+
         root = self.repo.read_commit(tip)["tree"]
         exps = self.repo.lookup(root, layout.EXPERIMENTS_DIR)
         days: dict[str, Any] = {}
+        pending: dict[str, bytes] = {}
         if exps is None or not exps.is_tree:
-            return days
+            return days, pending
         for day in self.repo.read_tree(exps.sha):
             if not day.is_tree:
                 continue
@@ -336,18 +376,24 @@ class Store:
                 days[day.name] = prev
                 continue
             prev_exps = prev[1] if prev else {}
-            found: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {}
+            found: dict[str, tuple[Any, ...]] = {}
             for e in self.repo.read_tree(day.sha):
                 if not e.is_tree or not layout.is_id(e.name):
                     continue
                 p = prev_exps.get(e.name)
-                if p is not None and p[1] == e.sha:
+                if p is not None and p[5] == e.sha:
                     found[e.name] = p
                     continue
                 meta, params = self._read_summary(e.sha, e.name)
-                found[e.name] = (e.name, e.sha, meta, params)
+                src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+                blob = encode((meta, params))
+                pending[e.name] = blob
+                found[e.name] = (
+                    str(meta.get("created") or ""), e.name, src.get("branch"), str(meta.get("status") or ""),
+                    str(meta.get("name") or ""), e.sha, -1, len(blob),
+                )
             days[day.name] = (day.sha, found)
-        return days
+        return days, pending
 
     def _read_summary(self, tree: str, exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         entries = {e.name: e for e in self.repo.read_tree(tree)}
@@ -369,22 +415,13 @@ class Store:
         meta["id"] = exp_id
         return meta, params if isinstance(params, dict) else {}
 
-    def _save_cache(self, path: Path, tip: str, days: dict[str, Any]) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with builtins.open(tmp, "wb") as f:
-                pickle.dump({"version": CACHE_VERSION, "tip": tip, "days": days}, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # the cache is an optimisation; a read-only .git still lists
-
     def experiments(
         self,
         branch: str | None = None,
         status: str | None = None,
         name: str | None = None,
         where: str | None = None,
+        limit: int | None = None,
     ) -> list[Record]:
         """Stored experiments, newest first, filtered.
 
@@ -393,20 +430,23 @@ class Store:
         """
         import fnmatch
 
-        recs = self.index()
+        heads = self._headers()
         if branch is not None:
-            recs = [r for r in recs if r.source.get("branch") == branch]
+            heads = [h for h in heads if h[2] == branch]
         if status is not None:
             wanted = {s.strip() for s in status.split(",")}
-            recs = [r for r in recs if r.status in wanted]
+            heads = [h for h in heads if h[3] in wanted]
         if name is not None:
-            recs = [r for r in recs if fnmatch.fnmatchcase(r.name, name)]
+            heads = [h for h in heads if fnmatch.fnmatchcase(h[4], name)]
         if where:
             from .query import compile_filter
 
             keep = compile_filter(where)
-            recs = [r for r in recs if keep(r.as_dict())]
-        return recs
+            recs = [r for r in (Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads) if keep(r.as_dict())]
+            return recs[:limit] if limit is not None else recs
+        if limit is not None:
+            heads = heads[: max(limit, 0)]
+        return [Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads]
 
     def get(self, ref: str) -> Record:
         """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``."""

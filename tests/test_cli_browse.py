@@ -137,3 +137,36 @@ def test_cache_follows_concurrent_writers(populated: Path) -> None:
     for p in cache.iterdir():
         p.unlink()  # the cache is derived: deleting it loses nothing
     assert len(gitxp.open(str(populated)).experiments()) == 6
+
+
+WRITER = """
+import sys, gitxp
+for i in range(int(sys.argv[2])):
+    with gitxp.start(repo=sys.argv[1], name=f"w{i}", params={"i": i}, log_hardware=False, capture_env=False, capture_code=False) as xp:
+        xp.log_metric("loss", i)
+    if i % 3 == 0:
+        gitxp.open(sys.argv[1]).amend(xp.id, tags={"seen": i})
+"""
+
+
+def test_cache_is_never_wrong_under_interleaved_writes(git_repo: Path) -> None:
+    import subprocess
+    import sys
+
+    gitxp.open(str(git_repo)).ensure()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(git_repo), "25"])
+    checks = 0
+    while writer.poll() is None or checks < 3:
+        store = gitxp.open(str(git_repo))
+        recs = store.experiments()
+        tip = store._index[0] if store._index else None
+        if tip:
+            listed = run_git(git_repo, "ls-tree", "-r", "-d", "--name-only", tip, "experiments").split()
+            truth = {p.rsplit("/", 1)[1] for p in listed if p.count("/") == 2}
+            assert {r.id for r in recs} == truth
+            for r in recs:  # tags from amendments are never stale
+                assert r.meta == gitxp.open(str(git_repo))._read_summary(r.tree, r.id)[0]
+            checks += 1
+        store.close()
+    assert writer.wait() == 0 and checks >= 3
+    assert len(gitxp.open(str(git_repo)).experiments()) == 25

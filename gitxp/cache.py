@@ -1,0 +1,194 @@
+"""The derived index behind listings: ``.git/gitxp/cache/``.
+
+Listing 20,000 experiments must not read 20,000 directories, nor decode
+20,000 YAML files to show the newest twenty. The index keeps, per day folder
+of the store, its tree id and one *header* per experiment — (created, id,
+source branch, status, name, tree id, offset, length) — in a small marshal
+file, and the experiments' metadata (experiment.yaml + params.yaml, already
+parsed) in an append-only blobs file that is read only for the records
+actually shown.
+
+Everything here is derived from the store branch: a new tip re-reads only
+day folders whose tree id changed, and within them only experiments whose
+tree id changed (an amendment changes the tree id, so it is never stale).
+Writers take a lock and publish by atomic rename, readers never lock; a
+reader whose blobs file vanished falls back to reading git. Deleting the
+folder loses nothing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import marshal
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+VERSION = 4
+Header = tuple  # (created, id, branch, status, name, tree, offset, length)
+
+
+def _plain(obj: Any) -> Any:
+    """What marshal can hold: YAML from elsewhere may carry dates or sets."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def encode(value: Any) -> bytes:
+    try:
+        return marshal.dumps(value)
+    except ValueError:
+        return marshal.dumps(_plain(value))
+
+
+class IndexCache:
+    def __init__(self, folder: Path, branch: str) -> None:
+        self.folder = folder
+        self.stem = "index-" + branch.replace("/", "%")
+        self.path = folder / f"{self.stem}.marshal"
+        self._blobs_name: str | None = None
+        self._fd: int | None = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # ------------------------------------------------------------ reading
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            with builtins.open(self.path, "rb") as f:
+                doc = marshal.load(f)
+        except (OSError, EOFError, ValueError, TypeError):
+            return {}
+        return doc if isinstance(doc, dict) and doc.get("version") == VERSION else {}
+
+    def read_blob(self, offset: int, length: int) -> bytes | None:
+        if self._blobs_name is None:
+            return None
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.folder / self._blobs_name, os.O_RDONLY)
+            data = os.pread(self._fd, length, offset)
+        except OSError:
+            return None
+        return data if len(data) == length else None
+
+    def headers(self, tip: str, refresh: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, bytes]]]) -> list[Header]:
+        """Headers of every experiment at ``tip``, newest first.
+
+        ``refresh(old_days)`` returns the new days mapping, where headers of
+        new or changed experiments carry offset -1, and their encoded blobs.
+        """
+        doc = self._load()
+        if doc.get("tip") == tip and self._usable(doc):
+            days = doc["days"]
+            self._blobs_name = doc["blobs"]
+        else:
+            old_days = doc.get("days") or {} if self._usable(doc) else {}
+            if old_days:
+                self._blobs_name = doc["blobs"]
+            days, pending = refresh(old_days)
+            days = self._publish(tip, doc, days, pending)
+        headers = [h for _, exps in days.values() for h in exps.values()]
+        headers.sort(key=lambda h: (h[0], h[1]), reverse=True)  # ids sort by second; `created` (ms) orders within one
+        return headers
+
+    def _usable(self, doc: dict[str, Any]) -> bool:
+        name = doc.get("blobs")
+        return isinstance(name, str) and (self.folder / name).exists()
+
+    # ------------------------------------------------------------ writing
+
+    def _publish(self, tip: str, doc: dict[str, Any], days: dict[str, Any], pending: dict[str, bytes]) -> dict[str, Any]:
+        """Store new blobs (append, or rewrite when mostly garbage) and the new headers."""
+        from filelock import FileLock, Timeout
+
+        memory = self._in_memory(days, pending)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.folder / ".lock"), timeout=10):
+                current = self._load()
+                name = current.get("blobs") if self._usable(current) else None
+                size = int(current.get("size") or 0)
+                live = sum(h[7] for _, exps in days.values() for h in exps.values() if h[6] >= 0)
+                old_name = self._blobs_name
+                if name is None or name != old_name or os.path.getsize(self.folder / name) != size or live < size // 2:
+                    name, size, days = self._rewrite(days, pending)
+                else:
+                    days, size = self._append(name, size, days, pending)
+                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+                with builtins.open(tmp, "wb") as f:
+                    marshal.dump({"version": VERSION, "tip": tip, "blobs": name, "size": size, "days": days}, f)
+                os.replace(tmp, self.path)
+                self._switch(name)
+                self._sweep(keep=name)
+            return days
+        except (OSError, Timeout, ValueError):
+            return memory  # a read-only or busy .git still lists, from memory
+
+    def _in_memory(self, days: dict[str, Any], pending: dict[str, bytes]) -> dict[str, Any]:
+        self._memory = pending
+        return days
+
+    def _switch(self, name: str) -> None:
+        if name != self._blobs_name:
+            self.close()
+        self._blobs_name = name
+
+    def _append(self, name: str, size: int, days: dict[str, Any], pending: dict[str, bytes]) -> tuple[dict[str, Any], int]:
+        out: dict[str, Any] = {}
+        with builtins.open(self.folder / name, "ab") as f:
+            for day, (sha, exps) in days.items():
+                new = {}
+                for key, h in exps.items():
+                    if h[6] < 0:
+                        blob = pending[key]
+                        f.write(blob)
+                        h = (*h[:6], size, len(blob))
+                        size += len(blob)
+                    new[key] = h
+                out[day] = (sha, new)
+        return out, size
+
+    def _rewrite(self, days: dict[str, Any], pending: dict[str, bytes]) -> tuple[str, int, dict[str, Any]]:
+        name = f"{self.stem}-{secrets.token_hex(6)}.blobs"
+        out: dict[str, Any] = {}
+        size = 0
+        tmp = self.folder / f".{name}.tmp"
+        with builtins.open(tmp, "wb") as f:
+            for day, (sha, exps) in days.items():
+                new = {}
+                for key, h in exps.items():
+                    blob = pending.get(key) if h[6] < 0 else self.read_blob(h[6], h[7])
+                    if blob is None:
+                        continue  # unreadable: dropped here, re-read from git next time
+                    f.write(blob)
+                    new[key] = (*h[:6], size, len(blob))
+                    size += len(blob)
+                out[day] = (sha, new)
+        os.replace(tmp, self.folder / name)
+        return name, size, out
+
+    def _sweep(self, keep: str) -> None:
+        """Remove blobs files nobody has used for a minute (readers may still hold the previous one)."""
+        now = time.time()
+        for p in self.folder.glob(f"{self.stem}-*.blobs"):
+            if p.name != keep:
+                try:
+                    if now - p.stat().st_mtime > 60:
+                        p.unlink()
+                except OSError:
+                    pass
+
+    def pending_blob(self, key: str) -> bytes | None:
+        return getattr(self, "_memory", {}).get(key)
