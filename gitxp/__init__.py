@@ -58,6 +58,7 @@ __all__ = [
     "current",
     "open",
     "start",
+    "sweep",
 ]
 
 
@@ -66,6 +67,16 @@ def open(path: str = ".") -> Store:  # noqa: A001 - mirrors builtins.open on pur
     from .store import Store
 
     return Store.open(path)
+
+
+def sweep(fn: Any, grid_or_file: Any, **options: Any) -> Any:
+    """Run ``fn(xp, params)`` for every configuration of a sweep grid; returns a pyarrow Table.
+
+    See :func:`gitxp.sweeps.sweep` for the options (``jobs``, ``repo``, ``name``, ``rerun``).
+    """
+    from .sweeps import sweep as _sweep
+
+    return _sweep(fn, grid_or_file, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""``gitxp sweep``: parse, call :func:`gitxp.sweep.run`, render the closing table.
+"""``gitxp sweep``: parse, call :func:`gitxp.sweeps.run`, render the closing table.
 
 Imported lazily by :mod:`gitxp.cli` (``LAZY_COMMANDS``), so ``gitxp --help``
 stays cheap.
@@ -51,12 +51,12 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
       sbatch --array=0-3 --wrap 'gitxp sweep grid.yaml --split $SLURM_ARRAY_TASK_ID/4 -- python train.py --lr {lr}'
 
     \f
-    Maintainers: all logic is in gitxp.sweep; see its module docstring for
+    Maintainers: all logic is in gitxp.sweeps; see its module docstring for
     claims, parent reuse and skipping.
     """
     from pathlib import Path
 
-    from . import sweep as lib
+    from . import sweeps as lib
     from .cli import _kv, default_command_name
     from .sweep_spec import load, parse_split
 

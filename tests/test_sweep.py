@@ -1,4 +1,4 @@
-"""`gitxp sweep` and `gitxp.sweep.sweep()`: parent/children, skip, failures, split, queue claims, killed workers."""
+"""`gitxp sweep` and `gitxp.sweep()`: parent/children, skip, failures, split, queue claims, killed workers."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def test_python_api_runs_functions_in_parallel(git_repo: Path) -> None:
     repo = setup(git_repo)
     script = textwrap.dedent("""
         import gitxp
-        from gitxp.sweep import sweep
+        from gitxp import sweep
 
         def fit(xp, params):
             assert gitxp.current() is xp

@@ -514,7 +514,7 @@ def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: ChildOpti
 
     def launch(p: Planned) -> int:
         spec = _child_spec(p, parent=sw.parent.id, repo=repo, name=name, options=options)
-        argv = [sys.executable, "-c", "from gitxp.sweep import _child_main; _child_main()", json.dumps(spec)]
+        argv = [sys.executable, "-c", "from gitxp.sweeps import _child_main; _child_main()", json.dumps(spec)]
         pipe = subprocess.PIPE if prefix else None
         with sw._lock:
             if sw.stop.is_set():
