@@ -81,3 +81,21 @@ def test_show_hardware_and_env(git_repo: Path) -> None:
 def test_no_hardware_means_no_file(git_repo: Path) -> None:
     run_gitxp(git_repo, "start", "--no-hardware", "--", sys.executable, "-c", "pass")
     assert gitxp.open(str(git_repo)).get("@").read_file("hardware.parquet") is None
+
+
+def test_recreate_a_venv_recorded_from_another_interpreter(git_repo: Path, tmp_path: Path) -> None:
+    """The acceptance path: run in a fresh venv with two small packages, recreate it elsewhere."""
+    src = tmp_path / "src-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(src)], check=True)
+    py = src / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "six==1.16.0", "idna==3.7"], check=True, timeout=300)
+    # gitxp runs from its own interpreter; the script runs in the venv: the venv's packages are recorded
+    run_gitxp(git_repo, "start", "--no-hardware", "--", str(py), "-c", "import six, idna")
+    rec = gitxp.open(str(git_repo)).get("@")
+    pkgs = {p["name"]: p["version"] for p in rec.environment["packages"]}
+    assert pkgs.get("six") == "1.16.0" and pkgs.get("idna") == "3.7" and "pyarrow" not in pkgs
+    dest = tmp_path / "recreated"
+    r = run_gitxp(git_repo, "env", "@", "--venv", str(dest), timeout=600)
+    assert "installed" in r.stderr
+    out = subprocess.run([str(dest / "bin" / "python"), "-c", "import six, idna; print(six.__version__, idna.__version__)"], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1.16.0", "3.7"]
