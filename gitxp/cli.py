@@ -273,6 +273,11 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
     if not all_ and branch is None:
         branch = store.repo.head()[1]
     recs = store.experiments(branch=None if all_ else branch, status=status, name=name, where=where, limit=limit)
+    if status in (None, "running") and where is None:
+        import fnmatch
+
+        live = [r for r in store.running() if (all_ or r.source.get("branch") == branch) and (name is None or fnmatch.fnmatchcase(r.name, name))]
+        recs = (live + recs)[:limit] if limit is not None else live + recs
     views.print_log(recs, oneline=oneline, fmt=fmt)
     _warn_unrecovered(store)
 

@@ -460,6 +460,20 @@ class Store:
 
         return experiments_table(self.experiments(where=where), columns=columns)
 
+    def running(self) -> list[Record]:
+        """Experiments still running (staged, owner alive), newest first; not yet in the store."""
+        out = []
+        for run in reversed(staging.list_runs(self.repo.gitxp_dir)):
+            if run.is_dead():
+                continue
+            try:
+                meta = run.read_meta()
+                params = run.read_yaml("params.yaml", {}) or {}
+            except (OSError, UnsafeDataError):
+                continue  # finishing right now
+            out.append(Record(self, run.id, "", meta=meta, params=params))
+        return out
+
     def unrecovered(self) -> list[str]:
         return [r.id for r in staging.dead_runs(self.repo.gitxp_dir)]
 

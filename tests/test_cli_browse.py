@@ -170,3 +170,23 @@ def test_cache_is_never_wrong_under_interleaved_writes(git_repo: Path) -> None:
         store.close()
     assert writer.wait() == 0 and checks >= 3
     assert len(gitxp.open(str(git_repo)).experiments()) == 25
+
+
+def test_log_shows_running_experiments_first(git_repo: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    script = "import time, gitxp\ngitxp.current().log_metric('x', 1)\ntime.sleep(6)\n"
+    p = subprocess.Popen([sys.executable, "-m", "gitxp", "start", "--no-hardware", "--name", "slow", "--", sys.executable, "-c", script], cwd=git_repo, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        out = ""
+        while time.time() < deadline and "running" not in out:
+            time.sleep(0.3)
+            out = run_gitxp(git_repo, "log", "--oneline").stdout
+        first = out.splitlines()[0].split()
+        assert first[1:3] == ["slow", "running"]
+    finally:
+        assert p.wait(timeout=60) == 0
+    assert run_gitxp(git_repo, "log", "--oneline").stdout.split()[1:3] == ["slow", "completed"]
