@@ -111,7 +111,7 @@ def _warn_unrecovered(store: Any) -> None:
 
 
 def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
-    from .sweep_spec import parse_scalar, set_dotted
+    from .params import parse_scalar, set_dotted
 
     out: dict[str, Any] = {}
     for item in values:
@@ -215,7 +215,7 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
     params: dict[str, Any] = {}
     if opts["params_file"]:
         from .experiment import deep_merge
-        from .sweep_spec import yaml12_load
+        from .params import yaml12_load
 
         loaded = yaml12_load(Path(opts["params_file"]).read_text())
         if loaded is not None and not isinstance(loaded, dict):

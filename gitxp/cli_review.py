@@ -1,7 +1,8 @@
 """The review commands: ``diff``, ``report``, ``plot`` and ``checkout``.
 
 Registered lazily by :mod:`gitxp.cli`; each parses its options, makes one
-call into :mod:`gitxp.review` and prints the result. Errors are
+call into :mod:`gitxp.review` (diff, checkout), :mod:`gitxp.report` or
+:mod:`gitxp.charts` (plot) and prints the result. Errors are
 :class:`gitxp.errors.GitxpError`s, turned into one line by the CLI's boundary.
 """
 
@@ -66,10 +67,11 @@ def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metr
       gitxp report a3f9 --baseline b71c
       gitxp report b71c a3f9 c0de --format html -o report.html
     """
-    from . import review, views
+    from . import views
+    from .report import build_report, report_html, report_markdown
 
-    rep = review.build_report(_store(ctx), refs, baseline=baseline, metric=metric)
-    text = review.report_markdown(rep) if fmt == "markdown" else review.report_html(rep)
+    rep = build_report(_store(ctx), refs, baseline=baseline, metric=metric)
+    text = report_markdown(rep) if fmt == "markdown" else report_html(rep)
     views.emit(text, output)
     if output:
         click.echo(f"wrote {output}", err=True)
@@ -92,11 +94,10 @@ def plot(ctx: click.Context, refs: tuple[str, ...], metrics: tuple[str, ...], ou
       gitxp plot @~2 @~1 @ -m loss -o loss.svg
       gitxp plot a3f9 b71c -m loss -m acc -o curves.png
     """
-    from . import review
+    from . import charts, review
 
-    store = _store(ctx)
-    recs = list({r.id: r for r in (store.get(ref) for ref in refs)}.values())
-    path = review.plot(recs, metrics, output)
+    recs = review.get_all(_store(ctx), refs)
+    path = charts.plot(recs, metrics, output)
     missing = [review.label(r) for r in recs if not any(m in r.metric_summary for m in metrics)]
     if missing:
         click.echo(f"gitxp: no {'/'.join(metrics)} in {', '.join(missing)}", err=True)

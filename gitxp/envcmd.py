@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from . import environment, render
+from . import environment, recreate, render
 from .errors import GitxpError, UsageError
 
 
@@ -26,11 +26,11 @@ def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | N
         click.echo(f"wrote {conda_file}", err=True)
         did = True
     if conda_name:
-        environment.recreate_conda(env, conda_name, file=Path(conda_file) if conda_file else None)
+        recreate.recreate_conda(env, conda_name, file=Path(conda_file) if conda_file else None)
         click.echo(f"created conda environment {conda_name}", err=True)
         did = True
     if venv:
-        result = environment.recreate_venv(env, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True))
+        result = recreate.recreate_venv(env, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True))
         for w in result.warnings:
             click.echo(f"gitxp: warning: {w}", err=True)
         click.echo(f"created {venv}: {len(result.installed)} package(s) installed", err=True)

@@ -1,4 +1,4 @@
-"""Capture the environment of a run, and rebuild it elsewhere.
+"""Capture the environment of a run, and describe it as text.
 
 :func:`capture` returns the plain dict written as ``environment.yaml``: the
 interpreter, platform, CPU, memory, GPUs and CUDA driver, every installed
@@ -9,10 +9,15 @@ experiment, so it is built for speed (a few milliseconds per hundred
 packages): no subprocesses, no network, no pyyaml, pyarrow or psutil, so
 that it also works inside a bare venv that only has the standard library.
 
-The rest turns a recorded dict back into something usable:
-:func:`requirements_txt` (``requirements.txt``), :func:`conda_environment_yml`,
-:func:`recreate_venv` and :func:`recreate_conda` (``gitxp env --venv/--conda``),
+The rest turns a recorded dict into text: :func:`requirements_txt`
+(``requirements.txt``), :func:`conda_environment_yml` (``environment.yml``),
 :func:`summary` and :func:`diff`/:func:`format_diff` (``gitxp show/diff --env``).
+Rebuilding an environment by running installers (``gitxp env --venv/--conda``)
+lives in :mod:`gitxp.recreate`.
+
+This file is also run by path in another interpreter
+(:func:`capture_interpreter`), so it must import nothing outside the standard
+library at module level, gitxp's own modules included.
 """
 
 from __future__ import annotations
@@ -22,25 +27,17 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import subprocess
+from typing import Any
 
 __all__ = [
     "ENV_PREFIXES",
-    "RecreateResult",
     "capture",
     "capture_interpreter",
     "conda_environment_yml",
     "diff",
-    "find_conda",
     "format_diff",
-    "recreate_conda",
-    "recreate_venv",
     "requirements_txt",
     "summary",
 ]
@@ -560,215 +557,3 @@ def format_diff(d: Mapping[str, Any]) -> str:
     lines += [f"- {p['name']} {p['version']}" for p in d.get("removed") or ()]
     lines += [f"~ {p['name']} {p['a']} -> {p['b']}" for p in d.get("changed") or ()]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- recreation
-
-
-@dataclass(frozen=True)
-class RecreateResult:
-    """What :func:`recreate_venv` achieved.
-
-    ``installed`` are pins verified in the new interpreter; ``failed`` pairs
-    a pin (or ``name==version`` of a local install) with the reason;
-    ``skipped`` is installer tooling left to the venv; ``warnings`` were
-    also echoed.
-    """
-
-    path: Path
-    python: Path
-    installed: tuple[str, ...]
-    failed: tuple[tuple[str, str], ...]
-    skipped: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-def _venv_python(dest: Path) -> Path:
-    return dest / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-
-
-def _run(cmd: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    import subprocess
-
-    return subprocess.run(list(cmd), capture_output=True, text=True, **kw)
-
-
-def _failure_reason(output: str) -> str:
-    if re.search(r"no matching distribution|could not find a version|no version of|not found in the package registry", output, re.I):
-        return "no matching distribution"
-    if re.search(r"requires-python|requires a different python|python>=|not supported on this platform|no wheels", output, re.I):
-        return "not available for this python/platform"
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.lower().startswith(("error", "×", "╰"))]
-    return (errs or lines or ["install failed"])[-1][:200]
-
-
-def recreate_venv(
-    env: Mapping[str, Any],
-    dest: Path,
-    *,
-    python: str | None = None,
-    progress: bool = False,
-    echo: Callable[[str], Any] = print,
-) -> RecreateResult:
-    """Create a venv at ``dest`` and install the recorded packages into it.
-
-    Uses ``uv`` when it is on PATH, else ``python -m venv`` and pip. All pins
-    are installed in one resolver run; if that fails, each is retried alone
-    (without dependencies, since the recorded set already names them) so that
-    one missing release does not lose the others. Versions are then checked
-    in the new interpreter.
-
-    Args:
-        env: a dict from :func:`capture` (environment.yaml).
-        dest: the venv directory; must not exist or be empty.
-        python: interpreter for the venv (default: the running one).
-        progress: print ``installing k/N name`` lines on stderr.
-        echo: where warnings and the summary go.
-
-    Raises:
-        EnvironmentRecreateError: the venv itself could not be created.
-    """
-    import shutil
-
-    from gitxp.errors import EnvironmentRecreateError
-
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise EnvironmentRecreateError(f"{dest} exists and is not empty", "choose a new directory or remove it")
-    base = python or sys.executable
-    uv = shutil.which("uv")
-    if uv:
-        cmd = [uv, "venv", "--seed", "--python", base, str(dest)]
-    else:
-        cmd = [base, "-m", "venv", str(dest)]
-    try:
-        r = _run(cmd)
-    except OSError as exc:
-        raise EnvironmentRecreateError(f"cannot run {cmd[0]}: {exc}", "pass --python with a working interpreter") from exc
-    vpy = _venv_python(dest)
-    if r.returncode != 0 or not vpy.exists():
-        why = _failure_reason(r.stderr + r.stdout)
-        raise EnvironmentRecreateError(f"could not create a venv at {dest}: {why}",
-                                       "check that the interpreter has the venv module (python3-venv)")
-    warnings: list[str] = []
-    got = _run([str(vpy), "-c", "import platform; print(platform.python_version())"]).stdout.strip()
-    want = (env.get("python") or {}).get("version", "")
-    if want and got and want.split(".")[:2] != got.split(".")[:2]:
-        warnings.append(f"warning: recorded Python {want}, the new venv has Python {got}; some pins may not install")
-    for w in warnings:
-        echo(w)
-
-    pins: list[tuple[str, str, str | None]] = []  # (requirement, name, version)
-    failed: list[tuple[str, str]] = []
-    skipped: list[str] = []
-    for pkg in env.get("packages") or ():
-        req, why = _pin(pkg)
-        label = f"{pkg['name']}=={pkg.get('version')}"
-        if req:
-            pins.append((req, pkg["name"], pkg.get("version")))
-        elif why == "installer tooling":
-            skipped.append(label)
-        else:
-            failed.append((label, why))
-
-    def install(reqs: list[str], *, deps: bool) -> subprocess.CompletedProcess[str]:
-        if uv:
-            cmd = [uv, "pip", "install", "--python", str(vpy)]
-        else:
-            cmd = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-        return _run(cmd + ([] if deps else ["--no-deps"]) + reqs)
-
-    per_pin: dict[str, str] = {}
-    if pins:
-        if progress:
-            print(f"installing {len(pins)} packages", file=sys.stderr, flush=True)
-        r = install([p[0] for p in pins], deps=True)
-        if r.returncode != 0:
-            for k, (req, name, _v) in enumerate(pins, 1):
-                if progress:
-                    print(f"installing {k}/{len(pins)} {name}", file=sys.stderr, flush=True)
-                r1 = install([req], deps=False)
-                if r1.returncode != 0:
-                    per_pin[req] = _failure_reason(r1.stderr + r1.stdout)
-
-    code = ("import importlib.metadata as m, json, re;"
-            "print(json.dumps({re.sub(r'[-_.]+','-',d.metadata['Name']).lower(): d.version"
-            " for d in m.distributions() if d.metadata['Name']}))")
-    r = _run([str(vpy), "-c", code])
-    try:
-        have = json.loads(r.stdout or "{}")
-    except ValueError:
-        have = {}
-    installed = []
-    for req, name, version in pins:
-        now = have.get(_norm(name))
-        if req in per_pin:
-            failed.append((req, per_pin[req]))
-        elif now is None:
-            failed.append((req, "not installed"))
-        elif version and "==" in req and now != version:
-            failed.append((req, f"got {now} instead"))
-        else:
-            installed.append(req)
-    echo(f"{dest}: installed {len(installed)} of {len(installed) + len(failed)} packages"
-         + (f", {len(failed)} failed" if failed else ""))
-    return RecreateResult(path=dest, python=vpy, installed=tuple(installed), failed=tuple(failed),
-                          skipped=tuple(skipped), warnings=tuple(warnings))
-
-
-def find_conda() -> str | None:
-    """The first of conda, mamba, micromamba on PATH (a full path), or None."""
-    import shutil
-
-    for tool in ("conda", "mamba", "micromamba"):
-        found = shutil.which(tool)
-        if found:
-            return found
-    return None
-
-
-def recreate_conda(env: Mapping[str, Any], name: str, *, file: Path | None = None) -> None:
-    """Create conda environment ``name`` from the recorded environment.
-
-    Writes :func:`conda_environment_yml` to ``file`` (kept) or a temporary
-    file, then runs ``<tool> env create -n NAME -f FILE`` (micromamba:
-    ``micromamba create -n NAME -f FILE -y``) with its output on the terminal.
-
-    Raises:
-        EnvironmentRecreateError: no conda tool, or the tool failed.
-    """
-    import shutil
-    import subprocess
-    import tempfile
-
-    from gitxp.errors import EnvironmentRecreateError
-
-    tool = find_conda()
-    if tool is None:
-        raise EnvironmentRecreateError(
-            "no conda, mamba or micromamba on PATH",
-            "write the file with `gitxp env REF --conda-file environment.yml` and create it where conda is installed",
-        )
-    text = conda_environment_yml(env, name)
-    tmpdir = None
-    if file is None:
-        tmpdir = tempfile.mkdtemp(prefix="gitxp-conda-")
-        file = Path(tmpdir) / "environment.yml"
-    try:
-        Path(file).write_text(text, encoding="utf-8")
-        if Path(tool).name.startswith("micromamba"):
-            cmd = [tool, "create", "-n", name, "-f", str(file), "-y"]
-        else:
-            cmd = [tool, "env", "create", "-n", name, "-f", str(file)]
-        rc = subprocess.call(cmd)
-        if rc != 0:
-            raise EnvironmentRecreateError(f"`{' '.join(cmd)}` failed with exit status {rc}",
-                                           "read its output above; `--conda-file` writes the file to edit")
-    finally:
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)

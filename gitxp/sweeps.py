@@ -9,31 +9,13 @@ this module runs them. Decisions made here (DESIGN.md "Sweeps"):
   tags ``sweep_key`` and ``sweep_file``; each child carries ``sweep`` (the
   parent id), ``sweep_index`` (the position in the whole sweep) and
   ``sweep_key`` (:func:`~gitxp.sweep_spec.config_key` of its params).
-* **Coordination folder** ``<git common dir>/gitxp/queue/<sweep_key>/``:
-  ``lock`` (``flock``, held only while the parent is looked up, created,
-  taken over or finished), ``parent`` (the parent's id), and in ``--queue``
-  mode ``<i>.claim`` / ``<i>.done`` per configuration and ``workers/``.
-* **The parent** is reused across runs: the id in ``parent``, else a stored
-  experiment tagged with the same ``sweep_key``. One worker at a time holds
-  it open (status ``running`` while it works); the others only name it as
-  parent. Whoever finishes last re-opens it (``resume``) and writes the final
-  counts, so with concurrent workers the parent ends with the counts of the
-  whole sweep. A holder that died is committed as ``crashed`` first.
+* **Coordination** between workers (the queue folder, the parent's lock
+  and reuse, ``--queue`` claims with heartbeats, takeover and ``done``
+  markers) lives in :mod:`gitxp.sweep_queue`; its docstring explains the
+  claim protocol and why it is safe.
 * **Skipping.** A configuration is skipped when a child of this parent with
   the same ``sweep_key`` tag is ``completed`` in the store; other statuses
   are retried; ``rerun`` runs everything.
-* **Claims** (``--queue``): ``<i>.claim`` is created with ``O_CREAT|O_EXCL``
-  and holds worker/host/pid; a thread touches it every ``timeout/3`` s (at
-  most 10 s). A claim not touched for ``timeout`` s (default 60, ``git config
-  gitxp.claimTimeout``) is stale: a worker takes it over while holding
-  ``<i>.takeover`` (``O_EXCL``), re-checks staleness, then ``os.replace``-s
-  its own claim over it, so the claim file never disappears and only one
-  worker wins. ``<i>.done`` (written before the claim is removed) holds the
-  final status; a ``done`` marker written before a worker started counts as
-  finished only when it says ``completed`` (so a new run retries failures),
-  one written after counts in any case (so a configuration runs once per
-  pass). Workers wait for configurations claimed by live workers, so each
-  worker exits when the whole sweep is done.
 * **Children** are ``gitxp start`` runs in subprocesses (in their own
   process group, stdin from /dev/null); they die with their worker (Linux
   ``PR_SET_PDEATHSIG``: SIGTERM, recorded as ``interrupted``). SIGINT,
@@ -46,22 +28,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import sweep_queue
 from . import sweep_spec
 from .errors import UsageError
 
-DEFAULT_CLAIM_TIMEOUT = 60.0
-MAX_HEARTBEAT_S = 10.0
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -135,227 +114,14 @@ def plan(configurations: Sequence[dict[str, Any]], command: Sequence[str], *, sp
     return [Planned(i, c, sweep_spec.config_key(c), sweep_spec.substitute(command, c) if command else []) for i, c in pairs]
 
 
-# --------------------------------------------------------------------------- the parent experiment
-
-
-class _Parent:
-    """Finds, creates, holds and finishes the sweep's parent experiment under ``lock``."""
-
-    def __init__(self, store: Any, qdir: Path, *, name: str, key: str, fixed: Mapping[str, Any], tags: Mapping[str, Any], command: list[str], capture_code: bool, repo: str) -> None:
-        self.store, self.qdir, self.name, self.key = store, qdir, name, key
-        self.fixed, self.tags, self.command, self.capture_code, self.repo = fixed, tags, command, capture_code, repo
-        self.id: str = ""
-        self.xp: Any = None
-
-    def _lock(self) -> Any:
-        import contextlib
-        import fcntl
-
-        @contextlib.contextmanager
-        def held() -> Any:
-            with open(self.qdir / "lock", "a+b") as f:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-        return held()
-
-    def _run(self) -> Any:
-        from . import staging
-
-        return staging.run_dir(self.store.repo.gitxp_dir, self.id)
-
-    def _holder_alive(self) -> bool:
-        from . import staging
-
-        run = self._run()
-        if not run.exists():
-            return False
-        owner = run.read_yaml("owner.yaml", {}) or {}
-        if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
-            return staging.pid_alive(owner["pid"], owner.get("start_time"))
-        return not run.is_dead()
-
-    def _stored(self, exp_id: str) -> bool:
-        return any(r.id == exp_id for r in self.store.index())
-
-    def open(self) -> None:
-        """Find or create the parent; hold it open unless a live worker already does."""
-        from .experiment import start
-
-        with self._lock():
-            path = self.qdir / "parent"
-            found = path.read_text().strip() if path.exists() else ""
-            if found:
-                self.id = found
-                if not (self._run().exists() or self._stored(found)):
-                    found = ""  # removed from the store: start afresh
-            if not found:
-                found = next((r.id for r in self.store.index() if str(r.tags.get("sweep_key")) == self.key and r.name == self.name), "")
-            if not found:
-                self.xp = start(name=self.name, params=self.fixed, tags={**self.tags, "sweep_key": self.key}, command=self.command,
-                                capture_env=False, log_hardware=False, capture_code=self.capture_code, repo=self.repo)
-                self.id = self.xp.id
-                from .staging import atomic_write
-
-                atomic_write(path, self.id + "\n")
-                return
-            self.id = found
-            if not self._holder_alive():
-                self._take()
-
-    def _take(self) -> None:
-        """Re-open the stored parent (committing a dead holder's run as crashed first)."""
-        from .experiment import start
-        from .finish import commit_run
-
-        run = self._run()
-        if run.exists():
-            commit_run(self.store, run, status="crashed")
-        self.xp = start(resume=self.id, command=self.command, capture_env=False, log_hardware=False, capture_code=False, repo=self.repo)
-
-    def close(self, status: str, summary: Callable[[], dict[str, Any]]) -> None:
-        """Write the counts and finish, unless another live worker still holds the parent."""
-        with self._lock():
-            if self.xp is None:
-                if self._holder_alive():
-                    return  # it will write the counts when it ends
-                self._take()
-            counts = summary()
-            self.xp.summary.update(counts)
-            if status == "completed" and counts.get("failed"):
-                status = "failed"
-            self.xp.finish(status)
-
-
-# --------------------------------------------------------------------------- queue claims
-
-
-class _Claims:
-    """Exactly-once claims on configurations through files on a shared filesystem."""
-
-    def __init__(self, qdir: Path, *, timeout: float, rerun: bool) -> None:
-        self.qdir, self.timeout, self.rerun = qdir, timeout, rerun
-        self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.held: set[int] = set()
-        (qdir / "workers").mkdir(parents=True, exist_ok=True)
-        self._ref = qdir / "workers" / self.worker
-        self._ref.write_text(self._content())
-        self.since = self._ref.stat().st_mtime  # the filesystem's clock, not ours
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._beat, name="gitxp-claims", daemon=True)
-        self._thread.start()
-
-    def _content(self) -> str:
-        return json.dumps({"worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
-
-    def _path(self, i: int, kind: str) -> Path:
-        return self.qdir / f"{i}.{kind}"
-
-    def _stale(self, path: Path) -> bool:
-        try:
-            return time.time() - path.stat().st_mtime > self.timeout
-        except FileNotFoundError:
-            return False
-
-    def _mine(self, path: Path) -> bool:
-        try:
-            return json.loads(path.read_text()).get("worker") == self.worker
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    def finished(self, i: int) -> bool:
-        """Done in this pass (after we started), or completed before it (unless rerun)."""
-        path = self._path(i, "done")
-        try:
-            mtime = path.stat().st_mtime
-            status = json.loads(path.read_text()).get("status")
-        except (OSError, ValueError, AttributeError):
-            return False
-        return mtime >= self.since or (status == "completed" and not self.rerun)
-
-    def claim(self, i: int) -> bool | None:
-        """True: ours now; False: a live worker has it (ask again later); None: finished."""
-        if self.finished(i):
-            return None
-        path = self._path(i, "claim")
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if not self._stale(path) or not self._take_over(i, path):
-                return False
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(self._content())
-        with self._lock:
-            self.held.add(i)
-        if self.finished(i):  # done between our check and the claim
-            self.release(i)
-            return None
-        return True
-
-    def _take_over(self, i: int, path: Path) -> bool:
-        guard = self._path(i, "takeover")
-        try:
-            os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            if self._stale(guard):  # its taker died inside this tiny section
-                try:
-                    os.rename(guard, f"{guard}.dead.{self.worker}")
-                    os.unlink(f"{guard}.dead.{self.worker}")
-                except OSError:
-                    pass
-            return False
-        try:
-            if not self._stale(path):
-                return False  # refreshed or taken over meanwhile
-            tmp = self.qdir / f".{i}.claim.{self.worker}"
-            tmp.write_text(self._content())
-            os.replace(tmp, path)
-            return True
-        finally:
-            guard.unlink(missing_ok=True)
-
-    def done(self, i: int, status: str) -> None:
-        """Record the final status (before releasing the claim, so nobody runs it again)."""
-        tmp = self.qdir / f".{i}.done.{self.worker}"
-        tmp.write_text(json.dumps({"status": status, "worker": self.worker, "time": time.time()}))
-        os.replace(tmp, self._path(i, "done"))
-        self.release(i)
-
-    def release(self, i: int) -> None:
-        path = self._path(i, "claim")
-        with self._lock:
-            self.held.discard(i)
-            if self._mine(path):
-                path.unlink(missing_ok=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(min(MAX_HEARTBEAT_S, self.timeout / 3)):
-            with self._lock:
-                for i in list(self.held):
-                    path = self._path(i, "claim")
-                    if self._mine(path):
-                        os.utime(path)
-
-    def close(self) -> None:
-        self._stop.set()
-        for i in list(self.held):
-            self.release(i)
-        self._ref.unlink(missing_ok=True)
-
-
 # --------------------------------------------------------------------------- running
 
 
 class _Sweep:
     """Runs planned configurations with ``jobs`` threads, each launching one child at a time."""
 
-    def __init__(self, store: Any, parent: _Parent, todo: list[Planned], *, jobs: int, claims: _Claims | None,
-                 fail_fast: bool, launch: Callable[[Planned], int], log: Callable[[str], None]) -> None:
+    def __init__(self, store: Any, parent: sweep_queue.Parent, todo: list[Planned], *, jobs: int,
+                 claims: sweep_queue.Claims | None, fail_fast: bool, launch: Callable[[Planned], int], log: Callable[[str], None]) -> None:
         self.store, self.parent, self.todo, self.jobs, self.claims = store, parent, todo, max(1, jobs), claims
         self.fail_fast, self.launch, self.log = fail_fast, launch, log
         self.outcomes = {p.index: Outcome(p) for p in todo}
@@ -537,33 +303,20 @@ def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: ChildOpti
     return launch
 
 
-def _claim_timeout(store: Any, given: float | None) -> float:
-    if given is None:
-        text = store.repo.config("gitxp", "claimTimeout")
-        try:
-            given = float(text) if text else DEFAULT_CLAIM_TIMEOUT
-        except ValueError:
-            raise UsageError(f"invalid gitxp.claimTimeout {text!r}", "set seconds, e.g. `git config gitxp.claimTimeout 60`") from None
-    if given <= 0:
-        raise UsageError(f"claim timeout must be positive, got {given}", "e.g. --claim-timeout 60")
-    return given
-
-
 def _execute(store: Any, *, name: str, key: str, fixed: Mapping[str, Any], parent_tags: Mapping[str, Any],
              parent_command: list[str], todo: list[Planned], jobs: int, queue: bool, fail_fast: bool, rerun: bool,
              claim_timeout: float | None, capture_code: bool, repo: str,
              make_launch: Callable[[_Sweep], Callable[[Planned], int]], log: Callable[[str], None]) -> SweepResult:
     """The shared body of the CLI and the Python API: parent, skip, schedule, finish."""
-    qdir = store.repo.gitxp_dir / "queue" / key
-    qdir.mkdir(parents=True, exist_ok=True)
-    timeout = _claim_timeout(store, claim_timeout) if queue else DEFAULT_CLAIM_TIMEOUT
-    parent = _Parent(store, qdir, name=name, key=key, fixed=fixed, tags=parent_tags, command=parent_command,
-                     capture_code=capture_code, repo=repo)
+    qdir = sweep_queue.queue_dir(store, key)
+    timeout = sweep_queue.claim_timeout(store, claim_timeout) if queue else sweep_queue.DEFAULT_CLAIM_TIMEOUT
+    parent = sweep_queue.Parent(store, qdir, name=name, key=key, fixed=fixed, tags=parent_tags, command=parent_command,
+                                capture_code=capture_code, repo=repo)
     parent.open()
     log(f"sweep {parent.id} {name}: {len(todo)} configuration(s)")
     done = set() if rerun else {str(r.tags.get("sweep_key")) for r in _children(store, parent.id) if r.status == "completed"}
     skipped = [p for p in todo if p.key in done]
-    claims = _Claims(qdir, timeout=timeout, rerun=rerun) if queue else None
+    claims = sweep_queue.Claims(qdir, timeout=timeout, rerun=rerun) if queue else None
     sw = _Sweep(store, parent, [p for p in todo if p.key not in done], jobs=jobs, claims=claims, fail_fast=fail_fast,
                 launch=lambda p: 0, log=log)
     sw.launch = make_launch(sw)

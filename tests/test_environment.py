@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitxp import environment
+from gitxp import environment, recreate
 from gitxp.environment import (
     capture,
     capture_interpreter,
     conda_environment_yml,
     diff,
     format_diff,
-    recreate_venv,
     requirements_txt,
     summary,
 )
+from gitxp.recreate import recreate_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,7 +192,7 @@ def test_venv_roundtrip(tmp_path: Path) -> None:
     """Record a real venv's packages, then rebuild them in a new venv."""
     src = tmp_path / "src"
     subprocess.run([sys.executable, "-m", "venv", str(src)], check=True)
-    src_py = environment._venv_python(src)
+    src_py = recreate._venv_python(src)
     subprocess.run([str(src_py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     "six==1.16.0", "idna==3.7"], check=True)
 
@@ -239,6 +239,6 @@ def test_recreate_conda_without_conda(tmp_path: Path, monkeypatch: pytest.Monkey
     from gitxp.errors import EnvironmentRecreateError
 
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no conda, mamba or micromamba
-    assert environment.find_conda() is None
+    assert recreate.find_conda() is None
     with pytest.raises(EnvironmentRecreateError, match="no conda, mamba or micromamba on PATH"):
-        environment.recreate_conda({"packages": []}, "x")
+        recreate.recreate_conda({"packages": []}, "x")

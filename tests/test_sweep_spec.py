@@ -9,19 +9,17 @@ from pathlib import Path
 import pytest
 
 from gitxp.errors import ParamError, SweepFileError, UsageError
+from gitxp.params import parse_scalar, set_dotted, yaml12_load
 from gitxp.sweep_spec import (
     SweepSpec,
     check_command,
     config_key,
     expand,
     load,
-    parse_scalar,
     parse_split,
     placeholders,
-    set_dotted,
     split,
     substitute,
-    yaml12_load,
 )
 
 

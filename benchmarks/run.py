@@ -1,0 +1,790 @@
+"""gitxp benchmarks: the DESIGN.md targets, each measured next to a reference in the same run.
+
+    python benchmarks/run.py [--quick] [--peers] [--peers-python PY] [--out benchmarks/results.md] [--only 1,5]
+
+Every measurement runs in a fresh process and a fresh temporary folder; the
+table goes to ``--out`` (markdown), progress to stderr. ``--peers`` adds
+MLflow, W&B (offline), Aim and DVCLive, run by ``--peers-python`` (default:
+this interpreter; ``pip install -e '.[bench]'`` installs them). See
+benchmarks/README.md for what each case measures.
+
+The script is also its own worker: ``run.py --worker NAME JSON`` runs one
+measurement and prints one JSON line, so workers never share a process with
+the runner or each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+MiB = 2**20
+
+GIT_ID = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+          "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e.update(GIT_ID)
+    e.pop("GITXP_EXPERIMENT", None)
+    e.pop("GITXP_RUN_DIR", None)
+    e.update(extra)
+    return e
+
+
+def git_init(path: Path, files: dict[str, str] | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, env=env())
+    for k, v in (("user.name", "bench"), ("user.email", "bench@example.com"), ("gc.auto", "0")):
+        subprocess.run(["git", "-C", str(path), "config", k, v], check=True)
+    for rel, text in (files or {"train.py": "print('hi')\n", "README.md": "# bench\n"}).items():
+        p = path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True, env=env())
+    subprocess.run(["git", "-C", str(path), "commit", "-q", "-m", "init"], check=True, env=env())
+    return path
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def sync() -> None:
+    try:
+        os.sync()
+    except AttributeError:
+        pass
+
+
+# =========================================================================== workers
+# Each runs in its own process (``run.py --worker NAME JSON``) and returns a dict.
+
+
+def _rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024 if sys.platform != "darwin" else r / MiB
+
+
+def w_log_metric(n: int, tmp: str, hold_flush: bool = False) -> dict[str, Any]:
+    """gitxp log_metric × n + finish, and a bare list.append loop, in one process.
+
+    ``hold_flush`` (diagnostic) keeps the background flush from running during
+    the loop, to separate the call's own cost from the flush thread's.
+    """
+    import gitxp
+
+    if hold_flush:
+        from gitxp import experiment
+
+        experiment.FLUSH_INTERVAL, experiment.FLUSH_ROWS = 1e9, 10**15
+
+    repo = git_init(Path(tmp) / "repo")
+    # reference: the cheapest thing a logger could do per call
+    rows: list[Any] = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        rows.append(("loss", i, i * 0.5, time.time()))
+    ref_s = time.perf_counter() - t0
+    del rows
+    xp = gitxp.start(repo=str(repo), name="bench", params={"lr": 0.1}, log_hardware=False, capture_env=False, capture_code=False)
+    rss_before = _rss_mb()
+    t0 = time.perf_counter()
+    for i in range(n):
+        xp.log_metric("loss", i * 0.5, step=i)
+    t1 = time.perf_counter()
+    xp.finish()
+    t2 = time.perf_counter()
+    rec = gitxp.open(str(repo)).get("@")
+    count = rec.metric_summary["loss"]["count"]
+    assert count == n, (count, n)
+    return {"ref_s": ref_s, "loop_s": t1 - t0, "finish_s": t2 - t1, "rss_mb": _rss_mb(), "rss_before_mb": rss_before}
+
+
+def w_peer_metric(peer: str, n: int, tmp: str) -> dict[str, Any]:
+    """One peer's per-call metric API, n points (setup and import untimed)."""
+    tmpd = Path(tmp)
+    os.chdir(tmpd)
+    try:
+        if peer == "wandb":
+            os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(tmpd), WANDB_DISABLE_GIT="true")
+            import wandb
+
+            run = wandb.init(project="bench", dir=str(tmpd))
+            t0 = time.perf_counter()
+            for i in range(n):
+                run.log({"loss": i * 0.5}, step=i)
+            t1 = time.perf_counter()
+            run.finish()
+        elif peer == "aim":
+            from aim import Repo as AimRepo, Run
+
+            AimRepo.from_path(str(tmpd / "aim"), init=True)
+            run = Run(repo=str(tmpd / "aim"), system_tracking_interval=None, capture_terminal_logs=False)
+            t0 = time.perf_counter()
+            for i in range(n):
+                run.track(i * 0.5, name="loss", step=i)
+            t1 = time.perf_counter()
+            run.close()
+        elif peer in ("mlflow", "mlflow-file"):
+            os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_ALLOW_FILE_STORE="true")
+            import mlflow
+
+            uri = f"sqlite:///{tmpd / 'mlflow.db'}" if peer == "mlflow" else (tmpd / "mlruns").as_uri()
+            mlflow.set_tracking_uri(uri)
+            mlflow.start_run()
+            t0 = time.perf_counter()
+            for i in range(n):
+                mlflow.log_metric("loss", i * 0.5, step=i)
+            t1 = time.perf_counter()
+            mlflow.end_run()
+        elif peer == "dvclive":
+            from dvclive import Live
+
+            live = Live(dir=str(tmpd / "dvclive"), save_dvc_exp=False, report=None)
+            t0 = time.perf_counter()
+            for i in range(n):
+                live.log_metric("loss", i * 0.5)
+                live.next_step()
+            t1 = time.perf_counter()
+            live.end()
+        else:
+            raise ValueError(peer)
+    except ImportError as exc:
+        return {"skip": f"not installed ({exc.name})"}
+    t2 = time.perf_counter()
+    from importlib.metadata import version
+
+    return {"n": n, "loop_s": t1 - t0, "finish_s": t2 - t1, "version": version(peer.split("-")[0])}
+
+
+def w_rss(n: int, tmp: str) -> dict[str, Any]:
+    """Peak RSS of a process that logs n points and finishes."""
+    import gitxp
+
+    repo = git_init(Path(tmp) / "repo")
+    xp = gitxp.start(repo=str(repo), name="rss", log_hardware=False, capture_env=False, capture_code=False)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    for i in range(n):
+        xp.log_metric("loss", i * 0.5, step=i)
+    t1 = time.perf_counter()
+    xp.finish()
+    t2 = time.perf_counter()
+    return {"peak_mb": _rss_mb(), "base_mb": base, "loop_s": t1 - t0, "finish_s": t2 - t1}
+
+
+def w_commit(path: str, k: int) -> dict[str, Any]:
+    """Time Store.commit_experiment of k small experiments (after one untimed warm-up)."""
+    import datetime as dt
+    import random
+
+    sys.path.insert(0, str(HERE))
+    from make_store import experiment_files
+    from gitxp import layout
+    from gitxp.plumbing import Repo
+    from gitxp.store import Store
+
+    store = Store(Repo(path))
+    head = store.repo.head()[0] or "0" * 40
+    rng = random.Random(1)
+    times = []
+    for j in range(k + 1):
+        now = dt.datetime.now(dt.timezone.utc)
+        exp_id = layout.new_id(now)
+        meta, params = experiment_files(rng, exp_id, now, head, j)
+        files = {layout.EXPERIMENT_FILE: meta, layout.PARAMS_FILE: params, layout.OUTPUT_FILE: b"epoch 1 loss 0.5\n" * 20}
+        t0 = time.perf_counter()
+        store.commit_experiment(exp_id, files, f"gitxp: {exp_id} bench completed\n")
+        if j:
+            times.append(time.perf_counter() - t0)
+    return {"times": times}
+
+
+def w_snapshot(tmp: str, files: int, edited: int, reps: int, dulwich_reps: int) -> dict[str, Any]:
+    """gitxp.snapshot.capture vs git add -A into a temporary index + git write-tree."""
+    from gitxp import snapshot
+
+    root = Path(tmp) / "repo"
+    per_dir = 100
+    layout_files = {}
+    for i in range(files):
+        layout_files[f"pkg{i // per_dir:03d}/mod{i % per_dir:03d}.py"] = f"# module {i}\n" + "x = 1\n" * (5 + i % 40)
+    git_init(root, layout_files)
+    e = env()
+    time.sleep(1.1)  # let the index stop being racy, then refresh it like any git command would
+    subprocess.run(["git", "-C", str(root), "update-index", "-q", "--refresh"], env=e)
+    subprocess.run(["git", "-C", str(root), "status", "--porcelain"], env=e, stdout=subprocess.DEVNULL)
+    names = sorted(layout_files)
+    git_dir = root / ".git"
+    counter = [0]
+
+    def edit() -> None:
+        counter[0] += 1
+        step = len(names) // edited
+        for j in range(edited):
+            p = root / names[(j * step + counter[0]) % len(names)]
+            with open(p, "a") as f:
+                f.write(f"y_{counter[0]} = {j}\n")
+
+    def reference() -> tuple[float, str]:
+        tmp_index = Path(tmp) / "tmp_index"
+        t0 = time.perf_counter()
+        shutil.copyfile(git_dir / "index", tmp_index)
+        ee = dict(e, GIT_INDEX_FILE=str(tmp_index))
+        subprocess.run(["git", "-C", str(root), "add", "-A"], env=ee, check=True)
+        out = subprocess.run(["git", "-C", str(root), "write-tree"], env=ee, check=True, capture_output=True, text=True).stdout.strip()
+        dt_ = time.perf_counter() - t0
+        tmp_index.unlink()
+        return dt_, out
+
+    def ours(engine: str) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        snap = snapshot.capture(root, git_dir, engine=engine)
+        return time.perf_counter() - t0, getattr(snap, "tree", None) or str(snap)
+
+    g, r, d = [], [], []
+    same = True
+    for _ in range(reps):
+        edit()
+        tg, tree_g = ours("git")
+        tr, tree_r = reference()
+        same = same and tree_g == tree_r
+        g.append(tg)
+        r.append(tr)
+    for _ in range(dulwich_reps):
+        edit()
+        d.append(ours("dulwich")[0])
+    return {"gitxp": g, "ref": r, "dulwich": d, "same_tree": same}
+
+
+def w_hardware(tmp: str, seconds: float) -> dict[str, Any]:
+    """Sampler thread CPU: over the whole window, and steady state (after its first flush, before stop)."""
+    from gitxp.hardware import HardwareSampler
+
+    s = HardwareSampler(Path(tmp) / "hw", interval=1.0)
+    p0, w0 = time.process_time(), time.perf_counter()
+    s.start()
+    marks: list[float] = []  # the thread's CPU after each completed iteration (sample, maybe flush)
+    end = w0 + seconds
+    while time.perf_counter() < end:
+        time.sleep(0.05)
+        c = s.cpu_time_s
+        if c and (not marks or c != marks[-1]):
+            marks.append(c)
+    s.stop()
+    wall = time.perf_counter() - w0
+    # iterations 1-3 hold the imports, GPU probe and the first flush (pyarrow import); steady state after
+    rate = (marks[-1] - marks[2]) / ((len(marks) - 3) * s.interval) if len(marks) >= 5 else None
+    return {"sampler_cpu_s": s.cpu_time_s, "process_cpu_s": time.process_time() - p0, "wall_s": wall, "samples": s.samples,
+            "steady_frac": rate, "startup_cpu_s": marks[2] if len(marks) > 2 else None}
+
+
+def w_env() -> dict[str, Any]:
+    t0 = time.perf_counter()
+    from gitxp import environment
+
+    t1 = time.perf_counter()
+    doc = environment.capture()
+    t2 = time.perf_counter()
+    return {"import_s": t1 - t0, "capture_s": t2 - t1, "packages": len(doc.get("packages") or [])}
+
+
+def w_artifact(kind: str, src: str, tmp: str) -> dict[str, Any]:
+    """Store one file; time includes everything up to the data being in the store (no fsync)."""
+    tmpd = Path(tmp)
+    if kind in ("gitxp", "gitxp-plain"):
+        try:
+            from gitxp import artifacts
+            store_file = artifacts.store_file
+        except (ImportError, AttributeError) as exc:
+            return {"skip": f"gitxp.artifacts.store_file unavailable ({exc})"}
+        from gitxp.plumbing import Repo
+
+        repo = Repo(git_init(tmpd / "repo"))
+        key = os.urandom(32) if kind == "gitxp" else None
+        t0 = time.perf_counter()
+        store_file(repo, Path(src), "model.bin", key=key)
+        return {"s": time.perf_counter() - t0}
+    if kind == "mlflow":
+        os.chdir(tmpd)
+        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        try:
+            import mlflow
+        except ImportError:
+            return {"skip": "mlflow not installed"}
+        mlflow.set_tracking_uri(f"sqlite:///{tmpd / 'mlflow.db'}")
+        mlflow.start_run()
+        mlflow.log_param("x", 1)
+        t0 = time.perf_counter()
+        mlflow.log_artifact(src)
+        mlflow.end_run()
+        return {"s": time.perf_counter() - t0, "version": mlflow.__version__}
+    if kind == "copy":
+        t0 = time.perf_counter()
+        shutil.copy(src, tmpd / "copy.bin")
+        return {"s": time.perf_counter() - t0}
+    raise ValueError(kind)
+
+
+WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "log_metric": w_log_metric, "peer_metric": w_peer_metric, "rss": w_rss, "commit": w_commit,
+    "snapshot": w_snapshot, "hardware": w_hardware, "env": w_env, "artifact": w_artifact,
+}
+
+
+def worker(name: str, python: str = PY, timeout: float = 600, tmp: bool = True, **kw: Any) -> dict[str, Any]:
+    """Run one worker in a fresh process (and a fresh temp dir when ``tmp``); its JSON result."""
+    d = tempfile.mkdtemp(prefix=f"gxb-{name}-")
+    if tmp:
+        kw["tmp"] = d
+    try:
+        p = subprocess.run([python, str(Path(__file__).resolve()), "--worker", name, json.dumps(kw)],
+                           capture_output=True, text=True, timeout=timeout, env=env(), cwd=d)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f}s"}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {p.returncode}: {' | '.join(tail)[:300]}"}
+    return json.loads(lines[-1])
+
+
+CPU: list[float] = []  # user+sys CPU seconds of each proc_time() child, in call order
+
+
+def proc_time(argv: list[str], cwd: Path | str | None = None, check: bool = True, **kw: Any) -> float:
+    """Wall seconds of one child process; its CPU seconds (user+sys, with its children) go to CPU."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    t = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{argv} failed: {p.stderr.decode(errors='replace')[-300:]}")
+    return t
+
+
+def timed(argv: list[str], reps: int, cwd: Path | str | None = None, before: Callable[[], None] | None = None) -> tuple[list[float], list[float]]:
+    """(wall, cpu) lists of ``reps`` runs."""
+    w, c = [], []
+    for _ in range(reps):
+        if before:
+            before()
+        w.append(proc_time(argv, cwd))
+        c.append(CPU[-1])
+    return w, c
+
+
+# =========================================================================== results
+
+
+class Results:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str]] = []
+        self.notes: list[str] = []
+
+    def add(self, case: str, gitxp: str, ref: str = "–", ratio: str = "–", target: str = "–", met: bool | None | str = None) -> None:
+        m = met if isinstance(met, str) else {True: "yes", False: "**NO**", None: "–"}[met]
+        self.rows.append({"case": case, "gitxp": gitxp, "ref": ref, "ratio": ratio, "target": target, "met": m})
+        log(f"  {case}: {gitxp} | {ref} | {ratio} | {target} | {m}")
+
+    def skip(self, case: str, why: str, target: str = "–") -> None:
+        self.add(case, f"skipped: {why}", target=target, met="skipped")
+
+    def markdown(self, header: str) -> str:
+        out = [header, "", "| case | gitxp | reference/peer | ratio | target | met? |", "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            out.append(f"| {r['case']} | {r['gitxp']} | {r['ref']} | {r['ratio']} | {r['target']} | {r['met']} |")
+        if self.notes:
+            out += ["", "Notes:", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+
+def fmt_rate(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M/s"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f} k/s"
+    return f"{x:.0f}/s"
+
+
+def fmt_s(x: float) -> str:
+    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
+
+
+# =========================================================================== cases
+
+
+def case_log_metric(R: Results, a: argparse.Namespace) -> None:
+    n = 1_000_000
+    reps = 1 if a.quick else 3
+    log(f"case 1/4: log_metric, {n:,} points × {reps} (fresh process each)")
+    res = [worker("log_metric", n=n) for _ in range(reps)]
+    bad = [r for r in res if "error" in r]
+    if bad:
+        R.skip("1. log_metric 1 M points incl. finish", bad[0]["error"])
+        return
+    total = med([r["loop_s"] + r["finish_s"] for r in res])
+    loop = med([r["loop_s"] for r in res])
+    ref = med([r["ref_s"] for r in res])
+    fin = med([r["finish_s"] for r in res])
+    rate, ref_rate = n / total, n / ref
+    R.add("1. log_metric, 1 M points incl. finish", fmt_rate(rate), f"list.append loop {fmt_rate(ref_rate)}",
+          f"{rate / ref_rate:.0%}", "≥ 1 M/s and ≥ 40 % of list.append", rate >= 1e6 and rate / ref_rate >= 0.4)
+    R.add("1a. log_metric loop alone (no finish)", fmt_rate(n / loop), f"list.append loop {fmt_rate(ref_rate)}", f"{ref / loop:.0%}")
+    R.add("4. finish() with 1 M points", fmt_s(fin), "–", "–", "≤ 1 s", fin <= 1.0)
+    h = worker("log_metric", n=n, hold_flush=True)
+    if "error" not in h:
+        R.add("1b. log_metric loop alone, background flush held off (diagnostic)", fmt_rate(n / h["loop_s"]),
+              f"list.append loop {fmt_rate(n / h['ref_s'])}", f"{h['ref_s'] / h['loop_s']:.0%}", "–")
+    if a.peers:
+        caps = {"wandb": 20_000, "aim": 20_000, "mlflow": 500, "mlflow-file": 3_000, "dvclive": 500}
+        if a.quick:
+            caps = {k: max(200, v // 5) for k, v in caps.items()}
+        labels = {"wandb": "W&B offline run.log", "aim": "Aim Run.track", "mlflow": "MLflow log_metric (sqlite)",
+                  "mlflow-file": "MLflow log_metric (file store)", "dvclive": "DVCLive log_metric+next_step"}
+        for peer, cap in caps.items():
+            log(f"  peer {peer}: {cap:,} points")
+            r = worker("peer_metric", python=a.peers_python, timeout=300, peer=peer, n=cap)
+            if "error" in r or "skip" in r:
+                R.skip(f"1p. vs {labels[peer]}", r.get("error") or r.get("skip"))
+                continue
+            prate = r["n"] / (r["loop_s"] + r["finish_s"])
+            target = "gitxp ≥ 50×" if peer in ("wandb", "aim") else "–"
+            met = (rate / prate >= 50) if peer in ("wandb", "aim") else None
+            R.add(f"1p. vs {labels[peer]} ({r['n']:,} pts, linear extrap.)", fmt_rate(rate),
+                  f"{fmt_rate(prate)} (est. {n / prate:,.0f} s for 1 M; {peer} {r['version']})", f"{rate / prate:,.0f}×", target, met)
+        R.notes.append("Peers log fewer points (capped) and are extrapolated linearly from points/(loop + finish); "
+                       "DVCLive's per-step cost grows with the step, so its extrapolation is optimistic.")
+
+
+def case_import(R: Results, a: argparse.Namespace) -> None:
+    reps = 5 if a.quick else 9
+    log(f"case 2: import gitxp, {reps} runs each, interleaved")
+    bare, imp, cb, ci = [], [], [], []
+    for _ in range(reps):
+        bare.append(proc_time([PY, "-c", "pass"]))
+        cb.append(CPU[-1])
+        imp.append(proc_time([PY, "-c", "import gitxp"]))
+        ci.append(CPU[-1])
+    d = med(imp) - med(bare)
+    R.add("2. import gitxp beyond bare python", f"{fmt_s(d)} (CPU {fmt_s(med(ci) - med(cb))})", f"python -c pass {fmt_s(med(bare))}",
+          f"{med(imp) / med(bare):.1f}× total", "≤ 50 ms", d <= 0.050)
+
+
+def case_start(R: Results, a: argparse.Namespace) -> None:
+    reps = 3 if a.quick else 5
+    log(f"case 3: gitxp start -- python -c pass, {reps} runs each")
+    tmp = Path(tempfile.mkdtemp(prefix="gxb-start-"))
+    try:
+        repo = git_init(tmp / "repo")
+        proc_time([PY, "-m", "gitxp", "start", "--no-hardware", "--", PY, "-c", "pass"], cwd=repo)  # creates the store
+        st = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout
+        bare, nohw, hw = [], [], []
+        cb, cn, ch = [], [], []
+        for _ in range(reps):
+            bare.append(proc_time([PY, "-c", "pass"], cwd=repo))
+            cb.append(CPU[-1])
+            nohw.append(proc_time([PY, "-m", "gitxp", "start", "--no-hardware", "--", PY, "-c", "pass"], cwd=repo))
+            cn.append(CPU[-1])
+            hw.append(proc_time([PY, "-m", "gitxp", "start", "--", PY, "-c", "pass"], cwd=repo))
+            ch.append(CPU[-1])
+        b = med(bare)
+        R.add("3. gitxp start --no-hardware -- python -c pass, beyond python -c pass", f"{fmt_s(med(nohw) - b)} (CPU {fmt_s(med(cn) - med(cb))})",
+              f"python -c pass {fmt_s(b)}", f"{med(nohw) / b:.1f}× total", "≤ 0.25 s", med(nohw) - b <= 0.25)
+        R.add("3b. same, hardware sampling on", f"{fmt_s(med(hw) - b)} (CPU {fmt_s(med(ch) - med(cb))})", f"python -c pass {fmt_s(b)}",
+              f"{med(hw) / b:.1f}× total", "≤ 0.25 s (same target)", med(hw) - b <= 0.25)
+        if st.strip():
+            R.notes.append(f"case 3: the repository was not clean after the first start: {st.strip()[:200]!r}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_rss(R: Results, a: argparse.Namespace) -> None:
+    n = 1_000_000 if a.quick else 10_000_000
+    log(f"case 4: peak RSS, {n:,} points logged + finish")
+    r = worker("rss", n=n, timeout=600)
+    if "error" in r:
+        R.skip(f"4. peak RSS, {n // 1_000_000} M points", r["error"], "≤ 300 MB")
+        return
+    R.add(f"4. peak RSS, {n // 1_000_000} M points logged + finish", f"{r['peak_mb']:.0f} MiB",
+          f"after import + start: {r['base_mb']:.0f} MiB", f"loop {r['loop_s']:.1f} s, finish {r['finish_s']:.1f} s",
+          "≤ 300 MB" + (" (10 M; quick ran 1 M)" if a.quick else ""), r["peak_mb"] * MiB / 1e6 <= 300)
+
+
+NAIVE_TABLE = r"""
+import subprocess, sys, yaml
+L = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+ls = subprocess.run(["git", "ls-tree", "-r", "gitxp", "experiments"], capture_output=True, check=True).stdout.splitlines()
+want = [l.split()[2] for l in ls if l.endswith((b"/experiment.yaml", b"/params.yaml"))]
+out = subprocess.run(["git", "cat-file", "--batch"], input=b"\n".join(want) + b"\n", capture_output=True, check=True).stdout
+docs, i = [], 0
+while i < len(out):
+    nl = out.index(b"\n", i); size = int(out[i:nl].split()[2]); docs.append(yaml.load(out[nl + 1:nl + 1 + size], Loader=L)); i = nl + 2 + size
+print(len(docs))
+"""
+
+
+LIST_TMP: list[Path] = []
+
+
+def case_listing(R: Results, a: argparse.Namespace) -> dict[int, Path]:
+    sys.path.insert(0, str(HERE))
+    from make_store import make_store
+
+    sizes = [1000, 5000 if a.quick else 20000]
+    reps = 2 if a.quick else 3
+    tmp = Path(tempfile.mkdtemp(prefix="gxb-list-"))
+    LIST_TMP.append(tmp)
+    stores = {}
+    for n in sizes:
+        log(f"case 5: generating a store of {n:,} experiments")
+        t0 = time.perf_counter()
+        stores[n] = tmp / f"store{n}"
+        make_store(stores[n], n, quiet=True)
+        log(f"  generated in {time.perf_counter() - t0:.1f}s")
+    targets = {("log", 1000): None, ("log", sizes[1]): 0.3, ("table", 1000): 0.25, ("table", sizes[1]): 2.0}
+    for n in sizes:
+        path = stores[n]
+        cache = path / ".git" / "gitxp" / "cache"
+        out = subprocess.run([PY, "-m", "gitxp", "table"], cwd=path, env=env(), capture_output=True, text=True)
+        rows = len(out.stdout.strip().splitlines()) - 1
+        if out.returncode != 0 or rows < n:
+            R.notes.append(f"case 5: `gitxp table` over {n} printed {rows} rows (exit {out.returncode}): {out.stderr[-200:]!r}")
+        naive_w, naive_c = timed([PY, "-c", NAIVE_TABLE], reps, cwd=path)
+        naive = med(naive_w)
+        for cmd, argv in (("log", ["log", "-n", "20"]), ("table", ["table"])):
+            cold, warm, ccold, cwarm = [], [], [], []
+            for _ in range(reps):
+                shutil.rmtree(cache, ignore_errors=True)
+                cold.append(proc_time([PY, "-m", "gitxp", *argv], cwd=path))
+                ccold.append(CPU[-1])
+                warm.append(proc_time([PY, "-m", "gitxp", *argv], cwd=path))
+                cwarm.append(CPU[-1])
+            tgt = targets[(cmd, n)]
+            label = f"5. gitxp {' '.join(argv)}, {n:,} experiments"
+            ref = f"naive full read (git ls-tree + cat-file --batch + CSafeLoader) {fmt_s(naive)} (CPU {fmt_s(med(naive_c))})"
+            tstr = f"≤ {tgt} s" if tgt else "–"
+            if a.quick and n != 1000 and tgt:
+                tstr += " (at 20,000; quick ran 5,000)"
+            R.add(label + ", cold cache", f"{fmt_s(med(cold))} (CPU {fmt_s(med(ccold))})", ref, f"{med(cold) / naive:.2f}×", tstr,
+                  None if tgt is None else med(cold) <= tgt)
+            R.add(label + ", warm cache", f"{fmt_s(med(warm))} (CPU {fmt_s(med(cwarm))})", ref, f"{med(warm) / naive:.2f}×", tstr,
+                  None if tgt is None else med(warm) <= tgt)
+    R.notes.append("case 5: 'cold' = gitxp's derived index cache (.git/gitxp/cache) deleted before the call; the OS page cache is warm in both.")
+    stores["tmp"] = tmp  # type: ignore[index]
+    return stores
+
+
+def case_commit(R: Results, a: argparse.Namespace, stores: dict[Any, Path]) -> None:
+    sys.path.insert(0, str(HERE))
+    from make_store import make_store
+
+    big_n = max(k for k in stores if isinstance(k, int))
+    k = 10 if a.quick else 20
+    small = stores["tmp"] / "store100"
+    make_store(small, 100, quiet=True)
+    log(f"case 6: commit_experiment × {k} into stores of 100 and {big_n:,}")
+    rs: dict[str, Any] = {"times": []}
+    rb: dict[str, Any] = {"times": []}
+    for _ in range(2):  # alternate, so machine load hits both alike
+        for acc, p in ((rs, small), (rb, stores[big_n])):
+            r = worker("commit", tmp=False, path=str(p), k=k // 2)
+            if "error" in r:
+                acc["error"] = r["error"]
+            else:
+                acc["times"] += r["times"]
+    if "error" in rs or "error" in rb:
+        R.skip("6. commit cost", (rs.get("error") or rb.get("error")))
+        return
+    s, b = med(rs["times"]), med(rb["times"])
+    R.notes.append(f"case 6: commit times (median of {len(rb['times'])}), each into today's day folder; min {fmt_s(min(rs['times']))} (100) vs {fmt_s(min(rb['times']))} ({big_n:,}).")
+    R.add(f"6. Store.commit_experiment with {big_n:,} stored vs 100", fmt_s(b), f"with 100 stored: {fmt_s(s)}", f"{b / s:.2f}×",
+          "≤ 1.5×" + (" (at 20,000)" if a.quick else ""), b / s <= 1.5)
+
+
+def case_snapshot(R: Results, a: argparse.Namespace) -> None:
+    reps = 2 if a.quick else 5
+    log(f"case 7: code snapshot, 10,000 files, 50 edited, {reps} reps")
+    r = worker("snapshot", files=10_000, edited=50, reps=reps, dulwich_reps=1 if a.quick else 2, timeout=600)
+    if "error" in r:
+        R.skip("7. code snapshot", r["error"], "≤ 2×")
+        return
+    g, ref = med(r["gitxp"]), med(r["ref"])
+    R.add("7. code snapshot, 10,000 files, 50 edited (git engine)", fmt_s(g), f"cp index + git add -A + git write-tree {fmt_s(ref)}",
+          f"{g / ref:.2f}×", "≤ 2×", g / ref <= 2)
+    if r["dulwich"]:
+        d = med(r["dulwich"])
+        R.add("7b. same, dulwich engine (no git on PATH)", fmt_s(d), f"{fmt_s(ref)}", f"{d / ref:.2f}×", "– (fallback)")
+    if not r["same_tree"]:
+        R.notes.append("case 7: gitxp's snapshot tree id differed from git write-tree's on some repetition.")
+
+
+def case_hardware(R: Results, a: argparse.Namespace) -> None:
+    secs = 6.0 if a.quick else 12.0
+    log(f"case 8: hardware sampler at 1 s for {secs:.0f} s; environment capture")
+    r = worker("hardware", seconds=secs, timeout=120)
+    if "error" in r:
+        R.skip("8. hardware sampler", r["error"], "≤ 1 % of a core")
+    else:
+        frac = r["sampler_cpu_s"] / r["wall_s"]
+        st = r["steady_frac"]
+        if st is not None:
+            R.add("8. hardware sampler CPU at 1 s interval, steady state", f"{st:.2%} of a core", "–", "–", "≤ 1 % of a core", st <= 0.01)
+        R.add(f"8a. same, whole {r['wall_s']:.0f} s window incl. thread start-up and final flush ({r['samples']} samples)", f"{frac:.2%} of a core",
+              f"whole process: {r['process_cpu_s'] / r['wall_s']:.2%}", "–", "– (one-off start-up included)")
+        R.notes.append(f"case 8: the sampler thread used {r['startup_cpu_s'] or 0:.3f} CPU s for its first 3 iterations (imports, GPU probe, "
+                       "first flush with the pyarrow import); steady state = CPU per 1 s iteration after those (a flush every 2 s included).")
+    envs = [worker("env", tmp=False, timeout=120) for _ in range(1 if a.quick else 3)]
+    if any("error" in e for e in envs):
+        R.skip("8b. environment capture", envs[0].get("error", "?"))
+    else:
+        R.add(f"8b. environment.capture() at start ({envs[0]['packages']} packages)", fmt_s(med([e["capture_s"] for e in envs])),
+              f"module import {fmt_s(med([e['import_s'] for e in envs]))}", "–", "– (part of case 3)")
+
+
+def case_artifact(R: Results, a: argparse.Namespace) -> None:
+    size = (64 if a.quick else 256) * MiB
+    reps = 1 if a.quick else 3
+    mb = size / 1e6
+    log(f"case 9: artifact {size // MiB} MiB, {reps} reps")
+    tmp = Path(tempfile.mkdtemp(prefix="gxb-art-"))
+    try:
+        src = tmp / "model.bin"
+        with open(src, "wb") as f:
+            for _ in range(size // MiB):
+                f.write(os.urandom(MiB))
+
+        def runs(kind: str, python: str = PY) -> tuple[float | None, str]:
+            ts = []
+            for _ in range(reps):
+                sync()
+                r = worker("artifact", python=python, kind=kind, src=str(src))
+                if "error" in r or "skip" in r:
+                    return None, r.get("error") or r.get("skip")
+                ts.append(r["s"])
+            return med(ts), ""
+
+        t_enc, why = runs("gitxp")
+        t_plain, _ = runs("gitxp-plain") if t_enc is not None else (None, "")
+        t_copy, _ = runs("copy")
+        hashes = []
+        for _ in range(1 if a.quick else 2):
+            d = git_init(tmp / f"h{len(hashes)}")
+            sync()
+            hashes.append(proc_time(["git", "hash-object", "-w", str(src)], cwd=d))
+            shutil.rmtree(d, ignore_errors=True)
+        t_hash = med(hashes)
+        t_ml, why_ml = runs("mlflow", a.peers_python) if a.peers else (None, "needs --peers")
+        label = f"9. artifact {size // MiB} MiB, encrypt + store"
+        if t_enc is None:
+            R.skip(label, why, "≥ 300 MB/s, ≥ 60 % of MLflow")
+        else:
+            rate = mb / t_enc
+            R.add(label, f"{rate:.0f} MB/s", f"git hash-object -w {mb / t_hash:.0f} MB/s", f"{t_hash / t_enc:.1f}×", "≥ 300 MB/s", rate >= 300)
+            R.add(label + " vs shutil.copy", f"{rate:.0f} MB/s", f"shutil.copy {mb / t_copy:.0f} MB/s", f"{t_copy / t_enc:.0%}", "– (floor)")
+            if t_ml is not None:
+                R.add(label + " vs MLflow log_artifact", f"{rate:.0f} MB/s", f"MLflow log_artifact {mb / t_ml:.0f} MB/s", f"{t_ml / t_enc:.0%}",
+                      "≥ 60 % of MLflow", t_ml / t_enc >= 0.6)
+            else:
+                R.skip(label + " vs MLflow log_artifact", why_ml, "≥ 60 % of MLflow")
+            if t_plain is not None:
+                R.add(label.replace("encrypt + store", "store unencrypted (key=None)"), f"{mb / t_plain:.0f} MB/s", f"shutil.copy {mb / t_copy:.0f} MB/s",
+                      f"{t_copy / t_plain:.0%}", "–")
+        R.notes.append("case 9: MB = 10^6 bytes; data lands in the page cache (no fsync; `sync` runs before each measurement).")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# =========================================================================== main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="gitxp benchmarks against the DESIGN.md targets")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes (1 M RSS, 5,000-experiment store, 64 MiB artifact)")
+    ap.add_argument("--peers", action="store_true", help="also run MLflow, W&B offline, Aim and DVCLive")
+    ap.add_argument("--peers-python", default=os.environ.get("GITXP_BENCH_PEERS_PYTHON", PY),
+                    help="interpreter with the peers installed (default: this one, or $GITXP_BENCH_PEERS_PYTHON)")
+    ap.add_argument("--out", default=str(HERE / "results.md"))
+    ap.add_argument("--only", default="", help="comma-separated case numbers, e.g. 1,5 (6 needs 5)")
+    ap.add_argument("--worker", nargs=2, metavar=("NAME", "JSON"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        name, kw = a.worker
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        print(json.dumps(WORKERS[name](**json.loads(kw))), flush=True)
+        return 0
+
+    only = {int(x) for x in a.only.split(",") if x.strip()}
+    want = (lambda k: not only or k in only)
+    R = Results()
+    t0 = time.time()
+    load0 = os.getloadavg()[0]
+    def guarded(num: int, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(R, a, *args)
+        except Exception as exc:  # one broken case must not lose the others
+            msg = f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")[:300]
+            R.skip(f"{num}. (case aborted)", msg)
+            log(f"case {num} aborted: {msg}")
+            return None
+
+    cases = [(1, case_log_metric), (2, case_import), (3, case_start), (4, case_rss)]
+    for num, fn in cases:
+        if want(num):
+            guarded(num, fn)
+    stores = None
+    if want(5) or want(6):
+        stores = guarded(5, case_listing)
+    if stores is not None and want(6):
+        guarded(6, case_commit, stores)
+    if stores is not None:
+        shutil.rmtree(stores["tmp"], ignore_errors=True)
+    for num, fn in [(7, case_snapshot), (8, case_hardware), (9, case_artifact)]:
+        if want(num):
+            guarded(num, fn)
+
+    for d in LIST_TMP:
+        shutil.rmtree(d, ignore_errors=True)
+    git_v = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    header = (f"# gitxp benchmark results\n\n{time.strftime('%Y-%m-%d %H:%M')}; gitxp at {rev or '?'} (working tree); "
+              f"Python {platform.python_version()}, {git_v}, {platform.machine()} × {os.cpu_count()} CPUs; "
+              f"{'--quick' if a.quick else 'full'}{', --peers' if a.peers else ''}; total {time.time() - t0:.0f} s; "
+              f"1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end (other processes compete for the CPUs when it exceeds 1). "
+              "Medians of fresh processes; ratios against references measured in this same run. "
+              "'CPU' = user+sys seconds of the measured process(es), a guide to the wall time on an idle machine.")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(R.markdown(header))
+    log(f"wrote {a.out} ({time.time() - t0:.0f} s)")
+    misses = [r for r in R.rows if r["met"] == "**NO**"]
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
