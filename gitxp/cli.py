@@ -181,6 +181,22 @@ def default_command_name(command: list[str]) -> str:
     return Path(prog).stem or prog
 
 
+def run_options(f: Any) -> Any:
+    """The options that say how one run is recorded; shared by `start` and `sweep`."""
+    for opt in reversed([
+        click.option("--artifact", "artifact_globs", multiple=True, metavar="GLOB", help="Files to store as artifacts after the command ends."),
+        click.option("--no-hardware", is_flag=True, help="Do not sample CPU/GPU/memory use."),
+        click.option("--hardware-interval", type=float, default=1.0, show_default=True, metavar="SECONDS", help="Sampling interval."),
+        click.option("--no-code", is_flag=True, help="Do not snapshot the code."),
+        click.option("--code-dir", type=click.Path(file_okay=False), help="Snapshot only this folder."),
+        click.option("--no-capture", is_flag=True, help="Pass output through without writing output.log."),
+        click.option("--scalars", is_flag=True, help="Read `key: value` / `key=value` from the output as metrics."),
+        click.option("--env-var", "env_vars", multiple=True, metavar="NAME", help="Also record this environment variable."),
+    ]):
+        f = opt(f)
+    return f
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--name", help="Experiment name (default: the script's stem).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter; VALUE is a YAML scalar; dotted keys nest.")
@@ -189,14 +205,7 @@ def default_command_name(command: list[str]) -> str:
 @click.option("--note", help="Free-text note.")
 @click.option("--parent", metavar="REF", help="Parent experiment.")
 @click.option("--resume", metavar="REF", help="Reopen a stored experiment (e.g. after preemption).")
-@click.option("--artifact", "artifact_globs", multiple=True, metavar="GLOB", help="Files to store as artifacts after the command ends.")
-@click.option("--no-hardware", is_flag=True, help="Do not sample CPU/GPU/memory use.")
-@click.option("--hardware-interval", type=float, default=1.0, show_default=True, metavar="SECONDS", help="Sampling interval.")
-@click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
-@click.option("--code-dir", type=click.Path(file_okay=False), help="Snapshot only this folder.")
-@click.option("--no-capture", is_flag=True, help="Pass output through without writing output.log.")
-@click.option("--scalars", is_flag=True, help="Read `key: value` / `key=value` from the output as metrics.")
-@click.option("--env-var", "env_vars", multiple=True, metavar="NAME", help="Also record this environment variable.")
+@run_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:

@@ -12,6 +12,9 @@ from typing import Any
 import click
 
 
+from .cli import run_options  # noqa: E402  (cli imports this module only lazily)
+
+
 # Options may follow FILE (interspersed); `--` ends them, so the command keeps its own options.
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("file", type=click.Path(dir_okay=False))
@@ -25,14 +28,7 @@ import click
 @click.option("--name", help="Sweep name (default: the file's stem); also the children's name.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag on every child (repeatable).")
 @click.option("--note", help="Free-text note on every child.")
-@click.option("--artifact", "artifact_globs", multiple=True, metavar="GLOB", help="Files to store as artifacts after each run.")
-@click.option("--no-hardware", is_flag=True, help="Do not sample CPU/GPU/memory use.")
-@click.option("--hardware-interval", type=float, default=1.0, show_default=True, metavar="SECONDS", help="Sampling interval.")
-@click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
-@click.option("--code-dir", type=click.Path(file_okay=False), help="Snapshot only this folder.")
-@click.option("--no-capture", is_flag=True, help="Pass output through without writing output.log.")
-@click.option("--scalars", is_flag=True, help="Read `key: value` / `key=value` from the output as metrics.")
-@click.option("--env-var", "env_vars", multiple=True, metavar="NAME", help="Also record this environment variable.")
+@run_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) -> int:

@@ -14,18 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import GIT_ENV
 from gitxp.errors import NotARepositoryError, StoreError, UsageError
 from gitxp.snapshot import EMPTY_TREE, Snapshot, capture, head_info
 
 ENGINES = ("git", "dulwich")
 ENV = {
     **os.environ,
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
+    **GIT_ENV,
     "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
     "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
 }
