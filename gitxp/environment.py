@@ -134,7 +134,8 @@ def capture_interpreter(python: str, *, extra_env_vars: Sequence[str] = (), time
 
     from gitxp.errors import GitxpError
 
-    code = ("import json,runpy,sys;m=runpy.run_path(sys.argv[1],run_name='gitxp_env_probe');"
+    # sys.path[0] is the probe's cwd ('' for -c), not something the script would see: drop it
+    code = ("import json,runpy,sys;sys.path.pop(0);m=runpy.run_path(sys.argv[1],run_name='gitxp_env_probe');"
             "json.dump(m['capture'](extra_env_vars=sys.argv[2:]),sys.stdout)")
     try:
         r = subprocess.run([python, "-c", code, str(Path(__file__).resolve()), *extra_env_vars],

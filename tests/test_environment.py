@@ -188,8 +188,11 @@ def test_capture_needs_only_the_standard_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_venv_roundtrip(tmp_path: Path) -> None:
+def test_venv_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Record a real venv's packages, then rebuild them in a new venv."""
+    # conftest puts the checkout on PYTHONPATH; with an editable install its
+    # gitxp.egg-info would then be visible to the probed venv too
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     src = tmp_path / "src"
     subprocess.run([sys.executable, "-m", "venv", str(src)], check=True)
     src_py = recreate._venv_python(src)
