@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "push": "gitxp.cli_remote:push",
     "pull": "gitxp.cli_remote:pull",
     "hooks": "gitxp.cli_remote:hooks",
+    "ui": "gitxp.cli_ui:ui",
 }
 
 
@@ -190,7 +191,8 @@ def run_options(f: Any) -> Any:
         click.option("--no-code", is_flag=True, help="Do not snapshot the code."),
         click.option("--code-dir", type=click.Path(file_okay=False), help="Snapshot only this folder."),
         click.option("--no-capture", is_flag=True, help="Pass output through without writing output.log."),
-        click.option("--scalars", is_flag=True, help="Read `key: value` / `key=value` from the output as metrics."),
+        click.option("--scalars", is_flag=True, help="Read metrics from output tokens `KEY=NUMBER` / `KEY: NUMBER` (never from prose or equations like `y = -13.59 x`)."),
+        click.option("--scalar", "scalar_patterns", multiple=True, metavar="NAME=REGEX", help="Read metric NAME from output lines matching REGEX: its first group is the value, a group named `step` the step (repeatable; see Example)."),
         click.option("--env-var", "env_vars", multiple=True, metavar="NAME", help="Also record this environment variable."),
     ]):
         f = opt(f)
@@ -214,10 +216,19 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
     Everything after `--` is the command. The script sees GITXP_EXPERIMENT
     (the id) and can log more with `gitxp.current()`.
 
+    --scalars reads whole tokens `KEY=NUMBER` or `KEY: NUMBER` (the number
+    being the whole value): `step=3 loss=0.25 acc: 0.9` gives loss and acc
+    at step 3; `Learned function: y = -13.59 x^1` or `SVC(gamma=0.001)` give
+    nothing. For other output use --scalar NAME=REGEX: the regex is searched
+    in each line, its first group (other than `step`) is the value and an
+    optional group `(?P<step>...)` the step; for lines like `99 6543.69`
+    (step, then loss) see the last example.
+
     \b
     Example:
       gitxp start -p lr=0.1 --tag team=vision -- python train.py --lr 0.1
       gitxp start --scalars --artifact 'out/*.pt' -- ./train.sh
+      gitxp start --scalar 'loss=^(?P<step>\d+) ([-+.\deE]+)$' -- python polyfit.py
     """
     from .wrap import run_wrapped
 
@@ -249,6 +260,7 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
         capture_output=not opts["no_capture"],
         scalars=opts["scalars"],
         env_vars=opts["env_vars"],
+        scalar_patterns=opts["scalar_patterns"],
     )
 
 

@@ -34,9 +34,24 @@ from .cli import run_options  # noqa: E402  (cli imports this module only lazily
 def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) -> int:
     """Run COMMAND once per configuration of the sweep FILE; exit 1 if any failed.
 
-    The sweep is a parent experiment and each configuration a child; `{key}`
-    in COMMAND is replaced by the parameter's value. Re-running skips the
-    configurations that completed. Children see their params through
+    FILE is YAML: top-level keys are fixed parameters (the same in every
+    configuration); under `grid:` each key takes a list of values and every
+    combination is one configuration (the first key varies slowest). Several
+    blocks (a list under `grid:`) are a union; a `group:` inside a block
+    zips its lists; `parent: base.yaml` merges another file under this one.
+    A list outside `grid:` is one fixed value (gitxp warns when the command
+    uses it). This file gives 2 x 2 = 4 configurations:
+
+    \b
+      epochs: 3            # fixed
+      grid:
+        lr: [0.1, 0.01]    # swept
+        batch: [16, 32]
+
+    The sweep is a parent experiment and each configuration a child, named
+    after the sweep (--name, else FILE's stem); `{key}` in COMMAND is
+    replaced by the parameter's value. Re-running skips the configurations
+    that completed. Children see their params through
     `gitxp.current().params`.
 
     \b
@@ -53,25 +68,32 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     from pathlib import Path
 
     from . import sweeps as lib
-    from .cli import _kv, default_command_name
-    from .sweep_spec import load, parse_split
+    from .cli import _kv
+    from .sweep_spec import list_warnings, load, parse_split
 
     split = parse_split(opts["split"]) if opts["split"] else None
+    spec = load(Path(file))
+    for warning in list_warnings(spec, command):
+        click.echo(f"gitxp sweep: warning: {warning}", err=True)
     if opts["dry_run"]:
-        spec = load(Path(file))
         for p in lib.plan(spec.configurations, command, split=split):
             click.echo(f"#{p.index} {lib._describe(p.params)}\n  {shlex.join(p.command)}")
         return 0
+    from .runner import ScalarPattern
+
+    for pattern in opts["scalar_patterns"]:
+        ScalarPattern(pattern)  # a bad --scalar fails before the sweep starts
     options = lib.ChildOptions(
         artifact_globs=tuple(opts["artifact_globs"]), log_hardware=not opts["no_hardware"],
         hardware_interval=opts["hardware_interval"], capture_code=not opts["no_code"], code_dir=opts["code_dir"],
-        capture_output=not opts["no_capture"], scalars=opts["scalars"], env_vars=tuple(opts["env_vars"]),
+        capture_output=not opts["no_capture"], scalars=opts["scalars"],
+        scalar_patterns=tuple(opts["scalar_patterns"]), env_vars=tuple(opts["env_vars"]),
         tags=_kv(opts["tags"], "--tag"), notes=opts["note"],
     )
     result = lib.run(
         file, list(command), repo=ctx.obj["repo"], jobs=opts["jobs"], split=split, queue=opts["queue"],
         fail_fast=opts["fail_fast"], rerun=opts["rerun"], name=opts["name"],
-        child_name=opts["name"] or default_command_name(list(command)), claim_timeout=opts["claim_timeout"],
+        child_name=opts["name"] or Path(file).stem, claim_timeout=opts["claim_timeout"],
         options=options,
     )
     click.echo(lib.result_table(result))

@@ -52,7 +52,7 @@ from gitxp.errors import SweepFileError, UsageError
 from gitxp.params import _loader_class, _yaml_error
 
 __all__ = [
-    "SweepSpec", "check_command", "config_key", "expand", "load", "parse_split",
+    "SweepSpec", "check_command", "config_key", "expand", "list_warnings", "load", "parse_split",
     "placeholders", "split", "substitute",
 ]
 
@@ -534,6 +534,24 @@ def substitute(command: Sequence[str], params: Mapping[str, Any]) -> list[str]:
         return _format(_lookup(params, match.group(1)))
 
     return [_PLACEHOLDER.sub(replace, arg) for arg in command]
+
+
+def list_warnings(spec: SweepSpec, command: Sequence[str]) -> list[str]:
+    """One warning per fixed list the command uses: most likely a grid written without ``grid:``.
+
+    ``lr: [0.01, 0.1]`` at the top level is one fixed value, so the command
+    gets ``--lr '[0.01, 0.1]'`` in a single configuration; a list meant as
+    a value (``layers: [64, 64]``) is allowed, hence a warning, not an error.
+    """
+    out = []
+    first = spec.configurations[0] if spec.configurations else {}
+    for name in sorted(placeholders(command)):
+        value = _lookup(spec.fixed, name)
+        if isinstance(value, list) and _lookup(first, name) == value:
+            flow = json.dumps(value)
+            out.append(f"{spec.path}: {name!r} is a fixed list {flow}, passed whole as {{{name}}} in every configuration; "
+                       f"to run one configuration per value, put it under `grid:` (grid: {{{name}: {flow}}})")
+    return out
 
 
 def check_command(command: Sequence[str], configurations: Sequence[Mapping[str, Any]]) -> None:

@@ -55,6 +55,7 @@ class ChildOptions:
     code_dir: str | None = None
     capture_output: bool = True
     scalars: bool = False
+    scalar_patterns: tuple[str, ...] = ()
     env_vars: tuple[str, ...] = ()
     tags: Mapping[str, Any] = field(default_factory=dict)
     notes: str | None = None
@@ -213,7 +214,7 @@ def _child_spec(p: Planned, *, parent: str, repo: str, name: str, options: Child
         "notes": options.notes, "artifact_globs": list(options.artifact_globs), "log_hardware": options.log_hardware,
         "hardware_interval": options.hardware_interval, "capture_code": options.capture_code,
         "code_dir": options.code_dir, "capture_output": options.capture_output, "scalars": options.scalars,
-        "env_vars": list(options.env_vars), "ppid": os.getpid(),
+        "scalar_patterns": list(options.scalar_patterns), "env_vars": list(options.env_vars), "ppid": os.getpid(),
     }
 
 
@@ -306,13 +307,15 @@ def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: ChildOpti
 def _execute(store: Any, *, name: str, key: str, fixed: Mapping[str, Any], parent_tags: Mapping[str, Any],
              parent_command: list[str], todo: list[Planned], jobs: int, queue: bool, fail_fast: bool, rerun: bool,
              claim_timeout: float | None, capture_code: bool, repo: str,
-             make_launch: Callable[[_Sweep], Callable[[Planned], int]], log: Callable[[str], None]) -> SweepResult:
+             make_launch: Callable[[_Sweep], Callable[[Planned], int]], log: Callable[[str], None],
+             total: int | None = None) -> SweepResult:
     """The shared body of the CLI and the Python API: parent, skip, schedule, finish."""
     qdir = sweep_queue.queue_dir(store, key)
     timeout = sweep_queue.claim_timeout(store, claim_timeout) if queue else sweep_queue.DEFAULT_CLAIM_TIMEOUT
     parent = sweep_queue.Parent(store, qdir, name=name, key=key, fixed=fixed, tags=parent_tags, command=parent_command,
                                 capture_code=capture_code, repo=repo)
     parent.open()
+    total = len(todo) if total is None else total
     log(f"sweep {parent.id} {name}: {len(todo)} configuration(s)")
     done = set() if rerun else {str(r.tags.get("sweep_key")) for r in _children(store, parent.id) if r.status == "completed"}
     skipped = [p for p in todo if p.key in done]
@@ -331,7 +334,7 @@ def _execute(store: Any, *, name: str, key: str, fixed: Mapping[str, Any], paren
     finally:
         if claims is not None:
             claims.close()
-        parent.close(status, lambda: _counts(store, parent.id, sw))
+        parent.close(status, lambda: _counts(store, parent.id, sw, total))
     recs = _latest(store, parent.id)
     outcomes = [sw.outcomes[p.index] for p in todo]
     for o in outcomes:
@@ -357,14 +360,21 @@ def _latest(store: Any, parent_id: str) -> dict[tuple[int, str], Any]:
     return out
 
 
-def _counts(store: Any, parent_id: str, sw: _Sweep) -> dict[str, Any]:
-    """The parent's summary: the newest child of each configuration, across every worker so far."""
+def _counts(store: Any, parent_id: str, sw: _Sweep, total: int) -> dict[str, Any]:
+    """The parent's summary, truthful after any number of sessions.
+
+    ``configurations`` is the sweep's size; ``completed`` and ``failed``
+    count the newest child of each configuration across every worker and
+    session so far; ``ran`` and ``skipped`` (already completed) describe the
+    latest session only, so a re-run reads ``completed 4, ran 0, skipped 4``.
+    """
     latest = _latest(store, parent_id)
     statuses = [r.status for r in latest.values()]
-    out = {"configurations": len(latest), "completed": statuses.count("completed"),
-           "failed": sum(s != "completed" for s in statuses),
-           "skipped": sum(o.status == "skipped" for o in sw.outcomes.values())}
-    return out
+    outcomes = [o.status for o in sw.outcomes.values()]
+    return {"configurations": max(total, len(latest)), "completed": statuses.count("completed"),
+            "failed": sum(s != "completed" for s in statuses),
+            "ran": sum(s not in ("skipped", "not run", "elsewhere") for s in outcomes),
+            "skipped": outcomes.count("skipped")}
 
 
 def run(path: str | os.PathLike[str], command: Sequence[str], *, repo: str = ".", jobs: int = 1,
@@ -399,6 +409,7 @@ def run(path: str | os.PathLike[str], command: Sequence[str], *, repo: str = "."
         todo=todo, jobs=jobs, queue=queue, fail_fast=fail_fast, rerun=rerun, claim_timeout=claim_timeout,
         capture_code=options.capture_code, repo=repo, log=emit,
         make_launch=lambda sw: _subprocess_launcher(sw, repo=repo, name=child_name, options=options, prefix=jobs > 1),
+        total=len(spec.configurations),
     )
 
 
@@ -494,6 +505,6 @@ def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathL
         store, name=sweep_name, key=sweep_key(sweep_name, configs), fixed=fixed, parent_tags={"sweep_file": source},
         parent_command=[sys.executable, *sys.argv], todo=todo, jobs=jobs, queue=False, fail_fast=False, rerun=rerun,
         claim_timeout=None, capture_code=start_options.get("capture_code", True), repo=str(repo),
-        make_launch=make_launch, log=lambda line: None,
+        make_launch=make_launch, log=lambda line: None, total=len(configs),
     )
     return experiments_table([o.record for o in result.outcomes if o.record is not None])

@@ -51,11 +51,13 @@ def run_wrapped(
     capture_output: bool,
     scalars: bool,
     env_vars: Sequence[str],
+    scalar_patterns: Sequence[str] = (),
 ) -> int:
     """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
     from . import runner
     from .experiment import start
 
+    patterns = [runner.ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
     _check_command(command)
     exp = start(
         name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
@@ -71,13 +73,20 @@ def run_wrapped(
             exp._hardware.set_pid(pid)
 
     def on_line(line: str) -> None:
-        found = runner.parse_scalars(line)
+        taken = set()
+        for pat in patterns:
+            got = pat.match(line)
+            if got is not None:
+                exp.log_metric(pat.name, got[0], step=got[1])
+                taken.add(pat.name)
+        found = runner.parse_scalars(line) if scalars else {}
         if not found:
             return
         step = found.pop("step", None)
         step_i = int(step) if step is not None and step >= 0 and float(step).is_integer() else None
         for key, value in found.items():
-            exp.log_metric(key, value, step=step_i)
+            if key not in taken:
+                exp.log_metric(key, value, step=step_i)
 
     result = None
     try:
@@ -86,7 +95,7 @@ def run_wrapped(
             env=env,
             output_path=exp.run_dir / "output.log" if capture_output else None,
             output_cap=exp._store.config.output_max_size,
-            on_line=on_line if scalars else None,
+            on_line=on_line if scalars or patterns else None,
             on_spawn=on_spawn,
         )
     except BaseException as exc:
@@ -101,7 +110,7 @@ def run_wrapped(
     if artifact_globs:
         _collect_artifacts(exp, artifact_globs)
     exp.finish(status, exit_code=result.returncode)
-    _report(exp, status, result)
+    _report(exp, exp.status, result)
     return result.exit_status
 
 

@@ -496,7 +496,14 @@ def test_terminal_job_control(tmp_path: Path) -> None:
     [
         ("epoch 3 loss=0.25 acc: 0.91", {"loss": 0.25, "acc": 0.91}),
         ("step: 3", {"step": 3.0}),
-        ("step=3 loss = 1.5", {"step": 3.0, "loss": 1.5}),
+        ("step=3 loss = 1.5", {"step": 3.0}),  # `loss = 1.5` reads like an equation: never a metric
+        ("==> Learned function: y = -13.59 x^1 + 0.81 x^2", {}),
+        ("Classification report for classifier SVC(gamma=0.001):", {}),
+        ("Result: y = 0.049 x + 1.2", {}),
+        ("Accuracy: 0.93 on the test set", {}),
+        ("Train Epoch: 1 [0/60000 (0%)]\tLoss: 2.301", {"Loss": 2.301}),
+        ("Test set: Average loss: 0.0339, Accuracy: 9889/10000 (99%)", {"loss": 0.0339}),
+        ("loss: 0.3 | acc: 0.5", {"loss": 0.3, "acc": 0.5}),
         ("val/loss=-0.5 train.acc=1e-3 lr-max: +2.", {"val/loss": -0.5, "train.acc": 0.001, "lr-max": 2.0}),
         ("x=.5, y=-inf; z=Infinity", {"x": 0.5, "y": -math.inf, "z": math.inf}),
         ("INFO:root:loss=0.3", {"loss": 0.3}),

@@ -57,20 +57,22 @@ def test_sweep_creates_parent_and_children_and_rerun_skips(git_repo: Path) -> No
     parents, kids = children(repo)
     assert len(parents) == 1 and len(kids) == 4
     parent = parents[0]
-    assert parent.name == "grid" and parent.status == "completed" and dict(parent.params) == {"epochs": 3}
+    assert parent.name == "grid" and parent.status == "completed" and dict(parent.params) == {"epochs": 3}, (r.stderr, parent.summary, [k.status for k in kids])
     assert parent.summary["completed"] == 4
     assert {(k.params["lr"], k.params["batch"]) for k in kids} == {(0.1, 16), (0.1, 32), (0.01, 16), (0.01, 32)}
-    assert all(k.meta["parent"] == parent.id and k.tags["sweep"] == parent.id and k.name == "train" for k in kids)
+    assert all(k.meta["parent"] == parent.id and k.tags["sweep"] == parent.id and k.name == "grid" for k in kids)
     assert sorted(k.tags["sweep_index"] for k in kids) == [0, 1, 2, 3]
     assert all(k.metric_summary["loss"]["last"] < 1 for k in kids)
     assert "completed" in r.stdout and "loss" in r.stdout
     log = run_git(repo, "log", "--oneline", "gitxp")
-    assert log.count(" train completed") == 4 and log.count(f"{parent.id} grid completed") == 1
+    assert log.count(" grid completed") == 5 and log.count(f"{parent.id} grid completed") == 1
 
     r = gitxp(repo, "sweep", "grid.yaml", "--no-hardware", "--", *CMD)
     assert "skipped 4" in r.stderr and r.stdout.count("skipped") == 4
     parents2, kids2 = children(repo)
     assert [p.id for p in parents2] == [parent.id] and len(kids2) == 4  # the parent is reused
+    assert {k: parents2[0].summary[k] for k in ("configurations", "completed", "failed", "ran", "skipped")} == {
+        "configurations": 4, "completed": 4, "failed": 0, "ran": 0, "skipped": 4}
     fsck(repo)
 
 
