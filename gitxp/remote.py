@@ -57,8 +57,8 @@ from typing import Any
 
 from . import config as _config
 from . import layout, validate
-from .errors import ForeignStoreError, RemoteError, StoreError, UnsafeDataError
-from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
+from .errors import ForeignStoreError, RemoteError, StoreError, UnsafeDataError, UsageError
+from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Quarantine, Repo
 
 PUSH_ATTEMPTS = 10
 ENGINE_ENV = "GITXP_ENGINE"
@@ -110,6 +110,9 @@ def resolve(repo: Repo, remote: str | None, branch: str) -> tuple[str, str | Non
     absolute, since git runs from the repository's top folder.
     """
     name = remote or _remote_config(repo, (b"branch", branch.encode()), b"remote") or "origin"
+    if name.startswith("-"):
+        # git would read it as an option: `--upload-pack=CMD` runs CMD.
+        raise UsageError(f"invalid remote {name!r}: a remote name or URL cannot start with '-'", "pass a remote's name, a path (./-dir) or a URL")
     url = _remote_config(repo, (b"remote", name.encode()), b"url")
     if url is not None:
         return name, name, url
@@ -120,8 +123,8 @@ def resolve(repo: Repo, remote: str | None, branch: str) -> tuple[str, str | Non
     return name, None, name
 
 
-def _git_env(*, in_hook: bool = False) -> dict[str, str]:
-    env = dict(os.environ)
+def _git_env(*, in_hook: bool = False, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
     if not sys.stdin.isatty():
         env["GIT_TERMINAL_PROMPT"] = "0"
     if in_hook:
@@ -129,14 +132,14 @@ def _git_env(*, in_hook: bool = False) -> dict[str, str]:
     return env
 
 
-def _run_git(repo: Repo, args: list[str], *, quiet: bool, in_hook: bool = False) -> subprocess.CompletedProcess[str]:
+def _run_git(repo: Repo, args: list[str], *, quiet: bool, in_hook: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     show = not quiet and sys.stderr.isatty()
     cwd = str(repo.root or repo.git_dir)
     try:
         return subprocess.run(
             ["git", *args],
             cwd=cwd,
-            env=_git_env(in_hook=in_hook),
+            env=_git_env(in_hook=in_hook, extra=env),
             stdout=subprocess.PIPE,
             stderr=None if show else subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -155,18 +158,21 @@ def _last_line(text: str | None) -> str:
 # ---------------------------------------------------------------- fetch
 
 
-def fetch(repo: Repo, target: str, branch: str, *, eng: str, quiet: bool = True) -> tuple[str | None, str]:
+def fetch(repo: Repo, target: str, branch: str, *, eng: str, quarantine: Quarantine, quiet: bool = True) -> tuple[str | None, str]:
     """Fetch the remote's store branch into a private ref; (commit or None, ref name).
 
-    Only the one branch travels. ``None``: the remote has no store branch.
+    Only the one branch travels, and its objects land in ``quarantine``
+    (the caller migrates them once validated). ``None``: the remote has no
+    store branch.
     """
     incoming = f"refs/gitxp/incoming/{os.getpid()}-{next(_seq)}"
     if eng == "git":
-        args = ["fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"]
+        args = ["fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-gc"]
         args.append("--progress" if not quiet and sys.stderr.isatty() else "--quiet")
         # fetch.fsckObjects: git itself refuses malformed objects (such as a
-        # ".git" entry) before they reach the object store at all.
-        r = _run_git(repo, ["-c", "fetch.fsckObjects=true", *args, target, f"+refs/heads/{branch}:{incoming}"], quiet=quiet)
+        # ".git" entry); no commit-graph or maintenance runs inside the quarantine.
+        config = ["-c", "fetch.fsckObjects=true", "-c", "fetch.writeCommitGraph=false", "-c", "maintenance.auto=false"]
+        r = _run_git(repo, [*config, *args, "--", target, f"+refs/heads/{branch}:{incoming}"], quiet=quiet, env=quarantine.git_env())
         if r.returncode != 0:
             err = r.stderr or ""
             if "couldn't find remote ref" in err:
@@ -176,13 +182,15 @@ def fetch(repo: Repo, target: str, branch: str, *, eng: str, quiet: bool = True)
                 raise UnsafeDataError(f"refusing the store fetched from {target}: git's object check failed: {bad[0]}", "nothing was merged; ask whoever pushed it to repair the store")
             raise RemoteError(f"git fetch from {target} failed: {_last_line(r.stderr)}", "check the remote's URL and your access to it")
         return _read_ref(repo, incoming), incoming
-    return _dulwich_fetch(repo, target, branch, incoming, quiet=quiet), incoming
+    return _dulwich_fetch(repo, target, branch, incoming, quarantine=quarantine, quiet=quiet), incoming
 
 
-def _dulwich_fetch(repo: Repo, target: str, branch: str, incoming: str, *, quiet: bool) -> str | None:
+def _dulwich_fetch(repo: Repo, target: str, branch: str, incoming: str, *, quarantine: Quarantine, quiet: bool) -> str | None:
     from dulwich.client import get_transport_and_path
+    from dulwich.repo import Repo as DRepo
 
-    r = repo.dulwich
+    # The same repository (refs, config) writing its objects into the quarantine.
+    r = DRepo(str(repo.root or repo.git_dir), object_directory=str(quarantine.path), alternates=[str(repo.objects_dir)])
     url = _remote_config(repo, (b"remote", target.encode()), b"url") or target
     want = f"refs/heads/{branch}".encode()
     found: dict[str, bytes] = {}
@@ -200,10 +208,12 @@ def _dulwich_fetch(repo: Repo, target: str, branch: str, incoming: str, *, quiet
         client.fetch(path, r, determine_wants=determine_wants, progress=progress)
     except Exception as exc:  # noqa: BLE001 - dulwich raises many unrelated types for transport failures
         raise RemoteError(f"fetch from {target} failed: {exc}", "check the remote's URL and your access to it") from exc
+    finally:
+        r.close()
     if "sha" not in found:
         return None
     sha = found["sha"]
-    r.refs[incoming.encode()] = sha
+    repo.dulwich.refs[incoming.encode()] = sha
     return sha.decode()
 
 
@@ -232,7 +242,7 @@ def _push_once(repo: Repo, target: str, branch: str, *, eng: str, quiet: bool) -
     if eng == "git":
         args = ["push", "--porcelain", "--no-recurse-submodules"]
         args.append("--progress" if not quiet and sys.stderr.isatty() else "--quiet")
-        r = _run_git(repo, [*args, target, spec], quiet=quiet, in_hook=True)
+        r = _run_git(repo, [*args, "--", target, spec], quiet=quiet, in_hook=True)
         status = [ln for ln in (r.stdout or "").splitlines() if ln[:1] in " +-*!=" and "\t" in ln]
         for line in status:
             flag, _, rest = line.partition("\t")
@@ -321,16 +331,26 @@ def pull(path: str | os.PathLike[str] = ".", remote: str | None = None, *, force
 
 
 def _pull_into(repo: Repo, target: str, name: str | None, branch: str, *, eng: str, force: bool, quiet: bool) -> SyncResult:
-    theirs, incoming = fetch(repo, target, branch, eng=eng, quiet=quiet)
+    with Quarantine(repo) as quarantine:
+        theirs, incoming = fetch(repo, target, branch, eng=eng, quarantine=quarantine, quiet=quiet)
+        try:
+            if theirs is None:
+                return SyncResult(target, branch, "nothing", repo.ref(branch))
+            ours = repo.ref(branch)
+            if eng == "dulwich":
+                # What git's fetch.fsckObjects did for the git engine.
+                validate.check_fetched(repo, theirs, lambda sha: sha in quarantine, source=target)
+            ours_tree = repo.read_commit(ours)["tree"] if ours else None
+            theirs_tree = repo.read_commit(theirs)["tree"]
+            if theirs_tree != ours_tree:
+                theirs_doc = validate.check_tree(repo, theirs_tree, known=validate.known_trees(repo, ours_tree, theirs_tree), source=target)
+                _check_same_store(repo, ours_tree, theirs_doc, target, force)
+            quarantine.migrate()
+        except BaseException:
+            if _read_ref(repo, incoming) is not None:
+                _set_ref(repo, incoming, None)
+            raise
     try:
-        if theirs is None:
-            return SyncResult(target, branch, "nothing", repo.ref(branch))
-        ours = repo.ref(branch)
-        ours_tree = repo.read_commit(ours)["tree"] if ours else None
-        theirs_tree = repo.read_commit(theirs)["tree"]
-        if theirs_tree != ours_tree:
-            theirs_doc = validate.check_tree(repo, theirs_tree, known=validate.known_trees(repo, ours_tree, theirs_tree), source=target)
-            _check_same_store(repo, ours_tree, theirs_doc, target, force)
         if name:
             _set_ref(repo, f"refs/remotes/{name}/{branch}", theirs)
         action, commit, new = merge(repo, branch, theirs, label=name or target)
@@ -567,3 +587,51 @@ def _union_metrics(a: bytes, b: bytes) -> bytes:
         schema=metrics.schema(),
     )
     return metrics.to_parquet_bytes(out)
+
+
+def tracking_tips(repo: Repo, branch: str) -> dict[str, str]:
+    """``{remote: commit}`` of ``refs/remotes/<remote>/<branch>`` (loose or packed), as a clone leaves them."""
+    found: dict[str, str] = {}
+    base = repo.common_dir / "refs" / "remotes"
+    try:
+        with open(repo.common_dir / "packed-refs", "rb") as f:
+            for raw in f:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line.startswith(("#", "^")) or " " not in line:
+                    continue
+                sha, _, name = line.partition(" ")
+                parts = name.split("/")
+                if len(parts) >= 4 and parts[:2] == ["refs", "remotes"] and "/".join(parts[3:]) == branch:
+                    found[parts[2]] = sha
+    except FileNotFoundError:
+        pass
+    if base.is_dir():
+        for remote_dir in base.iterdir():
+            try:
+                value = (remote_dir / branch).read_text().strip()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue
+            if len(value) == 40:
+                found[remote_dir.name] = value
+    return found
+
+
+def pull_hint(store: Any) -> str | None:
+    """For a clone with no local store yet: one line saying what ``gitxp pull`` would bring.
+
+    Counted from the remote-tracking store's day folders (no experiment is
+    read), so listings stay fast; None when there is nothing to say.
+    """
+    if store.exists():
+        return None
+    tips = tracking_tips(store.repo, store.branch)
+    for remote in sorted(tips, key=lambda r: (r != "origin", r)):
+        try:
+            tree = store.repo.read_commit(tips[remote])["tree"]
+            n = count_experiments(store.repo, None, tree)
+        except Exception:  # a damaged or missing object: say nothing rather than fail a listing
+            continue
+        if n:
+            more = "" if remote == "origin" else f" {remote}"
+            return f"gitxp: no local store yet; `gitxp pull{more}` brings {n} experiment(s) from {remote}"
+    return None

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import layout
@@ -78,7 +78,7 @@ class Checker:
         good = []
         for e in items:
             if not _name_ok(e.name):
-                self.problem(f"{where}/{e.name!r}: invalid entry name")
+                self.problem(f"{where}/{e.name!r}: invalid entry name ({git_name_problem(e.name) or 'NUL byte'})")
                 continue
             good.append(e)
         return good
@@ -226,7 +226,170 @@ class Checker:
 
 
 def _name_ok(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "\x00" not in name and name.lower() != ".git"
+    return "\x00" not in name and git_name_problem(name) is None
+
+
+# Code points HFS+ ignores when comparing names (git's utf8.c next_hfs_char).
+_HFS_IGNORABLE = frozenset({0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF})
+
+
+def _hfs_chars(raw: bytes) -> list[int]:
+    """Code points as HFS+ compares them, ignorables dropped, ending in 0 (also at bad UTF-8)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = raw[: exc.start].decode("utf-8")
+    return [ord(c) for c in text if ord(c) not in _HFS_IGNORABLE] + [0]
+
+
+def _is_hfs_dotgit(raw: bytes) -> bool:
+    chars = _hfs_chars(raw)
+    if len(chars) < 5 or chars[0] != ord("."):
+        return False
+    if any(c > 127 or chr(c).lower() != want for c, want in zip(chars[1:4], "git")):
+        return False
+    return chars[4] in (0, ord("/"))
+
+
+def _is_ntfs_dotgit(raw: bytes) -> bool:
+    low = raw.lower()
+    if low.startswith(b".git"):
+        rest = raw[4:]
+    elif low.startswith(b"git~1"):
+        rest = raw[5:]
+    else:
+        return False
+    for c in rest:
+        if c in b"\\/:":
+            return True
+        if c not in b". ":
+            return False
+    return True
+
+
+def git_name_problem(name: str | bytes) -> str | None:
+    """git fsck's verdict on one tree entry name: its message id, or None when git accepts it.
+
+    The same rules as git's ``fsck_tree`` (``is_hfs_dotgit``/``is_ntfs_dotgit``
+    in git's utf8.c and path.c), so that nothing gitxp merges can make
+    ``git fsck --strict`` fail or a remote with ``receive.fsckObjects`` refuse
+    the next push: ``.git`` in any letter case, with trailing dots or spaces
+    or an NTFS stream suffix (``.git::$INDEX_ALLOCATION``), as the 8.3 short
+    name ``git~1``, after a backslash, or spelt with the code points HFS+
+    ignores (``.g\\u200cit``). Names come from :meth:`Repo.read_tree`
+    (``surrogateescape``) or raw tree bytes.
+    """
+    raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else name
+    if not raw:
+        return "emptyName"
+    if b"/" in raw:
+        return "fullPathname"
+    if raw == b".":
+        return "hasDot"
+    if raw == b"..":
+        return "hasDotdot"
+    if _is_hfs_dotgit(raw) or _is_ntfs_dotgit(raw) or any(_is_ntfs_dotgit(seg) for seg in raw.split(b"\\")[1:]):
+        return "hasDotgit"
+    return None
+
+
+_GIT_MODES = {b"40000": TREE_MODE, b"100644": FILE_MODE, b"100755": EXEC_MODE, b"120000": 0o120000, b"160000": 0o160000}
+
+
+def tree_object_problems(data: bytes) -> list[tuple[str, str]]:
+    """``(entry name, git fsck message id)`` for what ``git fsck --strict`` refuses in one raw tree.
+
+    Names by :func:`git_name_problem`; modes must be one of git's five,
+    written without zero padding; entries sorted in git's order (a folder
+    sorts as ``name/``) and unique.
+    """
+    out: list[tuple[str, str]] = []
+    keys: list[bytes] = []
+    names: set[bytes] = set()
+    i, n = 0, len(data)
+    while i < n:
+        sp, nul = data.find(b" ", i), data.find(b"\0", i)
+        if sp < 0 or nul < sp or nul + 21 > n:
+            return out + [("", "badTree")]
+        mode, raw = data[i:sp], data[sp + 1 : nul]
+        name = raw.decode("utf-8", "surrogateescape")
+        if mode not in _GIT_MODES:
+            out.append((name, "zeroPaddedFilemode" if mode.lstrip(b"0") in _GIT_MODES else "badFilemode"))
+        problem = git_name_problem(raw)
+        if problem:
+            out.append((name, problem))
+        key = raw + b"/" if mode.lstrip(b"0") == b"40000" else raw
+        if raw in names:
+            out.append((name, "duplicateEntries"))
+        elif keys and key <= keys[-1]:
+            out.append((name, "treeNotSorted"))
+        keys.append(key)
+        names.add(raw)
+        i = nul + 21
+    return out
+
+
+def check_fetched(repo: Repo, tip: str, is_new: Callable[[str], bool], *, source: str = "the remote") -> None:
+    """git's ``fetch.fsckObjects`` for the dulwich engine: every fetched commit and folder.
+
+    Walks the history of ``tip`` and every tree below it, but only objects
+    for which ``is_new`` holds (those in the quarantine the fetch wrote), so
+    a pull costs what it fetched. Unlike :func:`check_tree` this covers the
+    code snapshots and older commits too: any object ``git fsck --strict``
+    would refuse is refused here before it reaches the object store.
+
+    Raises:
+        UnsafeDataError: listing up to :data:`MAX_PROBLEMS` problems.
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    commits = [tip]
+    trees: list[tuple[str, str]] = []
+    while commits and len(problems) < MAX_PROBLEMS:
+        sha = commits.pop()
+        if sha in seen or not is_new(sha):
+            continue
+        seen.add(sha)
+        try:
+            info = repo.read_commit(sha)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            problems.append(f"commit {sha[:12]}: unreadable ({exc})")
+            continue
+        if not isinstance(info.get("tree"), str) or not re.fullmatch(r"[0-9a-f]{40}", info["tree"]):
+            problems.append(f"commit {sha[:12]}: no tree")
+            continue
+        trees.append((info["tree"], ""))
+        commits.extend(info["parents"])
+    while trees and len(problems) < MAX_PROBLEMS:
+        sha, where = trees.pop()
+        if sha in seen or not is_new(sha):
+            continue
+        seen.add(sha)
+        try:
+            kind, data = repo.read_raw(sha)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            problems.append(f"{where or '/'}: unreadable folder ({exc})")
+            continue
+        if kind != "tree":
+            problems.append(f"{where or '/'}: a {kind} where a folder belongs")
+            continue
+        problems += [f"{where}/{name!r}: {what} (git fsck refuses it)" for name, what in tree_object_problems(data)]
+        for e in repo.read_tree(sha):
+            if e.mode == TREE_MODE and git_name_problem(e.name) is None:
+                trees.append((e.sha, f"{where}/{e.name}" if where else e.name))
+    if problems:
+        raise _refusal(problems[:MAX_PROBLEMS], source)
+
+
+def _refusal(problems: list[str], source: str) -> UnsafeDataError:
+    more = "+" if len(problems) >= MAX_PROBLEMS else ""
+    err = UnsafeDataError(
+        f"refusing the store fetched from {source}: {len(problems)}{more} problem(s), first: {problems[0]}",
+        "nothing was merged; ask whoever pushed it to repair the store, or pull from another remote",
+    )
+    err.problems = problems  # type: ignore[attr-defined]
+    err.candidates = problems  # type: ignore[attr-defined]
+    return err
 
 
 def _day_ok(name: str) -> bool:
@@ -280,13 +443,5 @@ def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str 
     checker = Checker(repo, set(known))
     doc = checker.check_root(tree)
     if checker.problems or doc is None:
-        problems = checker.problems or [f"{layout.STORE_FILE}: unreadable"]
-        more = "+" if len(problems) >= MAX_PROBLEMS else ""
-        err = UnsafeDataError(
-            f"refusing the store fetched from {source}: {len(problems)}{more} problem(s), first: {problems[0]}",
-            "nothing was merged; ask whoever pushed it to repair the store, or pull from another remote",
-        )
-        err.problems = problems  # type: ignore[attr-defined]
-        err.candidates = problems  # type: ignore[attr-defined]
-        raise err
+        raise _refusal(checker.problems or [f"{layout.STORE_FILE}: unreadable"], source)
     return doc

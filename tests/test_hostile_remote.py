@@ -1,0 +1,160 @@
+"""Hostile remotes built with git plumbing, pulled with both engines (issue 10, foreign data part B).
+
+Each remote is a real bare repository whose store branch was written with
+``git hash-object``/``mktree``/``commit-tree``; each pull runs the real CLI.
+After a refused pull the local store branch, the object store (loose
+objects and packs) and ``git fsck --strict`` must be exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import fsck, gitxp as run_gitxp, run_git
+from test_remote import GOOD_ID, _experiment, _push_crafted, _tree, record
+
+from gitxp import validate
+
+ENGINES = ["git", "dulwich"]
+
+
+def objects(repo: Path) -> tuple[str, list[str]]:
+    """What the object store holds: git's counts and every name under objects/ (no quarantine left)."""
+    counts = run_git(repo, "count-objects", "-v")
+    names = sorted(p.relative_to(repo / ".git" / "objects").as_posix() for p in (repo / ".git" / "objects").rglob("*"))
+    return counts, names
+
+
+def hostile_remote(tmp_path: Path, repo: Path, experiment_files: dict[str, tuple[str, object]]) -> Path:
+    bare = tmp_path / "evil.git"
+    run_git(tmp_path, "init", "-q", "--bare", str(bare))
+    _push_crafted(tmp_path, bare, {GOOD_ID: ("040000", _experiment(**experiment_files))}, run_git(repo, "show", "gitxp:gitxp.yaml").encode())
+    return bare
+
+
+def assert_refused_and_untouched(repo: Path, bare: Path, engine: str, expected: str) -> None:
+    before = (run_git(repo, "rev-parse", "gitxp"), objects(repo))
+    r = run_gitxp(repo, "pull", str(bare), check=False, env={"GITXP_ENGINE": engine})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.startswith("Error: refusing the store fetched from") and expected in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert (run_git(repo, "rev-parse", "gitxp"), objects(repo)) == before
+    assert run_git(repo, "for-each-ref", "refs/gitxp/") == ""
+    fsck(repo)
+
+
+# ---------------------------------------------------------------- 1. git's fsck name rules
+
+NAMES = [
+    ".git", ".GIT", "git~1", "GIT~1", ".git.", ".git ", ".GiT. .", "git~1 .", ".g\u200cit", "\u200c.git",
+    ".git\u200c", ".gi\u200et", ".git\ufeff", ".git\u202e", ".git\u206a", ".git::$INDEX_ALLOCATION", ".git:x",
+    ".git\\foo", "foo\\.git", "foo\\git~1", ".", "..", "a/b",
+    # accepted by git:
+    "a\\b", ".gitx", "git~2", "git~1x", ".git~1", "..git", ".g\u0130t", ".gitmodules", "\xe9.git", ".git\xa0",
+    ".git\u2060", "foo\\..", "model.pt",
+]
+
+
+def _git_fsck_verdict(tmp_path: Path, raw: bytes) -> str | None:
+    """Run the real `git fsck --strict` on a repository holding one tree with one entry ``raw``."""
+    d = tmp_path / f"fsck-{raw.hex()[:40]}"
+    run_git(tmp_path, "init", "-q", str(d))
+    blob = run_git(d, "hash-object", "-w", "--stdin", input=b"x\n").strip()
+    tree = run_git(d, "hash-object", "-w", "-t", "tree", "--literally", "--stdin", input=b"100644 " + raw + b"\0" + bytes.fromhex(blob)).strip()
+    r = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=d, capture_output=True, text=True)
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if tree in ln]
+    return lines[0].split(": ")[1] if r.returncode and lines else None
+
+
+def test_name_rules_match_git_fsck(tmp_path: Path) -> None:
+    """One function, the same verdict as the installed git's fsck for every spelling."""
+    raws = [n.encode() for n in NAMES] + [b".git\xff", b".g\xffit"]
+    for raw in raws:
+        assert validate.git_name_problem(raw) == _git_fsck_verdict(tmp_path, raw), raw
+
+
+HOSTILE_NAMES = {
+    "git~1": {"git~1": ("040000", {"config": ("100644", b"[core]\n")})},
+    ".git.": {".git.": ("040000", {"config": ("100644", b"[core]\n")})},
+    ".git space": {".git ": ("040000", {"config": ("100644", b"[core]\n")})},
+    "zwnj": {".g\u200cit": ("040000", {"config": ("100644", b"[core]\n")})},
+    "code/.git": {"code": ("040000", {"train.py": ("100644", b"print(1)\n"), ".git": ("040000", {"config": ("100644", b"[core]\n")})})},
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", sorted(HOSTILE_NAMES))
+def test_dotgit_spellings_are_refused_and_leave_no_objects(case: str, engine: str, tmp_path: Path, git_repo: Path) -> None:
+    record(git_repo, "mine")
+    bare = hostile_remote(tmp_path, git_repo, HOSTILE_NAMES[case])
+    assert_refused_and_untouched(git_repo, bare, engine, "hasDotgit")
+
+
+def test_dulwich_engine_checks_history_behind_the_tip(tmp_path: Path, git_repo: Path) -> None:
+    """A '.git' folder hidden in an older commit still reaches fsck: refused too."""
+    record(git_repo, "mine")
+    doc = run_git(git_repo, "show", "gitxp:gitxp.yaml").encode()
+    bare = tmp_path / "evil.git"
+    run_git(tmp_path, "init", "-q", "--bare", str(bare))
+    scratch = tmp_path / "scratch"
+    run_git(tmp_path, "init", "-q", str(scratch))
+    bad = _tree(scratch, {"gitxp.yaml": ("100644", doc), "GIT~1": ("040000", {"hooks": ("100644", b"x")})})
+    good = _tree(scratch, {"gitxp.yaml": ("100644", doc), "experiments": ("040000", {"2026-01-01": ("040000", {GOOD_ID: ("040000", _experiment())})})})
+    first = run_git(scratch, "commit-tree", bad, "-m", "gitxp: hidden").strip()
+    tip = run_git(scratch, "commit-tree", good, "-p", first, "-m", "gitxp: clean tip").strip()
+    run_git(scratch, "push", "-q", str(bare), f"{tip}:refs/heads/gitxp")
+    assert_refused_and_untouched(git_repo, bare, "dulwich", "hasDotgit")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refused_pull_by_gitxp_rules_leaves_no_objects(engine: str, tmp_path: Path, git_repo: Path) -> None:
+    """Refused by gitxp's own checks (git accepts a symlink): still not one object left behind."""
+    record(git_repo, "mine")
+    bare = hostile_remote(tmp_path, git_repo, {"experiment.yaml": ("120000", b"/etc/passwd"), "output.log": ("100644", os.urandom(4096))})
+    assert_refused_and_untouched(git_repo, bare, engine, "symlink")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_accepted_pull_migrates_every_object(engine: str, tmp_path: Path, git_repo: Path) -> None:
+    """The quarantine is moved in: the pulled experiment reads back, fsck is clean, no temp folder stays."""
+    record(git_repo, "mine")
+    bare = hostile_remote(tmp_path, git_repo, {"output.log": ("100644", b"hello\n")})
+    r = run_gitxp(git_repo, "pull", str(bare), env={"GITXP_ENGINE": engine})
+    assert "1 new experiment" in r.stdout, r.stdout + r.stderr
+    assert run_git(git_repo, "show", f"gitxp:experiments/2026-01-01/{GOOD_ID}/output.log") == "hello\n"
+    assert not [p for p in (git_repo / ".git" / "objects").iterdir() if p.name.startswith("tmp_objdir")]
+    fsck(git_repo)
+
+
+# ---------------------------------------------------------------- 4. `--` before remotes
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("cmd", ["pull", "push"])
+def test_remote_that_looks_like_an_option_is_refused(cmd: str, engine: str, git_repo: Path) -> None:
+    record(git_repo, "mine")
+    r = run_gitxp(git_repo, cmd, "--", "--upload-pack=touch PWNED; git-upload-pack", check=False, env={"GITXP_ENGINE": engine})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("Error: invalid remote") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (git_repo / "PWNED").exists()
+
+
+def test_remote_from_config_that_looks_like_an_option_is_refused(git_repo: Path) -> None:
+    record(git_repo, "mine")
+    run_git(git_repo, "config", "branch.gitxp.remote", "--upload-pack=touch PWNED; git-upload-pack")
+    r = run_gitxp(git_repo, "pull", check=False)
+    assert r.returncode == 2 and "invalid remote" in r.stderr, r.stderr
+    assert not (git_repo / "PWNED").exists()
+
+
+def test_push_to_a_folder_named_like_an_option(tmp_path: Path, git_repo: Path) -> None:
+    """With `--` before it, a path whose folder starts with a dash is a plain path."""
+    record(git_repo, "mine")
+    bare = tmp_path / "-evil.git"
+    run_git(tmp_path, "init", "-q", "--bare", "--", str(bare))
+    run_gitxp(git_repo, "push", str(bare))
+    assert run_git(bare, "rev-parse", "gitxp") == run_git(git_repo, "rev-parse", "gitxp")
