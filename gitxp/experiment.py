@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import layout, metrics, staging
-from .errors import ExperimentStateError, GitxpError, MetricValueError, ParamTypeError, UsageError
+from . import layout, metrics, shutdown, staging
+from .errors import ExperimentStateError, MetricValueError, ParamTypeError, UsageError
 
 ENV_ID = "GITXP_EXPERIMENT"
 ENV_RUN_DIR = "GITXP_RUN_DIR"
@@ -119,7 +119,7 @@ class Experiment:
         self.status = "running"
         self._thread = threading.Thread(target=self._flush_loop, name=f"gitxp-flush-{run.id}", daemon=True)
         self._thread.start()
-        atexit.register(self._atexit)
+        self._exit_hook = shutdown.register(self._atexit)
 
     # ------------------------------------------------------------------ identity
 
@@ -175,10 +175,35 @@ class Experiment:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add or update parameters (nested mappings allowed); TypeError on other types."""
-        self.params = deep_merge(self.params, check_params(params))
+        checked = check_params(params)
+        if not self._owner:
+            self._say_overrides(checked)
+        self.params = deep_merge(self.params, checked)
+
+    def _say_overrides(self, params: Mapping[str, Any]) -> None:
+        """The script replaces a value given to `gitxp start -p`: record it, but say so (once per key).
+
+        What the script used is what ran, so it wins; a silent loss of the
+        command-line value would mislead whoever reads the experiment later.
+        """
+        from .tables import flatten
+
+        given: dict[str, Any] = {}
+        flatten("", dict(getattr(self, "_given", None) or {}), given)
+        new: dict[str, Any] = {}
+        flatten("", dict(params), new)
+        said = self.__dict__.setdefault("_said", set())
+        for key, value in new.items():
+            if key in given and key not in said and not (value == given[key] and type(value) is type(given[key])):
+                said.add(key)
+                print(f"gitxp: param {key[1:]}: recording the script's {value!r}, not {given[key]!r} given to gitxp start",
+                      file=sys.stderr, flush=True)
 
     def set_tags(self, tags: Mapping[str, Any] | None = None, **more: Any) -> None:
         self.tags.update({str(k): v for k, v in {**(tags or {}), **more}.items()})
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
 
     def note(self, text: str) -> None:
         self._meta["notes"] = ((self._meta.get("notes") or "") + "\n" + str(text)).strip()
@@ -220,6 +245,10 @@ class Experiment:
         key = keys.store_key(store) if encrypt else None
         entry = artifacts.store_file(store.repo, src, rel, key=key)
         artifacts.stage(self._run.path, entry)
+        if encrypt:  # the plaintext stays in the work tree: later code snapshots must leave it out
+            from . import withheld
+
+            withheld.remember(src)
 
     def log_artifacts(self, folder: str | os.PathLike[str], prefix: str | None = None, *, encrypt: bool = True) -> None:
         """Every file under ``folder``, keeping relative paths (under ``prefix`` if given)."""
@@ -246,8 +275,9 @@ class Experiment:
             if len(self._rows) >= FLUSH_ROWS or time.monotonic() - last >= FLUSH_INTERVAL:
                 try:
                     self.flush()
-                except Exception as exc:  # never kill the user's run over staging
-                    print(f"gitxp: could not stage metrics: {exc}", file=sys.stderr)
+                except Exception as exc:  # never kill the user's run over staging; finish() retries
+                    if threading.main_thread().is_alive():  # not a failure of Python shutting down under us
+                        print(f"gitxp: could not stage metrics (will retry): {exc}", file=sys.stderr)
                 last = time.monotonic()
 
     def flush(self) -> None:
@@ -286,11 +316,14 @@ class Experiment:
             if self._finished:
                 return
             self._finished = True
-        atexit.unregister(self._atexit)
+        atexit.unregister(self._exit_hook)
         self._stop_background()
         if error is not None:
             self._record_error(error)
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:
+            self._record_lost(exc)
         self._rows = _Closed()
         self.status = status
         if _current is self:
@@ -299,6 +332,8 @@ class Experiment:
             return
         from .finish import commit_run
 
+        if status == "completed" and _lost_data(self._run):
+            status = self.status = "failed"  # completed without what it logged would be untrue
         commit_run(self._store, self._run, status=status, exit_code=exit_code)
 
     end = finish
@@ -310,12 +345,21 @@ class Experiment:
             info = {"type": "Error", "message": str(error), "traceback": None}
         self._run.write_yaml(f"error-{os.getpid()}.yaml", info)
 
+    def _record_lost(self, exc: BaseException) -> None:
+        """Staging failed for good: say so, and record it so the run is not called completed."""
+        message = f"could not save what this process logged ({len(self._rows)} metric values, params, tags): {type(exc).__name__}: {exc}"
+        print(f"gitxp: {message}", file=sys.stderr)
+        try:
+            self._run.write_yaml(f"error-{os.getpid()}.yaml", {"type": "StagingError", "message": message, "traceback": None, _LOST: True})
+        except Exception as exc2:
+            print(f"gitxp: could not record that failure either: {exc2}", file=sys.stderr)
+
     def _atexit(self) -> None:
         if not self._finished:
             try:
                 self.finish("completed" if self._owner else "running")
-            except GitxpError as exc:
-                print(f"gitxp: could not finish experiment {self.id}: {exc}", file=sys.stderr)
+            except Exception as exc:  # one line at exit, not a traceback; the run stays staged
+                print(f"gitxp: could not finish experiment {self.id}: {exc}; run `gitxp recover` to commit what was staged", file=sys.stderr)
 
     def __enter__(self) -> Experiment:
         return self
@@ -327,6 +371,21 @@ class Experiment:
             self.finish("interrupted", error=exc)
         else:
             self.finish("failed", error=exc)
+
+
+_LOST = "lost"  # key of the error record of a process whose logged data could not be staged
+
+
+def _lost_data(run: staging.RunDir) -> bool:
+    """Whether any process of the run (this one or an attached script) failed to stage its data."""
+    for p in run.path.glob("error-*.yaml"):
+        try:
+            info = run.read_yaml(p.name)
+        except Exception:
+            continue
+        if isinstance(info, dict) and info.get(_LOST):
+            return True
+    return False
 
 
 def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -356,8 +415,18 @@ def _artifact_name(path: Path) -> str:
 
 
 def default_name() -> str:
+    """The calling script's stem; the notebook's in Jupyter; ``stdin`` / ``python`` for ``python -`` / ``-c``."""
+    from .notebook import in_kernel, notebook_path
+
+    nb = notebook_path()
+    if nb is not None:
+        return nb.stem
+    if in_kernel():
+        return "notebook"
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None)
+    if path in ("<stdin>", "-"):
+        return "stdin"
     if path:
         stem = Path(path).stem
         return stem if stem not in ("__main__", "") else Path(path).parent.name or "python"
@@ -381,6 +450,7 @@ def current() -> Experiment | None:
             meta = run.read_meta()
             params = run.read_yaml("params.yaml", {}) or {}
             _current = Experiment(None, run, meta, dict(params), owner=False)
+            _current._given = dict(params)  # type: ignore[attr-defined]  # what `gitxp start -p` set
     return _current
 
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HardwareSampler", "finalize", "gpu_info", "SEGMENT_GLOB"]
+__all__ = ["HardwareSampler", "finalize", "gpu_info", "read", "SEGMENT_GLOB"]
 
 #: Name pattern of the segments a sampler writes into its ``out_dir``.
 SEGMENT_GLOB = "hardware-*.parquet"
@@ -269,6 +269,7 @@ class HardwareSampler:
         self._pid = os.getpid() if pid is None else int(pid)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._exit_hook: Any = None
         self._warned = False
         self._rows: list[dict[str, float]] = []
         self._times: list[int] = []
@@ -292,14 +293,14 @@ class HardwareSampler:
         """Start the daemon thread; the first sample is taken at once."""
         if self._thread is not None:
             return
-        import atexit
+        from . import shutdown
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="gitxp-hardware", daemon=True)
         self._thread.start()
         # A host that never calls stop() still gets its last samples written,
         # and pyarrow is not torn down under a running daemon thread.
-        atexit.register(self.stop)
+        self._exit_hook = shutdown.register(self.stop)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread, which takes a final sample and flushes it. Idempotent."""
@@ -309,7 +310,8 @@ class HardwareSampler:
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
-        atexit.unregister(self.stop)
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
 
     @property
     def cpu_time_s(self) -> float:
@@ -582,15 +584,41 @@ def finalize(out_dir: Path, dest: Path, *, remove_segments: bool = True) -> bool
     """
     out_dir = Path(out_dir)
     dest = Path(dest)
-    if not dest.exists() and not (out_dir.is_dir() and any(out_dir.glob(SEGMENT_GLOB))):
-        return False  # nothing sampled (e.g. --no-hardware): don't import pyarrow
+    segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name)) if out_dir.is_dir() else []
+    table = read(out_dir, dest if dest.exists() else None)
+    if table is None:
+        return False
+    import pyarrow.parquet as pq
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, dest)
+    if remove_segments:
+        for seg in segments:
+            try:
+                seg.unlink()
+            except OSError:
+                pass
+    return True
+
+
+def read(out_dir: Path, dest: Path | None = None) -> Any:
+    """The samples so far: ``dest``'s rows (if given) plus the segments in ``out_dir``.
+
+    Sorted by timestamp with exact duplicate timestamps dropped; None when
+    there are none. :func:`finalize` writes this; ``gitxp ui`` shows it live.
+    """
+    out_dir = Path(out_dir)
+    if dest is None and not (out_dir.is_dir() and any(out_dir.glob(SEGMENT_GLOB))):
+        return None  # nothing sampled (e.g. --no-hardware): don't import pyarrow
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name))
+    segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name)) if out_dir.is_dir() else []
     tables = []
-    if dest.exists():
+    if dest is not None:
         try:
             tables.append(pq.read_table(dest))
         except Exception:
@@ -604,7 +632,7 @@ def finalize(out_dir: Path, dest: Path, *, remove_segments: bool = True) -> bool
             tables.append(t)
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return False
+        return None
     table = pa.concat_tables(tables, promote_options="permissive")
     table = table.select(_column_order(table.column_names))
     table = table.sort_by("timestamp")
@@ -613,14 +641,4 @@ def finalize(out_dir: Path, dest: Path, *, remove_segments: bool = True) -> bool
         keep = pc.not_equal(ts.slice(1), ts.slice(0, table.num_rows - 1))
         keep = pa.concat_arrays([pa.array([True]), keep.combine_chunks()])
         table = table.filter(keep)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, dest)
-    if remove_segments:
-        for seg in segments:
-            try:
-                seg.unlink()
-            except OSError:
-                pass
-    return True
+    return table

@@ -81,12 +81,16 @@ def flush_rows(rows: list[tuple[str, int, float, float]], seg_dir: Path, tag: st
     chunk = take_rows(rows)
     if not chunk:
         return 0
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
 
-    name = f"{time.time_ns():020d}-{tag}.parquet"
-    tmp = seg_dir / f".{name}.tmp"
-    pq.write_table(rows_to_table(chunk), tmp, compression="lz4")  # staging: speed over size
-    os.replace(tmp, seg_dir / name)
+        name = f"{time.time_ns():020d}-{tag}.parquet"
+        tmp = seg_dir / f".{name}.tmp"
+        pq.write_table(rows_to_table(chunk), tmp, compression="lz4")  # staging: speed over size
+        os.replace(tmp, seg_dir / name)
+    except BaseException:
+        rows[:0] = chunk  # put them back in front: the next flush retries, nothing is dropped
+        raise
     return len(chunk)
 
 

@@ -1,0 +1,65 @@
+"""Work that runs while Python exits: saving what a script logged.
+
+A script that never calls ``finish()`` has its metrics, params and tags
+staged (and, when it owns the run, committed) by an ``atexit`` handler.
+There is no hook before interpreter shutdown begins: by the time any
+``atexit`` or ``threading._register_atexit`` callback runs, ``threading``
+is already shutting down, and a module imported for the first time can
+fail. pyarrow imports pandas lazily on its first call, pandas imports
+``concurrent.futures.thread``, which registers a threading exit hook and
+raises "can't register atexit after shutdown", and the logged data was
+lost. So exit handlers run with such first imports refused: pyarrow then
+records that pandas is absent (a clean ImportError, as when it is not
+installed) and works without it; a module already imported is unaffected. Nothing at exit can hold a pandas object
+that was never imported, so nothing is lost by it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+#: Modules that libraries we call at exit import lazily and that cannot be
+#: imported during shutdown.
+LATE_IMPORTS = ("pandas",)
+
+
+class _Blocker:
+    """A meta path finder that refuses :data:`LATE_IMPORTS` with a ModuleNotFoundError.
+
+    (``sys.modules[name] = None`` is not enough: Cython's import returns
+    that None instead of raising.)
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] in LATE_IMPORTS:
+            raise ModuleNotFoundError(f"{name} is not imported while Python exits", name=name)
+        return None
+
+
+@contextmanager
+def late_imports_blocked() -> Iterator[None]:
+    """Make a first ``import pandas`` a plain ImportError while exit work runs."""
+    blocker = _Blocker()
+    sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        try:
+            sys.meta_path.remove(blocker)  # type: ignore[arg-type]
+        except ValueError:
+            pass
+
+
+def register(func: Callable[[], Any]) -> Callable[[], Any]:
+    """``atexit.register(func)`` with late imports blocked; returns what to ``unregister``."""
+
+    def at_exit() -> None:
+        with late_imports_blocked():
+            func()
+
+    atexit.register(at_exit)
+    return at_exit
