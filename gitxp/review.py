@@ -188,10 +188,13 @@ def _is_binary(data: bytes) -> bool:
     return False
 
 
-def code_diff(repo: Any, a: str | None, b: str | None, *, context: int = 3) -> list[FileDiff]:
-    """File-by-file changes from tree ``a`` to tree ``b`` (either may be None: no snapshot)."""
+def code_diff(repo: Any, a: str | None, b: str | None, *, context: int = 3, prefix: str = "") -> list[FileDiff]:
+    """File-by-file changes from tree ``a`` to tree ``b`` (either may be None: no snapshot).
+
+    ``prefix`` is prepended to paths when ``a`` and ``b`` are subtrees (``src/``).
+    """
     out: list[FileDiff] = []
-    for path, x, y in _walk_changes(repo, a, b):
+    for path, x, y in _walk_changes(repo, a, b, prefix):
         status = "added" if x is None else "removed" if y is None else "modified" if x.sha != y.sha else "mode"
         fd = FileDiff(path, status, x, y)
         out.append(fd)
@@ -211,6 +214,31 @@ def code_diff(repo: Any, a: str | None, b: str | None, *, context: int = 3) -> l
                 fd.deletions += 1
         fd.lines = [ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in body]
     return out
+
+
+def source_diff(repo: Any, rec: Any) -> list[FileDiff] | None:
+    """An experiment's uncommitted edits: its source commit's tree → its code snapshot.
+
+    None when there is nothing to compare (no snapshot, no source commit, or
+    a source commit this repository lacks). Paths the snapshot left out on
+    purpose (``source.skipped``: ignored or too large) are not reported as
+    removed. With ``--code-dir`` only that folder is compared.
+    """
+    snap = rec.code_tree
+    src = rec.source
+    commit = src.get("commit")
+    if snap is None or not commit or not repo.has_object(str(commit)):
+        return None
+    base: str | None = repo.read_commit(str(commit))["tree"]
+    code_dir = str(src.get("code_dir") or "").strip("/")
+    snap_sub: str | None = snap
+    if code_dir:
+        eb, es = repo.lookup(base, code_dir), repo.lookup(snap, code_dir)
+        base = eb.sha if eb is not None and eb.is_tree else None
+        snap_sub = es.sha if es is not None and es.is_tree else None
+    skipped = set(src.get("skipped") or [])
+    diffs = code_diff(repo, base, snap_sub, prefix=f"{code_dir}/" if code_dir else "")
+    return [d for d in diffs if not (d.status == "removed" and d.path in skipped)]
 
 
 def diff_line_kind(line: str) -> str:
@@ -275,6 +303,16 @@ def source_line(rec: Any) -> str:
     return text
 
 
+def command_line(rec: Any) -> str:
+    """The command an experiment ran, as one shell-quoted line (``-`` for code that called ``gitxp.start``)."""
+    import shlex
+
+    cmd = rec.meta.get("command")
+    if isinstance(cmd, list) and cmd:
+        return shlex.join(str(c) for c in cmd)
+    return str(cmd) if cmd else "-"
+
+
 def diff_text(a: Any, b: Any, *, code: bool = False, env: bool = False, colour: bool = False) -> str:
     """What ``gitxp diff A B`` prints: overview, params, metrics (+ code, environment on request)."""
     la, lb = label(a), label(b)
@@ -290,6 +328,10 @@ def diff_text(a: Any, b: Any, *, code: bool = False, env: bool = False, colour: 
         ["source", source_line(a), source_line(b)],
     ]
     lines += _indent(render.text_table(["", la, lb], overview))
+
+    ca, cb = command_line(a), command_line(b)
+    if ca != cb:
+        lines += ["", "Command:", render.style(f"  - {ca}", "red", colour), render.style(f"  + {cb}", "green", colour)]
 
     ch = param_changes(a, b)
     lines += ["", "Params:"]

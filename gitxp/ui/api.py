@@ -1,0 +1,454 @@
+"""The questions the page asks, answered as plain JSON-ready data.
+
+Thin over the library so that ``gitxp ui`` and the CLI answer the same way:
+listings come from :meth:`Store.experiments` (the index cache), filters from
+:func:`gitxp.query.compile_filter`, refs from :func:`gitxp.resolve.resolve`,
+running experiments from staging (:meth:`Store.running`, metric segments
+merged as :func:`gitxp.metrics.merge` does at finish), the code diff from
+:func:`gitxp.review.source_diff`. :mod:`gitxp.ui.server` only routes HTTP to
+the methods of :class:`Api` and turns :class:`ApiError` into a status code.
+
+Everything returned is data for ``json.dumps``; :func:`to_json` maps NaN and
+infinities to ``null`` (JSON has none) so a diverged run never breaks the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
+from .. import layout, staging
+from ..errors import AmbiguousRefError, GitxpError, RefError
+
+#: Points per series unless the page asks otherwise (a chart is ~1,000 px wide).
+DEFAULT_MAX_POINTS = 2000
+#: The tail of output.log sent to the page.
+OUTPUT_TAIL_BYTES = 64 * 1024
+#: Diff lines sent to the page; a huge generated file should not freeze it.
+MAX_DIFF_LINES = 5000
+#: Packages worth a glance on the experiment page (the rest is a count).
+KEY_PACKAGES = (
+    "torch", "torchvision", "tensorflow", "jax", "jaxlib", "flax", "keras", "numpy", "scipy", "pandas",
+    "scikit-learn", "transformers", "accelerate", "datasets", "lightning", "pytorch-lightning", "xgboost",
+    "lightgbm", "cupy", "triton", "gitxp",
+)
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+class ApiError(GitxpError):
+    """A request the API cannot answer; ``status`` is the HTTP status to send."""
+
+    def __init__(self, status: int, message: str, hint: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, hint)
+
+
+def to_json(obj: Any) -> bytes:
+    """Compact JSON; non-finite floats become null (the fast path tries without walking first)."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str).encode()
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False, default=str).encode()
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def parse_int(text: str | None, name: str, *, default: int | None, minimum: int = 0) -> int | None:
+    """A query parameter as an int ≥ ``minimum``, or 400."""
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, f"{name}={text[:40]!r} is not an integer", f"pass a whole number, e.g. {name}=100") from None
+    if value < minimum:
+        raise ApiError(400, f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def downsample(values: Any, max_points: int) -> Any:
+    """Indices (sorted) of at most ``max_points`` points that keep the curve's shape.
+
+    The series is cut into ``max_points // 4`` equal buckets and each keeps
+    its first, last, minimum and maximum point, so spikes and the ends survive
+    (NaN is never a minimum or maximum). Below 4 points, evenly spaced ones.
+    """
+    import numpy as np
+
+    n = len(values)
+    if n <= max_points:
+        return np.arange(n)
+    if max_points < 4:
+        return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+    buckets = max_points // 4
+    size = -(-n // buckets)
+    pad = buckets * size - n
+    v = np.asarray(values, dtype=np.float64)
+    nan = np.isnan(v)
+    lo = np.concatenate([np.where(nan, np.inf, v), np.full(pad, np.inf)]).reshape(buckets, size)
+    hi = np.concatenate([np.where(nan, -np.inf, v), np.full(pad, -np.inf)]).reshape(buckets, size)
+    start = np.arange(buckets, dtype=np.int64) * size
+    idx = np.concatenate([start, np.minimum(start + size - 1, n - 1), start + lo.argmin(axis=1), start + hi.argmax(axis=1)])
+    idx = np.unique(idx)
+    return idx[idx < n]
+
+
+def _floats(arr: Any) -> list[Any]:
+    import numpy as np
+
+    out = arr.tolist()
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        out = [x if x is not None and math.isfinite(x) else None for x in out]
+    return out
+
+
+def _series(name: str, step: Any, value: Any, micros: Any, max_points: int) -> dict[str, Any]:
+    """One reduced series; timestamps are Unix seconds (floats, ms precision)."""
+    import numpy as np
+
+    keep = downsample(value, max_points)
+    ts = micros[keep].astype(np.float64) / 1e6
+    return {"name": name, "step": step[keep].tolist(), "value": _floats(value[keep]), "timestamp": _floats(np.round(ts, 3))}
+
+
+def _numpy(column: Any, dtype: str) -> Any:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    if column.null_count:
+        column = pc.fill_null(column.cast(pa.float64()), float("nan")) if dtype == "float64" else pc.fill_null(column, 0)
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def metric_series(table: Any, names: list[str] | None, max_points: int) -> list[dict[str, Any]]:
+    """Series per metric name of a long ``name, step, value, timestamp`` table, in name order."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table is None or table.num_rows == 0:
+        return []
+    col = table.column("name").combine_chunks()
+    if isinstance(col, pa.DictionaryArray):
+        dictionary, codes = col.dictionary.to_pylist(), _numpy(col.indices, "int64")
+    else:
+        dictionary = pc.unique(col).to_pylist()
+        codes = _numpy(pc.index_in(col, value_set=pa.array(dictionary, col.type)), "int64")
+    step = _numpy(table.column("step").combine_chunks(), "int64")
+    value = _numpy(table.column("value").combine_chunks(), "float64")
+    ts = _numpy(table.column("timestamp").combine_chunks(), "int64")
+    wanted = sorted(str(n) for n in dictionary if n is not None) if names is None else names
+    out = []
+    for name in wanted:
+        code = [i for i, n in enumerate(dictionary) if n == name]
+        rows = np.flatnonzero(np.isin(codes, code)) if len(code) != 1 else np.flatnonzero(codes == code[0])
+        if not len(rows):
+            continue
+        s = step[rows]
+        if len(s) > 1 and np.any(s[1:] < s[:-1]):
+            rows = rows[np.argsort(s, kind="stable")]  # stores are sorted; pulled ones may not be
+        out.append(_series(name, step[rows], value[rows], ts[rows], max_points))
+    return out
+
+
+def hardware_series(table: Any, max_points: int) -> list[dict[str, Any]]:
+    """One series per hardware column; ``step`` is the sample's index."""
+    import numpy as np
+    import pyarrow as pa
+
+    if table is None or table.num_rows == 0 or "timestamp" not in table.column_names:
+        return []
+    ts = _numpy(table.column("timestamp").combine_chunks(), "int64")
+    steps = np.arange(table.num_rows, dtype=np.int64)
+    out = []
+    for name in table.column_names:
+        col = table.column(name)
+        if name == "timestamp" or not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            continue
+        out.append(_series(name, steps, _numpy(col.combine_chunks(), "float64"), ts, max_points))
+    return out
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def row(rec: Any, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The listing fields of one experiment (DESIGN: Web UI, /api/experiments)."""
+    meta = rec.meta
+    return {
+        "id": rec.id,
+        "name": rec.name,
+        "status": rec.status,
+        "created": rec.created,
+        "duration_s": meta.get("duration_s"),
+        "parent": meta.get("parent"),
+        "params": _dict(rec.params),
+        "metrics": _dict(metrics if metrics is not None else meta.get("metrics")),
+        "summary": _dict(meta.get("summary")),
+        "tags": _dict(meta.get("tags")),
+    }
+
+
+class Api:
+    """The store as the page sees it; one per server, safe to call from many threads.
+
+    Calls are serialised (the store and its index cache are not thread-safe
+    and every call is short); listings of the stored experiments are kept
+    per (tip, where), so a warm listing costs the JSON encoding only.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._lock = threading.RLock()
+        self._rows: OrderedDict[tuple[str | None, str | None], list[dict[str, Any]]] = OrderedDict()
+        self._live: dict[str, tuple[tuple[str, ...], Any, dict[str, Any]]] = {}
+        self._tables: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+
+    # ------------------------------------------------------------ listing
+
+    def experiments(self, *, where: str | None = None, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+        """``{"total", "experiments"}``: running ones first, then the store's, newest first.
+
+        Raises:
+            ApiError: 400 for a ``where`` that does not parse (the QueryError's message).
+        """
+        from ..errors import QueryError
+        from ..query import compile_filter
+
+        where = where.strip() if where and where.strip() else None
+        try:
+            keep = compile_filter(where)
+        except QueryError as exc:
+            raise ApiError(400, str(exc)) from exc
+        with self._lock:
+            live = []
+            for rec in self.store.running():
+                summary = self._live_metrics(rec.id)[1]
+                if where is None or keep({**rec.as_dict(), "metrics": summary}):
+                    live.append(row(rec, summary))
+            stored = self._stored_rows(where)
+        total = len(live) + len(stored)
+        end = total if limit is None else offset + limit
+        if offset >= len(live):
+            window = stored[offset - len(live) : max(end - len(live), 0)]
+        else:
+            window = live[offset:end] + stored[: max(end - len(live), 0)]
+        return {"total": total, "experiments": window}
+
+    def _stored_rows(self, where: str | None) -> list[dict[str, Any]]:
+        key = (self.store.tip, where)
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = [row(r) for r in self.store.experiments(where=where)]
+            self._rows[key] = rows
+            while len(self._rows) > 8:
+                self._rows.popitem(last=False)
+        else:
+            self._rows.move_to_end(key)
+        return rows
+
+    # ------------------------------------------------------------ one experiment
+
+    def _resolve(self, ref: str) -> tuple[Any, Any]:
+        """(record, staged run or None); 404 for an unknown ref, 400 for an ambiguous one."""
+        from ..resolve import resolve
+
+        running = self.store.running()
+        try:
+            rec = resolve([*running, *self.store.index()], ref)
+        except AmbiguousRefError as exc:
+            raise ApiError(400, str(exc)) from exc
+        except RefError as exc:
+            raise ApiError(404, str(exc)) from exc
+        run = staging.run_dir(self.store.repo.gitxp_dir, rec.id) if not rec.tree else None
+        return rec, run
+
+    def _live_metrics(self, exp_id: str) -> tuple[Any, dict[str, Any]]:
+        """(table, summary) of a running experiment's segments, re-merged only when they changed."""
+        from .. import metrics
+
+        seg_dir = staging.run_dir(self.store.repo.gitxp_dir, exp_id).path / "metrics"
+        try:
+            names = tuple(sorted(p.name for p in seg_dir.glob(metrics.SEGMENT_GLOB)))
+        except OSError:
+            names = ()
+        cached = self._live.get(exp_id)
+        if cached is not None and cached[0] == names:
+            return cached[1], cached[2]
+        table, summary = metrics.merge(seg_dir) if names else (None, {})
+        self._live = {k: v for k, v in self._live.items() if k != exp_id}
+        self._live[exp_id] = (names, table, summary)
+        while len(self._live) > 32:
+            self._live.pop(next(iter(self._live)))
+        return table, summary
+
+    def experiment(self, ref: str) -> dict[str, Any]:
+        """Everything the experiment page shows (DESIGN: Web UI, /api/experiments/REF)."""
+        with self._lock:
+            rec, run = self._resolve(ref)
+            return self._detail(rec, run)
+
+    def _detail(self, rec: Any, run: Any) -> dict[str, Any]:
+        meta = rec.meta
+        problems: list[str] = []
+        summary = self._live_metrics(rec.id)[1] if run is not None else None
+        out = row(rec, summary)
+        src = _dict(meta.get("source"))
+        out.update(
+            source=src,
+            command=meta.get("command"),
+            notes=meta.get("notes"),
+            error=meta.get("error"),
+            exit_code=meta.get("exit_code"),
+            started=meta.get("started"),
+            ended=meta.get("ended"),
+            host=meta.get("host"),
+            user=meta.get("user"),
+            cwd=meta.get("cwd"),
+            inputs=meta.get("inputs") or [],
+            alerts=meta.get("alerts") or [],
+            running=run is not None,
+        )
+
+        def section(name: str, fn: Any, default: Any) -> Any:
+            try:
+                return fn()
+            except GitxpError as exc:  # hostile or damaged data: say so, show the rest
+                problems.append(f"{name}: {exc}")
+                return default
+
+        out["environment"] = section("environment", lambda: self._environment(rec, run), None)
+        out["artifacts"] = section("artifacts", lambda: self._artifacts(rec, run), [])
+        out["tables"] = section("tables", lambda: rec.tables() if run is None else [], [])
+        out["output_tail"] = section("output", lambda: self._output_tail(rec, run), None)
+        out["code"] = section("code", lambda: self._code(rec, run, src), None)
+        out["has_hardware"] = section("hardware", lambda: (run.path / "hardware").is_dir() if run is not None else rec.entry(layout.HARDWARE_FILE) is not None, False)
+        out["problems"] = problems
+        return out
+
+    def _environment(self, rec: Any, run: Any) -> dict[str, Any] | None:
+        if run is not None:
+            p = run.path / layout.ENVIRONMENT_FILE
+            env = layout.load_yaml(p.read_bytes(), what=f"staged {layout.ENVIRONMENT_FILE}") if p.exists() else None
+        else:
+            env = rec.environment
+        if not isinstance(env, Mapping):
+            return None
+        py, plat = _dict(env.get("python")), _dict(env.get("platform"))
+        pkgs = [p for p in env.get("packages") or [] if isinstance(p, Mapping)]
+        key = {str(p.get("name", "")).lower().replace("_", "-"): p for p in pkgs}
+        gpus = [g for g in env.get("gpus") or [] if isinstance(g, Mapping)]
+        return {
+            "python": {k: py.get(k) for k in ("version", "implementation", "executable", "virtualenv")},
+            "platform": plat.get("platform"),
+            "cpu": _dict(env.get("cpu")).get("model"),
+            "memory_total_bytes": env.get("memory_total_bytes"),
+            "gpus": [{"name": g.get("name"), "memory_total_bytes": g.get("memory_total_bytes")} for g in gpus],
+            "cuda": env.get("cuda"),
+            "package_count": len(pkgs),
+            "packages": [{"name": key[n].get("name"), "version": key[n].get("version")} for n in KEY_PACKAGES if n in key],
+            "env_vars": _dict(env.get("env_vars")),
+        }
+
+    def _artifacts(self, rec: Any, run: Any) -> list[dict[str, Any]]:
+        if run is not None:
+            return []  # collected when the run ends
+        from .. import artifacts
+
+        return [{"path": a["path"], "size": a["size"], "encrypted": a["encrypted"]} for a in artifacts.read_manifest(rec)]
+
+    def _output_tail(self, rec: Any, run: Any) -> dict[str, Any] | None:
+        if run is not None:
+            p = run.path / layout.OUTPUT_FILE
+            try:
+                with open(p, "rb") as f:
+                    size = f.seek(0, 2)
+                    f.seek(max(0, size - OUTPUT_TAIL_BYTES))
+                    data = f.read()
+            except OSError:
+                return None
+        else:
+            blob = rec.read_file(layout.OUTPUT_FILE)
+            if blob is None:
+                return None
+            size, data = len(blob), blob[-OUTPUT_TAIL_BYTES:]
+        text = _ANSI_RE.sub("", data.decode("utf-8", "replace"))
+        if size > len(data):
+            text = text.split("\n", 1)[-1]  # start at a whole line
+        return {"text": text, "bytes": size, "truncated": size > len(data)}
+
+    def _code(self, rec: Any, run: Any, src: Mapping[str, Any]) -> dict[str, Any] | None:
+        from .. import review
+
+        repo = self.store.repo
+        if run is not None:
+            tree = src.get("tree")
+            rec = SimpleNamespace(code_tree=tree if isinstance(tree, str) and repo.has_object(tree) else None, source=src)
+        diffs = review.source_diff(repo, rec)
+        if diffs is None:
+            why = "no code snapshot" if rec.code_tree is None else "the source commit is not in this repository"
+            return {"available": False, "why": why, "files": [], "stat": ""}
+        budget = MAX_DIFF_LINES
+        files = []
+        for d in diffs:
+            lines = [ln.rstrip("\n") for ln in "".join(d.lines).splitlines()][2:] if budget > 0 else []
+            cut = len(lines) > budget
+            lines = lines[: max(budget, 0)]
+            budget -= len(lines)
+            files.append({"path": d.path, "status": d.status, "binary": d.binary, "insertions": d.insertions, "deletions": d.deletions, "lines": lines, "truncated": cut or (not lines and bool(d.lines))})
+        return {"available": True, "base": src.get("commit"), "files": files, "stat": review.format_stat(diffs)}
+
+    # ------------------------------------------------------------ series
+
+    def metrics(self, ref: str, *, name: str | None = None, max_points: int = DEFAULT_MAX_POINTS) -> dict[str, Any]:
+        """``{"series": [...]}`` for one metric or all (404 when ``name`` was never logged)."""
+        with self._lock:
+            rec, run = self._resolve(ref)
+            table = self._live_metrics(rec.id)[0] if run is not None else self._table(rec, "metrics", rec.metrics)
+        series = metric_series(table, [name] if name is not None else None, max_points)
+        if name is not None and not series:
+            known = sorted(self._metric_names(rec, run))
+            raise ApiError(404, f"experiment {rec.id} has no metric {name!r}", f"it has: {', '.join(known[:20]) or 'none'}")
+        return {"id": rec.id, "series": series}
+
+    def _metric_names(self, rec: Any, run: Any) -> list[str]:
+        return list((self._live_metrics(rec.id)[1] if run is not None else rec.metric_summary) or {})
+
+    def hardware(self, ref: str, *, max_points: int = DEFAULT_MAX_POINTS) -> dict[str, Any]:
+        """``{"series": [...]}``, one per hardware column (empty without samples)."""
+        from .. import hardware
+
+        with self._lock:
+            rec, run = self._resolve(ref)
+            table = hardware.read(run.path / "hardware") if run is not None else self._table(rec, "hardware", rec.hardware)
+        return {"id": rec.id, "series": hardware_series(table, max_points)}
+
+    def _table(self, rec: Any, what: str, load: Any) -> Any:
+        """A stored experiment's Parquet table; the last few stay decoded (compare views re-ask)."""
+        key = (rec.id, rec.tree, what)
+        if key in self._tables:
+            self._tables.move_to_end(key)
+            return self._tables[key]
+        table = load()
+        self._tables[key] = table
+        while len(self._tables) > 6:
+            self._tables.popitem(last=False)
+        return table
