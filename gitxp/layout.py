@@ -35,11 +35,24 @@ CODE_DIR = "code"
 STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
 FINAL_STATUSES = ("completed", "failed", "interrupted", "crashed")
 
-#: The largest YAML document read from the store; pulled data is untrusted.
+# Validation limits: what gitxp reads from a store (pulled data is untrusted)
+# and therefore the most it may write. docs/format.md, "Validation limits",
+# states each one; keep the two in step.
+
+#: The largest YAML document read from the store.
 MAX_YAML_BYTES = 8 * 2**20
+#: The deepest nesting of mappings and lists in one YAML document (the top level is 1).
+MAX_YAML_DEPTH = 64
+#: Nodes that aliases (``*name``, ``<<: *name``) may add to a document in all:
+#: a few kilobytes of "billion laughs" otherwise expand to gigabytes. gitxp
+#: itself never writes aliases.
+MAX_YAML_ALIAS_NODES = 100_000
+#: The longest experiment name, tag key, parameter key or metric name.
+MAX_NAME_CHARS = 200
 
 _ID_RE = re.compile(r"^(\d{8})-(\d{6})-([0-9a-f]{12,32})$")
 _NAME_RE = re.compile(r"^[^/\x00\\]{1,200}$")
+_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
 def new_id(now: _dt.datetime | None = None) -> str:
@@ -97,32 +110,114 @@ def _loader() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_DUMPER: Any = None
+
+
 def _dumper() -> Any:
+    """The safe dumper, never writing anchors and aliases (the reader bounds them)."""
+    global _DUMPER
+    if _DUMPER is None:
+        import yaml
+
+        class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+            def ignore_aliases(self, data: Any) -> bool:
+                return True
+
+        _DUMPER = _Dumper
+    return _DUMPER
+
+
+def yaml_limits_problem(data: bytes | str, loader: Any, *, scan: bool = False) -> str | None:
+    """What makes a YAML text too costly to construct, before anything is constructed.
+
+    Size first; then, when the text may hold aliases (a ``*``) or ``scan``
+    is set, one pass over the parser's events bounds nesting depth and the
+    nodes aliases add (merge keys ``<<: [*a, *a]`` included), and refuses an
+    alias to a node that contains it. Without aliases a document's nodes are
+    bounded by its size; its depth is checked after loading by
+    :func:`yaml_depth_problem` (cheaper than a second parse). A syntax error
+    is left to the loader, which reports it with its line.
+    """
+    if len(data) > MAX_YAML_BYTES:
+        return f"{len(data)} bytes, over the {MAX_YAML_BYTES} byte limit"
+    if not scan and ("*" not in data if isinstance(data, str) else b"*" not in data):
+        return None
     import yaml
 
-    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return base
+    open_: list[list[Any]] = []  # [anchor, expanded size] of each collection being read
+    sizes: dict[str, int] = {}
+    added = 0
+    try:
+        for ev in yaml.parse(data, Loader=loader):
+            if isinstance(ev, yaml.CollectionStartEvent):
+                if len(open_) >= MAX_YAML_DEPTH:
+                    return f"nesting deeper than {MAX_YAML_DEPTH} levels"
+                open_.append([ev.anchor, 1])
+                continue
+            if isinstance(ev, yaml.CollectionEndEvent):
+                anchor, size = open_.pop()
+            elif isinstance(ev, yaml.ScalarEvent):
+                anchor, size = ev.anchor, 1
+            elif isinstance(ev, yaml.AliasEvent):
+                anchor, size = None, sizes.get(ev.anchor, 0)
+                if ev.anchor not in sizes and any(f[0] == ev.anchor for f in open_):
+                    return f"recursive alias *{ev.anchor}"
+                added += size
+                if added > MAX_YAML_ALIAS_NODES:
+                    return f"aliases expand to more than {MAX_YAML_ALIAS_NODES} nodes"
+            else:
+                continue
+            if anchor is not None:
+                sizes[anchor] = size
+            if open_:
+                open_[-1][1] += size
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def yaml_depth_problem(doc: Any) -> str | None:
+    """Nesting deeper than :data:`MAX_YAML_DEPTH` in a loaded document (walked without recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        children = obj.values() if isinstance(obj, dict) else obj
+        if depth > MAX_YAML_DEPTH:
+            return f"nesting deeper than {MAX_YAML_DEPTH} levels"
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return None
 
 
 def load_yaml(data: bytes | str, *, what: str = "YAML") -> Any:
-    """Parse YAML from the store with the safe loader and a size limit.
+    """Parse YAML from the store: the safe loader, within the limits above.
 
-    Store data may come from a remote: never the full loader, never unbounded.
+    The one loader for stored YAML: store data may come from a remote, so
+    never the full loader, never unbounded (size, depth, alias expansion).
+
+    Raises:
+        UnsafeDataError: over a limit, or not valid YAML.
     """
     import yaml
 
-    if len(data) > MAX_YAML_BYTES:
-        raise UnsafeDataError(f"{what} is {len(data)} bytes, over the {MAX_YAML_BYTES} byte limit", "the store may be damaged or hostile")
-    try:
-        return yaml.load(data, Loader=_loader())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise UnsafeDataError(f"{what} is not valid YAML{where}", "the store may be damaged; see `git show`") from exc
+    problem = yaml_limits_problem(data, _loader())
+    if problem is None:
+        try:
+            doc = yaml.load(data, Loader=_loader())
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            where = f" (line {line + 1})" if line is not None else ""
+            raise UnsafeDataError(f"{what} is not valid YAML{where}", "the store may be damaged; see `git show`") from exc
+        except RecursionError:
+            problem = f"nesting deeper than {MAX_YAML_DEPTH} levels"
+        else:
+            problem = yaml_depth_problem(doc)
+            if problem is None:
+                return doc
+    raise UnsafeDataError(f"{what}: {problem}", "the store may be damaged or hostile; see `git show`")
 
 
 def dump_yaml(obj: Any) -> str:
-    """YAML a person reads in a forge's UI: block style, keys in given order."""
+    """YAML a person reads in a forge's UI: block style, keys in given order, no aliases."""
     import yaml
 
     return yaml.dump(obj, Dumper=_dumper(), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
@@ -146,21 +241,194 @@ def check_store_document(doc: Any) -> dict[str, Any]:
         raise FormatTooNewError(fmt, FORMAT_VERSION)
     if not isinstance(doc.get("store_id"), str):
         raise UnsafeDataError(f"{STORE_FILE} has no store_id", "restore it from history with git")
-    if not isinstance(doc.get("keys", []), list):
-        raise UnsafeDataError(f"{STORE_FILE} has a malformed key list", "restore it from history with git")
+    keys = doc.get("keys", [])
+    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) and _FINGERPRINT_RE.match(k) for k in keys)):
+        raise UnsafeDataError(f"{STORE_FILE}: 'keys' must be a list of 16-hex-digit key fingerprints, not {str(keys)[:60]!r}", "restore it from history with git")
     return doc
 
 
-# ---------------------------------------------------------------- paths
+# ---------------------------------------------------------------- names and text
+
+# C0 and C1 controls, DEL, the line/paragraph separators and the bidirectional
+# overrides: what moves a terminal's cursor, starts an escape sequence, ends
+# a line in a commit message or reorders what a reviewer reads.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_MULTILINE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def text_problem(value: str, *, multiline: bool = False) -> str | None:
+    """``control character U+001B`` when ``value`` holds one (notes may hold tabs and newlines)."""
+    m = (_CONTROL_MULTILINE_RE if multiline else _CONTROL_RE).search(value)
+    return f"control character U+{ord(m.group()):04X}" if m else None
+
+
+def check_text(value: str, what: str, *, multiline: bool = False) -> str:
+    """Refuse a name (or a note, with ``multiline``) holding control characters.
+
+    Raises:
+        UsageError: one line, the value shown escaped.
+    """
+    problem = text_problem(value, multiline=multiline)
+    if problem:
+        from .errors import UsageError
+
+        hint = "notes may hold newlines and tabs, nothing else" if multiline else "use printable characters only, on one line"
+        raise UsageError(f"{what} {value[:80]!r} has a {problem}", hint)
+    return value
 
 
 def check_name(name: str) -> str:
-    """An experiment name: free text without path separators or NULs."""
+    """An experiment name: one line of free text without path separators or NULs."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
         from .errors import UsageError
 
-        raise UsageError(f"invalid experiment name {name!r}", "use up to 200 characters without '/' or '\\'")
-    return name
+        raise UsageError(f"invalid experiment name {name!r}", f"use up to {MAX_NAME_CHARS} characters without '/' or '\\'")
+    return check_text(name, "experiment name")
+
+
+def check_tags(tags: Any) -> dict[str, Any]:
+    """Tags as stored: one-line string keys, scalar values (strings on one line).
+
+    Raises:
+        UsageError: a key or value with a control character, or a value that is not a scalar.
+    """
+    from .errors import UsageError
+
+    out: dict[str, Any] = {}
+    for k, v in dict(tags or {}).items():
+        key = check_text(str(k), "tag name")
+        if isinstance(v, str):
+            check_text(v, f"tag {key!r} value")
+        elif v is not None and not isinstance(v, (bool, int, float)):
+            raise UsageError(f"tag {key!r} has a {type(v).__name__} value", "tag values are strings, numbers, booleans or null")
+        out[key] = v
+    return out
+
+
+# ---------------------------------------------------------------- experiment.yaml fields
+
+_OPT_STR = (str, type(None))
+_NUMBER = (int, float)
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, bool, int, float))
+
+
+def _key_problems(mapping: dict[Any, Any], what: str) -> list[str]:
+    out = []
+    for k in mapping:
+        if not isinstance(k, str):
+            out.append(f"{what} has a {type(k).__name__} key {k!r}")
+        elif text_problem(k):
+            out.append(f"{what} key {k[:40]!r} has a {text_problem(k)}")
+    return out
+
+
+def experiment_problems(doc: Any) -> list[str]:
+    """What is wrong with the fields of one ``experiment.yaml`` (empty when nothing).
+
+    Checks the type of every field gitxp reads (``metrics:`` a mapping of
+    mappings, ``source:`` a mapping, ``tags:`` a mapping of scalars …) and
+    control characters in every name; unknown fields are left alone (a
+    newer gitxp of the same format may add some). Used on pull, to refuse,
+    and when listing, to show an experiment already stored as damaged.
+    """
+    if not isinstance(doc, dict):
+        return [f"not a mapping but a {type(doc).__name__}"]
+    out: list[str] = []
+
+    def bad(field: str, want: str) -> None:
+        out.append(f"field {field!r} must be {want}, not {type(doc.get(field)).__name__} {str(doc.get(field))[:40]!r}")
+
+    for field in ("id", "parent", "created", "started", "ended", "cwd", "host", "user"):
+        if not isinstance(doc.get(field), _OPT_STR):
+            bad(field, "text")
+    name = doc.get("name")
+    if not isinstance(name, _OPT_STR):
+        bad("name", "text")
+    elif name is not None and text_problem(name):
+        out.append(f"field 'name' has a {text_problem(name)}")
+    status = doc.get("status")
+    if status is not None and status not in STATUSES:
+        bad("status", f"one of {', '.join(STATUSES)}")
+    for field in ("duration_s", "exit_code"):
+        v = doc.get(field)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int if field == "exit_code" else _NUMBER)):
+            bad(field, "a number")
+    cmd = doc.get("command")
+    if cmd is not None and not (isinstance(cmd, list) and all(_scalar(c) for c in cmd)):
+        bad("command", "a list of arguments")
+    notes = doc.get("notes")
+    if not isinstance(notes, _OPT_STR):
+        bad("notes", "text")
+    elif notes and text_problem(notes, multiline=True):
+        out.append(f"field 'notes' has a {text_problem(notes, multiline=True)}")
+    tags = doc.get("tags")
+    if tags is not None:
+        if not isinstance(tags, dict) or not all(_scalar(v) for v in tags.values()):
+            bad("tags", "a mapping of names to single values")
+        else:
+            out += _key_problems(tags, "field 'tags'")
+            out += [f"field 'tags' value of {k!r} has a {text_problem(v)}" for k, v in tags.items() if isinstance(v, str) and text_problem(v)]
+    source = doc.get("source")
+    if source is not None:
+        if not isinstance(source, dict):
+            bad("source", "a mapping")
+        else:
+            for k in ("branch", "commit", "tree", "code_dir"):
+                if not isinstance(source.get(k), _OPT_STR):
+                    out.append(f"field 'source' entry {k!r} must be text")
+            if not isinstance(source.get("dirty"), (bool, type(None))):
+                out.append("field 'source' entry 'dirty' must be true or false")
+            skipped = source.get("skipped")
+            if skipped is not None and not (isinstance(skipped, list) and all(isinstance(p, str) for p in skipped)):
+                out.append("field 'source' entry 'skipped' must be a list of paths")
+    metrics = doc.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+            bad("metrics", "a mapping of metric names to {last, min, max, count, last_step}")
+        else:
+            out += _key_problems(metrics, "field 'metrics'")
+            for name_, stats in metrics.items():
+                for k, v in stats.items():
+                    if v is not None and (isinstance(v, bool) or not isinstance(v, int if k in ("count", "last_step") else _NUMBER)):
+                        out.append(f"field 'metrics' entry {str(name_)[:40]!r}.{k} must be a number")
+                        break
+    summary = doc.get("summary")
+    if summary is not None:
+        if not isinstance(summary, dict):
+            bad("summary", "a mapping")
+        else:
+            out += _key_problems(summary, "field 'summary'")
+    error = doc.get("error")
+    if error is not None and not isinstance(error, (str, dict)):
+        bad("error", "text or a mapping")
+    sessions = doc.get("sessions")
+    if sessions is not None and not (isinstance(sessions, list) and all(isinstance(x, dict) for x in sessions)):
+        bad("sessions", "a list of mappings")
+    return out
+
+
+def params_problems(doc: Any) -> list[str]:
+    """Parameter keys that are not one-line text, anywhere in the nesting."""
+    if doc is None:
+        return []
+    if not isinstance(doc, dict):
+        return [f"not a mapping but a {type(doc).__name__}"]
+    out: list[str] = []
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack and len(out) < 5:
+        prefix, obj = stack.pop()
+        if isinstance(obj, dict):
+            out += _key_problems(obj, f"parameter {prefix or 'names'}".rstrip("."))
+            stack.extend((f"{prefix}{k}.", v) for k, v in obj.items())
+        elif isinstance(obj, list):
+            stack.extend((prefix, v) for v in obj)
+    return out
+
+
+# ---------------------------------------------------------------- paths
 
 
 def safe_relpath(path: str, *, what: str = "path") -> str:
@@ -170,6 +438,8 @@ def safe_relpath(path: str, *, what: str = "path") -> str:
     """
     if not isinstance(path, str) or not path or "\x00" in path:
         raise UnsafeDataError(f"invalid {what} {path!r}", "use a relative path inside the project")
+    if text_problem(path):
+        raise UnsafeDataError(f"{what} {path[:80]!r} has a {text_problem(path)}", "use printable characters only")
     p = path.replace("\\", "/")
     if p.startswith("/") or re.match(r"^[A-Za-z]:", p):
         raise UnsafeDataError(f"absolute {what} {path!r} refused", "use a path relative to the project")

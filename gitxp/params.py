@@ -111,16 +111,28 @@ def yaml12_load(text: str, *, source: str = "<yaml>", error: type[GitxpError] = 
     Used for ``--params-file`` and sweep files: ``1e-3`` is a float,
     ``yes``/``on``/``off`` stay strings, ``2026-11-01`` stays a string.
 
+    The same limits as YAML read from the store (size, nesting, alias
+    expansion: :func:`gitxp.layout.yaml_limits_problem`), so an alias bomb
+    in a sweep file is refused, not expanded.
+
     Raises:
-        ParamError (or ``error``): the text is not valid YAML; the message
-            starts with ``SOURCE:LINE:``.
+        ParamError (or ``error``): the text is not valid YAML or is over a
+            limit; the message starts with ``SOURCE:LINE:`` or ``SOURCE:``.
     """
     import yaml
 
-    try:
-        return yaml.load(text, Loader=_loader_class())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, source, error) from exc
+    from .layout import yaml_depth_problem, yaml_limits_problem
+
+    problem = yaml_limits_problem(text, _loader_class(), scan=True)  # the pure-Python composer recurses
+    if problem is None:
+        try:
+            value = yaml.load(text, Loader=_loader_class())  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, source, error) from exc
+        problem = yaml_depth_problem(value)
+        if problem is None:
+            return value
+    raise error(f"{source}: {problem}", "simplify the YAML there")
 
 
 def _yaml_error(exc: Any, source: str, error: type[GitxpError]) -> GitxpError:

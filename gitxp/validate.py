@@ -194,6 +194,10 @@ class Checker:
             self.problem(f"{path}: not a mapping")
         elif e.name == layout.EXPERIMENT_FILE and doc.get("id", exp_id) != exp_id:
             self.problem(f"{path}: id {doc.get('id')!r} does not match its folder")
+        elif e.name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE):
+            check = layout.experiment_problems if e.name == layout.EXPERIMENT_FILE else layout.params_problems
+            for p in check(doc)[:3]:
+                self.problem(f"{path}: {p}")
 
     def check_manifest(self, doc: Any, path: str) -> None:
         if doc is None:
@@ -220,9 +224,13 @@ class Checker:
         from . import metrics
 
         try:
-            metrics.from_parquet_bytes(data, what=what)
+            table = metrics.from_parquet_bytes(data, what=what)
         except UnsafeDataError as exc:
             self.problem(f"{path}: {exc.message}")
+            return
+        if what == layout.METRICS_FILE:
+            for p in metrics.name_problems(table):
+                self.problem(f"{path}: {p}")
 
 
 def _name_ok(name: str) -> bool:
