@@ -111,6 +111,15 @@ def _warn_unrecovered(store: Any) -> None:
         click.echo(f"gitxp: {len(dead)} experiment(s) died without finishing ({', '.join(d[-12:] for d in dead[:3])}); run `gitxp recover`", err=True)
 
 
+def _hint_pull(store: Any) -> None:
+    """A fresh clone looks empty until `gitxp pull`: say so, with the count, in one line."""
+    from .remote import pull_hint
+
+    hint = pull_hint(store)
+    if hint:
+        click.echo(hint, err=True)
+
+
 def _kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
     from .params import parse_scalar, set_dotted
 
@@ -185,7 +194,7 @@ def default_command_name(command: list[str]) -> str:
 def run_options(f: Any) -> Any:
     """The options that say how one run is recorded; shared by `start` and `sweep`."""
     for opt in reversed([
-        click.option("--artifact", "artifact_globs", multiple=True, metavar="GLOB", help="Files to store as artifacts after the command ends."),
+        click.option("--artifact", "artifact_globs", multiple=True, metavar="GLOB", help="Files to store as encrypted artifacts after the command ends (left out of code snapshots)."),
         click.option("--no-hardware", is_flag=True, help="Do not sample CPU/GPU/memory use."),
         click.option("--hardware-interval", type=float, default=1.0, show_default=True, metavar="SECONDS", help="Sampling interval."),
         click.option("--no-code", is_flag=True, help="Do not snapshot the code."),
@@ -224,11 +233,19 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
     optional group `(?P<step>...)` the step; for lines like `99 6543.69`
     (step, then loss) see the last example.
 
+    The code snapshot is the work tree as `git add -A` sees it, untracked
+    files included (the largest are named at start). Left out: files over
+    10 MiB not already committed (`git config gitxp.snapshotMaxFileSize
+    50m` to change it), paths in `.gitxpignore` (gitignore syntax), files
+    logged as encrypted artifacts (--artifact matches too) and the key
+    folder. Values of secret-looking options (`--api-key X`) are recorded as
+    <redacted>; the command gets GITXP_KEY_FILE instead of GITXP_KEY.
+
     \b
     Example:
       gitxp start -p lr=0.1 --tag team=vision -- python train.py --lr 0.1
       gitxp start --scalars --artifact 'out/*.pt' -- ./train.sh
-      gitxp start --scalar 'loss=^(?P<step>\d+) ([-+.\deE]+)$' -- python polyfit.py
+      gitxp start --scalar 'loss=^(?P<step>\\d+) ([-+.\\deE]+)$' -- python polyfit.py
     """
     from .wrap import run_wrapped
 
@@ -280,7 +297,8 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
 def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch: str | None, status: str | None, name: str | None, where: str | None, fmt: str | None) -> None:
     """Experiments, newest first, like `git log`.
 
-    By default only those whose code came from the current branch.
+    By default only those whose code came from the current branch (all of
+    them while the current branch has no commit yet, as in a fresh clone).
 
     \b
     Example:
@@ -291,8 +309,11 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
     from . import views
 
     store = _store(ctx)
+    _hint_pull(store)
     if not all_ and branch is None:
-        branch = store.repo.head()[1]
+        head_commit, branch = store.repo.head()
+        if head_commit is None:
+            all_ = True  # an unborn branch ran nothing yet: every experiment is more useful than none
     recs = store.experiments(branch=None if all_ else branch, status=status, name=name, where=where, limit=limit)
     if status in (None, "running") and where is None:
         import fnmatch
@@ -300,6 +321,10 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
         live = [r for r in store.running() if (all_ or r.source.get("branch") == branch) and (name is None or fnmatch.fnmatchcase(r.name, name))]
         recs = (live + recs)[:limit] if limit is not None else live + recs
     views.print_log(recs, oneline=oneline, fmt=fmt)
+    if not recs and not all_ and branch is not None and status is None and name is None and where is None:
+        others = len(store.experiments())
+        if others:
+            click.echo(f"gitxp: no experiments from branch '{branch}'; {others} from other branches (`gitxp log --all`)", err=True)
     _warn_unrecovered(store)
 
 
@@ -325,6 +350,7 @@ def show(ctx: click.Context, ref: str, **what: bool) -> None:
     from . import views
 
     store = _store(ctx)
+    _hint_pull(store)
     views.print_show(store.get(ref), **what)
     _warn_unrecovered(store)
 
@@ -418,6 +444,7 @@ def table(ctx: click.Context, where: str | None, columns: str | None, sort_by: s
     from . import views
 
     store = _store(ctx)
+    _hint_pull(store)
     text = views.format_table(store.experiments(where=where), columns=columns, sort_by=sort_by, fmt=fmt)
     views.emit(text, output, paged=fmt == "text")
 

@@ -22,27 +22,29 @@ def _store(ctx: click.Context) -> Any:
 
 
 @click.command()
-@click.argument("ref_a", metavar="A")
-@click.argument("ref_b", metavar="B")
+@click.argument("ref_a", metavar="[A", required=False)
+@click.argument("ref_b", metavar="[B]]", required=False)
 @click.option("--code", is_flag=True, help="Also show a unified diff of the two code snapshots.")
 @click.option("--env", is_flag=True, help="Also show packages and python/CUDA versions that differ.")
 @click.pass_context
-def diff(ctx: click.Context, ref_a: str, ref_b: str, code: bool, env: bool) -> None:
-    """Compare two experiments: params, metrics (with deltas), code, environment.
+def diff(ctx: click.Context, ref_a: str | None, ref_b: str | None, code: bool, env: bool) -> None:
+    """Compare two experiments: command, params, metrics (with deltas), code, environment.
 
-    Params are shown as dotted keys (~ changed, + only in B, - only in A);
-    metrics side by side as last/min/max with absolute and relative change
-    from A to B.
+    Without refs, A and B are `@~1` and `@` (the two newest); with one, it
+    is compared with `@`. Differing commands are shown as - A / + B; params
+    as dotted keys (~ changed, + only in B, - only in A); metrics side by
+    side as last/min/max with absolute and relative change from A to B.
 
     \b
     Example:
+      gitxp diff --code
       gitxp diff @~1 @
       gitxp diff a3f9 b71c --code --env
     """
     from . import render, review
 
     store = _store(ctx)
-    a, b = store.get(ref_a), store.get(ref_b)
+    a, b = store.get(ref_a or "@~1"), store.get(ref_b or "@")
     render.page(review.diff_text(a, b, code=code, env=env, colour=render.use_colour()))
 
 

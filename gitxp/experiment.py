@@ -334,7 +334,7 @@ class Experiment:
 
         if status == "completed" and _lost_data(self._run):
             status = self.status = "failed"  # completed without what it logged would be untrue
-        commit_run(self._store, self._run, status=status, exit_code=exit_code)
+        self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code)
 
     end = finish
 

@@ -27,8 +27,15 @@ the other stays deleted). When both sides changed the same entry:
 * folders are merged recursively (day folders, experiment folders, ``artifacts/``,
   ``tables/``); a change on one side and a deletion on the other keeps the change;
 * inside one experiment, the *winner* is the side whose ``experiment.yaml``
-  has the later ``ended`` (then the later commit time, then ours);
-  ``experiment.yaml``, ``code/`` and every other file come from the winner;
+  has the later ``ended`` (then the later commit time, then ours); a time
+  more than :data:`CLOCK_SKEW_S` in the future counts as none, so a forged
+  ``ended: 9999-12-31`` never wins; ``code/`` and every other file come from
+  the winner;
+* ``experiment.yaml`` is merged field by field against the base (amendments
+  such as ``gitxp tag`` on one clone and ``gitxp note`` on another both
+  survive): a field changed on one side only is taken from that side;
+  changed on both, ``tags`` merge key by key, ``notes`` keep both texts,
+  any other field comes from the winner;
 * ``metrics.parquet`` keeps both sides' rows (union, identical rows once,
   sorted by name, step) and the winner's metric summary is recomputed from it;
 * ``artifacts.yaml`` is the union of both manifests by path, winner first;
@@ -61,6 +68,8 @@ from .errors import ForeignStoreError, RemoteError, StoreError, UnsafeDataError,
 from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Quarantine, Repo
 
 PUSH_ATTEMPTS = 10
+#: Seconds a recorded time may lie in the future (clock skew between machines) and still count in a merge.
+CLOCK_SKEW_S = 300
 ENGINE_ENV = "GITXP_ENGINE"
 IN_HOOK_ENV = "GITXP_IN_HOOK"
 _seq = count()
@@ -498,9 +507,7 @@ class _TreeMerger:
             return o
         meta_o = self._meta(o.sha)
         meta_t = self._meta(t.sha)
-        key_o = (str(meta_o.get("ended") or ""), self.ours_time)
-        key_t = (str(meta_t.get("ended") or ""), self.theirs_time)
-        theirs_win = key_t > key_o
+        theirs_win = _precedence(meta_t.get("ended"), self.theirs_time) > _precedence(meta_o.get("ended"), self.ours_time)
         merged_metrics: list[bytes] = []
 
         def both(bb: Entry | None, oo: Entry, tt: Entry, p: str) -> Entry:
@@ -511,6 +518,12 @@ class _TreeMerger:
                 return Entry(name, FILE_MODE, self.repo.write_blob(data))
             if name == layout.ARTIFACTS_FILE and not oo.is_tree and not tt.is_tree:
                 return self._manifest(oo, tt, theirs_win)
+            if name == layout.EXPERIMENT_FILE and not oo.is_tree and not tt.is_tree:
+                base = self._meta(b.sha) if b is not None and b.is_tree else None
+                merged = merge_fields(base, meta_o, meta_t, theirs_win=theirs_win)
+                if merged == meta_o:
+                    return oo
+                return Entry(name, FILE_MODE, self.repo.write_blob(layout.dump_yaml(merged).encode()))
             if name == layout.CODE_DIR:
                 return tt if theirs_win else oo
             return self._generic(bb, oo, tt, p, prefer_theirs=theirs_win)
@@ -562,6 +575,65 @@ class _TreeMerger:
         doc["metrics"] = metrics.summarize(metrics.from_parquet_bytes(metrics_data))
         blob = self.repo.write_blob(layout.dump_yaml(doc).encode())
         return self.repo.update_tree(tree, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, blob)})
+
+
+def _precedence(ended: Any, commit_time: int) -> tuple[float, float]:
+    """Sort key of one side of a merge: (its ``ended``, its commit time); future times count as none."""
+    import datetime as dt
+
+    limit = time.time() + CLOCK_SKEW_S
+    when = None
+    if isinstance(ended, dt.datetime):
+        when = ended if ended.tzinfo else ended.replace(tzinfo=dt.timezone.utc)
+    elif isinstance(ended, dt.date):
+        when = dt.datetime(ended.year, ended.month, ended.day, tzinfo=dt.timezone.utc)
+    elif isinstance(ended, str):
+        try:
+            when = layout.parse_time(ended)
+            when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            when = None
+    stamp = when.timestamp() if when is not None else float("-inf")
+    return (stamp if stamp <= limit else float("-inf"), commit_time if commit_time <= limit else float("-inf"))
+
+
+_MISSING = object()
+
+
+def merge_fields(base: dict[str, Any] | None, ours: dict[str, Any], theirs: dict[str, Any], *, theirs_win: bool) -> dict[str, Any]:
+    """Three-way merge of two ``experiment.yaml`` documents, field by field (see the module docstring)."""
+
+    def side(o: Any, t: Any) -> Any:
+        return t if theirs_win else o
+
+    def three(b: Any, o: Any, t: Any, both: Callable[[Any, Any, Any], Any]) -> Any:
+        if o == t:
+            return o
+        if o == b:
+            return t
+        if t == b:
+            return o
+        if o is _MISSING or t is _MISSING:  # changed on one side, removed on the other: keep the data
+            return t if o is _MISSING else o
+        return both(b, o, t)
+
+    def mapping(b: dict[str, Any], o: dict[str, Any], t: dict[str, Any], both: Callable[[str, Any, Any, Any], Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k in [*o, *(k for k in t if k not in o)]:
+            v = three(b.get(k, _MISSING), o.get(k, _MISSING), t.get(k, _MISSING), lambda bb, oo, tt: both(k, bb, oo, tt))
+            if v is not _MISSING:
+                out[k] = v
+        return out
+
+    def field(k: str, b: Any, o: Any, t: Any) -> Any:
+        if k == "tags" and isinstance(o, dict) and isinstance(t, dict):
+            return mapping(b if isinstance(b, dict) else {}, o, t, lambda _k, _b, oo, tt: side(oo, tt))
+        if k == "notes" and isinstance(o, str) and isinstance(t, str):
+            added = t[len(b):].strip() if isinstance(b, str) and t.startswith(b) else t
+            return o if added in o else f"{o}\n{added}".strip()
+        return side(o, t)
+
+    return mapping(base if isinstance(base, dict) else {}, ours, theirs, field)
 
 
 def _union_metrics(a: bytes, b: bytes) -> bytes:

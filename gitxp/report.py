@@ -20,6 +20,7 @@ from .charts import colour, curves, svg_chart
 from .review import (
     FileDiff,
     code_diff,
+    command_line,
     delta,
     diff_line_kind,
     flat_params,
@@ -88,6 +89,8 @@ def _rows(rep: Report) -> dict[str, list[list[tuple[str, bool]]]]:
         [("status", False)] + [(r.status, False) for r in rep.recs],
         [("duration", False)] + [(render.fmt_duration(r.meta.get("duration_s")), False) for r in rep.recs],
         [("source", False)] + [(source_line(r), False) for r in rep.recs],
+        [("command", False)] + [(command_line(r), base is not None and r is not base and command_line(r) != command_line(base))
+                                 for r in rep.recs],
     ]
     metrics = []
     for name in metric_names(rep.recs):

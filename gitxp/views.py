@@ -7,6 +7,7 @@ Pure formatting over :class:`gitxp.store.Record`; the commands in
 from __future__ import annotations
 
 import json
+import re
 import string
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,22 @@ def _when(created: str) -> str:
 def _metrics_line(rec: Any, limit: int = 4) -> str:
     items = list(rec.metric_summary.items())[:limit]
     return " ".join(f"{k}={render.fmt_value(v.get('last') if isinstance(v, dict) else v)}" for k, v in items)
+
+
+def exit_text(code: Any) -> str:
+    """An exit code as ``gitxp start`` exited with it: a death by signal N is ``128+N (SIGNAME)``.
+
+    The store keeps subprocess's ``-N``; a user saw ``130`` in the shell.
+    """
+    if isinstance(code, int) and not isinstance(code, bool) and code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"{128 - code} ({name})"
+    return str(code)
 
 
 def _params_line(rec: Any, limit: int = 6) -> str:
@@ -80,7 +97,7 @@ def print_log(recs: Sequence[Any], *, oneline: bool, fmt: str | None) -> None:
             out.append(render.style(f"experiment {rec.id}", "yellow", colour) + f" ({rec.name})")
             line = f"Status:  {status}"
             if rec.meta.get("exit_code") not in (None, 0):
-                line += f" (exit {rec.meta.get('exit_code')})"
+                line += f", exit {exit_text(rec.meta.get('exit_code'))}"
             line += f"  {render.fmt_duration(rec.meta.get('duration_s'))}"
             out.append(line)
             out.append(f"Date:    {_when(rec.created)}")
@@ -103,7 +120,7 @@ def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = Fa
     m = rec.meta
     lines = [render.style(f"experiment {rec.id}", "yellow", colour) + f" ({rec.name})"]
     status = render.style(rec.status, render.status_colour(rec.status), colour)
-    lines.append(f"Status:   {status}" + (f" (exit {m.get('exit_code')})" if m.get("exit_code") is not None else ""))
+    lines.append(f"Status:   {status}" + (f", exit {exit_text(m.get('exit_code'))}" if m.get("exit_code") is not None else ""))
     lines.append(f"Created:  {m.get('created', '-')}")
     lines.append(f"Duration: {render.fmt_duration(m.get('duration_s'))}")
     if m.get("parent"):
@@ -131,7 +148,8 @@ def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = Fa
         width = max(len(k) for k in flat) if flat else 0
         lines += [f"  {k.lstrip('.'):<{width}}  {render.fmt_value(v)}" for k, v in flat.items()]
     if rec.summary:
-        lines += ["", "Summary:"] + [f"  {k}  {render.fmt_value(v)}" for k, v in rec.summary.items()]
+        width = max(len(str(k)) for k in rec.summary)
+        lines += ["", "Summary:"] + [f"  {str(k):<{width}}  {render.fmt_value(v)}" for k, v in rec.summary.items()]
     if rec.metric_summary:
         lines += ["", "Metrics:"]
         lines.append(_metric_table(rec))
@@ -181,17 +199,14 @@ def _artifacts_lines(rec: Any) -> list[str]:
         manifest = artifacts.read_manifest(rec)
     except Exception as exc:
         return [f"  (unreadable manifest: {exc})"]
-    return [f"  {a['path']}  {_size(a['size'])}{'  encrypted' if a.get('encrypted') else ''}" for a in manifest]
+    sizes = [_size(a.get("size")) for a in manifest]
+    pw = max((len(str(a["path"])) for a in manifest), default=0)
+    sw = max((len(x) for x in sizes), default=0)
+    return [f"  {str(a['path']):<{pw}}  {size:>{sw}}{'  encrypted' if a.get('encrypted') else ''}" for a, size in zip(manifest, sizes)]
 
 
 def _size(n: Any) -> str:
-    if not isinstance(n, int):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    return render.fmt_size(n) if isinstance(n, int) else "-"
 
 
 def _hardware_lines(rec: Any) -> list[str]:
@@ -206,9 +221,22 @@ def _hardware_lines(rec: Any) -> list[str]:
         finite = [v for v in vals if v == v]
         if not finite:
             continue
-        rows.append([name, sum(finite) / len(finite), max(finite), render.sparkline(vals)])
+        rows.append([name, _quantity(name, sum(finite) / len(finite)), _quantity(name, max(finite)), render.sparkline(vals)])
+    for col in (1, 2):  # right-aligned, units or not
+        width = max(len(r[col]) for r in rows) if rows else 0
+        for r in rows:
+            r[col] = r[col].rjust(width)
     text = render.text_table(["quantity", "mean", "max", "curve"], rows)
     return [f"  {t.num_rows} samples"] + ["  " + line for line in text.splitlines()]
+
+
+def _quantity(column: str, value: float) -> str:
+    """A hardware value for people: bytes in binary units (``1.7 GiB``, ``3.2 MiB/s``), others as numbers."""
+    if column.endswith("_bytes"):
+        return render.fmt_size(int(value))
+    if column.endswith("_bytes_per_s"):
+        return render.fmt_size(int(value)) + "/s"
+    return render.fmt_value(value)
 
 
 def _env_lines(rec: Any) -> list[str]:
@@ -250,7 +278,7 @@ def _code_lines(rec: Any) -> list[str]:
 
 def format_table(recs: Sequence[Any], *, columns: str | None, sort_by: str | None, fmt: str) -> str:
     rows = [tables.row(r) for r in recs]
-    names = tables.select(rows, [columns] if columns else None) if rows else ["id", "name"]
+    names = tables.select(rows, [columns] if columns else None, recs) if rows else ["id", "name"]
     if sort_by:
         key = sort_by.lstrip("-")
         if rows and key not in names and not any(key in r for r in rows):
@@ -276,8 +304,18 @@ def format_table(recs: Sequence[Any], *, columns: str | None, sort_by: str | Non
         sep = "|" + "|".join("---" for _ in names) + "|"
         body = ["| " + " | ".join(render.fmt_value(r.get(n)).replace("|", "\\|") for n in names) + " |" for r in rows]
         return "\n".join([head, sep, *body])
-    shown = [{**r, "id": short(r["id"])} for r in rows]
+    shown = [{**{k: _short_hex(v) for k, v in r.items()}, "id": short(r["id"])} for r in rows]
     return render.text_table(names, [[r.get(n) for n in names] for r in shown], max_width=render.terminal_width() if render.isatty() else None)
+
+
+_LONG_HEX = re.compile(r"[0-9a-f]{32,}")
+
+
+def _short_hex(value: Any) -> Any:
+    """A digest (``tags.sweep_key``) as its first 12 digits and ``…``: a terminal table, not an export."""
+    if isinstance(value, str) and _LONG_HEX.fullmatch(value):
+        return value[:12] + "…"
+    return value
 
 
 def emit(text: str, output: str | None, *, paged: bool = False) -> None:

@@ -4,6 +4,12 @@ The wrapper owns the run: it snapshots the code, samples hardware for the
 child's process tree, tees the output, forwards signals, and commits when
 the child ends. The child finds the run through ``GITXP_EXPERIMENT`` and
 ``GITXP_RUN_DIR``, so ``gitxp.current()`` in the script logs into it.
+
+The artifact key never travels in the child's environment, where a script
+that prints ``os.environ`` (or a crash reporter that dumps it) would put it
+in ``output.log``: ``GITXP_KEY`` is replaced by ``GITXP_KEY_FILE``, a 0600
+file in the run's staging folder that is deleted when the child ends. Any
+key text that still shows up in the output is masked before it is written.
 """
 
 from __future__ import annotations
@@ -54,19 +60,21 @@ def run_wrapped(
     scalar_patterns: Sequence[str] = (),
 ) -> int:
     """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
-    from . import runner
-    from .experiment import start
+    from . import crypto, runner
+    from .launch import begin
 
     patterns = [runner.ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
     _check_command(command)
-    exp = start(
+    exp = begin(
         name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
-        code_dir=code_dir, capture_code=capture_code, env_vars=env_vars, parent=parent, resume=resume, repo=repo,
-        command=command,
+        code_dir=code_dir, capture_code=capture_code, capture_env=True, env_vars=env_vars, parent=parent, resume=resume,
+        repo=repo, command=command, artifact_globs=artifact_globs,
     )
     env = dict(os.environ)
     env[ENV_ID] = exp.id
     env[ENV_RUN_DIR] = str(exp.run_dir)
+    secrets = crypto.known_key_texts(exp._store.store_id)
+    key_file = _hand_over_key(env, exp.run_dir)
 
     def on_spawn(pid: int) -> None:
         if exp._hardware is not None:
@@ -97,10 +105,14 @@ def run_wrapped(
             output_cap=exp._store.config.output_max_size,
             on_line=on_line if scalars or patterns else None,
             on_spawn=on_spawn,
+            mask=secrets,
         )
     except BaseException as exc:
         exp.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=exc)
         raise
+    finally:
+        if key_file is not None:
+            key_file.unlink(missing_ok=True)
     if result.returncode == 0:
         status = "completed"
     elif result.interrupted:
@@ -112,6 +124,27 @@ def run_wrapped(
     exp.finish(status, exit_code=result.returncode)
     _report(exp, exp.status, result)
     return result.exit_status
+
+
+def _hand_over_key(env: dict[str, str], run_dir: Path) -> Path | None:
+    """Move ``GITXP_KEY`` out of the child's environment into a 0600 file it is told about.
+
+    Returns the file to delete when the child ends, or None when there was
+    no usable key to pass (a malformed ``GITXP_KEY`` is dropped: the
+    wrapper's own use of it reports the error).
+    """
+    from . import crypto
+
+    text = env.pop(crypto.KEY_ENV, "")
+    if not text.strip():
+        return None
+    try:
+        key = crypto.decode_key(text)
+    except UsageError:
+        return None
+    path = crypto.write_key_file(run_dir / "key", key)
+    env[crypto.KEY_FILE_ENV] = str(path)
+    return path
 
 
 def _collect_artifacts(exp: Any, patterns: Sequence[str]) -> None:
@@ -126,7 +159,23 @@ def _collect_artifacts(exp: Any, patterns: Sequence[str]) -> None:
                 exp.log_artifact(m)
 
 
+def _recorded_duration(exp: Any) -> float | None:
+    """``duration_s`` as committed, so this line and ``gitxp show`` give one number."""
+    from . import layout
+
+    try:
+        repo = exp._store.repo
+        tree = repo.read_commit(exp.commit)["tree"]
+        data = repo.read_path(tree, f"{layout.experiment_dir(exp.id)}/{layout.EXPERIMENT_FILE}")
+        value = layout.load_yaml(data).get("duration_s") if data else None
+    except Exception:  # the run is committed; a summary line must not fail it
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def _report(exp: Any, status: str, result: Any) -> None:
     colour = render.use_colour(sys.stderr)
     word = render.style(status, render.status_colour(status), colour)
-    print(f"gitxp: {exp.id} {exp.name} {word} in {render.fmt_duration(result.duration_s)} (gitxp show {exp.id.rsplit('-', 1)[-1][:8]})", file=sys.stderr)
+    duration = _recorded_duration(exp)
+    took = render.fmt_duration(result.duration_s if duration is None else duration)
+    print(f"gitxp: {exp.id} {exp.name} {word} in {took} (gitxp show {exp.id.rsplit('-', 1)[-1][:8]})", file=sys.stderr)
