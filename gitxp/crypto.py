@@ -9,8 +9,10 @@ while holding only one chunk in memory. The byte layout is specified in
 ``docs/format.md`` ("Encrypted artifact stream").
 
 The master key is 32 random bytes. It comes from ``GITXP_KEY`` (unpadded
-base64url) or from ``$XDG_CONFIG_HOME/gitxp/keys/<store_id>.key``; it is never
-written inside a repository. Its fingerprint (16 hex digits) is what the store
+base64url), from the file named by ``GITXP_KEY_FILE`` (how ``gitxp start``
+hands it to the wrapped command, so that printing the environment shows a
+path, not the key) or from ``$XDG_CONFIG_HOME/gitxp/keys/<store_id>.key``; it
+is never written inside a repository's records. Its fingerprint (16 hex digits) is what the store
 and every encrypted file record, so a missing or wrong key is reported by
 name instead of looking like corruption.
 
@@ -45,10 +47,12 @@ __all__ = [
     "TAG_SIZE", "VERSION", "KeyedHasher", "StreamEncryptor", "StreamHeader",
     "ciphertext_size", "decode_key", "decrypt_stream", "dedup_key", "digest_key",
     "encode_key", "encrypt_file", "ensure_key", "fingerprint", "generate_key",
-    "key_dir", "key_path", "load_key", "parse_header", "require_key", "save_key",
+    "key_dir", "key_path", "known_key_texts", "load_key", "parse_header", "require_key", "save_key",
+    "write_key_file",
 ]
 
 KEY_ENV = "GITXP_KEY"
+KEY_FILE_ENV = "GITXP_KEY_FILE"
 KEY_SIZE = 32
 CHUNK_SIZE = 1 << 20
 #: Upper bound on a header's chunk size: a hostile file must not make us buffer more.
@@ -159,12 +163,13 @@ def key_path(store_id: str) -> Path:
 def load_key(store_id: str) -> bytes | None:
     """Return the artifact key of a store, or None when there is none.
 
-    ``GITXP_KEY`` wins over the key file, so CI and colleagues can supply a key
-    without touching ``~/.config``.
+    ``GITXP_KEY`` wins over ``GITXP_KEY_FILE``, which wins over the key
+    file, so CI and colleagues can supply a key without touching ``~/.config``.
 
     Raises:
         UsageError: ``GITXP_KEY`` is set but malformed.
-        KeyMissingError: the key file exists but cannot be read or parsed.
+        KeyMissingError: the key file exists but cannot be read or parsed, or
+            ``GITXP_KEY_FILE`` names a missing file.
     """
     env = os.environ.get(KEY_ENV, "")
     if env.strip():
@@ -172,10 +177,14 @@ def load_key(store_id: str) -> bytes | None:
             return decode_key(env)
         except UsageError as exc:
             raise UsageError(f"{KEY_ENV}: {exc.message}", exc.hint) from exc
-    path = key_path(store_id)
+    named = os.environ.get(KEY_FILE_ENV, "").strip()
+    path = Path(named) if named else key_path(store_id)
     try:
         text = path.read_text(encoding="ascii")
     except FileNotFoundError:
+        if named:  # never make up a new key when the one named is missing
+            raise KeyMissingError(f"{KEY_FILE_ENV} names {path}, which does not exist",
+                                  f"point {KEY_FILE_ENV} at the key file or unset it") from None
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyMissingError(
@@ -189,6 +198,42 @@ def load_key(store_id: str) -> bytes | None:
             f"the artifact key file {path} is damaged: {exc.message}",
             "restore it with `gitxp key import`",
         ) from exc
+
+
+def known_key_texts(store_id: str | None) -> list[str]:
+    """Every key text this process knows (``GITXP_KEY``, ``GITXP_KEY_FILE``, the store's key file).
+
+    These are masked wherever output or metadata is recorded. Never raises:
+    a key that cannot be read cannot leak either.
+    """
+    texts = [os.environ.get(KEY_ENV, "")]
+    paths = [os.environ.get(KEY_FILE_ENV, "").strip()]
+    if store_id is not None:
+        try:
+            paths.append(str(key_path(store_id)))
+        except UnsafeDataError:
+            pass
+    for path in filter(None, paths):
+        try:
+            texts.append(Path(path).read_text(encoding="ascii"))
+        except (OSError, UnicodeDecodeError):
+            pass
+    out = []
+    for text in texts:
+        cleaned = text.strip().rstrip("=")
+        if len(cleaned) >= 16 and cleaned not in out:  # a short or empty value would mask ordinary text
+            out.append(cleaned)
+    return out
+
+
+def write_key_file(path: Path, key: bytes) -> Path:
+    """Write ``key`` to a new file only its owner can read (for ``GITXP_KEY_FILE``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (encode_key(key) + "\n").encode("ascii"))
+    finally:
+        os.close(fd)
+    return path
 
 
 def save_key(store_id: str, key: bytes) -> Path:
@@ -276,7 +321,8 @@ def require_key(store_id: str, fingerprint_needed: str) -> bytes:
     if key is None:
         err = KeyMissingError(f"no artifact key {fingerprint_needed} for this store", _IMPORT_HINT)
     else:
-        source = KEY_ENV if os.environ.get(KEY_ENV, "").strip() else str(key_path(store_id))
+        named = os.environ.get(KEY_FILE_ENV, "").strip()
+        source = KEY_ENV if os.environ.get(KEY_ENV, "").strip() else named or str(key_path(store_id))
         err = KeyMissingError(
             f"artifact key {fingerprint_needed} is needed but the key you have "
             f"({source}) is {fingerprint(key)}",

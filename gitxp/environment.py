@@ -51,11 +51,14 @@ ENV_PREFIXES = (
     "LD_LIBRARY_PATH", "LD_PRELOAD", "ROCR_", "HIP_", "HSA_", "MASTER_ADDR",
     "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "ACCELERATE_", "DS_", "ONEDNN_",
 )
-_SECRET_RE = re.compile(
-    r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|PWD|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION|SIGNATURE|CERT",
-    re.IGNORECASE,
+#: ``TF_`` is TensorFlow's prefix, but Terraform's variables share it: its
+#: documented ones are never recorded (``TF_VAR_*`` holds arbitrary inputs,
+#: ``TF_CLI_CONFIG_FILE`` / ``TF_TOKEN_*`` credentials).
+ENV_EXCLUDED_PREFIXES = (
+    "TF_VAR_", "TF_CLI_", "TF_TOKEN_", "TF_LOG", "TF_INPUT", "TF_DATA_DIR", "TF_WORKSPACE",
+    "TF_IN_AUTOMATION", "TF_REGISTRY_", "TF_PLUGIN_CACHE_", "TF_IGNORE", "TF_STATE_PERSIST_INTERVAL",
+    "TF_APPEND_USER_AGENT",
 )
-REDACTED = "<redacted>"
 #: Installer tooling kept out of pins: the target environment brings its own.
 _TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute"})
 
@@ -383,12 +386,26 @@ def _conda(prefix: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
 
 
 def _env_vars(environ: Mapping[str, str], extra: Sequence[str]) -> dict[str, str]:
+    """The allow-listed variables: secret-looking names redacted, URL credentials masked."""
+    redact = _redact()
     wanted = set(extra)
     out = {}
     for k in sorted(environ):
-        if k in wanted or k.startswith(ENV_PREFIXES):
-            out[k] = REDACTED if _SECRET_RE.search(k) else environ[k]
+        if k in wanted or (k.startswith(ENV_PREFIXES) and not k.startswith(ENV_EXCLUDED_PREFIXES)):
+            out[k] = redact.REDACTED if redact.looks_secret(k) else redact.mask_url(environ[k])
     return out
+
+
+def _redact() -> Any:
+    """:mod:`gitxp.redact`, also when this file runs by path in another interpreter."""
+    if __package__:
+        from gitxp import redact
+
+        return redact
+    import runpy
+    import types
+
+    return types.SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("redact.py"))))
 
 
 # ---------------------------------------------------------------- exports

@@ -119,6 +119,12 @@ def commit_run(store: Any, run: staging.RunDir, *, status: str, exit_code: int |
         meta["error"] = errors[-1]
     ordered = {k: meta[k] for k in _ORDER if k in meta}
     ordered.update({k: v for k, v in meta.items() if k not in ordered})
+    secrets = _known_secrets(store)
+    ordered, params = _scrub(ordered, secrets), _scrub(params, secrets)
+    for name in (layout.OUTPUT_FILE, layout.ENVIRONMENT_FILE, layout.REQUIREMENTS_FILE):
+        data = files.get(name)
+        if isinstance(data, bytes):
+            files[name] = _scrub(data, secrets)
     files[layout.EXPERIMENT_FILE] = layout.dump_yaml(ordered).encode()
     files[layout.PARAMS_FILE] = layout.dump_yaml(params).encode()
     source = meta.get("source") or {}
@@ -139,6 +145,36 @@ _ORDER = (
     "id", "name", "parent", "status", "created", "started", "ended", "duration_s", "command", "cwd",
     "exit_code", "host", "user", "tags", "notes", "source", "metrics", "summary", "error", "sessions",
 )
+
+
+def _known_secrets(store: Any) -> list[str]:
+    """The artifact key's text as this process knows it: never recorded, whatever logged it."""
+    from . import crypto
+
+    try:
+        store_id = store.store_id
+    except Exception:  # no readable gitxp.yaml: only the environment's key can be known
+        store_id = None
+    return crypto.known_key_texts(store_id)
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    """``value`` (YAML-able data or bytes) with every secret replaced by ``<redacted>``."""
+    from .redact import mask_text
+
+    if not secrets:
+        return value
+    if isinstance(value, bytes):
+        for secret in secrets:
+            value = value.replace(secret.encode(), b"<redacted>")
+        return value
+    if isinstance(value, str):
+        return mask_text(value, secrets)
+    if isinstance(value, dict):
+        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    return value
 
 
 def _span(s: Any) -> float:

@@ -57,7 +57,14 @@ def begin(
     resume: str | None,
     repo: str | os.PathLike[str],
     command: Sequence[str] | None,
+    artifact_globs: Sequence[str] = (),
 ) -> Experiment:
+    """Create the run and capture what is known at start.
+
+    ``artifact_globs`` are the files the run will log encrypted
+    (``--artifact``): what they match now is left out of the snapshot.
+    """
+    from .redact import mask_argv
     from .store import Store
 
     params = check_params(params or {})
@@ -102,7 +109,7 @@ def begin(
         started=layout.isotime(now),
         ended=None,
         duration_s=None,
-        command=list(command) if command is not None else [sys.executable, *sys.argv],
+        command=mask_argv(command if command is not None else [sys.executable, *sys.argv]),
         cwd=os.getcwd(),
         exit_code=None,
         host=socket.gethostname(),
@@ -112,7 +119,7 @@ def begin(
         meta["notes"] = ((meta.get("notes") or "") + "\n" + notes).strip()
     run.claim()
     if capture_code:
-        meta["source"] = _snapshot(store, code_dir)
+        meta["source"] = _snapshot(store, code_dir, tuple(artifact_globs))
     else:
         commit, branch = store.repo.head()
         meta.setdefault("source", {"branch": branch, "commit": commit, "dirty": None, "tree": None})
@@ -130,8 +137,8 @@ def begin(
     return exp
 
 
-def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    from . import snapshot
+def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_globs: tuple[str, ...] = ()) -> dict[str, Any]:
+    from . import snapshot, withheld
 
     repo = store.repo
     if repo.root is None:
@@ -146,13 +153,27 @@ def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None) -> dict[str, 
             raise UsageError(f"--code-dir {code_dir} is outside the repository {repo.root}", "give a folder inside it") from None
         if not cd.is_dir():
             raise UsageError(f"--code-dir {code_dir} is not a folder", "give an existing folder inside the repository")
-    snap = snapshot.capture(repo.root, repo.git_dir, code_dir=cd, max_file_size=store.config.snapshot_max_file_size)
+    rules = withheld.rules(repo.root, repo.gitxp_dir, artifact_globs=artifact_globs)
+    snap = snapshot.capture(repo.root, repo.git_dir, code_dir=cd, max_file_size=store.config.snapshot_max_file_size,
+                            withhold=rules)
+    if snap.untracked:
+        _say_untracked(snap.untracked)
     out: dict[str, Any] = {"branch": snap.branch, "commit": snap.commit, "dirty": snap.dirty, "tree": snap.tree}
     if snap.code_dir:
         out["code_dir"] = snap.code_dir
     if snap.skipped:
         out["skipped"] = list(snap.skipped)
     return out
+
+
+def _say_untracked(files: Sequence[tuple[str, int]], named: int = 3) -> None:
+    """One line at start, so a checkpoint or a figure never goes into the snapshot unnoticed."""
+    from .render import fmt_size
+
+    text = ", ".join(f"{path} ({fmt_size(size)})" for path, size in files[:named])
+    if len(files) > named:
+        text += f" and {len(files) - named} more"
+    print(f"gitxp: snapshot includes untracked {text}; add them to .gitxpignore to leave them out", file=sys.stderr)
 
 
 def _capture_environment(run: staging.RunDir, env_vars: tuple[str, ...], command: Sequence[str] | None) -> None:

@@ -86,6 +86,16 @@ def fmt_value(v: Any) -> str:
     return str(v)
 
 
+def fmt_size(n: int) -> str:
+    """Bytes in binary units: ``3 B``, ``20.1 KiB``, ``2.9 MiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)
+
+
 def fmt_duration(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)):
         return "-"

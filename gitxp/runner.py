@@ -96,6 +96,7 @@ def run_child(
     output_cap: int = 10 * 2**20,
     on_line: Callable[[str], None] | None = None,
     on_spawn: Callable[[int], None] | None = None,
+    mask: Sequence[str] = (),
 ) -> ChildResult:
     """Run ``argv`` (no shell) to completion and say how it ended.
 
@@ -109,6 +110,10 @@ def run_child(
     of this process. ``PYTHONUNBUFFERED=1`` is added to the child's
     environment (unless set) so Python scripts stream live through the
     pipes. The child's ``isatty()`` is then False.
+
+    Every string in ``mask`` (the artifact key's text) is replaced by
+    ``<redacted>`` in ``output.log``, also when the child's writes cut it in
+    two; what passes through live to our own streams is left as it is.
 
     ``on_line`` gets every complete line of stdout and stderr (decoded as
     UTF-8 with replacement; ``\\n``, ``\\r\\n`` and a lone ``\\r`` all end a
@@ -178,7 +183,7 @@ def run_child(
             guard.attach(proc.pid)
         if capture:
             assert proc.stdout is not None and proc.stderr is not None
-            tee = _Tee(proc.stdout, proc.stderr, log, on_line)
+            tee = _Tee(proc.stdout, proc.stderr, log, on_line, mask)
             tee.start()
         if on_spawn is not None:
             on_spawn(proc.pid)
@@ -440,13 +445,17 @@ class _Tee:
         stderr: IO[bytes],
         log: _BoundedLog | None,
         on_line: Callable[[str], None] | None,
+        mask: Sequence[str] = (),
     ) -> None:
+        from .redact import StreamMasker
+
         self._pipes = {stdout.fileno(): stdout, stderr.fileno(): stderr}
         self._sinks: dict[int, IO[bytes] | None] = {
             stdout.fileno(): getattr(sys.stdout, "buffer", None),
             stderr.fileno(): getattr(sys.stderr, "buffer", None),
         }
         self._log = log
+        self._masker = StreamMasker(mask)
         self._on_line = on_line
         self._partial: dict[int, bytes] = {fd: b"" for fd in self._pipes}
         self._line_error_reported = False
@@ -465,6 +474,9 @@ class _Tee:
         self._thread.join()
         for pipe in self._pipes.values():
             pipe.close()
+        held = self._masker.flush()  # the end of output that might have begun a secret
+        if held and self._log is not None:
+            self._log.write(held)
         if self._error is not None:
             raise self._error
 
@@ -506,7 +518,7 @@ class _Tee:
             except (OSError, ValueError):  # our stdout closed (`| head`): keep recording
                 self._sinks[fd] = None
         if self._log is not None:
-            self._log.write(data)
+            self._log.write(self._masker.feed(data))
         if self._on_line is not None:
             self._lines(fd, data, final=False)
 

@@ -18,12 +18,15 @@ Two engines build the same tree id:
   ``dulwich.index.commit_tree``. Clean/smudge filters and autocrlf are not
   applied on this path.
 
-Two kinds of path are left out and listed in ``Snapshot.skipped``:
+Three kinds of path are left out and listed in ``Snapshot.skipped``:
 
 * paths matching ``.gitxpignore`` (gitignore syntax, repository root), always;
 * regular files over ``max_file_size`` whose content is not already HEAD's
   (untracked, modified or staged): the snapshot never adds a blob over the
-  cap to the repository, while a large file committed long ago stays in.
+  cap to the repository, while a large file committed long ago stays in;
+* what the caller withholds (:class:`Withhold`): secrets that sit in the
+  work tree, such as the key folder and files logged as encrypted
+  artifacts, which must never be written as plain blobs.
 """
 
 from __future__ import annotations
@@ -35,15 +38,17 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitxp.errors import GitxpError, NotARepositoryError, StoreError, UsageError
 
-__all__ = ["Snapshot", "capture", "head_info"]
+__all__ = ["Snapshot", "Withhold", "capture", "head_info"]
 
 DEFAULT_MAX_FILE_SIZE = 10 * 2**20
+#: Untracked files at least this large are named at start even when they are text.
+NOTABLE_SIZE = 2**20
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _GITLINK = 0o160000
 _ENGINES = ("auto", "git", "dulwich")
@@ -60,9 +65,12 @@ class Snapshot:
         branch: short name of the checked-out branch, ``None`` when detached.
         dirty: the work tree (within ``code_dir``) differs from HEAD, untracked
             files included.
-        skipped: repository-relative paths left out (size cap or
-            ``.gitxpignore``), sorted.
+        skipped: repository-relative paths left out (size cap,
+            ``.gitxpignore`` or withheld), sorted.
         code_dir: repository-relative folder when only that was captured.
+        untracked: ``(path, size)`` of the untracked files included that a
+            user may not expect in a code snapshot (binary, or at least
+            :data:`NOTABLE_SIZE`), largest first.
     """
 
     tree: str | None
@@ -71,6 +79,52 @@ class Snapshot:
     dirty: bool
     skipped: tuple[str, ...]
     code_dir: str | None
+    untracked: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Withhold:
+    """Paths of the work tree that must never become blobs of a snapshot.
+
+    Attributes:
+        always: repository-relative files or folders left out whatever their
+            state, tracked and committed included (the key folder).
+        paths: files left out when their content is not HEAD's (a file
+            logged as an encrypted artifact, whatever it holds now).
+        blobs: plaintext size → git blob ids: a file with exactly these bytes
+            is left out wherever it lies (a copy of a logged artifact),
+            unless HEAD already holds it at that path.
+    """
+
+    always: tuple[str, ...] = ()
+    paths: frozenset[str] = frozenset()
+    blobs: Mapping[int, frozenset[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.always or self.paths or self.blobs)
+
+    def always_covers(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.always)
+
+    def covers(self, path: str, blob: str | None = None, *, full: Path | None = None) -> bool:
+        """Whether a file whose content is not HEAD's is withheld.
+
+        Give ``blob`` when its id is known (dulwich engine); otherwise
+        ``full`` is hashed, but only when its size is one of :attr:`blobs`.
+        """
+        if path in self.paths or self.always_covers(path):
+            return True
+        if not self.blobs:
+            return False
+        if blob is None and full is not None:
+            try:
+                st = full.lstat()
+            except OSError:
+                return False
+            if not stat.S_ISREG(st.st_mode) or st.st_size not in self.blobs:
+                return False
+            return _hash_file(full) in self.blobs[st.st_size]
+        return blob is not None and any(blob in ids for ids in self.blobs.values())
 
 
 # --------------------------------------------------------------------------- #
@@ -159,6 +213,7 @@ def capture(
     code_dir: Path | None = None,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     engine: str = "auto",
+    withhold: Withhold | None = None,
 ) -> Snapshot:
     """Write the work tree as a tree object into the repository; return its id.
 
@@ -174,6 +229,7 @@ def capture(
         max_file_size: bytes; larger files not already in HEAD are left out.
         engine: ``"auto"`` (git when on PATH, else dulwich), ``"git"`` or
             ``"dulwich"``.
+        withhold: secrets in the work tree to leave out (:class:`Withhold`).
 
     Returns:
         the :class:`Snapshot`.
@@ -199,7 +255,7 @@ def capture(
         raise StoreError("the git engine was asked for but `git` is not on PATH",
                          "install git or use engine='dulwich'")
     build = _capture_git if engine == "git" else _capture_dulwich
-    return build(repo_root, git_dir, rel_dir, max_file_size)
+    return build(repo_root, git_dir, rel_dir, max_file_size, withhold or Withhold())
 
 
 def _is_bare(repo_root: Path, git_dir: Path) -> bool:
@@ -268,7 +324,7 @@ def _split_z(data: bytes) -> list[str]:
     return [os.fsdecode(p) for p in data.split(b"\0") if p]
 
 
-def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int) -> Snapshot:
+def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, withhold: Withhold) -> Snapshot:
     """The fast path: temporary index + ``git add -A`` + ``git write-tree``."""
     commit, branch = head_info(repo_root, git_dir)
     env = _git_env(repo_root, git_dir)
@@ -298,10 +354,17 @@ def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int) 
             tag, path = item[:1], item[2:]
             if tag != "?" or path in untracked:
                 ignored.add(path)
-    oversized = {p for p in changed if p not in ignored and _too_big(repo_root / p, cap)}
-    skipped = tuple(sorted(p for p in ignored | oversized if os.path.lexists(repo_root / p)))
+    # 3. Secrets: the always-withheld folders (tracked files too), then changed files.
+    withheld: set[str] = set()
+    for folder in withhold.always:
+        listing = _git(["ls-files", "-z", "-c", "--", f":(top,literal){folder}"], repo_root, env)
+        withheld.update(p for p in _split_z(listing) if _under(p, rel_dir))
+    withheld.update(p for p in changed if p not in ignored and withhold.covers(p, full=repo_root / p))
+    oversized = {p for p in changed if p not in ignored and p not in withheld and _too_big(repo_root / p, cap)}
+    skipped = tuple(sorted(p for p in ignored | oversized | withheld if os.path.lexists(repo_root / p)))
+    notable = _notable(repo_root, untracked - ignored - oversized - withheld)
 
-    if not dirty and not ignored:
+    if not dirty and not ignored and not withheld:
         if commit is None:
             return Snapshot(None, None, branch, False, skipped, rel_dir)
         rev = f"HEAD:{rel_dir}" if rel_dir else "HEAD^{tree}"
@@ -321,7 +384,7 @@ def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int) 
         else:
             tmp_index.unlink()  # a missing index is an empty one
         ienv = _git_env(repo_root, git_dir, tmp_index)
-        excluded = sorted(ignored | oversized)
+        excluded = sorted(ignored | oversized | withheld)
         if excluded:
             _git(["update-index", "-z", "--force-remove", "--stdin"], repo_root, ienv,
                  stdin=b"".join(os.fsencode(p) + b"\0" for p in excluded))
@@ -339,7 +402,27 @@ def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int) 
             leftover.unlink(missing_ok=True)
     if tree == EMPTY_TREE:
         tree = None
-    return Snapshot(tree, commit, branch, dirty, skipped, rel_dir)
+    return Snapshot(tree, commit, branch, dirty, skipped, rel_dir, notable)
+
+
+def _notable(repo_root: Path, paths: Iterable[str]) -> tuple[tuple[str, int], ...]:
+    """Untracked files worth naming at start: binary (a NUL in the first 8000 bytes, as git
+    decides) or at least :data:`NOTABLE_SIZE`; largest first."""
+    found = []
+    for path in paths:
+        full = repo_root / path
+        try:
+            st = full.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_size < NOTABLE_SIZE:
+                with open(full, "rb") as handle:
+                    if b"\0" not in handle.read(8000):
+                        continue
+        except OSError:
+            continue
+        found.append((path, st.st_size))
+    return tuple(sorted(found, key=lambda item: (-item[1], item[0])))
 
 
 def _too_big(path: Path, cap: int) -> bool:
@@ -368,7 +451,7 @@ def _wrap_git(repo_root: Path, env: dict[str, str], subtree: str, rel_dir: str |
 # --------------------------------------------------------------------------- #
 
 
-def _capture_dulwich(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int) -> Snapshot:
+def _capture_dulwich(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, withhold: Withhold) -> Snapshot:
     """The fallback when git is absent: own stat loop + untracked walk + commit_tree."""
     from dulwich.errors import NotGitRepository
     from dulwich.repo import Repo
@@ -380,7 +463,7 @@ def _capture_dulwich(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: i
         raise NotARepositoryError(str(repo_root)) from exc
     with repo:
         try:
-            return _build_dulwich(repo, repo_root, git_dir, rel_dir, cap, commit, branch)
+            return _build_dulwich(repo, repo_root, git_dir, rel_dir, cap, commit, branch, withhold)
         except GitxpError:
             raise
         except (KeyError, ValueError) as exc:
@@ -389,7 +472,7 @@ def _capture_dulwich(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: i
 
 
 def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int,  # type: ignore[no-untyped-def]
-                   commit: str | None, branch: str | None) -> Snapshot:
+                   commit: str | None, branch: str | None, withhold: Withhold) -> Snapshot:
     from dulwich.index import ConflictedIndexEntry, Index, cleanup_mode
     from dulwich.object_store import tree_lookup_path
 
@@ -452,6 +535,7 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
         entries[path] = (_blob_id(full, st), mode, True)
 
     dirty_untracked = False
+    untracked: set[str] = set()
     for path, st, gitlink in _walk_untracked(repo, repo_root, rel_dir, tracked):
         dirty_untracked = True
         if gitlink is not None:
@@ -460,10 +544,17 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
             oversized.add(path)
         else:
             entries[path] = (_blob_id(repo_root / path, st), cleanup_mode(st.st_mode), True)
+            untracked.add(path)
 
     ignored = _xpignored(repo_root, set(entries) | oversized)
-    skipped = tuple(sorted(p for p in ignored | oversized if os.path.lexists(repo_root / p)))
-    kept = {p: e for p, e in entries.items() if p not in ignored}
+    withheld = {p for p, (sha, mode, _) in entries.items() if p not in ignored and (
+        withhold.always_covers(p) or (mode != _GITLINK and withhold.covers(p, sha.decode())
+                                      and not in_head(p, sha, mode)))}
+    moved = {p for p in oversized if withhold.covers(p)}
+    withheld |= moved
+    oversized -= moved
+    skipped = tuple(sorted(p for p in ignored | oversized | withheld if os.path.lexists(repo_root / p)))
+    kept = {p: e for p, e in entries.items() if p not in ignored and p not in withheld}
     for path, (sha, mode, new) in kept.items():
         if new:
             _write_blob(store, repo_root / path, mode, sha)
@@ -471,12 +562,13 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
     head_sub = _head_subtree(store, head_tree, rel_dir)
     if oversized:
         dirty = True
-    elif ignored:
+    elif ignored or withheld:
         from dulwich.object_store import MemoryObjectStore
         dirty = _commit_tree(MemoryObjectStore(), entries) != head_sub
     else:
         dirty = tree != head_sub or (tree is None and dirty_untracked)
-    return Snapshot(tree, commit, branch, dirty, skipped, rel_dir)
+    notable = _notable(repo_root, untracked - ignored - withheld)
+    return Snapshot(tree, commit, branch, dirty, skipped, rel_dir, notable)
 
 
 def _ns(value: object) -> int:
