@@ -81,13 +81,43 @@ def _padded(lo: float, hi: float) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x_label: str = "step") -> str:
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks for a log axis, as exponents: whole decades, or 1-2-5 steps when the range is under two decades."""
+    decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
+    if len(decades) >= 3:
+        step = max(1, math.ceil(len(decades) / 6))
+        return decades[::step]
+    out = [math.log10(m * 10.0**d) for d in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)]
+    return [t for t in out if lo - 1e-9 <= t <= hi + 1e-9] or [lo]
+
+
+def logged(panels: Sequence[Panel]) -> tuple[list[Panel], int]:
+    """``panels`` for a log y axis: values as log10, non-positive ones dropped (and counted)."""
+    dropped = 0
+    out: list[Panel] = []
+    for metric, lines in panels:
+        new_lines = []
+        for lab, pts in lines:
+            keep = [(x, math.log10(y)) for x, y in pts if y > 0]
+            dropped += len(pts) - len(keep)
+            new_lines.append((lab, keep))
+        out.append((metric, new_lines))
+    return out, dropped
+
+
+def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x_label: str = "step", log_y: bool = False) -> str:
     """A standalone SVG: one panel per metric, one polyline per experiment, a shared legend.
 
     Written by hand (no plotting library needed); points are downsampled to
     at most 2000 per line. Colours follow the legend order in every panel.
+    A series of one point (a final accuracy) is drawn as a marker, which a
+    polyline of one point would not show. ``log_y`` draws the y axis on a
+    log scale (values <= 0 cannot be drawn there and are left out).
     """
     from html import escape
+
+    if log_y:
+        panels, _ = logged(panels)
 
     left, right, top, bottom = 72, 20, 30, 42
     colours = legend(panels)
@@ -117,11 +147,11 @@ def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x
             return y0 + top + ph - (y - ylo) / (yhi - ylo) * ph
 
         out.append(f'<g class="panel" data-metric="{escape(metric)}">')
-        out.append(f'<text x="{left}" y="{y0 + 20}" font-size="14" font-weight="bold" fill="#222">{escape(metric)}</text>')
-        for t in nice_ticks(ylo, yhi):
+        out.append(f'<text x="{left}" y="{y0 + 20}" font-size="14" font-weight="bold" fill="#222">{escape(metric)}{" (log scale)" if log_y else ""}</text>')
+        for t in log_ticks(ylo, yhi) if log_y else nice_ticks(ylo, yhi):
             y = sy(t)
             out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e5e5e5"/>')
-            out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{_tick_label(t)}</text>')
+            out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{_tick_label(10**t if log_y else t)}</text>')
         for t in nice_ticks(xlo, xhi):
             x = sx(t)
             out.append(f'<line x1="{x:.1f}" y1="{y0 + top + ph}" x2="{x:.1f}" y2="{y0 + top + ph + 5}" stroke="#444"/>')
@@ -130,6 +160,10 @@ def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x
         out.append(f'<text x="{left + pw / 2:.1f}" y="{y0 + height - 6}" text-anchor="middle" fill="#444">{escape(x_label)}</text>')
         for lab, pts in lines:
             if not pts:
+                continue
+            if len(pts) == 1:
+                (x, y), = pts
+                out.append(f'<circle class="marker" cx="{sx(x):.2f}" cy="{sy(y):.2f}" r="5" fill="{colours[lab]}"><title>{escape(lab)}: {_tick_label(10**y if log_y else y)} at step {x:g}</title></circle>')
                 continue
             coords = " ".join(f"{sx(x):.2f},{sy(y):.2f}" for x, y in downsample(pts))
             out.append(f'<polyline fill="none" stroke="{colours[lab]}" stroke-width="2.5" stroke-linejoin="round" points="{coords}"><title>{escape(lab)}</title></polyline>')
@@ -151,15 +185,22 @@ def chart_panels(recs: Sequence[Any], metrics: Sequence[str]) -> list[Panel]:
     return panels
 
 
-def plot(recs: Sequence[Any], metrics: Sequence[str], output: str | os.PathLike[str]) -> Path:
-    """Write the curves of ``metrics`` to ``output`` (``.svg`` always; ``.png`` through matplotlib)."""
+def plot(recs: Sequence[Any], metrics: Sequence[str], output: str | os.PathLike[str], *, log_y: bool = False) -> Path:
+    """Write the curves of ``metrics`` to ``output`` (``.svg`` always; ``.png`` through matplotlib).
+
+    ``log_y``: a log-scale y axis; a metric with no positive value is refused.
+    """
     out = Path(output)
     suffix = out.suffix.lower()
     if suffix not in (".svg", ".png"):
         raise UsageError(f"cannot tell the chart format of {out.name!r}", "end the file name in .svg or .png")
     panels = chart_panels(recs, metrics)
+    if log_y:
+        for metric, lines in logged(panels)[0]:
+            if not any(pts for _, pts in lines):
+                raise UsageError(f"metric {metric!r} has no positive value to draw on a log scale", "drop --log-y")
     if suffix == ".svg":
-        out.write_text(svg_chart(panels), encoding="utf-8")
+        out.write_text(svg_chart(panels, log_y=log_y), encoding="utf-8")
         return out
     try:
         import matplotlib
@@ -172,8 +213,12 @@ def plot(recs: Sequence[Any], metrics: Sequence[str], output: str | os.PathLike[
     colours = legend(panels)
     for ax, (metric, lines) in zip(axes[:, 0], panels):
         for lab, pts in lines:
+            if log_y:
+                pts = [(x, y) for x, y in pts if y > 0]
             if pts:
-                ax.plot([x for x, _ in pts], [y for _, y in pts], label=lab, color=colours[lab])
+                ax.plot([x for x, _ in pts], [y for _, y in pts], label=lab, color=colours[lab], marker="o" if len(pts) == 1 else None)
+        if log_y:
+            ax.set_yscale("log")
         ax.set_title(metric)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -54,8 +54,9 @@ def diff(ctx: click.Context, ref_a: str | None, ref_b: str | None, code: bool, e
 @click.option("-m", "--metric", metavar="NAME", help="Metric to chart (default: the one most experiments logged).")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "html"]), default="markdown", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option("--log-y", is_flag=True, help="Charts on a log-scale y axis (values <= 0 are left out).")
 @click.pass_context
-def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metric: str | None, fmt: str, output: str | None) -> None:
+def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metric: str | None, fmt: str, output: str | None, log_y: bool) -> None:
     """A review-ready summary to paste into a pull request.
 
     Params and metrics side by side, each metric's last value with its
@@ -72,7 +73,7 @@ def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metr
     from . import views
     from .report import build_report, report_html, report_markdown
 
-    rep = build_report(_store(ctx), refs, baseline=baseline, metric=metric)
+    rep = build_report(_store(ctx), refs, baseline=baseline, metric=metric, log_y=log_y)
     text = report_markdown(rep) if fmt == "markdown" else report_html(rep)
     views.emit(text, output)
     if output:
@@ -83,8 +84,9 @@ def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metr
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @click.option("-m", "--metric", "metrics", multiple=True, required=True, metavar="NAME", help="Metric to draw (repeatable: one panel each).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="FILE.svg, or FILE.png (needs matplotlib).")
+@click.option("--log-y", is_flag=True, help="Log-scale y axis (values <= 0 are left out).")
 @click.pass_context
-def plot(ctx: click.Context, refs: tuple[str, ...], metrics: tuple[str, ...], output: str) -> None:
+def plot(ctx: click.Context, refs: tuple[str, ...], metrics: tuple[str, ...], output: str, log_y: bool) -> None:
     """Draw metric curves of several experiments on one chart.
 
     SVG is written without any plotting library; PNG needs matplotlib
@@ -95,11 +97,12 @@ def plot(ctx: click.Context, refs: tuple[str, ...], metrics: tuple[str, ...], ou
     Example:
       gitxp plot @~2 @~1 @ -m loss -o loss.svg
       gitxp plot a3f9 b71c -m loss -m acc -o curves.png
+      gitxp plot @ -m loss --log-y -o loss.svg
     """
     from . import charts, review
 
     recs = review.get_all(_store(ctx), refs)
-    path = charts.plot(recs, metrics, output)
+    path = charts.plot(recs, metrics, output, log_y=log_y)
     missing = [review.label(r) for r in recs if not any(m in r.metric_summary for m in metrics)]
     if missing:
         click.echo(f"gitxp: no {'/'.join(metrics)} in {', '.join(missing)}", err=True)

@@ -46,9 +46,11 @@ class Report:
     baseline: Any | None
     metric: str | None
     code: dict[str, list[FileDiff] | None]  # experiment id → changes against the baseline's code
+    log_y: bool = False  # charts on a log-scale y axis
 
 
-def build_report(store: Any, refs: Sequence[str], *, baseline: str | None = None, metric: str | None = None) -> Report:
+def build_report(store: Any, refs: Sequence[str], *, baseline: str | None = None, metric: str | None = None,
+                 log_y: bool = False) -> Report:
     """Resolve the experiments and compare them against the baseline.
 
     The baseline is ``baseline`` when given, else the first REF when there
@@ -66,7 +68,7 @@ def build_report(store: Any, refs: Sequence[str], *, baseline: str | None = None
         for r in recs[1:]:
             ta, tb = base.code_tree, r.code_tree
             code[r.id] = None if ta is None or tb is None else code_diff(store.repo, ta, tb)
-    return Report(recs, base, metric or main_metric(recs), code)
+    return Report(recs, base, metric or main_metric(recs), code, log_y)
 
 
 def _cell(text: str) -> str:
@@ -126,42 +128,67 @@ def _md_table(first: str, headers: list[str], rows: list[list[tuple[str, bool]]]
 
 
 def mermaid_chart(rep: Report, points: int = 50) -> list[str]:
-    """A ```` ```mermaid ```` ``xychart-beta`` block: one line per experiment on a shared step grid.
+    """```` ```mermaid ```` ``xychart-beta`` blocks of the report's metric, each curve over its own steps.
 
-    Mermaid lines share their x positions, so each curve is interpolated
-    linearly onto ``points`` evenly spaced steps (held flat outside the steps
-    it logged). Colours match the HTML/SVG charts.
+    Mermaid lines share their x positions, so curves are grouped by the
+    steps they span and each group is one chart (a run of 327 steps is
+    never stretched flat to another's 457); every chart has the same y
+    range, so they still compare. Within a chart each curve is interpolated
+    linearly onto at most ``points`` evenly spaced steps. A metric logged
+    once is a bar (a one-point line draws nothing). With ``log_y`` values
+    are drawn as log10 (Mermaid has no log axis) and the axis says so.
+    Colours match the HTML/SVG charts.
     """
     import bisect
+    import math
 
     m = rep.metric
     if m is None:
         return []
-    lines = [(r, series(r, m)) for r in rep.recs]
-    lines = [(r, pts) for r, pts in lines if pts]
+    lines = [(i, r, series(r, m)) for i, r in enumerate(rep.recs)]
+    if rep.log_y:
+        lines = [(i, r, [(x, math.log10(y)) for x, y in pts if y > 0]) for i, r, pts in lines]
+    lines = [(i, r, pts) for i, r, pts in lines if pts]
     if not lines:
         return []
-    xs = sorted({x for _, pts in lines for x, _ in pts})
-    lo, hi = xs[0], xs[-1]
-    n = max(1, min(points, len(xs)))
-    grid = [lo + (hi - lo) * i / (n - 1) for i in range(n)] if n > 1 else [lo]
     title = re.sub(r'["\n]', "", m)
-    palette = ", ".join(colour(i) for i in range(len(rep.recs)) if rep.recs[i] in [r for r, _ in lines])
-    out = ["```mermaid", '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%', "xychart-beta",
-           f'    title "{title}"', f'    x-axis "step" {lo:g} --> {hi:g}', f'    y-axis "{title}"']
-    for _, pts in lines:
-        px, py = [x for x, _ in pts], [y for _, y in pts]
-        vals = []
-        for g in grid:
-            i = bisect.bisect_left(px, g)
-            if i == 0 or i >= len(px):
-                vals.append(py[min(i, len(px) - 1)])
-            else:
-                f = (g - px[i - 1]) / (px[i] - px[i - 1])
-                vals.append(py[i - 1] + f * (py[i] - py[i - 1]))
-        out.append("    line [" + ", ".join(f"{v:.6g}" for v in vals) + "]")
-    out.append("```")
-    out.append("Lines: " + "; ".join(f"{colour(rep.recs.index(r))} `{label(r)}`" for r, _ in lines))
+    y_title = f"log10({title})" if rep.log_y else title
+    ys = [y for _, _, pts in lines for _, y in pts]
+    ylo, yhi = min(ys), max(ys)
+    if ylo == yhi:
+        ylo, yhi = ylo - (abs(ylo) * 0.05 or 1.0), yhi + (abs(yhi) * 0.05 or 1.0)
+    groups: dict[tuple[float, float], list[tuple[int, Any, list[tuple[float, float]]]]] = {}
+    for item in lines:
+        groups.setdefault((item[2][0][0], item[2][-1][0]), []).append(item)
+    out: list[str] = []
+    for (lo, hi), members in groups.items():
+        palette = ", ".join(colour(i) for i, _, _ in members)
+        if out:
+            out.append("")
+        out += ["```mermaid", '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%',
+                "xychart-beta", f'    title "{title}"']
+        if lo == hi:  # one step: a bar per experiment
+            out += [f'    x-axis "step" [{lo:g}]', f'    y-axis "{y_title}" {ylo:.6g} --> {yhi:.6g}']
+            out += [f"    bar [{pts[-1][1]:.6g}]" for _, _, pts in members]
+        else:
+            xs = sorted({x for _, _, pts in members for x, _ in pts})
+            n = max(2, min(points, len(xs)))
+            grid = [lo + (hi - lo) * k / (n - 1) for k in range(n)]
+            out += [f'    x-axis "step" {lo:g} --> {hi:g}', f'    y-axis "{y_title}" {ylo:.6g} --> {yhi:.6g}']
+            for _, _, pts in members:
+                px, py = [x for x, _ in pts], [y for _, y in pts]
+                vals = []
+                for g in grid:
+                    k = bisect.bisect_left(px, g)
+                    if k == 0 or k >= len(px):
+                        vals.append(py[min(k, len(px) - 1)])
+                    else:
+                        f = (g - px[k - 1]) / (px[k] - px[k - 1])
+                        vals.append(py[k - 1] + f * (py[k] - py[k - 1]))
+                out.append("    line [" + ", ".join(f"{v:.6g}" for v in vals) + "]")
+        out.append("```")
+        span = "" if len(groups) == 1 else f" (steps {lo:g}–{hi:g})"
+        out.append("Lines" + span + ": " + "; ".join(f"{colour(i)} `{label(r)}`" for i, r, _ in members))
     return out
 
 
@@ -228,7 +255,7 @@ def report_html(rep: Report) -> str:
     names = list(dict.fromkeys(names))
     panels = [(n, lines) for n in names for lines in [curves(rep.recs, n)] if any(p for _, p in lines)]
     if panels:
-        parts += ["<h2>Charts</h2>", svg_chart(panels, width=900, height=300)]
+        parts += ["<h2>Charts</h2>", svg_chart(panels, width=900, height=300, log_y=rep.log_y)]
     if rows["params"]:
         parts += ["<h2>Params</h2>", table("param", rows["params"])]
         if rep.baseline:
