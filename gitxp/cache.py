@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-VERSION = 4
+VERSION = 5  # 5: damaged experiments read as status `damaged`
 Header = tuple  # (created, id, branch, status, name, tree, offset, length)
 
 

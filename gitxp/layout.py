@@ -252,13 +252,13 @@ def check_store_document(doc: Any) -> dict[str, Any]:
 # C0 and C1 controls, DEL, the line/paragraph separators and the bidirectional
 # overrides: what moves a terminal's cursor, starts an escape sequence, ends
 # a line in a commit message or reorders what a reviewer reads.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_CONTROL_MULTILINE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+CONTROL_MULTILINE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
     """``control character U+001B`` when ``value`` holds one (notes may hold tabs and newlines)."""
-    m = (_CONTROL_MULTILINE_RE if multiline else _CONTROL_RE).search(value)
+    m = (CONTROL_MULTILINE_RE if multiline else CONTROL_RE).search(value)
     return f"control character U+{ord(m.group()):04X}" if m else None
 
 

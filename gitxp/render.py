@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 SPARK = "▁▂▃▄▅▆▇█"
-_STATUS_COLOURS = {"completed": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan"}
+_STATUS_COLOURS = {"completed": "green", "failed": "red", "crashed": "red", "interrupted": "yellow", "running": "cyan", "damaged": "magenta"}
 
 
 def isatty(stream: TextIO | None = None) -> bool:
@@ -31,6 +32,40 @@ def use_colour(stream: TextIO | None = None) -> bool:
 
 
 _CODES = {"red": 31, "green": 32, "yellow": 33, "blue": 34, "magenta": 35, "cyan": 36, "bold": 1, "dim": 2}
+
+# ECMA-48 escape sequences: CSI (cursor moves, erase, colours), the string
+# commands OSC/DCS/SOS/PM/APC up to their terminator (window titles,
+# hyperlinks, clipboard writes), other two-character escapes, and their 8-bit
+# forms. Stored strings may come from anyone who can push to a remote.
+_ESCAPE_RE = re.compile(
+    "\x1b\\[[0-?]*[ -/]*[@-~]?"
+    "|\x1b[\\]PX^_].*?(?:\x07|\x1b\\\\|\x9c|\\Z)"
+    "|\x1b[ -/]*[0-~]?"
+    "|\x9b[0-?]*[ -/]*[@-~]?"
+    "|[\x90\x98\x9d\x9e\x9f].*?(?:\x07|\x1b\\\\|\x9c|\\Z)",
+    re.S,
+)
+_OWN_STYLE_RE = re.compile("(\x1b\\[(?:0|%s)m)" % "|".join(str(c) for c in _CODES.values()))
+
+
+def clean(text: str, *, multiline: bool = False, keep_style: bool = False) -> str:
+    """A stored string made safe to print on a terminal: escape sequences and control characters removed.
+
+    The one helper every view uses (``fmt_value``, ``page`` and ``emit``
+    apply it), so a name or an ``output.log`` pulled from someone else can
+    neither drive the terminal (titles, hyperlinks, cursor moves, clearing)
+    nor fake lines. One line: newlines and tabs become spaces. ``multiline``
+    keeps newlines and tabs (``\\r`` becomes a newline). ``keep_style``
+    keeps the colour codes :func:`style` writes, for whole pages built here.
+    """
+    from .layout import CONTROL_MULTILINE_RE, CONTROL_RE
+
+    if keep_style:
+        return "".join(part if i % 2 else clean(part, multiline=multiline) for i, part in enumerate(_OWN_STYLE_RE.split(text)))
+    text = _ESCAPE_RE.sub("", text)
+    if multiline:
+        return CONTROL_MULTILINE_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return CONTROL_RE.sub("", text.replace("\n", " ").replace("\t", " ").replace("\r", " "))
 
 
 def style(text: str, colour: str | None, enabled: bool) -> str:
@@ -83,7 +118,7 @@ def fmt_value(v: Any) -> str:
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         return f"{v:.4g}"
-    return str(v)
+    return clean(v if isinstance(v, str) else str(v))
 
 
 def fmt_size(n: int) -> str:
@@ -145,6 +180,7 @@ def terminal_width() -> int:
 
 def page(text: str) -> None:
     """Through ``$GIT_PAGER``/``$PAGER`` (default ``less -FRX``) on a terminal, like git; plain otherwise."""
+    text = clean(text, multiline=True, keep_style=True)
     if not text.endswith("\n"):
         text += "\n"
     if not isatty(sys.stdout) or os.environ.get("GITXP_NO_PAGER"):

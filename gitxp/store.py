@@ -62,6 +62,12 @@ class Record:
     def __repr__(self) -> str:
         return f"<Record {self.id} {self.name} {self.status}>"
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a record: its fields as a table, escaped."""
+        from .notebook import record_html
+
+        return record_html(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Record) and (self.id, self.tree) == (other.id, other.tree)
 
@@ -163,6 +169,15 @@ class Record:
         d = dict(self.meta)
         d["params"] = dict(self.params)
         return d
+
+
+class Records(list):  # type: ignore[type-arg]
+    """A listing of records (what :meth:`Store.experiments` returns); a table in Jupyter."""
+
+    def _repr_html_(self) -> str:
+        from .notebook import records_html
+
+        return records_html(self)
 
 
 class Store:
@@ -396,22 +411,44 @@ class Store:
         return days, pending
 
     def _read_summary(self, tree: str, exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(meta, params) of one stored experiment; a damaged one never raises.
+
+        An experiment whose files do not parse or whose fields have the wrong
+        type (data stored before pull validated it, or edited by hand) reads
+        as status ``damaged``, with what is wrong in ``meta["damaged"]`` and
+        only its well-formed fields kept, so that it never stops a listing.
+        """
         entries = {e.name: e for e in self.repo.read_tree(tree)}
-        meta: Any = {}
-        params: Any = {}
-        e = entries.get(layout.EXPERIMENT_FILE)
-        if e is not None and e.mode in (FILE_MODE, EXEC_MODE):
+        damage: list[str] = []
+
+        def load(name: str) -> Any:
+            e = entries.get(name)
+            if e is None or e.mode not in (FILE_MODE, EXEC_MODE):
+                if name == layout.EXPERIMENT_FILE:
+                    damage.append(f"{name} is missing")
+                return None
             try:
-                meta = layout.load_yaml(self.repo.read_blob(e.sha), what=f"{exp_id}/experiment.yaml")
-            except UnsafeDataError:
-                meta = {"status": "unreadable"}
-        e = entries.get(layout.PARAMS_FILE)
-        if e is not None and e.mode in (FILE_MODE, EXEC_MODE):
-            try:
-                params = layout.load_yaml(self.repo.read_blob(e.sha), what=f"{exp_id}/params.yaml")
-            except UnsafeDataError:
-                params = {}
+                return layout.load_yaml(self.repo.read_blob(e.sha), what=name)
+            except UnsafeDataError as exc:
+                damage.append(exc.message)
+                return None
+
+        meta: Any = load(layout.EXPERIMENT_FILE)
+        params: Any = load(layout.PARAMS_FILE)
+        if meta is not None and not isinstance(meta, dict):
+            damage.append(f"{layout.EXPERIMENT_FILE} is not a mapping")
         meta = meta if isinstance(meta, dict) else {}
+        problems = layout.experiment_problems(meta)
+        if problems:
+            damage += problems
+            meta = {k: v for k, v in meta.items() if not layout.experiment_problems({k: v})}
+        problems = layout.params_problems(params)
+        if problems:
+            damage += [f"{layout.PARAMS_FILE}: {p}" for p in problems]
+            params = {}
+        if damage:
+            meta["status"] = "damaged"
+            meta["damaged"] = damage
         meta["id"] = exp_id
         return meta, params if isinstance(params, dict) else {}
 
@@ -422,8 +459,8 @@ class Store:
         name: str | None = None,
         where: str | None = None,
         limit: int | None = None,
-    ) -> list[Record]:
-        """Stored experiments, newest first, filtered.
+    ) -> Records:
+        """Stored experiments, newest first, filtered (a list that Jupyter shows as a table).
 
         ``branch`` is the source branch the code was on; ``name`` is a glob;
         ``where`` is a query such as ``"params.lr < 0.01 and metrics.acc > 0.9"``.
@@ -443,10 +480,10 @@ class Store:
 
             keep = compile_filter(where)
             recs = [r for r in (Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads) if keep(r.as_dict())]
-            return recs[:limit] if limit is not None else recs
+            return Records(recs[:limit] if limit is not None else recs)
         if limit is not None:
             heads = heads[: max(limit, 0)]
-        return [Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads]
+        return Records(Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads)
 
     def get(self, ref: str) -> Record:
         """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``."""

@@ -91,10 +91,10 @@ def print_log(recs: Sequence[Any], *, oneline: bool, fmt: str | None) -> None:
         if fmt:
             out.append(format_template(rec, fmt))
         elif oneline:
-            out.append(f"{render.style(short(rec.id), 'yellow', colour)} {rec.name} {status} {_when(rec.created)} {_metrics_line(rec)}".rstrip())
+            out.append(f"{render.style(short(rec.id), 'yellow', colour)} {render.clean(rec.name)} {status} {_when(rec.created)} {_metrics_line(rec)}".rstrip())
         else:
             src = rec.source
-            out.append(render.style(f"experiment {rec.id}", "yellow", colour) + f" ({rec.name})")
+            out.append(render.style(f"experiment {rec.id}", "yellow", colour) + f" ({render.clean(rec.name)})")
             line = f"Status:  {status}"
             if rec.meta.get("exit_code") not in (None, 0):
                 line += f", exit {exit_text(rec.meta.get('exit_code'))}"
@@ -109,7 +109,9 @@ def print_log(recs: Sequence[Any], *, oneline: bool, fmt: str | None) -> None:
             if rec.metric_summary:
                 out.append(f"Metrics: {_metrics_line(rec, 8)}")
             if rec.tags:
-                out.append("Tags:    " + " ".join(f"{k}={render.fmt_value(v)}" for k, v in rec.tags.items()))
+                out.append("Tags:    " + " ".join(f"{render.clean(k)}={render.fmt_value(v)}" for k, v in rec.tags.items()))
+            if rec.meta.get("damaged"):
+                out.append(f"Damaged: {render.clean(rec.meta['damaged'][0])}")
             out.append("")
     if out:
         render.page("\n".join(out).rstrip("\n"))
@@ -118,9 +120,11 @@ def print_log(recs: Sequence[Any], *, oneline: bool, fmt: str | None) -> None:
 def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = False, show_env: bool = False, show_code: bool = False, show_output: bool = False) -> None:
     colour = render.use_colour()
     m = rec.meta
-    lines = [render.style(f"experiment {rec.id}", "yellow", colour) + f" ({rec.name})"]
+    lines = [render.style(f"experiment {rec.id}", "yellow", colour) + f" ({render.clean(rec.name)})"]
     status = render.style(rec.status, render.status_colour(rec.status), colour)
     lines.append(f"Status:   {status}" + (f", exit {exit_text(m.get('exit_code'))}" if m.get("exit_code") is not None else ""))
+    for problem in m.get("damaged") or []:
+        lines.append(f"Damaged:  {render.clean(problem)}")
     lines.append(f"Created:  {m.get('created', '-')}")
     lines.append(f"Duration: {render.fmt_duration(m.get('duration_s'))}")
     if m.get("parent"):
@@ -135,7 +139,7 @@ def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = Fa
         if src.get("skipped"):
             lines.append(f"          left out of the snapshot: {', '.join(src['skipped'][:5])}{' …' if len(src['skipped']) > 5 else ''}")
     if rec.tags:
-        lines.append("Tags:     " + " ".join(f"{k}={render.fmt_value(v)}" for k, v in rec.tags.items()))
+        lines.append("Tags:     " + " ".join(f"{render.clean(k)}={render.fmt_value(v)}" for k, v in rec.tags.items()))
     if m.get("notes"):
         lines.append("Notes:    " + str(m["notes"]).replace("\n", "\n          "))
     if m.get("error"):
@@ -319,11 +323,13 @@ def _short_hex(value: Any) -> Any:
 
 
 def emit(text: str, output: str | None, *, paged: bool = False) -> None:
+    """Write to ``output``, or to stdout with escape sequences of stored strings removed."""
     if output:
         Path(output).write_text(text if text.endswith("\n") else text + "\n")
     elif paged:
         render.page(text)
     else:
+        text = render.clean(text, multiline=True, keep_style=True)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
