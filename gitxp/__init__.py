@@ -28,6 +28,7 @@ from .errors import (
     GitxpError,
     KeyMissingError,
     MetricValueError,
+    NoActiveExperimentError,
     NotARepositoryError,
     ParamTypeError,
     RefError,
@@ -37,6 +38,9 @@ from .errors import (
 from .experiment import Experiment, current, start
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable, Mapping
+
     from .store import Record, Store
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "GitxpError",
     "KeyMissingError",
     "MetricValueError",
+    "NoActiveExperimentError",
     "NotARepositoryError",
     "ParamTypeError",
     "Record",
@@ -56,7 +61,16 @@ __all__ = [
     "UsageError",
     "__version__",
     "current",
+    "histories",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
     "open",
+    "runs",
+    "set_tag",
+    "set_tags",
     "start",
     "sweep",
 ]
@@ -77,6 +91,78 @@ def sweep(fn: Any, grid_or_file: Any, **options: Any) -> Any:
     from .sweeps import sweep as _sweep
 
     return _sweep(fn, grid_or_file, **options)
+
+
+def _active() -> Experiment:
+    xp = current()
+    if xp is None:
+        raise NoActiveExperimentError()
+    return xp
+
+
+# MLflow-style module functions: the experiment is the one gitxp.current()
+# returns (this process's gitxp.start(), or the enclosing `gitxp start`).
+
+
+def log_metric(name: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
+    """``current().log_metric(...)``; NoActiveExperimentError when nothing is running."""
+    _active().log_metric(name, value, step, timestamp)
+
+
+def log_metrics(values: Mapping[str, float], step: int | None = None, timestamp: Any = None) -> None:
+    """``current().log_metrics(...)``; NoActiveExperimentError when nothing is running."""
+    _active().log_metrics(values, step, timestamp)
+
+
+def log_param(key: str, value: Any) -> None:
+    """``current().log_param(...)``; NoActiveExperimentError when nothing is running."""
+    _active().log_param(key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """``current().log_params(...)``; NoActiveExperimentError when nothing is running."""
+    _active().log_params(params)
+
+
+def log_artifact(path: str | os.PathLike[str], name: str | None = None, *, encrypt: bool = True) -> None:
+    """``current().log_artifact(...)``; NoActiveExperimentError when nothing is running."""
+    _active().log_artifact(path, name, encrypt=encrypt)
+
+
+def set_tag(key: str, value: Any) -> None:
+    """``current().set_tag(...)``; NoActiveExperimentError when nothing is running."""
+    _active().set_tag(key, value)
+
+
+def set_tags(tags: Mapping[str, Any] | None = None, **more: Any) -> None:
+    """``current().set_tags(...)``; NoActiveExperimentError when nothing is running."""
+    _active().set_tags(tags, **more)
+
+
+def runs(where: str | None = None, repo: str | os.PathLike[str] = ".") -> Any:
+    """The stored experiments as a pandas DataFrame, one row each, newest first.
+
+    Columns: ``id``, ``name``, ``status``, ``created`` (UTC datetimes),
+    ``duration_s``, ``params.*``, ``metrics.*`` (last values), ``summary.*``,
+    ``tags.*``. ``where`` is the ``--where`` language. Needs pandas
+    (``pip install 'gitxp[pandas]'``).
+    """
+    from .frames import runs as _runs
+
+    return _runs(where, repo=repo)
+
+
+def histories(refs_or_where: str | Iterable[Any], metrics: str | Iterable[str] | None = None, repo: str | os.PathLike[str] = ".") -> Any:
+    """Metric histories of several experiments as one long pandas DataFrame.
+
+    Columns: ``id``, ``name``, ``metric``, ``step``, ``value``,
+    ``timestamp``. ``refs_or_where`` is a ``--where`` expression, one ref,
+    or refs / Records / a :func:`runs` DataFrame; ``metrics`` names (globs)
+    keep only those. Needs pandas (``pip install 'gitxp[pandas]'``).
+    """
+    from .frames import histories as _histories
+
+    return _histories(refs_or_where, metrics, repo=repo)
 
 
 def __getattr__(name: str) -> Any:

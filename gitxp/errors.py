@@ -23,9 +23,11 @@ traceback.
     │   ├── ForeignStoreError       different store_id (merge refused)
     │   └── UnsafeDataError         hostile/invalid data (paths, YAML, Parquet)
     ├── ExperimentStateError        e.g. logging to a finished experiment
+    │   └── NoActiveExperimentError gitxp.log_metric() etc. with no experiment running
     ├── KeyMissingError             no key for an encrypted artifact
     ├── DecryptionError             wrong key, tampering or truncation
     ├── EnvironmentRecreateError    venv/conda recreation failed
+    ├── MissingDependencyError      (also ImportError) an optional extra is not installed
     └── RemoteError                 push/pull failed
 """
 
@@ -153,6 +155,13 @@ class ExperimentStateError(GitxpError):
     """An operation that the experiment's state does not allow."""
 
 
+class NoActiveExperimentError(ExperimentStateError):
+    """A module-level ``gitxp.log_*`` call found no experiment to log into."""
+
+    def __init__(self) -> None:
+        super().__init__("no active experiment", "start one with gitxp.start() or run under gitxp start")
+
+
 class KeyMissingError(GitxpError):
     """The artifact key needed to read or write is not available."""
 
@@ -163,6 +172,15 @@ class DecryptionError(GitxpError):
 
 class EnvironmentRecreateError(GitxpError):
     """Recreating a recorded environment failed."""
+
+
+class MissingDependencyError(GitxpError, ImportError):
+    """A feature needs a package from an optional extra that is not installed."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{feature} needs {package}, which is not installed", f"pip install 'gitxp[{extra}]'")
 
 
 class RemoteError(GitxpError):
