@@ -577,24 +577,33 @@ class _TreeMerger:
         return self.repo.update_tree(tree, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, blob)})
 
 
-def _precedence(ended: Any, commit_time: int) -> tuple[float, float]:
-    """Sort key of one side of a merge: (its ``ended``, its commit time); future times count as none."""
+_TIME_FIELDS = ("created", "started", "ended")
+
+
+def _timestamp(value: Any) -> float | None:
+    """A recorded time as a POSIX timestamp; None when missing, unreadable or in the future."""
     import datetime as dt
 
-    limit = time.time() + CLOCK_SKEW_S
     when = None
-    if isinstance(ended, dt.datetime):
-        when = ended if ended.tzinfo else ended.replace(tzinfo=dt.timezone.utc)
-    elif isinstance(ended, dt.date):
-        when = dt.datetime(ended.year, ended.month, ended.day, tzinfo=dt.timezone.utc)
-    elif isinstance(ended, str):
+    if isinstance(value, dt.datetime):
+        when = value
+    elif isinstance(value, dt.date):
+        when = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
         try:
-            when = layout.parse_time(ended)
-            when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+            when = layout.parse_time(value)
         except ValueError:
-            when = None
-    stamp = when.timestamp() if when is not None else float("-inf")
-    return (stamp if stamp <= limit else float("-inf"), commit_time if commit_time <= limit else float("-inf"))
+            return None
+    if when is None:
+        return None
+    stamp = (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return stamp if stamp <= time.time() + CLOCK_SKEW_S else None
+
+
+def _precedence(ended: Any, commit_time: int) -> tuple[float, float]:
+    """Sort key of one side of a merge: (its ``ended``, its commit time); future times count as none."""
+    stamp = _timestamp(ended)
+    return (float("-inf") if stamp is None else stamp, commit_time if commit_time <= time.time() + CLOCK_SKEW_S else float("-inf"))
 
 
 _MISSING = object()
@@ -633,7 +642,14 @@ def merge_fields(base: dict[str, Any] | None, ours: dict[str, Any], theirs: dict
             return o if added in o else f"{o}\n{added}".strip()
         return side(o, t)
 
-    return mapping(base if isinstance(base, dict) else {}, ours, theirs, field)
+    merged = mapping(base if isinstance(base, dict) else {}, ours, theirs, field)
+    for k in _TIME_FIELDS:  # a time from the future is never taken over ours
+        if k in merged and merged[k] != ours.get(k, _MISSING) and _timestamp(merged[k]) is None:
+            if k in ours:
+                merged[k] = ours[k]
+            else:
+                del merged[k]
+    return merged
 
 
 def _union_metrics(a: bytes, b: bytes) -> bytes:

@@ -381,7 +381,7 @@ def check_fetched(repo: Repo, tip: str, is_new: Callable[[str], bool], *, source
         if kind != "tree":
             problems.append(f"{where or '/'}: a {kind} where a folder belongs")
             continue
-        problems += [f"{where}/{name!r}: {what} (git fsck refuses it)" for name, what in tree_object_problems(data)]
+        problems += [f"{where}/{name!r}: invalid entry ({what}: git fsck refuses it)" for name, what in tree_object_problems(data)]
         for e in repo.read_tree(sha):
             if e.mode == TREE_MODE and git_name_problem(e.name) is None:
                 trees.append((e.sha, f"{where}/{e.name}" if where else e.name))

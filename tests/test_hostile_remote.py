@@ -158,3 +158,101 @@ def test_push_to_a_folder_named_like_an_option(tmp_path: Path, git_repo: Path) -
     run_git(tmp_path, "init", "-q", "--bare", "--", str(bare))
     run_gitxp(git_repo, "push", str(bare))
     assert run_git(bare, "rev-parse", "gitxp") == run_git(git_repo, "rev-parse", "gitxp")
+
+
+# ---------------------------------------------------------------- 3. amendments merge field by field
+
+
+def _meta(repo: Path, exp_id: str, ref: str = "gitxp") -> dict:
+    import yaml
+
+    day = f"{exp_id[:4]}-{exp_id[4:6]}-{exp_id[6:8]}"
+    return yaml.safe_load(run_git(repo, "show", f"{ref}:experiments/{day}/{exp_id}/experiment.yaml"))
+
+
+@pytest.fixture
+def two_clones(tmp_path: Path, git_repo: Path) -> tuple[Path, Path, Path]:
+    bare = tmp_path / "remote.git"
+    run_git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    run_git(git_repo, "remote", "add", "origin", str(bare))
+    run_git(git_repo, "push", "-q", "origin", "main")
+    b = tmp_path / "b"
+    run_git(tmp_path, "clone", "-q", str(bare), str(b))
+    return bare, git_repo, b
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_note_on_one_clone_and_tag_on_another_both_survive(engine: str, two_clones: tuple[Path, Path, Path]) -> None:
+    bare, a, b = two_clones
+    env = {"GITXP_ENGINE": engine}
+    xp = record(a, "shared")
+    run_gitxp(a, "push", env=env)
+    run_gitxp(b, "pull", env=env)
+    run_gitxp(a, "note", xp, "from a")
+    run_gitxp(a, "tag", xp, "owner=a", "both=a")
+    run_gitxp(b, "tag", xp, "team=b", "both=b")
+    run_gitxp(b, "note", xp, "from b")
+    run_gitxp(a, "push", env=env)
+    run_gitxp(b, "push", env=env)  # b merges a's amendments, then pushes
+    run_gitxp(a, "pull", env=env)
+    for repo in (bare, a, b):
+        meta = _meta(repo, xp)
+        assert meta["tags"]["owner"] == "a" and meta["tags"]["team"] == "b", meta
+        assert meta["tags"]["both"] in ("a", "b")
+        assert "from a" in meta["notes"] and "from b" in meta["notes"], meta
+        assert meta["status"] == "completed"
+    assert _meta(a, xp) == _meta(b, xp) == _meta(bare, xp)
+    fsck(bare)
+    fsck(a)
+
+
+def _forged_remote(tmp_path: Path, repo: Path, exp_id: str, edit: dict, *, commit_date: str | None = None) -> Path:
+    """A remote whose store is ``repo``'s plus one commit rewriting ``exp_id``'s experiment.yaml."""
+    import yaml
+
+    bare = tmp_path / "forged.git"
+    run_git(tmp_path, "init", "-q", "--bare", str(bare))
+    run_git(repo, "push", "-q", str(bare), "gitxp:refs/heads/gitxp")
+    meta = {**_meta(repo, exp_id), **edit}
+    day = f"{exp_id[:4]}-{exp_id[4:6]}-{exp_id[6:8]}"
+    blob = run_git(bare, "hash-object", "-w", "--stdin", input=yaml.safe_dump(meta, sort_keys=False).encode()).strip()
+    # Rebuild the path experiments/<day>/<id>/experiment.yaml with mktree, bottom up.
+    parent = run_git(bare, "rev-parse", "gitxp").strip()
+    trees = [run_git(bare, "rev-parse", f"gitxp:{p}").strip() for p in ("", "experiments", f"experiments/{day}", f"experiments/{day}/{exp_id}")]
+    names = ["experiments", day, exp_id, "experiment.yaml"]
+    new_sha, new_mode = blob, "100644"
+    for tree, name in reversed(list(zip(trees, names))):
+        lines = [ln for ln in run_git(bare, "ls-tree", tree).splitlines() if ln.split("\t", 1)[1] != name]
+        lines.append(f"{new_mode} {'tree' if new_mode == '040000' else 'blob'} {new_sha}\t{name}")
+        new_sha, new_mode = run_git(bare, "mktree", input="\n".join(lines).encode() + b"\n").strip(), "040000"
+    env = {**os.environ, **({"GIT_COMMITTER_DATE": commit_date, "GIT_AUTHOR_DATE": commit_date} if commit_date else {})}
+    commit = subprocess.run(["git", "commit-tree", new_sha, "-p", parent, "-m", "gitxp: forged"], cwd=bare, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    run_git(bare, "update-ref", "refs/heads/gitxp", commit)
+    return bare
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("forged", ["9999-12-31", "2999-01-01T00:00:00.000Z"])
+def test_future_end_time_never_wins_a_merge(forged: str, engine: str, tmp_path: Path, git_repo: Path) -> None:
+    xp = record(git_repo, "mine")
+    bare = _forged_remote(tmp_path, git_repo, xp, {"ended": forged, "name": "evil", "tags": {"reviewed": "evil"}, "notes": "evil"},
+                          commit_date="@4102444800 +0000")  # the commit claims the year 2100 too
+    run_gitxp(git_repo, "tag", xp, "reviewed=mine")
+    run_gitxp(git_repo, "pull", str(bare), env={"GITXP_ENGINE": engine})
+    meta = _meta(git_repo, xp)
+    assert meta["tags"]["reviewed"] == "mine", meta  # changed on both sides: ours, the only real time
+    assert meta["ended"] == _meta(git_repo, xp, "gitxp~1")["ended"]  # a future time is never taken over
+    assert meta["name"] == "evil" and meta["notes"] == "evil"  # changed on their side only: a plain amendment
+    fsck(git_repo)
+
+
+def test_a_later_end_time_in_the_past_still_wins(tmp_path: Path, git_repo: Path) -> None:
+    """The control for the test above: a real, later time decides conflicting fields."""
+    import datetime as dt
+
+    xp = record(git_repo, "mine")
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    bare = _forged_remote(tmp_path, git_repo, xp, {"ended": later, "tags": {"reviewed": "theirs"}})
+    run_gitxp(git_repo, "tag", xp, "reviewed=mine")
+    run_gitxp(git_repo, "pull", str(bare))
+    assert _meta(git_repo, xp)["tags"]["reviewed"] == "theirs"

@@ -129,7 +129,7 @@ def test_metrics_of_one_experiment_changed_on_both_sides_are_unioned(shared: tup
 
 
 def test_same_experiment_changed_on_both_sides(shared: tuple[Path, Path, Path]) -> None:
-    """Both sides amend one experiment: the later one's experiment.yaml wins, deletions stay deleted."""
+    """Both sides amend one experiment: both amendments are kept, deletions stay deleted."""
     bare, a, b = shared
     keep, gone = record(a, "keep"), record(a, "gone")
     run_gitxp(a, "push")
@@ -142,7 +142,7 @@ def test_same_experiment_changed_on_both_sides(shared: tuple[Path, Path, Path]) 
     run_gitxp(b, "push")
     assert ids(bare) == {keep, new_b}
     meta = run_git(bare, "show", f"gitxp:experiments/{keep[:4]}-{keep[4:6]}-{keep[6:8]}/{keep}/experiment.yaml")
-    assert "from b" in meta  # b's amendment is the later commit
+    assert "from b" in meta and "side: a" in meta  # merged field by field
     fsck(bare)
 
 
@@ -220,7 +220,7 @@ def test_dulwich_engine_checks_entry_names_itself(tmp_path: Path, git_repo: Path
     _push_crafted(tmp_path, bare, HOSTILE["dot-git"][0], run_git(git_repo, "show", "gitxp:gitxp.yaml").encode())
     before = run_git(git_repo, "rev-parse", "gitxp")
     r = run_gitxp(git_repo, "pull", str(bare), check=False, env={"GITXP_ENGINE": "dulwich"})
-    assert r.returncode == 1 and "invalid entry name" in r.stderr, r.stderr
+    assert r.returncode == 1 and "invalid entry" in r.stderr and "hasDotgit" in r.stderr, r.stderr
     assert run_git(git_repo, "rev-parse", "gitxp") == before
 
 
