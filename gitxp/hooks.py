@@ -167,15 +167,23 @@ def trailer_for(path: str | os.PathLike[str] = ".") -> str | None:
 
 
 def _describe(rec: object) -> str:
+    """``<short id> <name> <metric>=<value>``, one line whatever the stored name holds.
+
+    Stored names may come from a pulled store: a newline in one would add
+    ``Signed-off-by:``-style trailers to the user's commit, so control
+    characters and escape sequences go (:func:`gitxp.render.clean`).
+    """
+    from .render import clean
+
     exp_id: str = rec.id  # type: ignore[attr-defined]
-    text = f"{exp_id.rsplit('-', 1)[-1][:8]} {rec.name}"  # type: ignore[attr-defined]
+    text = f"{exp_id.rsplit('-', 1)[-1][:8]} {clean(str(rec.name))}"  # type: ignore[attr-defined]
     summary = dict(rec.summary)  # type: ignore[attr-defined]
     metric = next(((k, v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
     if metric is None:
         ms = rec.metric_summary  # type: ignore[attr-defined]
         metric = next(((k, v.get("last")) for k, v in ms.items() if isinstance(v, dict) and v.get("last") is not None), None)
     if metric is not None:
-        text += f" {metric[0]}={metric[1]:.4g}"
+        text += f" {clean(str(metric[0]))}={metric[1]:.4g}"
     return text
 
 

@@ -68,7 +68,10 @@ def begin(
     from .store import Store
 
     params = check_params(params or {})
-    tags = {str(k): v for k, v in (tags or {}).items()}
+    tags = layout.check_tags(tags)
+    name = layout.check_name(name) if name else None
+    if notes:
+        layout.check_text(notes, "note", multiline=True)
     if hardware_interval <= 0:
         raise UsageError(f"hardware interval must be positive, got {hardware_interval}", "e.g. --hardware-interval 0.5")
     store = Store.open(repo)

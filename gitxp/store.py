@@ -309,6 +309,9 @@ class Store:
         A removed experiment's directory leaves the branch tip, so it vanishes
         from listings; history still holds it.
         """
+        tags = layout.check_tags(tags) if tags else tags
+        if note is not None:
+            layout.check_text(note, "note", multiline=True)
         rec = self.get(ref)
         base = layout.experiment_dir(rec.id)
 
