@@ -297,6 +297,8 @@ def check_tags(tags: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in dict(tags or {}).items():
         key = check_text(str(k), "tag name")
+        if type(v).__module__ == "numpy" and callable(getattr(v, "item", None)):
+            v = v.item()
         if isinstance(v, str):
             check_text(v, f"tag {key!r} value")
         elif v is not None and not isinstance(v, (bool, int, float)):
