@@ -128,5 +128,7 @@ def _inside(root: Path, path: Path | None) -> str | None:
         rel = path.resolve().relative_to(root).as_posix()
     except (ValueError, OSError):
         return None
-    return None if rel in ("", ".") else rel
+    if rel in ("", ".") or rel == ".git" or rel.startswith(".git/"):
+        return None  # git never snapshots its own folder
+    return rel
 

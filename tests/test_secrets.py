@@ -202,8 +202,10 @@ def test_key_file_contents_are_masked_too(git_repo: Path) -> None:
     assert key_text.encode() not in all_objects(git_repo)
 
 
-def test_key_folder_inside_the_repository_is_never_snapshotted(git_repo: Path) -> None:
-    env = {"HOME": str(git_repo), "XDG_CONFIG_HOME": ""}
+def test_key_folder_inside_the_repository_is_never_snapshotted(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export HOME=$PWD; unset XDG_CONFIG_HOME`: the key lands in .config/gitxp/keys/ of the work tree."""
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    env = {"HOME": str(git_repo)}
     run_gitxp(git_repo, "init", env=env)
     key_file = next((git_repo / ".config" / "gitxp" / "keys").glob("*.key"))
     key_text = key_file.read_text().strip()
