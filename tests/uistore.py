@@ -128,7 +128,12 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):  # type: 
     """Poll until ``predicate()`` returns something truthy; return it (or fail)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except Exception as exc:  # a page re-rendering under selenium: the element went stale, ask again
+            if type(exc).__name__ != "StaleElementReferenceException":
+                raise
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:

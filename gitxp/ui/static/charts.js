@@ -223,7 +223,7 @@ const Charts = (() => {
         const b = state[a.key];
         if (!b) return true;
         const y = scales[k].pos(a.values[i]);
-        return y !== null && y >= b[0] && y <= b[1];
+        return y !== null && y >= b[0] - 4 && y <= b[1] + 4; // a few pixels of slack: the end of an axis is easy to miss
       }));
       paths.forEach((p, i) => p.classList.toggle("dim", !keep[i]));
       onBrush(items.filter((_, i) => keep[i]).map((it) => it.id), state);
