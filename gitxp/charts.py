@@ -85,7 +85,7 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     """Ticks for a log axis, as exponents: whole decades, or 1-2-5 steps when the range is under two decades."""
     decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
     if len(decades) >= 3:
-        step = max(1, math.ceil(len(decades) / 6))
+        step = max(1, math.ceil(len(decades) / 8))
         return decades[::step]
     out = [math.log10(m * 10.0**d) for d in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)]
     return [t for t in out if lo - 1e-9 <= t <= hi + 1e-9] or [lo]
