@@ -87,7 +87,7 @@ def path_geometry(d: Any, selector: str) -> list[dict[str, Any]]:
         " stroke: getComputedStyle(p).stroke, d: p.getAttribute('d')}; })", selector)
 
 
-# ---------------------------------------------------------------- tests (the last one reads the logs of all)
+# ---------------------------------------------------------------- tests (the log check reads the logs of all before it)
 
 
 def test_table_lists_experiments_and_a_click_opens_a_run_whose_charts_draw(driver: Any, url: str) -> None:
@@ -238,3 +238,40 @@ def test_no_console_errors_and_no_request_leaves_the_origin(driver: Any, url: st
     assert len(requested) > 20  # the pages, scripts and API calls of this module were seen
     foreign = [u for u in requested if not (u == origin or u.startswith(origin + "/") or u.startswith(("data:", "about:blank")))]
     assert foreign == []
+
+
+def test_running_experiments_refresh_by_themselves(driver: Any, git_repo: Path) -> None:
+    """A wrapped run waiting on a file: its row and its page update without a reload."""
+    import subprocess
+    import sys
+
+    (git_repo / "wait.py").write_text(
+        "import os, time, gitxp\n"
+        "xp = gitxp.current()\n"
+        "i = 0\n"
+        "while not os.path.exists('go'):\n"
+        "    xp.log_metric('loss', 1.0 / (i + 1), step=i)\n"
+        "    i += 1\n"
+        "    time.sleep(0.1)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-m", "gitxp", "start", "--name", "live", "--no-hardware", "--", sys.executable, "wait.py"],
+                             cwd=git_repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with serve(git_repo) as (u, _):
+            wait_for(lambda: api(u, "/api/experiments")["total"] == 1, timeout=30)
+            open_page(driver, u, "#/", "#grid .body .row.running[data-id]")
+            run_id = css(driver, "#grid .body .row[data-id]")[0].get_attribute("data-id")
+            assert "running" in css(driver, "#live")[0].text
+            open_page(driver, u, f"#/run/{run_id}", "#metric-charts path.series")
+            first = path_geometry(driver, "#metric-charts path.series")[0]["points"]
+            wait_for(lambda: path_geometry(driver, "#metric-charts path.series")[0]["points"] >= first + 10, timeout=10)  # the curve grows in place
+            driver.execute_script("location.hash = '#/'")
+            wait_for(lambda: css(driver, "#grid .body .row.running[data-id]"), timeout=10)
+            (git_repo / "go").write_text("")
+            assert child.wait(60) == 0
+            wait_for(lambda: css(driver, "#grid .body .row[data-id] .status")[0].text == "completed", timeout=10)  # no reload
+            assert not css(driver, "#grid .body .row.running")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

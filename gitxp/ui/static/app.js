@@ -188,6 +188,8 @@ async function showRuns() {
     try { await loadRows(); } catch (e) { if (e.status === 400) { state.whereError = e.message; state.rows = []; state.loaded = true; } else return failure(e); }
   }
   renderRuns();
+  const running = state.rows.filter((r) => r.status === "running").length;
+  setLive(running ? `${running} running · live` : "");
   scheduleTableRefresh();
 }
 
