@@ -363,7 +363,11 @@ def show(ctx: click.Context, ref: str, **what: bool) -> None:
 def recover(ctx: click.Context) -> None:
     """Commit experiments whose process died, with status `crashed`.
 
-    Metrics staged up to the last flush (at most ~2 s before the death) are kept.
+    Metrics staged up to the last flush (at most ~2 s before the death) are
+    kept. A run that ended but could not be committed (a full disk, a stale
+    lock) keeps the status and exit code it ended with. Every run that can
+    be committed is; each one that cannot is named on stderr (exit 1) and
+    stays staged for a later try.
 
     \b
     Example:
@@ -372,9 +376,13 @@ def recover(ctx: click.Context) -> None:
     from .finish import recover as _recover
 
     store = _store(ctx)
-    done = _recover(store)
-    for exp_id in done:
-        click.echo(f"recovered {exp_id} (crashed)")
+    done, failed = _recover(store)
+    for exp_id, status in done:
+        click.echo(f"recovered {exp_id} ({status})")
+    for exp_id, reason in failed:
+        click.echo(f"gitxp: could not recover {exp_id}: {reason}", err=True)
+    if failed:
+        ctx.exit(1)
     if not done:
         click.echo("nothing to recover", err=True)
 

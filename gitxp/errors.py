@@ -19,10 +19,12 @@ traceback.
     │   └── SweepFileError          a malformed sweep file
     ├── NotARepositoryError         no git repository here
     ├── StoreError                  the store branch is unreadable or inconsistent
+    │   ├── StaleLockError          a ref lock left by a killed git (or gitxp)
     │   ├── FormatTooNewError       store written by a newer gitxp
     │   ├── ForeignStoreError       different store_id (merge refused)
     │   └── UnsafeDataError         hostile/invalid data (paths, YAML, Parquet)
     ├── ExperimentStateError        e.g. logging to a finished experiment
+    ├── RunNotStoredError           a finished run could not be committed; it stays staged
     │   └── NoActiveExperimentError gitxp.log_metric() etc. with no experiment running
     ├── KeyMissingError             no key for an encrypted artifact
     ├── DecryptionError             wrong key, tampering or truncation
@@ -149,6 +151,45 @@ class ForeignStoreError(StoreError):
 
 class UnsafeDataError(StoreError):
     """Data in the store (often pulled from elsewhere) is invalid or hostile."""
+
+
+class StaleLockError(StoreError):
+    """A ``<ref>.lock`` file that no live writer holds: a git (or gitxp) was killed.
+
+    Waiting would never end, so this is reported at once, as git does, with
+    the file to remove.
+    """
+
+    def __init__(self, lock: object) -> None:
+        self.lock = lock
+        super().__init__(
+            f"Unable to create '{lock}': File exists (left by a git or gitxp process killed while updating the store branch)",
+            f"if no git process is running in this repository, remove the file manually to continue: rm '{lock}'",
+        )
+
+
+class RunNotStoredError(GitxpError):
+    """A run ended but could not be committed (full disk, stale lock); it stays staged.
+
+    ``exit_code`` is what ``gitxp start`` exits with: the wrapped command's
+    status, or 1 when the command succeeded.
+    """
+
+    def __init__(self, exp_id: str, reason: str, exit_status: int = 1) -> None:
+        self.exp_id = exp_id
+        self.exit_code = exit_status or 1
+        super().__init__(
+            f"could not store experiment {exp_id}: {reason}",
+            "the run stays staged; once that is fixed, `gitxp recover` commits it",
+        )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failure while recording: a GitxpError's message, an OSError's reason and file."""
+    if isinstance(exc, OSError) and not isinstance(exc, GitxpError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class ExperimentStateError(GitxpError):

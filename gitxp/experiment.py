@@ -47,6 +47,7 @@ def check_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     for k, v in params.items():
         if not isinstance(k, str) or not k:
             raise ParamTypeError(f"{prefix}{k!r}", k)
+        layout.check_text(k, "parameter name")
         out[k] = _check_value(f"{prefix}{k}", v)
     return out
 
@@ -149,6 +150,8 @@ class Experiment:
         """
         if name.__class__ is not str or not name:
             raise _bad_metric(name, value, step)
+        if name not in self._steps and layout.text_problem(name):  # checked once per name
+            raise MetricValueError(f"metric name {name[:80]!r} has a {layout.text_problem(name)}", "use printable characters only, on one line")
         try:
             v = float(value)
         except (TypeError, ValueError):
@@ -200,12 +203,15 @@ class Experiment:
                       file=sys.stderr, flush=True)
 
     def set_tags(self, tags: Mapping[str, Any] | None = None, **more: Any) -> None:
-        self.tags.update({str(k): v for k, v in {**(tags or {}), **more}.items()})
+        """Add or change tags; UsageError on a name or value with a control character."""
+        self.tags.update(layout.check_tags({**(tags or {}), **more}))
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
 
     def note(self, text: str) -> None:
+        """Append a note (newlines and tabs allowed, other control characters refused)."""
+        layout.check_text(str(text), "note", multiline=True)
         self._meta["notes"] = ((self._meta.get("notes") or "") + "\n" + str(text)).strip()
 
     def log_table(self, name: str, table: Any) -> None:
@@ -236,6 +242,7 @@ class Experiment:
         the manifest entry is staged and committed with the experiment.
         """
         from . import artifacts, keys
+        from .plumbing import FILE_MODE, Entry
 
         src = Path(path)
         if not src.is_file():
@@ -244,6 +251,7 @@ class Experiment:
         rel = name if name is not None else _artifact_name(src)
         key = keys.store_key(store) if encrypt else None
         entry = artifacts.store_file(store.repo, src, rel, key=key)
+        store.repo.keep_objects(self._run.keep_ref, [Entry(rel, FILE_MODE, sha) for sha in entry.objects])
         artifacts.stage(self._run.path, entry)
         if encrypt:  # the plaintext stays in the work tree: later code snapshots must leave it out
             from . import withheld
@@ -306,10 +314,15 @@ class Experiment:
 
     # ------------------------------------------------------------------ finishing
 
-    def finish(self, status: str = "completed", *, exit_code: int | None = None, error: BaseException | str | None = None) -> None:
+    def finish(
+        self, status: str = "completed", *, exit_code: int | None = None, error: BaseException | str | None = None,
+        recording_errors: Sequence[str] = (),
+    ) -> None:
         """End the experiment: stage the rest and (when owned) commit it to the store.
 
         Idempotent. ``status`` is one of completed, failed, interrupted.
+        ``recording_errors`` (one line each) name what could not be
+        recorded; they go to ``recording_errors`` in experiment.yaml.
         """
         global _current
         with _lock:
@@ -319,7 +332,10 @@ class Experiment:
         atexit.unregister(self._exit_hook)
         self._stop_background()
         if error is not None:
-            self._record_error(error)
+            try:
+                self._record_error(error)
+            except OSError as exc:  # a full disk: the run is still committed, with what was staged
+                print(f"gitxp: could not stage the error: {exc}", file=sys.stderr)
         try:
             self.flush()
         except Exception as exc:
@@ -334,7 +350,7 @@ class Experiment:
 
         if status == "completed" and _lost_data(self._run):
             status = self.status = "failed"  # completed without what it logged would be untrue
-        self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code)
+        self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors)
 
     end = finish
 

@@ -8,14 +8,18 @@ finished one. Staging is deleted only after the store's ref has moved.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import layout, metrics, staging
+from .errors import GitxpError, describe_failure
 from .experiment import deep_merge
 from .plumbing import TREE_MODE, Entry
 
 OUTPUT_MARK = b"[gitxp: %d bytes of earlier output dropped]\n"
+#: The status a finished run meant to commit, staged in case the commit fails.
+FINAL_FILE = "final.yaml"
 
 
 def _children(run: staging.RunDir, stem: str) -> list[Any]:
@@ -47,8 +51,25 @@ def _tail(data: bytes, cap: int) -> bytes:
     return OUTPUT_MARK % (len(data) - len(cut)) + cut
 
 
-def commit_run(store: Any, run: staging.RunDir, *, status: str, exit_code: int | None = None) -> str:
-    """Turn a staged run into one store commit; returns the commit id."""
+def commit_run(
+    store: Any, run: staging.RunDir, *, status: str, exit_code: int | None = None, recording_errors: Sequence[str] = (),
+    ended: str | None = None,
+) -> str:
+    """Turn a staged run into one store commit; returns the commit id.
+
+    ``recording_errors`` name what could not be recorded (one line each,
+    ``output: …`` ones also end the stored output.log). The final status is
+    staged first (``final.yaml``), so that if the commit itself fails (a
+    stale lock, a full disk) ``gitxp recover`` records what happened rather
+    than ``crashed``.
+    """
+    problems = list(recording_errors)
+    end_time = layout.parse_time(ended) if ended else layout.utcnow()
+    try:
+        final = {"status": status, "exit_code": exit_code, "recording_errors": problems, "ended": layout.isotime(end_time)}
+        run.write_yaml(FINAL_FILE, final)
+    except OSError:
+        pass  # a full disk: recover will say crashed, the best it can then know
     meta = run.read_meta()
     exp_id = run.id
     params: dict[str, Any] = run.read_yaml("params.yaml", {}) or {}
@@ -74,6 +95,8 @@ def commit_run(store: Any, run: staging.RunDir, *, status: str, exit_code: int |
             files[layout.HARDWARE_FILE] = hw.read_bytes()
     except ImportError:
         pass
+    except OSError as exc:
+        problems.append(f"hardware: {describe_failure(exc)}")
     for name in (layout.ENVIRONMENT_FILE, layout.REQUIREMENTS_FILE):
         p = run.path / name
         if p.exists():
@@ -82,14 +105,18 @@ def commit_run(store: Any, run: staging.RunDir, *, status: str, exit_code: int |
     for p in (run.path / "output-previous.log", run.path / layout.OUTPUT_FILE):
         if p.exists():
             out += p.read_bytes()
-    if out or (run.path / layout.OUTPUT_FILE).exists():
-        files[layout.OUTPUT_FILE] = _tail(out, store.config.output_max_size)
+    stopped = [p.removeprefix("output: ") for p in problems if p.startswith("output: ")]
+    if out or stopped or (run.path / layout.OUTPUT_FILE).exists():
+        kept = _tail(out, store.config.output_max_size)
+        if stopped and kept and not kept.endswith(b"\n"):
+            kept += b"\n"  # capture stopped mid-line
+        files[layout.OUTPUT_FILE] = kept + b"".join(f"[gitxp: output {p}]\n".encode() for p in stopped)
     tables = run.path / "tables"
     for p in sorted(tables.glob("*.parquet")) if tables.is_dir() else []:
         files[f"{layout.TABLES_DIR}/{p.name}"] = p.read_bytes()
-    files.update(_artifact_changes(store, run, exp_id))
+    files.update(_artifact_changes(store, run, exp_id, problems))
 
-    ended = layout.utcnow()
+    ended = end_time
     started = meta.get("started")
     duration = None
     if isinstance(started, str):
@@ -117,6 +144,8 @@ def commit_run(store: Any, run: staging.RunDir, *, status: str, exit_code: int |
     )
     if errors:
         meta["error"] = errors[-1]
+    if problems:
+        meta["recording_errors"] = problems
     ordered = {k: meta[k] for k in _ORDER if k in meta}
     ordered.update({k: v for k, v in meta.items() if k not in ordered})
     secrets = _known_secrets(store)
@@ -138,12 +167,13 @@ def commit_run(store: Any, run: staging.RunDir, *, status: str, exit_code: int |
     body = [f"command: {' '.join(map(str, ordered.get('command') or []))}"[:500]]
     commit = store.commit_experiment(exp_id, files, message + "\n\n" + "\n".join(body) + "\n")
     run.remove()
+    store.repo.delete_ref(run.keep_ref)
     return commit
 
 
 _ORDER = (
     "id", "name", "parent", "status", "created", "started", "ended", "duration_s", "command", "cwd",
-    "exit_code", "host", "user", "tags", "notes", "source", "metrics", "summary", "error", "sessions",
+    "exit_code", "host", "user", "tags", "notes", "source", "metrics", "summary", "error", "recording_errors", "sessions",
 )
 
 
@@ -193,12 +223,19 @@ def _yaml_safe(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str) -> dict[str, bytes | Entry | None]:
+def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str, problems: list[str]) -> dict[str, bytes | Entry | None]:
+    """The artifact part of the commit; an artifact whose objects are gone is left out and named in ``problems``."""
     try:
         from . import artifacts
     except ImportError:
         return {}
-    entries = artifacts.staged(run.path)
+    entries = []
+    for e in artifacts.staged(run.path):
+        lost = next((sha for sha in e.objects if not store.repo.has_object(sha)), None)
+        if lost is None:
+            entries.append(e)
+        else:
+            problems.append(f"artifacts: {e.path!r} lost its stored object {lost[:12]}; log it again")
     if not entries:
         return {}
     previous = None
@@ -210,12 +247,27 @@ def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str) -> dict[str,
     return artifacts.tree_changes(store.repo, entries, previous if isinstance(previous, list) else None)
 
 
-def recover(store: Any) -> list[str]:
-    """Commit every dead run as ``crashed``; returns their ids."""
-    done = []
+def recover(store: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Commit every dead run it can; one bad run never blocks the others.
+
+    A run whose final status was staged before its commit failed (a stale
+    lock, a full disk) gets that status; any other dead run is ``crashed``.
+    Returns ``(recovered, failed)``: ``(id, status)`` and ``(id, reason)``.
+    """
+    done: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
     for run in staging.dead_runs(store.repo.gitxp_dir):
-        commit_run(store, run, status="crashed")
-        done.append(run.id)
-    return done
+        try:
+            final = run.read_yaml(FINAL_FILE, None)
+            ok = isinstance(final, dict) and final.get("status") in ("completed", "failed", "interrupted")
+            status = final["status"] if ok else "crashed"
+            exit_code = final.get("exit_code") if ok and isinstance(final.get("exit_code"), int) else None
+            problems = [str(p) for p in final.get("recording_errors") or []] if ok and isinstance(final.get("recording_errors"), list) else []
+            when = final.get("ended") if ok and isinstance(final.get("ended"), str) else None
+            commit_run(store, run, status=status, exit_code=exit_code, recording_errors=problems, ended=when)
+            done.append((run.id, status))
+        except (GitxpError, OSError) as exc:
+            failed.append((run.id, describe_failure(exc)))
+    return done, failed
 
 

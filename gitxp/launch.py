@@ -123,6 +123,10 @@ def begin(
     run.claim()
     if capture_code:
         meta["source"] = _snapshot(store, code_dir, tuple(artifact_globs))
+        if meta["source"].get("tree"):  # a dirty tree's new objects belong to nothing yet: keep them from `git gc`
+            from .plumbing import TREE_MODE, Entry
+
+            store.repo.keep_objects(run.keep_ref, [Entry("code", TREE_MODE, meta["source"]["tree"])])
     else:
         commit, branch = store.repo.head()
         meta.setdefault("source", {"branch": branch, "commit": commit, "dirty": None, "tree": None})

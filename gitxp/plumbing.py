@@ -31,6 +31,10 @@ LINK_MODE = 0o120000
 GITLINK_MODE = 0o160000
 
 ZERO_SHA = "0" * 40
+#: A ref's ``.lock`` file older than this, while we hold gitxp's own lock, was
+#: left by a killed process (git holds one for milliseconds; its own lock
+#: timeout is 100 ms).
+STALE_REF_LOCK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -380,11 +384,14 @@ class Repo:
 
     def ref(self, branch: str) -> str | None:
         """The commit a branch points at, read without dulwich (loose, then packed)."""
-        name = f"refs/heads/{branch}"
+        return self.read_ref(f"refs/heads/{branch}")
+
+    def read_ref(self, name: str) -> str | None:
+        """The object a ref (full name, ``refs/…``) points at: loose, then packed."""
         try:
             value = (self.common_dir / name).read_text().strip()
             if value.startswith("ref:"):
-                return self.ref(value[4:].strip().removeprefix("refs/heads/"))
+                return self.read_ref(value[4:].strip())
             return value or None
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             pass
@@ -419,7 +426,14 @@ class Repo:
         moved or another writer (gitxp or git) holds the lock. A reflog entry
         is appended when the repository keeps reflogs for branches.
         """
-        path = self.common_dir / "refs" / "heads" / branch
+        if not self.set_ref(f"refs/heads/{branch}", old, new):
+            return False
+        self._reflog(branch, old or ZERO_SHA, new, message)
+        return True
+
+    def set_ref(self, name: str, old: str | None, new: str) -> bool:
+        """Compare-and-swap of any ref (full name) as a loose ref; see :meth:`cas_ref`."""
+        path = self.common_dir / name
         lock = path.with_name(path.name + ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -428,14 +442,83 @@ class Repo:
             return False
         try:
             with os.fdopen(fd, "w") as f:
-                if self.ref(branch) != old:
+                if self.read_ref(name) != old:
                     return False
                 f.write(new + "\n")
             os.replace(lock, path)
         finally:
             lock.unlink(missing_ok=True)
-        self._reflog(branch, old or ZERO_SHA, new, message)
         return True
+
+    def delete_ref(self, name: str) -> None:
+        """Remove a ref (full name), loose and packed (``git gc`` packs refs); absent is fine.
+
+        Follows git's protocol: the loose file goes, then ``packed-refs`` is
+        rewritten under ``packed-refs.lock`` without that line. A lock held
+        by someone else leaves the packed line for a later call.
+        """
+        (self.common_dir / name).unlink(missing_ok=True)
+        packed = self.common_dir / "packed-refs"
+        target = b" " + name.encode()
+        try:
+            lines = packed.read_bytes().splitlines(keepends=True)
+        except FileNotFoundError:
+            return
+        kept: list[bytes] = []
+        skip_peeled = False
+        for line in lines:
+            if skip_peeled and line.startswith(b"^"):
+                continue
+            skip_peeled = line.rstrip(b"\n").endswith(target) and not line.startswith((b"#", b"^"))
+            if not skip_peeled:
+                kept.append(line)
+        if len(kept) == len(lines):
+            return
+        lock = packed.with_name("packed-refs.lock")
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if packed.read_bytes().splitlines(keepends=True) != lines:
+                    return  # changed meanwhile: leave it to the next call
+                f.write(b"".join(kept))
+            os.replace(lock, packed)
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def keep_objects(self, name: str, objects: Iterable[Entry]) -> None:
+        """Make objects reachable from the ref ``name`` so that ``git gc`` never prunes them.
+
+        A live run's objects (its code snapshot, its artifacts) are referenced
+        by nothing until it commits; ``git gc --prune=now`` would delete
+        them. The ref points at a tree (``git log --all`` shows no commit
+        for it) holding one subtree per first two hex digits of the object
+        id, so adding an object rewrites two small trees whatever the run's
+        size. ``Entry.name`` is ignored; the mode says blob or tree.
+        """
+        new = [Entry(e.sha, TREE_MODE if e.is_tree else FILE_MODE, e.sha) for e in objects]
+        if not new:
+            return
+        for _ in range(100):
+            old = self.read_ref(name)
+            root = {e.name: e for e in self.read_tree(old)} if old else {}
+            by_bucket: dict[str, list[Entry]] = {}
+            for e in new:
+                by_bucket.setdefault(e.sha[:2], []).append(e)
+            for bucket, items in by_bucket.items():
+                have = root.get(bucket)
+                entries = {e.name: e for e in self.read_tree(have.sha)} if have is not None else {}
+                if all(i.name in entries for i in items):
+                    continue
+                entries.update((i.name, i) for i in items)
+                root[bucket] = Entry(bucket, TREE_MODE, self.write_tree(entries.values()))
+            tree = self.write_tree(root.values())
+            if tree == old or self.set_ref(name, old, tree):
+                return
+            time.sleep(0.005 * (0.5 + random.random()))
+        raise StoreError(f"could not update {name}: it kept changing", "try again")
 
     def _reflog(self, branch: str, old: str, new: str, message: str) -> None:
         log = self.common_dir / "logs" / "refs" / "heads" / branch
@@ -467,6 +550,8 @@ class Repo:
         """
         from filelock import FileLock
 
+        from .errors import StaleLockError
+
         self.gitxp_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.gitxp_dir / "store.lock"))
         deadline = time.monotonic() + timeout
@@ -482,6 +567,15 @@ class Repo:
                 commit = self.write_commit(tree, [tip] if tip else [], message)
                 if self.cas_ref(branch, tip, commit, message=message.splitlines()[0]):
                     return commit
+                ref_lock = self.common_dir / "refs" / "heads" / f"{branch}.lock"
+                try:
+                    age = time.time() - ref_lock.stat().st_mtime
+                except FileNotFoundError:
+                    age = None
+                # We hold store.lock, so no gitxp writer holds the ref's lock now:
+                # a git holds it for milliseconds; one that lasts was left by a kill.
+                if age is not None and age > STALE_REF_LOCK_S:
+                    raise StaleLockError(ref_lock)
                 attempt += 1
                 if time.monotonic() > deadline:
                     raise StoreError(f"could not update branch {branch!r}: it kept moving or stayed locked", f"remove a stale {self.common_dir}/refs/heads/{branch}.lock if no git process runs")

@@ -78,6 +78,8 @@ class ChildResult:
     when it exited 130/143 (the shell convention for "stopped by Ctrl-C /
     SIGTERM", e.g. a Python script that caught KeyboardInterrupt): with a
     terminal, Ctrl-C goes straight to the child and never through us.
+    ``capture_error`` says why output.log stopped growing (a full disk)
+    while the output kept flowing through, or is None.
     """
 
     returncode: int
@@ -85,6 +87,7 @@ class ChildResult:
     signal: int | None
     interrupted: bool
     duration_s: float
+    capture_error: str | None = None
 
 
 def run_child(
@@ -154,6 +157,7 @@ def run_child(
     log = _BoundedLog(output_path, output_cap) if output_path is not None else None
     proc: subprocess.Popen[bytes] | None = None
     tee: _Tee | None = None
+    capture_error: str | None = None
     try:
         if guard is not None:
             guard.install()
@@ -200,8 +204,12 @@ def run_child(
         try:
             if tee is not None:
                 tee.finish()
+                capture_error = tee.capture_error
             if log is not None:
-                log.close()
+                try:
+                    log.close()
+                except OSError as exc:  # trimming to the cap needs room too
+                    capture_error = capture_error or _capture_stopped(log, exc)
         finally:
             # Only now: a Ctrl-C while the last output drains is still ours.
             if guard is not None:
@@ -220,7 +228,12 @@ def run_child(
         signal=sig,
         interrupted=interrupted,
         duration_s=duration,
+        capture_error=capture_error,
     )
+
+
+def _capture_stopped(log: _BoundedLog, exc: OSError) -> str:
+    return f"capture stopped after {log.written} bytes ({exc.strerror or exc}); the rest was shown, not recorded"
 
 
 def _returncode(status: int) -> int:
@@ -423,6 +436,14 @@ class _BoundedLog:
         self._marker_len = len(marker)
         self._size = len(marker) + len(tail)
 
+    @property
+    def written(self) -> int:
+        """Bytes in the file now (a failed write may have left part of a chunk)."""
+        try:
+            return os.fstat(self._fd).st_size if self._fd >= 0 else self._size
+        except OSError:
+            return self._size
+
     def close(self) -> None:
         if self._fd < 0:
             return
@@ -463,6 +484,7 @@ class _Tee:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="gitxp-tee", daemon=True)
         self._error: BaseException | None = None
+        self.capture_error: str | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -475,8 +497,8 @@ class _Tee:
         for pipe in self._pipes.values():
             pipe.close()
         held = self._masker.flush()  # the end of output that might have begun a secret
-        if held and self._log is not None:
-            self._log.write(held)
+        if held:
+            self._record(held)
         if self._error is not None:
             raise self._error
 
@@ -518,9 +540,23 @@ class _Tee:
             except (OSError, ValueError):  # our stdout closed (`| head`): keep recording
                 self._sinks[fd] = None
         if self._log is not None:
-            self._log.write(self._masker.feed(data))
+            self._record(self._masker.feed(data))
         if self._on_line is not None:
             self._lines(fd, data, final=False)
+
+    def _record(self, data: bytes) -> None:
+        """Append to output.log; a write error (full disk) stops recording, never the draining.
+
+        Were this thread to die, the child would block on a full pipe and a
+        one-second command would hang until killed.
+        """
+        if self._log is None or not data:
+            return
+        try:
+            self._log.write(data)
+        except OSError as exc:
+            self.capture_error = _capture_stopped(self._log, exc)
+            self._log = None
 
     def _lines(self, fd: int, data: bytes, *, final: bool) -> None:
         if self._on_line is None:

@@ -21,6 +21,8 @@ from typing import Any
 from . import layout
 
 HEARTBEAT_STALE_S = 6.0  # heartbeats come every second from the flush thread
+#: One ref per staged run (see Repo.keep_objects); deleted when the run commits.
+KEEP_REFS = "refs/gitxp/runs/"
 
 
 def runs_dir(gitxp_dir: Path) -> Path:
@@ -73,6 +75,11 @@ class RunDir:
     @property
     def id(self) -> str:
         return self.path.name
+
+    @property
+    def keep_ref(self) -> str:
+        """The ref that keeps this run's objects (code snapshot, artifacts) safe from ``git gc``."""
+        return f"{KEEP_REFS}{self.id}"
 
     def create(self) -> RunDir:
         (self.path / "metrics").mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import render
-from .errors import UsageError
+from .errors import GitxpError, RunNotStoredError, UsageError, describe_failure
 from .experiment import ENV_ID, ENV_RUN_DIR
 
 
@@ -119,11 +119,26 @@ def run_wrapped(
         status = "interrupted"
     else:
         status = "failed"
+    problems = [f"output: {result.capture_error}"] if result.capture_error else []
     if artifact_globs:
-        _collect_artifacts(exp, artifact_globs)
-    exp.finish(status, exit_code=result.returncode)
+        try:
+            _collect_artifacts(exp, artifact_globs)
+        except (GitxpError, OSError) as exc:
+            problems.append(f"artifacts: {describe_failure(exc)}")
+    for problem in problems:
+        print(f"gitxp: not recorded: {problem}", file=sys.stderr)
+    # The command's own exit code is recorded whatever failed after it ran;
+    # a successful command whose results were not all recorded is `failed`
+    # (see recording_errors) and gitxp exits 1 for it.
+    exit_status = result.exit_status
+    if problems and status == "completed":
+        status, exit_status = "failed", 1
+    try:
+        exp.finish(status, exit_code=result.returncode, recording_errors=problems)
+    except (GitxpError, OSError) as exc:
+        raise RunNotStoredError(exp.id, describe_failure(exc), exit_status or 1) from exc
     _report(exp, exp.status, result)
-    return result.exit_status
+    return exit_status
 
 
 def _hand_over_key(env: dict[str, str], run_dir: Path) -> Path | None:
