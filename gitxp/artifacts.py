@@ -390,6 +390,10 @@ def stage(run_path: str | os.PathLike[str], entry: ArtifactEntry) -> None:
     line = ("- " + json.dumps(item, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
     target = Path(run_path) / f"artifacts-{os.getpid()}.yaml"
     with _STAGE_LOCK:
+        names = _STAGED_NAMES.get(str(run_path))
+        if names is None:
+            names = _STAGED_NAMES[str(run_path)] = _Names(staged(run_path))
+        names.add(entry)  # raises before anything is staged
         fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             end = os.fstat(fd).st_size
@@ -398,6 +402,61 @@ def stage(run_path: str | os.PathLike[str], entry: ArtifactEntry) -> None:
             os.write(fd, line)  # no fsync: a killed process loses nothing written
         finally:
             os.close(fd)
+
+
+class _Names:
+    """The artifact names staged in one run, to refuse a clash when it is logged, not at commit.
+
+    ``model`` and ``model/extra.txt`` cannot both be artifacts (one is a
+    file, the other needs a folder of that name), nor can two names share a
+    storage path. Kept incrementally so that ``log_artifacts`` of a large
+    folder stays linear.
+    """
+
+    def __init__(self, entries: Iterable[ArtifactEntry]) -> None:
+        self.storage: dict[str, str] = {}  # storage path -> artifact path
+        self.of: dict[str, str] = {}  # artifact path -> storage path
+        self.folders: dict[str, str] = {}  # folder (artifact or storage path) -> one artifact inside it
+        for e in entries:
+            self._put(e.path, e.storage_path)
+
+    def _put(self, path: str, sp: str) -> None:
+        self.storage[sp] = path
+        self.of[path] = sp
+        for p in (path, sp):
+            parts = p.split("/")
+            for k in range(1, len(parts)):
+                self.folders.setdefault("/".join(parts[:k]), path)
+
+    def add(self, e: ArtifactEntry) -> None:
+        sp = e.storage_path
+        clash = None
+        if e.path in self.folders and self.folders[e.path] != e.path:
+            clash = f"{e.path!r} is a file, where {self.folders[e.path]!r} needs a folder"
+        elif sp in self.folders and self.folders[sp] != e.path:
+            clash = f"{e.path!r} is stored at {sp}, where {self.folders[sp]!r} needs a folder"
+        elif self.storage.get(sp, e.path) != e.path:
+            clash = f"{self.storage[sp]!r} and {e.path!r} are both stored at {sp}"
+        else:
+            for p in (e.path, sp):
+                parts = p.split("/")
+                for k in range(1, len(parts)):
+                    prefix = "/".join(parts[:k])
+                    other = self.storage.get(prefix) or (prefix if prefix in self.of else None)
+                    if other is not None and other != e.path:
+                        clash = f"{other!r} is a file, where {e.path!r} needs a folder"
+                        break
+                if clash:
+                    break
+        if clash:
+            raise UsageError(f"artifact names clash: {clash}", "rename one of the artifacts (a name cannot be both a file and a folder)")
+        old = self.of.get(e.path)
+        if old is not None and old != sp:
+            self.storage.pop(old, None)
+        self._put(e.path, sp)
+
+
+_STAGED_NAMES: dict[str, _Names] = {}
 
 
 def staged(run_path: str | os.PathLike[str]) -> list[ArtifactEntry]:
@@ -509,6 +568,13 @@ def _clash(items: list[dict[str, Any]]) -> str | None:
             prefix = "/".join(parts[:k])
             if prefix in owner:
                 return f"{owner[prefix]!r} is stored at {prefix}, where {path!r} needs a folder"
+    paths = set(owner.values())
+    for path in sorted(paths):
+        parts = path.split("/")
+        for k in range(1, len(parts)):
+            prefix = "/".join(parts[:k])
+            if prefix in paths:
+                return f"{prefix!r} is a file, where {path!r} needs a folder"
     return None
 
 
@@ -560,7 +626,15 @@ def read_manifest(record: Record) -> list[dict[str, Any]]:
     if data is None:
         return []
     what = f"{record.id}/{layout.ARTIFACTS_FILE}"
-    doc = layout.load_yaml(data, what=what)
+    return check_manifest(layout.load_yaml(data, what=what), what=what)
+
+
+def check_manifest(doc: Any, *, what: str) -> list[dict[str, Any]]:
+    """A parsed ``artifacts.yaml`` validated (see :func:`read_manifest`), sorted by path.
+
+    Also what ``gitxp pull`` checks, so that a store which ``gitxp get``
+    would refuse never merges.
+    """
     if doc is None:
         return []
     if not isinstance(doc, list):
@@ -775,26 +849,65 @@ def extract(
         root = Path(dest) if dest is not None else Path.cwd() / record.id
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} exists and is not a folder", "choose another destination with -o DEST")
-        root.mkdir(parents=True, exist_ok=True)
-        tmp_dir = root.resolve()
-        plan = [(it, _target_in(tmp_dir, it["path"])) for it in selected]
+        return _extract_folder(record, selected, root, key_of, progress)
 
-    temps: list[Path] = []
+    item, target = plan[0]
+    tmp = _write_temp(tmp_dir, _open(record, item, key_of.get(item["path"])), item, progress)
     try:
-        for item, target in plan:
-            pieces = _open(record, item, key_of.get(item["path"]))
-            temps.append(_write_temp(tmp_dir, pieces, item, progress))
-        written = []
-        for (item, target), tmp in zip(plan, temps):
-            if not single:
-                target = _target_in(tmp_dir, item["path"], create=True)
-            os.replace(tmp, target)
-            written.append(target)
-        temps = []
-        return written
+        os.replace(tmp, target)
     finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return [target]
+
+
+def _extract_folder(record: Record, selected: list[dict[str, Any]], root: Path, key_of: dict[str, bytes], progress: bool) -> list[Path]:
+    """All or nothing: everything is written and verified in a folder beside ``root``, then moved in.
+
+    A new ``root`` is that folder renamed; into an existing one, every
+    target is checked before anything is written, and files already moved
+    are taken back if a later move fails. On any failure nothing is left.
+    """
+    import shutil
+    import tempfile
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    existed = root.is_dir()
+    final = root.resolve() if existed else root.parent.resolve() / root.name
+    if existed:
+        for it in selected:
+            _target_in(final, it["path"])  # a conflict with what is there is found before anything is written
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.gitxp-get-", dir=final.parent))
+    moved: list[Path] = []
+    made: list[Path] = []
+    try:
+        for it in selected:
+            target = _target_in(staging, it["path"], create=True)
+            os.replace(_write_temp(target.parent, _open(record, it, key_of.get(it["path"])), it, progress), target)
+        if not existed:
+            os.rename(staging, final)
+            return [final / it["path"] for it in selected]
+        for it in selected:
+            folder = final
+            for part in it["path"].split("/")[:-1]:
+                folder = folder / part
+                if not folder.exists():
+                    folder.mkdir()
+                    made.append(folder)
+            target = _target_in(final, it["path"])
+            os.replace(staging / it["path"], target)
+            moved.append(target)
+        moved = []
+        made = []
+        return [final / it["path"] for it in selected]
+    finally:
+        for f in moved:
+            f.unlink(missing_ok=True)
+        for d in reversed(made):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _target_in(root: Path, rel: str, *, create: bool = False) -> Path:

@@ -213,6 +213,13 @@ class Checker:
                 layout.safe_relpath(item["path"], what="artifact path")
             except UnsafeDataError as exc:
                 self.problem(f"{path}: {exc.message}")
+                return
+        from . import artifacts
+
+        try:  # types, duplicates, and names that clash (a file and a folder of one name)
+            artifacts.check_manifest(doc, what=path)
+        except UnsafeDataError as exc:
+            self.problem(exc.message)
 
     def check_parquet(self, e: Entry, path: str, what: str) -> None:
         if e.mode == TREE_MODE:

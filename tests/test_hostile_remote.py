@@ -206,6 +206,25 @@ def test_note_on_one_clone_and_tag_on_another_both_survive(engine: str, two_clon
     fsck(a)
 
 
+def rewrite(repo: Path, path: str, content: bytes, *, message: str = "gitxp: forged", env: dict[str, str] | None = None) -> None:
+    """Put ``content`` at ``path`` on ``repo``'s store branch with git plumbing (one new commit)."""
+    parent = run_git(repo, "rev-parse", "gitxp").strip()
+    parts = path.split("/")
+    new_sha, new_mode = run_git(repo, "hash-object", "-w", "--stdin", input=content).strip(), "100644"
+    for depth in range(len(parts) - 1, -1, -1):
+        folder = "/".join(parts[:depth])
+        out = run_git(repo, "ls-tree", f"gitxp:{folder}", check=False) if run_git(repo, "cat-file", "-t", f"gitxp:{folder}", check=False).strip() == "tree" else ""
+        lines = [ln for ln in out.splitlines() if ln.split("\t", 1)[1] != parts[depth]]
+        lines.append(f"{new_mode} {'tree' if new_mode == '040000' else 'blob'} {new_sha}\t{parts[depth]}")
+        new_sha, new_mode = run_git(repo, "mktree", input="\n".join(lines).encode() + b"\n").strip(), "040000"
+    r = subprocess.run(["git", "commit-tree", new_sha, "-p", parent, "-m", message], cwd=repo, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=True)
+    run_git(repo, "update-ref", "refs/heads/gitxp", r.stdout.strip())
+
+
+def _exp_dir(exp_id: str) -> str:
+    return f"experiments/{exp_id[:4]}-{exp_id[4:6]}-{exp_id[6:8]}/{exp_id}"
+
+
 def _forged_remote(tmp_path: Path, repo: Path, exp_id: str, edit: dict, *, commit_date: str | None = None) -> Path:
     """A remote whose store is ``repo``'s plus one commit rewriting ``exp_id``'s experiment.yaml."""
     import yaml
@@ -214,20 +233,8 @@ def _forged_remote(tmp_path: Path, repo: Path, exp_id: str, edit: dict, *, commi
     run_git(tmp_path, "init", "-q", "--bare", str(bare))
     run_git(repo, "push", "-q", str(bare), "gitxp:refs/heads/gitxp")
     meta = {**_meta(repo, exp_id), **edit}
-    day = f"{exp_id[:4]}-{exp_id[4:6]}-{exp_id[6:8]}"
-    blob = run_git(bare, "hash-object", "-w", "--stdin", input=yaml.safe_dump(meta, sort_keys=False).encode()).strip()
-    # Rebuild the path experiments/<day>/<id>/experiment.yaml with mktree, bottom up.
-    parent = run_git(bare, "rev-parse", "gitxp").strip()
-    trees = [run_git(bare, "rev-parse", f"gitxp:{p}").strip() for p in ("", "experiments", f"experiments/{day}", f"experiments/{day}/{exp_id}")]
-    names = ["experiments", day, exp_id, "experiment.yaml"]
-    new_sha, new_mode = blob, "100644"
-    for tree, name in reversed(list(zip(trees, names))):
-        lines = [ln for ln in run_git(bare, "ls-tree", tree).splitlines() if ln.split("\t", 1)[1] != name]
-        lines.append(f"{new_mode} {'tree' if new_mode == '040000' else 'blob'} {new_sha}\t{name}")
-        new_sha, new_mode = run_git(bare, "mktree", input="\n".join(lines).encode() + b"\n").strip(), "040000"
-    env = {**os.environ, **({"GIT_COMMITTER_DATE": commit_date, "GIT_AUTHOR_DATE": commit_date} if commit_date else {})}
-    commit = subprocess.run(["git", "commit-tree", new_sha, "-p", parent, "-m", "gitxp: forged"], cwd=bare, env=env, capture_output=True, text=True, check=True).stdout.strip()
-    run_git(bare, "update-ref", "refs/heads/gitxp", commit)
+    env = {"GIT_COMMITTER_DATE": commit_date, "GIT_AUTHOR_DATE": commit_date} if commit_date else None
+    rewrite(bare, f"{_exp_dir(exp_id)}/experiment.yaml", yaml.safe_dump(meta, sort_keys=False).encode(), env=env)
     return bare
 
 
@@ -256,3 +263,93 @@ def test_a_later_end_time_in_the_past_still_wins(tmp_path: Path, git_repo: Path)
     run_gitxp(git_repo, "tag", xp, "reviewed=mine")
     run_gitxp(git_repo, "pull", str(bare))
     assert _meta(git_repo, xp)["tags"]["reviewed"] == "theirs"
+
+
+# ---------------------------------------------------------------- 6. artifact paths: a file and a folder of one name
+
+
+@pytest.mark.parametrize("first_encrypted", [True, False])
+def test_file_and_folder_of_one_name_refused_when_logged(first_encrypted: bool, git_repo: Path) -> None:
+    import gitxp
+    from gitxp.errors import UsageError
+
+    (git_repo / "m1").write_text("one")
+    (git_repo / "m2").write_text("two")
+    with gitxp.start(repo=str(git_repo), name="clash", log_hardware=False, capture_env=False) as xp:
+        xp.log_artifact(git_repo / "m1", "model", encrypt=first_encrypted)
+        with pytest.raises(UsageError, match="artifact names clash: 'model' is a file, where 'model/extra.txt' needs a folder"):
+            xp.log_artifact(git_repo / "m2", "model/extra.txt", encrypt=False)
+        with pytest.raises(UsageError, match="artifact names clash"):  # encrypted `model` is stored as model.gxp
+            xp.log_artifact(git_repo / "m2", "model.gxp" if first_encrypted else "model/x", encrypt=not first_encrypted)
+        xp.log_artifact(git_repo / "m2", "model", encrypt=not first_encrypted)  # logging the same name again is fine
+    listed = run_git(git_repo, "show", f"gitxp:{_exp_dir(xp.id)}/artifacts.yaml")
+    assert listed.count("path:") == 1 and "path: model\n" in listed
+    fsck(git_repo)
+
+
+def _plain_item(path: str, data: bytes) -> str:
+    import hashlib
+
+    return f"- path: {path}\n  size: {len(data)}\n  digest: sha256:{hashlib.sha256(data).hexdigest()}\n  encrypted: false\n  parts: 1\n"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pulled_manifest_with_a_file_and_folder_of_one_name_is_refused(engine: str, tmp_path: Path, git_repo: Path) -> None:
+    record(git_repo, "mine")
+    manifest = (_plain_item("model", b"one") + _plain_item("model/extra.txt", b"two")).encode()
+    bare = hostile_remote(tmp_path, git_repo, {
+        "artifacts.yaml": ("100644", manifest),
+        "artifacts": ("040000", {"model": ("100644", b"one"), "model.d": ("040000", {"extra.txt": ("100644", b"two")})}),
+    })
+    assert_refused_and_untouched(git_repo, bare, engine, "where 'model/extra.txt' needs a folder")
+
+
+def _store_with_artifacts(repo: Path) -> str:
+    import gitxp
+
+    (repo / "a.txt").write_text("alpha")
+    (repo / "b.txt").write_text("bravo")
+    with gitxp.start(repo=str(repo), name="arts", log_hardware=False, capture_env=False) as xp:
+        xp.log_artifact(repo / "a.txt", "a.txt", encrypt=False)
+        xp.log_artifact(repo / "b.txt", "sub/b.txt", encrypt=False)
+    return xp.id
+
+
+def test_get_of_a_damaged_manifest_writes_nothing(tmp_path: Path, git_repo: Path) -> None:
+    """A store damaged before this fix (``model`` and ``model/extra.txt``): no partial output."""
+    xp = _store_with_artifacts(git_repo)
+    manifest = _plain_item("model", b"alpha") + _plain_item("model/extra.txt", b"bravo")
+    rewrite(git_repo, f"{_exp_dir(xp)}/artifacts.yaml", manifest.encode())
+    rewrite(git_repo, f"{_exp_dir(xp)}/artifacts/model", b"alpha")
+    r = run_gitxp(git_repo, "get", xp, "-o", str(tmp_path / "out"), check=False)
+    assert r.returncode == 1 and "needs a folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if "gitxp-get" in p.name]
+
+
+def test_get_is_all_or_nothing_when_a_later_artifact_fails(tmp_path: Path, git_repo: Path) -> None:
+    xp = _store_with_artifacts(git_repo)
+    rewrite(git_repo, f"{_exp_dir(xp)}/artifacts/sub/b.txt", b"tampered")  # fails verification, after a.txt
+    for existing in (False, True):
+        out = tmp_path / f"out-{existing}"
+        if existing:
+            out.mkdir()
+            (out / "keep.txt").write_text("mine")
+        r = run_gitxp(git_repo, "get", xp, "-o", str(out), check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert sorted(p.name for p in out.rglob("*")) == ["keep.txt"] if existing else not out.exists()
+        assert not [p for p in tmp_path.iterdir() if "gitxp-get" in p.name]
+
+
+def test_get_into_a_folder_with_a_conflict_writes_nothing(tmp_path: Path, git_repo: Path) -> None:
+    xp = _store_with_artifacts(git_repo)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the artifact needs a folder")
+    r = run_gitxp(git_repo, "get", xp, "-o", str(out), check=False)
+    assert r.returncode == 2 and "needs a folder" in r.stderr, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["sub"]
+    (out / "sub").unlink()
+    written = run_gitxp(git_repo, "get", xp, "-o", str(out))
+    assert (out / "a.txt").read_text() == "alpha" and (out / "sub" / "b.txt").read_text() == "bravo", written.stderr
+    assert not [p for p in tmp_path.iterdir() if "gitxp-get" in p.name]
