@@ -877,6 +877,9 @@ def _extract_folder(record: Record, selected: list[dict[str, Any]], root: Path, 
         for it in selected:
             _target_in(final, it["path"])  # a conflict with what is there is found before anything is written
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.gitxp-get-", dir=final.parent))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # it becomes DEST: a folder as mkdir makes it, not mkdtemp's 0700
     moved: list[Path] = []
     made: list[Path] = []
     try:

@@ -352,4 +352,8 @@ def test_get_into_a_folder_with_a_conflict_writes_nothing(tmp_path: Path, git_re
     (out / "sub").unlink()
     written = run_gitxp(git_repo, "get", xp, "-o", str(out))
     assert (out / "a.txt").read_text() == "alpha" and (out / "sub" / "b.txt").read_text() == "bravo", written.stderr
+    fresh = tmp_path / "fresh"
+    run_gitxp(git_repo, "get", xp, "-o", str(fresh))
+    assert (fresh / "sub" / "b.txt").read_text() == "bravo"
+    assert fresh.stat().st_mode & 0o777 == (tmp_path / "out").stat().st_mode & 0o777  # not mkdtemp's 0700
     assert not [p for p in tmp_path.iterdir() if "gitxp-get" in p.name]
