@@ -86,7 +86,7 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
     if len(decades) >= 3:
         step = max(1, math.ceil(len(decades) / 8))
-        return decades[::step]
+        return [float(d) for d in decades[::step]]
     out = [math.log10(m * 10.0**d) for d in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)]
     return [t for t in out if lo - 1e-9 <= t <= hi + 1e-9] or [lo]
 
@@ -162,8 +162,8 @@ def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x
             if not pts:
                 continue
             if len(pts) == 1:
-                (x, y), = pts
-                out.append(f'<circle class="marker" cx="{sx(x):.2f}" cy="{sy(y):.2f}" r="5" fill="{colours[lab]}"><title>{escape(lab)}: {_tick_label(10**y if log_y else y)} at step {x:g}</title></circle>')
+                (mx, my), = pts
+                out.append(f'<circle class="marker" cx="{sx(mx):.2f}" cy="{sy(my):.2f}" r="5" fill="{colours[lab]}"><title>{escape(lab)}: {_tick_label(10**my if log_y else my)} at step {mx:g}</title></circle>')
                 continue
             coords = " ".join(f"{sx(x):.2f},{sy(y):.2f}" for x, y in downsample(pts))
             out.append(f'<polyline fill="none" stroke="{colours[lab]}" stroke-width="2.5" stroke-linejoin="round" points="{coords}"><title>{escape(lab)}</title></polyline>')
