@@ -35,7 +35,7 @@ def push(ctx: click.Context, remote: str | None, force: bool, quiet: bool, hook:
     from . import remote as _remote
 
     try:
-        result = _remote.push(_repo(ctx), remote, force=force, quiet=quiet or hook)
+        result = _remote.push(_repo(ctx), remote, force=force, quiet=quiet or hook, verify=not hook)
     except RemoteError as exc:
         if hook and "no experiment store" in str(exc):
             return

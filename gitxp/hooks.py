@@ -15,6 +15,15 @@ keep their power. Installing twice updates gitxp's script in place;
 ``uninstall`` renames the original back, byte for byte. The scripts call
 gitxp through the Python that installed them (``gitxp`` on PATH if that
 Python is gone).
+
+The pre-commit framework, installed after gitxp, renames gitxp's script
+``<name>.legacy`` and runs it from its own; gitxp's script finds the
+original by hook name, and ``install``/``uninstall`` look for gitxp's
+script there too (``uninstall`` then leaves the original as
+``<name>.legacy``, which pre-commit keeps running). Installed before gitxp,
+pre-commit's script is just the chained original. The store push made from
+``pre-push`` runs no hook (``--no-verify``), so a user's hook runs once per
+``git push``; ``gitxp push`` by hand runs it once too.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from .errors import GitxpError
 HOOK_NAMES = ("pre-push", "post-merge", "prepare-commit-msg")
 MARKER = "# gitxp-hook:"
 CHAINED_SUFFIX = ".gitxp-chained"
+#: Where the pre-commit framework moves a hook it finds when it installs its own.
+LEGACY_SUFFIX = ".legacy"
 TRAILER = "Gitxp-Experiments"
 TRAILER_MAX = 10
 
@@ -96,6 +107,11 @@ def install(path: str | os.PathLike[str] = ".") -> list[str]:
     for name in HOOK_NAMES:
         target = d / name
         chained = d / (name + CHAINED_SUFFIX)
+        legacy = d / (name + LEGACY_SUFFIX)
+        if not _is_ours(target) and _is_ours(legacy):
+            _write_executable(legacy, _render(name))
+            done.append(f"updated {legacy} (run by the pre-commit framework's {name})")
+            continue
         if target.exists() or target.is_symlink():
             if _is_ours(target):
                 _write_executable(target, _render(name))
@@ -119,6 +135,14 @@ def uninstall(path: str | os.PathLike[str] = ".") -> list[str]:
     for name in HOOK_NAMES:
         target = d / name
         chained = d / (name + CHAINED_SUFFIX)
+        legacy = d / (name + LEGACY_SUFFIX)
+        if not _is_ours(target) and _is_ours(legacy):
+            legacy.unlink()
+            done.append(f"removed {legacy}")
+            if chained.exists() or chained.is_symlink():
+                os.rename(chained, legacy)
+                done.append(f"restored your hook as {legacy} (the pre-commit framework runs it)")
+            continue
         if (target.exists() or target.is_symlink()) and not _is_ours(target):
             done.append(f"left {target} alone: it is not gitxp's")
             continue

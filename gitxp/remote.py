@@ -64,7 +64,7 @@ from typing import Any
 
 from . import config as _config
 from . import layout, validate
-from .errors import ForeignStoreError, RemoteError, StoreError, UnsafeDataError, UsageError
+from .errors import ForeignStoreError, GitxpError, RemoteError, StoreError, UnsafeDataError, UsageError
 from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Quarantine, Repo
 
 PUSH_ATTEMPTS = 10
@@ -245,11 +245,18 @@ def _set_ref(repo: Repo, name: str, sha: str | None) -> None:
 # ---------------------------------------------------------------- push
 
 
-def _push_once(repo: Repo, target: str, branch: str, *, eng: str, quiet: bool) -> str:
-    """One push attempt: ``pushed``, ``up-to-date`` or ``rejected`` (the remote moved on)."""
+def _push_once(repo: Repo, target: str, branch: str, *, eng: str, quiet: bool, verify: bool = True) -> str:
+    """One push attempt: ``pushed``, ``up-to-date`` or ``rejected`` (the remote moved on).
+
+    ``verify=False`` (from gitxp's pre-push hook) runs no pre-push hook: the
+    user's hook has already run once for the ``git push`` that called us.
+    A refusal by the user's hook or the remote's says why, in their words.
+    """
     spec = f"refs/heads/{branch}:refs/heads/{branch}"
     if eng == "git":
         args = ["push", "--porcelain", "--no-recurse-submodules"]
+        if not verify:
+            args.append("--no-verify")
         args.append("--progress" if not quiet and sys.stderr.isatty() else "--quiet")
         r = _run_git(repo, [*args, "--", target, spec], quiet=quiet, in_hook=True)
         status = [ln for ln in (r.stdout or "").splitlines() if ln[:1] in " +-*!=" and "\t" in ln]
@@ -263,11 +270,39 @@ def _push_once(repo: Repo, target: str, branch: str, *, eng: str, quiet: bool) -
                 return "rejected"
             if "[remote rejected]" in rest and re.search(r"lock|failed to update|expected|incorrect old", rest):
                 return "rejected"
-            raise RemoteError(f"push to {target} was refused: {rest.split(chr(9))[-1]}", "check the remote's rules for the store branch")
+            raise RemoteError(f"push to {target} was refused: {rest.split(chr(9))[-1]}{_says(r.stderr, remote=True)}", "check the remote's rules for the store branch")
         if r.returncode == 0:
             return "pushed"
+        if verify and _has_pre_push_hook(repo) and not re.search(r"^fatal:", r.stderr or "", re.M):
+            raise RemoteError(f"push to {target} was refused by your pre-push hook{_says(r.stderr)}", "fix what it reports, then run `gitxp push`; the code's own push is not affected")
         raise RemoteError(f"git push to {target} failed: {_last_line(r.stderr)}", "check the remote's URL and your access to it")
     return _dulwich_push(repo, target, spec, quiet=quiet)
+
+
+def _says(stderr: str | None, *, remote: bool = False) -> str:
+    """``": "`` plus the first lines a hook printed (``remote:`` lines for the remote's), or ``""``."""
+    lines = []
+    for ln in (stderr or "").splitlines():
+        ln = ln.strip()
+        if remote:
+            if not ln.startswith("remote:") or not ln[7:].strip():
+                continue
+            ln = ln[7:].strip()
+        elif not ln or ln.startswith(("error: failed to push", "To ", "hint:")):
+            continue
+        lines.append(ln)
+    text = " / ".join(lines[:3])
+    return f": {text[:300]}" if text else ""
+
+
+def _has_pre_push_hook(repo: Repo) -> bool:
+    from .hooks import hooks_dir
+
+    try:
+        hook = hooks_dir(str(repo.root or repo.git_dir)) / "pre-push"
+    except GitxpError:
+        return False
+    return os.access(hook, os.X_OK)
 
 
 def _dulwich_push(repo: Repo, target: str, spec: str, *, quiet: bool) -> str:
@@ -295,7 +330,10 @@ def _dulwich_push(repo: Repo, target: str, spec: str, *, quiet: bool) -> str:
     return "pushed"
 
 
-def push(path: str | os.PathLike[str] = ".", remote: str | None = None, *, force: bool = False, quiet: bool = True, eng: str | None = None, attempts: int = PUSH_ATTEMPTS) -> SyncResult:
+def push(
+    path: str | os.PathLike[str] = ".", remote: str | None = None, *, force: bool = False, quiet: bool = True,
+    eng: str | None = None, attempts: int = PUSH_ATTEMPTS, verify: bool = True,
+) -> SyncResult:
     """Push the store branch; merge the remote's first when it moved on, then push again.
 
     Raises:
@@ -309,7 +347,7 @@ def push(path: str | os.PathLike[str] = ".", remote: str | None = None, *, force
         target, name, _url = resolve(repo, remote, branch)
         merged = 0
         for attempt in range(1, attempts + 1):
-            outcome = _push_once(repo, target, branch, eng=eng, quiet=quiet)
+            outcome = _push_once(repo, target, branch, eng=eng, quiet=quiet, verify=verify)
             if outcome != "rejected":
                 if name:
                     _set_ref(repo, f"refs/remotes/{name}/{branch}", repo.ref(branch))
