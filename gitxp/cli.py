@@ -241,6 +241,14 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
     folder. Values of secret-looking options (`--api-key X`) are recorded as
     <redacted>; the command gets GITXP_KEY_FILE instead of GITXP_KEY.
 
+    Exit status: COMMAND's (128+N if killed by signal N), and its exit code
+    is recorded whatever happens after it ran. If gitxp could not record
+    everything (an --artifact failed, the disk filled up, output capture
+    stopped), the experiment says what in `recording_errors`; a command
+    that succeeded is then recorded `failed` and gitxp exits 1. A run that
+    could not be committed at all (no space, a stale ref lock) stays staged
+    for `gitxp recover`, and the error says what to fix.
+
     \b
     Example:
       gitxp start -p lr=0.1 --tag team=vision -- python train.py --lr 0.1
@@ -613,19 +621,26 @@ def key_import(ctx: click.Context, value: str) -> None:
 @click.option("--python", "python_exe", metavar="EXE", help="Interpreter for --venv (default: this one).")
 @click.option("--conda", "conda_name", metavar="NAME", help="Create a conda environment NAME (conda, mamba or micromamba).")
 @click.option("--conda-file", type=click.Path(dir_okay=False), help="Write a conda environment.yml to FILE.")
+@click.option("--allow-urls", is_flag=True, help="Also install (or write) packages recorded from a URL or VCS; their setup code runs.")
 @click.pass_context
-def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None) -> None:
+def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool) -> None:
     """Show, export or recreate the environment an experiment ran in.
+
+    Packages recorded from a URL, VCS or local path are listed with their
+    source. A recorded experiment may come from anyone's store, so those
+    from a URL or VCS are left out of --venv, --conda, --requirements and
+    --conda-file unless --allow-urls is given.
 
     \b
     Example:
       gitxp env a3f9
       gitxp env a3f9 --venv .venv-a3f9
       gitxp env a3f9 --requirements requirements.txt --conda-file environment.yml
+      gitxp env a3f9 --venv .venv-a3f9 --allow-urls   # trusted: include git+https:// pins
     """
     from . import envcmd
 
-    envcmd.run(_store(ctx).get(ref), requirements=requirements, venv=venv, python=python_exe, conda_name=conda_name, conda_file=conda_file)
+    envcmd.run(_store(ctx).get(ref), requirements=requirements, venv=venv, python=python_exe, conda_name=conda_name, conda_file=conda_file, allow_urls=allow_urls)
 
 
 
