@@ -57,6 +57,11 @@ def remember(src: str | os.PathLike[str]) -> None:
         line = json.dumps({"path": rel, "size": size, "blob": blob}, separators=(",", ":")) + "\n"
         folder = common / "gitxp"
         folder.mkdir(parents=True, exist_ok=True)
+        try:
+            if line in (folder / REGISTRY).read_text(encoding="utf-8", errors="replace"):
+                return  # re-logging the same file adds nothing: the file grows with distinct files only
+        except FileNotFoundError:
+            pass
         fd = os.open(folder / REGISTRY, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, line.encode())  # one short append: atomic between processes
@@ -96,13 +101,8 @@ def rules(repo_root: Path, gitxp_dir: Path, *, artifact_globs: tuple[str, ...] =
             blobs.setdefault(size, set()).add(blob)
     for pattern in artifact_globs:
         for match in glob.glob(pattern, recursive=True):
-            rel = _inside(root, Path(match).resolve())
-            if rel is None:
-                continue
-            if os.path.isdir(match):
-                always.add(rel)
-            else:
-                paths.add(rel)
+            found = [p for p in Path(match).rglob("*") if p.is_file()] if os.path.isdir(match) else [Path(match)]
+            paths.update(rel for rel in (_inside(root, p.resolve()) for p in found) if rel)
     return Withhold(always=tuple(sorted(always)), paths=frozenset(paths),
                     blobs={size: frozenset(ids) for size, ids in blobs.items()})
 

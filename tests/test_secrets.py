@@ -283,6 +283,28 @@ def test_api_log_artifact_is_remembered(git_repo: Path) -> None:
     assert b"weights-" * 100 not in all_objects(git_repo)
 
 
+def test_registry_grows_with_distinct_files_only(git_repo: Path) -> None:
+    for _ in range(3):
+        with gitxp.start(repo=str(git_repo), log_hardware=False, capture_env=False, capture_code=False) as xp:
+            (git_repo / "ckpt.bin").write_bytes(b"same bytes")
+            xp.log_artifact(git_repo / "ckpt.bin")
+    lines = (git_repo / ".git" / "gitxp" / "withheld.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and '"path":"ckpt.bin"' in lines[0]
+
+
+def test_artifact_folder_glob_withholds_its_untracked_files_only(git_repo: Path) -> None:
+    (git_repo / "out").mkdir()
+    (git_repo / "out" / "README.md").write_text("committed\n")
+    run_git(git_repo, "add", "out/README.md")
+    run_git(git_repo, "commit", "-qm", "out")
+    (git_repo / "out" / "old.bin").write_bytes(b"\0left over from an earlier run")
+    run_gitxp(git_repo, "start", "--no-hardware", "--artifact", "out", "--", sys.executable, "-c", "pass")
+    x = gitxp.open(str(git_repo)).get("@")
+    assert stored(git_repo, x.id, "code/out/README.md").stdout == b"committed\n"
+    assert stored(git_repo, x.id, "code/out/old.bin", check=False).returncode != 0
+    assert x.source["skipped"] == ["out/old.bin"]
+
+
 def test_unencrypted_artifacts_stay_in_the_snapshot(git_repo: Path) -> None:
     (git_repo / "table.csv").write_text("a,b\n1,2\n")
     with gitxp.start(repo=str(git_repo), log_hardware=False, capture_env=False) as xp:
