@@ -412,6 +412,29 @@ def experiment_problems(doc: Any) -> list[str]:
     return out
 
 
+def environment_problems(doc: Any) -> list[str]:
+    """What is wrong with the types of one ``environment.yaml`` (the fields gitxp reads)."""
+    if doc is None:
+        return []
+    if not isinstance(doc, dict):
+        return [f"not a mapping but a {type(doc).__name__}"]
+    out = [f"field {k!r} must be a mapping" for k in ("python", "platform", "cpu", "cuda", "conda", "env_vars") if not isinstance(doc.get(k), (dict, type(None)))]
+    for k in ("gpus", "packages"):
+        v = doc.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, dict) for x in v)):
+            out.append(f"field {k!r} must be a list of mappings")
+    for p in doc.get("packages") or [] if not any("'packages'" in o for o in out) else []:
+        if not isinstance(p.get("name"), str) or not isinstance(p.get("version"), _OPT_STR) or not isinstance(p.get("source"), (dict, type(None))):
+            out.append(f"field 'packages' entry {str(p.get('name'))[:40]!r} must have a text name and version and a mapping source")
+            break
+    conda = doc.get("conda")
+    if isinstance(conda, dict) and not isinstance(conda.get("packages"), (list, type(None))):
+        out.append("field 'conda' entry 'packages' must be a list")
+    if not isinstance(doc.get("memory_total_bytes"), (int, float, type(None))):
+        out.append("field 'memory_total_bytes' must be a number")
+    return out
+
+
 def params_problems(doc: Any) -> list[str]:
     """Parameter keys that are not one-line text, anywhere in the nesting."""
     if doc is None:

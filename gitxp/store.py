@@ -104,8 +104,19 @@ class Record:
 
     @property
     def environment(self) -> Mapping[str, Any] | None:
+        """``environment.yaml``, or None when not recorded.
+
+        Raises:
+            UnsafeDataError: the file does not parse or has mistyped fields.
+        """
         data = self.read_file(layout.ENVIRONMENT_FILE)
-        return layout.load_yaml(data, what=layout.ENVIRONMENT_FILE) if data is not None else None
+        if data is None:
+            return None
+        doc = layout.load_yaml(data, what=f"{self.id}/{layout.ENVIRONMENT_FILE}")
+        problems = layout.environment_problems(doc)
+        if problems:
+            raise UnsafeDataError(f"{self.id}/{layout.ENVIRONMENT_FILE}: {problems[0]}", "the store may be damaged or hostile; see `git show`")
+        return doc
 
     def read_file(self, path: str) -> bytes | None:
         return self.store.repo.read_path(self.tree, path)

@@ -41,6 +41,11 @@ MAX_PROBLEMS = 10
 
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _YAML_MAPPINGS = (layout.EXPERIMENT_FILE, layout.PARAMS_FILE, layout.ENVIRONMENT_FILE)
+_FIELD_CHECKS = {
+    layout.EXPERIMENT_FILE: layout.experiment_problems,
+    layout.PARAMS_FILE: layout.params_problems,
+    layout.ENVIRONMENT_FILE: layout.environment_problems,
+}
 
 
 class _TooMany(Exception):
@@ -194,9 +199,8 @@ class Checker:
             self.problem(f"{path}: not a mapping")
         elif e.name == layout.EXPERIMENT_FILE and doc.get("id", exp_id) != exp_id:
             self.problem(f"{path}: id {doc.get('id')!r} does not match its folder")
-        elif e.name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE):
-            check = layout.experiment_problems if e.name == layout.EXPERIMENT_FILE else layout.params_problems
-            for p in check(doc)[:3]:
+        elif e.name in _FIELD_CHECKS:
+            for p in _FIELD_CHECKS[e.name](doc)[:3]:
                 self.problem(f"{path}: {p}")
 
     def check_manifest(self, doc: Any, path: str) -> None:

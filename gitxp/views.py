@@ -244,7 +244,12 @@ def _quantity(column: str, value: float) -> str:
 
 
 def _env_lines(rec: Any) -> list[str]:
-    env = rec.environment
+    from .errors import UnsafeDataError
+
+    try:
+        env = rec.environment
+    except UnsafeDataError as exc:
+        return [f"  (damaged: {exc.message})"]
     if env is None:
         return ["  (not recorded)"]
     from . import environment

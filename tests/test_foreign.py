@@ -472,3 +472,13 @@ def test_newline_in_a_name_never_injects_commit_trailers(mine: Path) -> None:
     assert "Gitxp-Experiments:" in trailers and "honest" in trailers
     assert "Signed-off-by" not in trailers and "Co-authored-by" not in trailers, trailers
     fsck(mine)
+
+
+def test_mistyped_environment_is_refused_by_pull_and_an_error_where_read(tmp_path: Path, mine: Path) -> None:
+    files = {"experiment.yaml": experiment_yaml(), "environment.yaml": b"python: [1]\npackages: 5\n"}
+    assert_refused(mine, hostile(tmp_path, mine, files), BAD_ID, "'python'")
+    craft(mine, files)
+    r = timed(mine, "show", BAD_ID, "--env")
+    assert "(damaged: " in r.stdout and "'python'" in r.stdout
+    r = timed(mine, "env", BAD_ID, code=1)
+    assert r.stderr.startswith("Error: ") and "'python'" in r.stderr
