@@ -242,7 +242,6 @@ class Experiment:
         the manifest entry is staged and committed with the experiment.
         """
         from . import artifacts, keys
-        from .plumbing import FILE_MODE, Entry
 
         src = Path(path)
         if not src.is_file():
@@ -251,7 +250,7 @@ class Experiment:
         rel = name if name is not None else _artifact_name(src)
         key = keys.store_key(store) if encrypt else None
         entry = artifacts.store_file(store.repo, src, rel, key=key)
-        store.repo.keep_objects(self._run.keep_ref, [Entry(rel, FILE_MODE, sha) for sha in entry.objects])
+        store.repo.keep_objects(self._run.keep_ref, entry.objects)
         artifacts.stage(self._run.path, entry)
         if encrypt:  # the plaintext stays in the work tree: later code snapshots must leave it out
             from . import withheld
@@ -296,7 +295,7 @@ class Experiment:
             if state != self._last_saved:
                 suffix = "" if self._owner else f"-{os.getpid()}"
                 self._run.write_yaml(f"params{suffix}.yaml", self.params)
-                self._run.write_yaml(f"extra{suffix}.yaml", {"summary": _plain(self.summary), "tags": _plain(self.tags), "notes": self._meta.get("notes")})
+                self._run.write_yaml(f"extra{suffix}.yaml", {"summary": _plain(self.summary), "tags": _plain(self.tags, one_line=True), "notes": self._meta.get("notes")})
                 self._last_saved = state
             self._run.heartbeat()
 
@@ -404,13 +403,22 @@ def _lost_data(run: staging.RunDir) -> bool:
     return False
 
 
-def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
+def _plain(d: Mapping[str, Any], *, one_line: bool = False) -> dict[str, Any]:
+    """Summary or tags as stored, whatever was assigned to ``xp.summary``/``xp.tags`` directly.
+
+    Names (and, with ``one_line``, text values: tags) get any control
+    character replaced by ``?``: the store's reader refuses them.
+    """
     out: dict[str, Any] = {}
     for k, v in d.items():
+        key = layout.CONTROL_RE.sub("?", str(k))
         try:
-            out[str(k)] = _check_value(str(k), v)
+            v = _check_value(key, v)
         except ParamTypeError:
-            out[str(k)] = float(v) if _is_number(v) else str(v)
+            v = float(v) if _is_number(v) else str(v)
+        if one_line and isinstance(v, (list, dict)):
+            v = str(v)  # a tag is a single value
+        out[key] = layout.CONTROL_RE.sub("?", v) if one_line and isinstance(v, str) else v
     return out
 
 

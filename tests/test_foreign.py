@@ -404,6 +404,12 @@ def test_control_characters_are_refused_by_tag_note_and_the_api(mine: Path) -> N
         with pytest.raises(gitxp.GitxpError, match="control character"):
             xp.log_artifact(f, "a\nb.txt", encrypt=False)
         xp.log_metric("loss", 1.0)
+        xp.summary["best\nacc"] = 0.9  # assigned directly: no call to refuse it
+        xp.tags["k\x1b"] = ["v\n"]
+    with gitxp.open(str(mine)) as store:
+        rec = store.get(xp.id)
+        assert rec.status == "completed" and "damaged" not in rec.meta
+        assert dict(rec.summary) == {"best?acc": 0.9} and rec.tags["k?"] == "['v\\n']"
     fsck(mine)
 
 
