@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout, metrics, shutdown, staging
-from .errors import ExperimentStateError, MetricValueError, ParamTypeError, UsageError
+from .errors import ExperimentStateError, MetricValueError, ParamError, ParamTypeError, UsageError
 
 ENV_ID = "GITXP_EXPERIMENT"
 ENV_RUN_DIR = "GITXP_RUN_DIR"
@@ -49,6 +49,8 @@ def check_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             raise ParamTypeError(f"{prefix}{k!r}", k)
         layout.check_text(k, "parameter name")
         out[k] = _check_value(f"{prefix}{k}", v)
+    if not prefix and layout.yaml_depth_problem(out):  # params.yaml must pass the store's reader
+        raise ParamError(f"parameters: {layout.yaml_depth_problem(out)}", "flatten the parameters")
     return out
 
 

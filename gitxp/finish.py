@@ -167,7 +167,7 @@ def commit_run(
     body = [f"command: {' '.join(map(str, ordered.get('command') or []))}"[:500]]
     commit = store.commit_experiment(exp_id, files, message + "\n\n" + "\n".join(body) + "\n")
     run.remove()
-    store.repo.delete_ref(run.keep_ref)
+    store.repo.delete_refs(run.keep_ref)
     return commit
 
 

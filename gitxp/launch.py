@@ -123,10 +123,8 @@ def begin(
     run.claim()
     if capture_code:
         meta["source"] = _snapshot(store, code_dir, tuple(artifact_globs))
-        if meta["source"].get("tree"):  # a dirty tree's new objects belong to nothing yet: keep them from `git gc`
-            from .plumbing import TREE_MODE, Entry
-
-            store.repo.keep_objects(run.keep_ref, [Entry("code", TREE_MODE, meta["source"]["tree"])])
+        if meta["source"].get("tree") and meta["source"].get("dirty"):  # new objects belong to nothing yet: keep them from `git gc`
+            store.repo.keep_objects(run.keep_ref, [meta["source"]["tree"]])
     else:
         commit, branch = store.repo.head()
         meta.setdefault("source", {"branch": branch, "commit": commit, "dirty": None, "tree": None})
@@ -194,7 +192,7 @@ def _capture_environment(run: staging.RunDir, env_vars: tuple[str, ...], command
         else:
             env = environment.capture_interpreter(python, extra_env_vars=env_vars)
         run.write_yaml(layout.ENVIRONMENT_FILE, env)
-        staging.atomic_write(run.path / layout.REQUIREMENTS_FILE, environment.requirements_txt(env))
+        staging.atomic_write(run.path / layout.REQUIREMENTS_FILE, environment.requirements_txt(env, allow_urls=True))  # the record of this environment, as it is
     except Exception as exc:  # a missing environment never fails a run
         print(f"gitxp: could not record the environment: {exc}", file=sys.stderr)
 

@@ -450,27 +450,37 @@ class Repo:
             lock.unlink(missing_ok=True)
         return True
 
-    def delete_ref(self, name: str) -> None:
-        """Remove a ref (full name), loose and packed (``git gc`` packs refs); absent is fine.
+    def delete_refs(self, name: str) -> None:
+        """Remove the ref ``name`` and every ref under ``name/``, loose and packed; absent is fine.
 
-        Follows git's protocol: the loose file goes, then ``packed-refs`` is
-        rewritten under ``packed-refs.lock`` without that line. A lock held
-        by someone else leaves the packed line for a later call.
+        Follows git's protocol: loose files go, then ``packed-refs`` (``git
+        gc`` packs refs) is rewritten under ``packed-refs.lock`` without
+        those lines. A lock held by someone else leaves the packed lines for
+        a later call.
         """
-        (self.common_dir / name).unlink(missing_ok=True)
+        import shutil
+
+        loose = self.common_dir / name
+        if loose.is_dir():
+            shutil.rmtree(loose, ignore_errors=True)
+        else:
+            loose.unlink(missing_ok=True)
         packed = self.common_dir / "packed-refs"
-        target = b" " + name.encode()
         try:
             lines = packed.read_bytes().splitlines(keepends=True)
         except FileNotFoundError:
             return
+        exact, under = name.encode(), name.encode() + b"/"
         kept: list[bytes] = []
-        skip_peeled = False
+        dropping = False
         for line in lines:
-            if skip_peeled and line.startswith(b"^"):
+            if line.startswith(b"^"):  # the peeled value of the line before
+                if not dropping:
+                    kept.append(line)
                 continue
-            skip_peeled = line.rstrip(b"\n").endswith(target) and not line.startswith((b"#", b"^"))
-            if not skip_peeled:
+            ref = line.rstrip(b"\n").partition(b" ")[2]
+            dropping = not line.startswith(b"#") and (ref == exact or ref.startswith(under))
+            if not dropping:
                 kept.append(line)
         if len(kept) == len(lines):
             return
@@ -488,37 +498,32 @@ class Repo:
         finally:
             lock.unlink(missing_ok=True)
 
-    def keep_objects(self, name: str, objects: Iterable[Entry]) -> None:
-        """Make objects reachable from the ref ``name`` so that ``git gc`` never prunes them.
+    def keep_objects(self, name: str, shas: Iterable[str]) -> None:
+        """Point a ref ``<name>/<sha>`` at each object so that ``git gc`` never prunes it.
 
         A live run's objects (its code snapshot, its artifacts) are referenced
         by nothing until it commits; ``git gc --prune=now`` would delete
-        them. The ref points at a tree (``git log --all`` shows no commit
-        for it) holding one subtree per first two hex digits of the object
-        id, so adding an object rewrites two small trees whatever the run's
-        size. ``Entry.name`` is ignored; the mode says blob or tree.
+        them. A ref may point at a tree or a blob (``git log --all`` shows
+        nothing for it); one loose ref file per object costs no new object
+        and no read-modify-write, whatever the run's size.
         """
-        new = [Entry(e.sha, TREE_MODE if e.is_tree else FILE_MODE, e.sha) for e in objects]
-        if not new:
-            return
-        for _ in range(100):
-            old = self.read_ref(name)
-            root = {e.name: e for e in self.read_tree(old)} if old else {}
-            by_bucket: dict[str, list[Entry]] = {}
-            for e in new:
-                by_bucket.setdefault(e.sha[:2], []).append(e)
-            for bucket, items in by_bucket.items():
-                have = root.get(bucket)
-                entries = {e.name: e for e in self.read_tree(have.sha)} if have is not None else {}
-                if all(i.name in entries for i in items):
-                    continue
-                entries.update((i.name, i) for i in items)
-                root[bucket] = Entry(bucket, TREE_MODE, self.write_tree(entries.values()))
-            tree = self.write_tree(root.values())
-            if tree == old or self.set_ref(name, old, tree):
-                return
-            time.sleep(0.005 * (0.5 + random.random()))
-        raise StoreError(f"could not update {name}: it kept changing", "try again")
+        folder = self.common_dir / name
+        for sha in shas:
+            path = folder / sha
+            if path.exists():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = path.with_name(sha + ".lock")  # git skips *.lock when it lists refs
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                continue  # another process of the run is writing the same ref
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(sha + "\n")
+                os.replace(lock, path)
+            finally:
+                lock.unlink(missing_ok=True)
 
     def _reflog(self, branch: str, old: str, new: str, message: str) -> None:
         log = self.common_dir / "logs" / "refs" / "heads" / branch

@@ -21,7 +21,8 @@ from typing import Any
 from . import layout
 
 HEARTBEAT_STALE_S = 6.0  # heartbeats come every second from the flush thread
-#: One ref per staged run (see Repo.keep_objects); deleted when the run commits.
+#: Refs ``<KEEP_REFS><id>/<sha>``, one per object a staged run wrote (see
+#: Repo.keep_objects); deleted when the run commits.
 KEEP_REFS = "refs/gitxp/runs/"
 
 
@@ -78,7 +79,7 @@ class RunDir:
 
     @property
     def keep_ref(self) -> str:
-        """The ref that keeps this run's objects (code snapshot, artifacts) safe from ``git gc``."""
+        """Where the refs that keep this run's objects (code snapshot, artifacts) from ``git gc`` live."""
         return f"{KEEP_REFS}{self.id}"
 
     def create(self) -> RunDir:
