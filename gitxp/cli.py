@@ -226,9 +226,10 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
     (the id) and can log more with `gitxp.current()`.
 
     --scalars reads whole tokens `KEY=NUMBER` or `KEY: NUMBER` (the number
-    being the whole value): `step=3 loss=0.25 acc: 0.9` gives loss and acc
-    at step 3; `Learned function: y = -13.59 x^1` or `SVC(gamma=0.001)` give
-    nothing. For other output use --scalar NAME=REGEX: the regex is searched
+    being the whole value, or a decimal then plain words, as in `Loss:
+    0.0009 after 395 batches`): `step=3 loss=0.25 acc: 0.9` gives loss and
+    acc at step 3; `Learned function: y = -13.59 x^1`, `SVC(gamma=0.001)`
+    or `Note: 3 files skipped` give nothing. For other output use --scalar NAME=REGEX: the regex is searched
     in each line, its first group (other than `step`) is the value and an
     optional group `(?P<step>...)` the step; for lines like `99 6543.69`
     (step, then loss) see the last example.

@@ -614,12 +614,14 @@ def parse_scalars(line: str) -> dict[str, float]:
     The rule (DESIGN.md, ``--scalars``): a scalar is a whole
     whitespace-separated token ``KEY=NUMBER``, or a token ``KEY:`` whose
     value -- everything up to the next key, a separator token such as ``-``
-    or ``|``, a ``,`` or the end of the line -- is exactly one number. So a
-    number is never taken out of prose or an equation:
-    ``Learned function: y = -13.59 x^1`` (``y = …`` is three tokens),
-    ``classifier SVC(gamma=0.001):`` (the token starts with ``SVC(``) and
-    ``Accuracy: 0.93 on test`` (the value is not just a number) give
-    nothing, while ``Train Epoch: 1 [0/600]  Loss: 2.30`` gives ``Loss``.
+    or ``|``, a ``,`` or the end of the line -- is one number, or a decimal
+    number followed by plain words (``Loss: 0.000953 after 395 batches``,
+    as PyTorch's regression example prints). So a number is never taken
+    out of prose or an equation: ``Learned function: y = -13.59 x^1``
+    (``y = …`` is three tokens), ``classifier SVC(gamma=0.001):`` (the
+    token starts with ``SVC(``), ``Note: 3 files skipped`` (a count in a
+    sentence) and ``Epoch: 1 [0/600]`` give nothing, while
+    ``Train Epoch: 1 [0/600]  Loss: 2.30`` gives ``Loss``.
     ::
 
         KEY    := [A-Za-z_] \\w* ( ("/" | "." | "-") \\w+ )*   (quoted '' or "" before a colon)
@@ -658,9 +660,18 @@ def parse_scalars(line: str) -> dict[str, float]:
             i += 1
             if ends:
                 break
-        if len(value) == 1 and _NUMBER_TOKEN.fullmatch(value[0]):
+        if value and _NUMBER_TOKEN.fullmatch(value[0]) and (len(value) == 1 or _measurement_then_words(value)):
             found[key.group("key")] = float(value[0])
     return found
+
+
+_WORD = re.compile(r"[A-Za-z]+|[0-9]+")
+
+
+def _measurement_then_words(value: list[str]) -> bool:
+    """``0.000953 after 395 batches``: a decimal, then plain words (never ``3 files`` or ``-13.59 x^1``)."""
+    return (any(c in value[0] for c in ".eE") and value[1].isalpha()
+            and all(_WORD.fullmatch(t) for t in value[1:]))
 
 
 class ScalarPattern:

@@ -500,7 +500,11 @@ def test_terminal_job_control(tmp_path: Path) -> None:
         ("==> Learned function: y = -13.59 x^1 + 0.81 x^2", {}),
         ("Classification report for classifier SVC(gamma=0.001):", {}),
         ("Result: y = 0.049 x + 1.2", {}),
-        ("Accuracy: 0.93 on the test set", {}),
+        ("Loss: 0.000953 after 395 batches", {"Loss": 0.000953}),  # PyTorch's regression example
+        ("Accuracy: 0.93 on the test set", {"Accuracy": 0.93}),
+        ("Note: 3 files skipped", {}),
+        ("fit: -13.59 x^1 + 0.8 x^2", {}),
+        ("Train Epoch: 1 [0/60000 (0%)]", {}),
         ("Train Epoch: 1 [0/60000 (0%)]\tLoss: 2.301", {"Loss": 2.301}),
         ("Test set: Average loss: 0.0339, Accuracy: 9889/10000 (99%)", {"loss": 0.0339}),
         ("loss: 0.3 | acc: 0.5", {"loss": 0.3, "acc": 0.5}),
