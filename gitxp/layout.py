@@ -159,7 +159,7 @@ def yaml_limits_problem(data: bytes | str, loader: Any, *, scan: bool = False) -
             elif isinstance(ev, yaml.ScalarEvent):
                 anchor, size = ev.anchor, 1
             elif isinstance(ev, yaml.AliasEvent):
-                anchor, size = None, sizes.get(ev.anchor, 0)
+                anchor, size = None, sizes.get(ev.anchor or "", 0)
                 if ev.anchor not in sizes and any(f[0] == ev.anchor for f in open_):
                     return f"recursive alias *{ev.anchor}"
                 added += size
