@@ -12,25 +12,27 @@ from . import environment, recreate, render
 from .errors import GitxpError, UsageError
 
 
-def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | None, conda_name: str | None, conda_file: str | None) -> None:
+def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool = False) -> None:
     env = rec.environment
     if env is None:
         raise GitxpError(f"experiment {rec.id} has no recorded environment", "it ran with environment capture off")
     did = False
+    if (requirements or conda_file or conda_name or venv) and not allow_urls:
+        _say_left_out(env)
     if requirements:
-        Path(requirements).write_text(environment.requirements_txt(env, experiment=rec.id))
+        Path(requirements).write_text(environment.requirements_txt(env, experiment=rec.id, allow_urls=allow_urls))
         click.echo(f"wrote {requirements}", err=True)
         did = True
     if conda_file:
-        Path(conda_file).write_text(environment.conda_environment_yml(env, conda_name or f"gitxp-{rec.id[-12:]}"))
+        Path(conda_file).write_text(environment.conda_environment_yml(env, conda_name or f"gitxp-{rec.id[-12:]}", allow_urls=allow_urls))
         click.echo(f"wrote {conda_file}", err=True)
         did = True
     if conda_name:
-        recreate.recreate_conda(env, conda_name, file=Path(conda_file) if conda_file else None)
+        recreate.recreate_conda(env, conda_name, file=Path(conda_file) if conda_file else None, allow_urls=allow_urls)
         click.echo(f"created conda environment {conda_name}", err=True)
         did = True
     if venv:
-        result = recreate.recreate_venv(env, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True))
+        result = recreate.recreate_venv(env, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True), allow_urls=allow_urls)
         for w in result.warnings:
             click.echo(f"gitxp: warning: {w}", err=True)
         click.echo(f"created {venv}: {len(result.installed)} package(s) installed", err=True)
@@ -43,3 +45,14 @@ def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | N
         render.page(environment.summary(env))
     if venv and conda_name:
         raise UsageError("choose --venv or --conda, not both", "run twice")
+
+
+def _say_left_out(env: Any) -> None:
+    """Name every package left out for coming from a URL or VCS, and how to include it."""
+    left = [p for p in env.get("packages") or () if isinstance(p, dict) and environment.needs_allow_urls(p)]
+    if not left:
+        return
+    click.echo(f"gitxp: {len(left)} package(s) recorded from a URL or VCS left out:", err=True)
+    for p in left:
+        click.echo(f"  {p.get('name')} {p.get('version') or ''} from {environment.package_source(p)}".replace("  from", " from"), err=True)
+    click.echo(f"  {environment.ALLOW_URLS_HINT}", err=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .environment import _norm, _pin, conda_environment_yml
+from .environment import _norm, _pin, conda_environment_yml, needs_allow_urls, package_source
 
 if TYPE_CHECKING:
     import subprocess
@@ -32,8 +32,9 @@ class RecreateResult:
 
     ``installed`` are pins verified in the new interpreter; ``failed`` pairs
     a pin (or ``name==version`` of a local install) with the reason;
-    ``skipped`` is installer tooling left to the venv; ``warnings`` were
-    also echoed.
+    ``skipped`` is installer tooling left to the venv; ``not_allowed``
+    are packages recorded from a URL or VCS, left out without
+    ``allow_urls`` (``name version from SOURCE``); ``warnings`` were also echoed.
     """
 
     path: Path
@@ -42,6 +43,7 @@ class RecreateResult:
     failed: tuple[tuple[str, str], ...]
     skipped: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    not_allowed: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,7 @@ def recreate_venv(
     python: str | None = None,
     progress: bool = False,
     echo: Callable[[str], Any] = print,
+    allow_urls: bool = False,
 ) -> RecreateResult:
     """Create a venv at ``dest`` and install the recorded packages into it.
 
@@ -90,6 +93,8 @@ def recreate_venv(
         python: interpreter for the venv (default: the running one).
         progress: print ``installing k/N name`` lines on stderr.
         echo: where warnings and the summary go.
+        allow_urls: also install packages recorded from a URL or VCS
+            (their setup code runs; a pulled record may point anywhere).
 
     Raises:
         EnvironmentRecreateError: the venv itself could not be created.
@@ -127,10 +132,13 @@ def recreate_venv(
     pins: list[tuple[str, str, str | None]] = []  # (requirement, name, version)
     failed: list[tuple[str, str]] = []
     skipped: list[str] = []
+    not_allowed: list[str] = []
     for pkg in env.get("packages") or ():
-        req, why = _pin(pkg)
-        label = f"{pkg['name']}=={pkg.get('version')}"
-        if req:
+        req, why = _pin(pkg, allow_urls=allow_urls)
+        label = f"{pkg.get('name')}=={pkg.get('version')}"
+        if req is None and needs_allow_urls(pkg) and not allow_urls:
+            not_allowed.append(f"{pkg.get('name')} {pkg.get('version') or ''} from {package_source(pkg)}".replace("  ", " "))
+        elif req:
             pins.append((req, pkg["name"], pkg.get("version")))
         elif why == "installer tooling":
             skipped.append(label)
@@ -179,7 +187,7 @@ def recreate_venv(
     echo(f"{dest}: installed {len(installed)} of {len(installed) + len(failed)} packages"
          + (f", {len(failed)} failed" if failed else ""))
     return RecreateResult(path=dest, python=vpy, installed=tuple(installed), failed=tuple(failed),
-                          skipped=tuple(skipped), warnings=tuple(warnings))
+                          skipped=tuple(skipped), warnings=tuple(warnings), not_allowed=tuple(not_allowed))
 
 
 def find_conda() -> str | None:
@@ -193,7 +201,7 @@ def find_conda() -> str | None:
     return None
 
 
-def recreate_conda(env: Mapping[str, Any], name: str, *, file: Path | None = None) -> None:
+def recreate_conda(env: Mapping[str, Any], name: str, *, file: Path | None = None, allow_urls: bool = False) -> None:
     """Create conda environment ``name`` from the recorded environment.
 
     Writes :func:`conda_environment_yml` to ``file`` (kept) or a temporary
@@ -215,7 +223,7 @@ def recreate_conda(env: Mapping[str, Any], name: str, *, file: Path | None = Non
             "no conda, mamba or micromamba on PATH",
             "write the file with `gitxp env REF --conda-file environment.yml` and create it where conda is installed",
         )
-    text = conda_environment_yml(env, name)
+    text = conda_environment_yml(env, name, allow_urls=allow_urls)
     tmpdir = None
     if file is None:
         tmpdir = tempfile.mkdtemp(prefix="gitxp-conda-")

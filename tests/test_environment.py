@@ -106,7 +106,10 @@ def test_sources_from_direct_url_and_first_on_sys_path_wins(tmp_path: Path, monk
     assert pkgs["pyyaml"] == {"name": "PyYAML", "version": "0.0.1", "installer": "uv"}
     assert [p["name"] for p in env["packages"]].count("PyYAML") == 1
 
-    req = requirements_txt(env, experiment="20261122-110512-a3f9c2d81b7e").splitlines()
+    safe = requirements_txt(env).splitlines()  # URL and VCS pins only when asked: a record may be pulled
+    assert not any(line.startswith(("fromgit", "fromurl")) for line in safe)
+    assert "# fromurl==2.0 (from url https://example.org/fromurl-2.0.tar.gz; not installed without --allow-urls)" in safe
+    req = requirements_txt(env, experiment="20261122-110512-a3f9c2d81b7e", allow_urls=True).splitlines()
     assert req[0] == "# environment of gitxp experiment 20261122-110512-a3f9c2d81b7e"
     assert f"pyarrow=={md.version('pyarrow')}" in req
     assert "PyYAML==0.0.1" in req
@@ -153,9 +156,11 @@ def test_conda_file_defaults_to_conda_forge() -> None:
     env = {"python": {"version": "3.11.7"}, "conda": None,
            "packages": [{"name": "six", "version": "1.16.0"},
                         {"name": "odd:name", "version": "1 #2"}]}
-    doc = yaml.safe_load(conda_environment_yml(env, "x"))
+    text = conda_environment_yml(env, "x")
+    doc = yaml.safe_load(text)
     assert doc == {"name": "x", "channels": ["conda-forge"],
-                   "dependencies": ["python=3.11", "pip", {"pip": ["six==1.16.0", "odd:name==1 #2"]}]}
+                   "dependencies": ["python=3.11", "pip", {"pip": ["six==1.16.0"]}]}
+    assert "# not installable elsewhere: odd:name==1 #2 (not a valid package name)" in text
 
 
 def test_diff_and_summary() -> None:
