@@ -280,3 +280,11 @@ def test_lightgbm_cv_five_field_results(git_repo: Path) -> None:
     rec = gitxp.open(str(git_repo)).get("@")
     assert rec.name == "cv" and rec.status == "completed"
     assert steps(rec) == {"valid-auc": [0, 1, 2], "valid-auc-stdv": [0, 1, 2]}
+
+
+@needs("lightgbm", "sklearn")
+def test_the_lightgbm_example_runs(git_repo: Path) -> None:
+    example = (Path(__file__).resolve().parents[1] / "examples" / "lightgbm_train.py").read_text()
+    rec = train(git_repo, example, wrapped=False, script="lightgbm_train.py")
+    assert steps(rec) == {"valid-auc": list(range(20)), "valid-binary_logloss": list(range(20))}
+    assert rec.tags == {"kind": "example"} and rec.params["num_leaves"] == 8
