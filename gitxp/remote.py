@@ -68,6 +68,8 @@ from .errors import ForeignStoreError, GitxpError, RemoteError, StoreError, Unsa
 from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Quarantine, Repo
 
 PUSH_ATTEMPTS = 10
+#: git fsck message ids for entry names (what :func:`validate.git_name_problem` returns), always errors.
+_FSCK_ERRORS = ("hasDotgit", "hasDot", "hasDotdot", "fullPathname", "emptyName", "badFilemode", "zeroPaddedFilemode", "duplicateEntries", "treeNotSorted")
 #: Seconds a recorded time may lie in the future (clock skew between machines) and still count in a merge.
 CLOCK_SKEW_S = 300
 ENGINE_ENV = "GITXP_ENGINE"
@@ -181,6 +183,8 @@ def fetch(repo: Repo, target: str, branch: str, *, eng: str, quarantine: Quarant
         # fetch.fsckObjects: git itself refuses malformed objects (such as a
         # ".git" entry); no commit-graph or maintenance runs inside the quarantine.
         config = ["-c", "fetch.fsckObjects=true", "-c", "fetch.writeCommitGraph=false", "-c", "maintenance.auto=false"]
+        # A user's fetch.fsck.<id>=ignore or skip list must not let these through.
+        config += [arg for msg in _FSCK_ERRORS for arg in ("-c", f"fetch.fsck.{msg}=error")] + ["-c", f"fetch.fsck.skipList={os.devnull}"]
         r = _run_git(repo, [*config, *args, "--", target, f"+refs/heads/{branch}:{incoming}"], quiet=quiet, env=quarantine.git_env())
         if r.returncode != 0:
             err = r.stderr or ""

@@ -357,3 +357,11 @@ def test_get_into_a_folder_with_a_conflict_writes_nothing(tmp_path: Path, git_re
     assert (fresh / "sub" / "b.txt").read_text() == "bravo"
     assert fresh.stat().st_mode & 0o777 == (tmp_path / "out").stat().st_mode & 0o777  # not mkdtemp's 0700
     assert not [p for p in tmp_path.iterdir() if "gitxp-get" in p.name]
+
+
+def test_git_engine_ignores_a_users_weakened_fsck_config(tmp_path: Path, git_repo: Path) -> None:
+    """`fetch.fsck.hasDotgit=ignore` in the user's config does not let a '.git' folder in."""
+    record(git_repo, "mine")
+    run_git(git_repo, "config", "fetch.fsck.hasDotgit", "ignore")
+    bare = hostile_remote(tmp_path, git_repo, HOSTILE_NAMES["code/.git"])  # code/ is git's to check
+    assert_refused_and_untouched(git_repo, bare, "git", "hasDotgit")
