@@ -126,15 +126,25 @@ def _series(name: str, step: Any, value: Any, micros: Any, max_points: int) -> d
 
 
 def _numpy(column: Any, dtype: str) -> Any:
+    """A numeric Arrow array as numpy, zero-copy from its buffer.
+
+    ``Array.to_numpy`` would import pandas (a second or more) just to look;
+    a flat fixed-width buffer needs nothing but numpy.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     if pa.types.is_timestamp(column.type):
         column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    want = pa.float64() if dtype == "float64" else pa.int64()
+    if column.type != want:
+        column = column.cast(want, safe=False)
     if column.null_count:
-        column = pc.fill_null(column.cast(pa.float64()), float("nan")) if dtype == "float64" else pc.fill_null(column, 0)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+        column = pc.fill_null(column, float("nan") if dtype == "float64" else 0)
+    return np.frombuffer(column.buffers()[1], dtype=dtype, count=len(column), offset=column.offset * 8)
 
 
 def metric_series(table: Any, names: list[str] | None, max_points: int) -> list[dict[str, Any]]:
@@ -151,9 +161,9 @@ def metric_series(table: Any, names: list[str] | None, max_points: int) -> list[
     else:
         dictionary = pc.unique(col).to_pylist()
         codes = _numpy(pc.index_in(col, value_set=pa.array(dictionary, col.type)), "int64")
-    step = _numpy(table.column("step").combine_chunks(), "int64")
-    value = _numpy(table.column("value").combine_chunks(), "float64")
-    ts = _numpy(table.column("timestamp").combine_chunks(), "int64")
+    step = _numpy(table.column("step"), "int64")
+    value = _numpy(table.column("value"), "float64")
+    ts = _numpy(table.column("timestamp"), "int64")
     wanted = sorted(str(n) for n in dictionary if n is not None) if names is None else names
     out = []
     for name in wanted:
@@ -161,10 +171,14 @@ def metric_series(table: Any, names: list[str] | None, max_points: int) -> list[
         rows = np.flatnonzero(np.isin(codes, code)) if len(code) != 1 else np.flatnonzero(codes == code[0])
         if not len(rows):
             continue
-        s = step[rows]
+        if rows[-1] - rows[0] + 1 == len(rows):  # one run of rows, as finished stores keep them: views, no copies
+            pick: Any = slice(int(rows[0]), int(rows[-1]) + 1)
+        else:
+            pick = rows
+        s = step[pick]
         if len(s) > 1 and np.any(s[1:] < s[:-1]):
-            rows = rows[np.argsort(s, kind="stable")]  # stores are sorted; pulled ones may not be
-        out.append(_series(name, step[rows], value[rows], ts[rows], max_points))
+            pick = np.arange(len(step))[pick][np.argsort(s, kind="stable")]  # stores are sorted; pulled ones may not be
+        out.append(_series(name, step[pick], value[pick], ts[pick], max_points))
     return out
 
 
@@ -211,14 +225,15 @@ class Api:
     """The store as the page sees it; one per server, safe to call from many threads.
 
     Calls are serialised (the store and its index cache are not thread-safe
-    and every call is short); listings of the stored experiments are kept
-    per (tip, where), so a warm listing costs the JSON encoding only.
+    and every call is short); listings of the stored experiments are kept,
+    JSON-encoded row by row, per (tip, where), so a warm listing costs a
+    join of bytes.
     """
 
     def __init__(self, store: Any) -> None:
         self.store = store
         self._lock = threading.RLock()
-        self._rows: OrderedDict[tuple[str | None, str | None], list[dict[str, Any]]] = OrderedDict()
+        self._rows: OrderedDict[tuple[str | None, str | None], tuple[list[dict[str, Any]], list[bytes]]] = OrderedDict()
         self._live: dict[str, tuple[tuple[str, ...], Any, dict[str, Any]]] = {}
         self._tables: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
 
@@ -230,6 +245,17 @@ class Api:
         Raises:
             ApiError: 400 for a ``where`` that does not parse (the QueryError's message).
         """
+        total, live, stored, _ = self._listing(where, limit, offset)
+        return {"total": total, "experiments": live + stored}
+
+    def experiments_json(self, *, where: str | None = None, limit: int | None = None, offset: int = 0) -> bytes:
+        """:meth:`experiments` as JSON bytes; the store's rows are encoded once per tip."""
+        total, live, _, encoded = self._listing(where, limit, offset)
+        items = [to_json(r) for r in live] + encoded
+        return b'{"total":%d,"experiments":[' % total + b",".join(items) + b"]}"
+
+    def _listing(self, where: str | None, limit: int | None, offset: int) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]], list[bytes]]:
+        """(total, live rows in the window, stored rows in the window, those encoded)."""
         from ..errors import QueryError
         from ..query import compile_filter
 
@@ -244,26 +270,36 @@ class Api:
                 summary = self._live_metrics(rec.id)[1]
                 if where is None or keep({**rec.as_dict(), "metrics": summary}):
                     live.append(row(rec, summary))
-            stored = self._stored_rows(where)
-        total = len(live) + len(stored)
+            rows, encoded = self._stored_rows(where)
+        total = len(live) + len(rows)
         end = total if limit is None else offset + limit
-        if offset >= len(live):
-            window = stored[offset - len(live) : max(end - len(live), 0)]
-        else:
-            window = live[offset:end] + stored[: max(end - len(live), 0)]
-        return {"total": total, "experiments": window}
+        lo, hi = max(offset - len(live), 0), max(end - len(live), 0)
+        return total, live[offset:end], rows[lo:hi], encoded[lo:hi]
 
-    def _stored_rows(self, where: str | None) -> list[dict[str, Any]]:
+    def _stored_rows(self, where: str | None) -> tuple[list[dict[str, Any]], list[bytes]]:
         key = (self.store.tip, where)
-        rows = self._rows.get(key)
-        if rows is None:
+        cached = self._rows.get(key)
+        if cached is None:
             rows = [row(r) for r in self.store.experiments(where=where)]
-            self._rows[key] = rows
+            cached = (rows, [to_json(r) for r in rows])
+            self._rows[key] = cached
             while len(self._rows) > 8:
                 self._rows.popitem(last=False)
         else:
             self._rows.move_to_end(key)
-        return rows
+        return cached
+
+    def warm(self) -> None:
+        """What the first requests would otherwise pay: imports, the listing, its JSON.
+
+        Run in a background thread once the server accepts requests.
+        """
+        import numpy  # noqa: F401
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        with self._lock:
+            self._stored_rows(None)
 
     # ------------------------------------------------------------ one experiment
 

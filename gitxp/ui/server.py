@@ -175,7 +175,11 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(403, "a token is required", "open the URL `gitxp ui` printed (it ends in ?token=…)")
         extra = {"Set-Cookie": f"{COOKIE}={self.server.token}; Path=/; HttpOnly; SameSite=Strict"} if set_cookie else None
         if path.startswith("/api/"):
-            self._send_json(200, self._api(path, query), head=head, extra=extra)
+            answer = self._api(path, query)
+            if isinstance(answer, bytes):
+                self._send(200, answer, "application/json", head=head, extra=extra)
+            else:
+                self._send_json(200, answer, head=head, extra=extra)
             return
         f = self.server.static.get(path)
         if f is None:
@@ -190,7 +194,7 @@ class Handler(BaseHTTPRequestHandler):
             return values[-1] if values else None
 
         if path == "/api/experiments":
-            return api.experiments(where=one("where"), limit=parse_int(one("limit"), "limit", default=None), offset=parse_int(one("offset"), "offset", default=0) or 0)
+            return api.experiments_json(where=one("where"), limit=parse_int(one("limit"), "limit", default=None), offset=parse_int(one("offset"), "offset", default=0) or 0)
         m = _ROUTE.match(path)
         if m is None:
             raise ApiError(404, f"no such API path {path[:80]!r}", "see DESIGN: /api/experiments[/REF[/metrics|/hardware]]")
@@ -232,6 +236,7 @@ def serve(repo: str, *, host: str = "127.0.0.1", port: int = 8765, open_browser:
     old = signal.signal(signal.SIGTERM, stop)
     try:
         print(f"gitxp ui: {server.url}", file=out, flush=True)
+        threading.Thread(target=server.api.warm, name="gitxp-ui-warm", daemon=True).start()
         if open_browser:
             import webbrowser
 
