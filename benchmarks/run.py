@@ -723,6 +723,16 @@ def case_artifact(R: Results, a: argparse.Namespace) -> None:
 # =========================================================================== main
 
 
+def case_ui(R: Results, a: argparse.Namespace) -> None:
+    """`gitxp ui` (see benchmarks/ui.py): the listing, a reduced 1 M-point metric, the page in chromium."""
+    sys.path.insert(0, str(HERE))
+    import ui as ui_bench
+
+    r = ui_bench.measure(5000 if a.quick else 20000, 200_000 if a.quick else 1_000_000)
+    for case, got, target, met in ui_bench.rows(r):
+        R.add(f"10. gitxp ui: {case}", got, target=target + (" (at 20,000 / 1 M; quick ran less)" if a.quick and met is not None else ""), met=met)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="gitxp benchmarks against the DESIGN.md targets")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes (1 M RSS, 5,000-experiment store, 64 MiB artifact)")
@@ -765,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         guarded(6, case_commit, stores)
     if stores is not None:
         shutil.rmtree(stores["tmp"], ignore_errors=True)
-    for num, fn in [(7, case_snapshot), (8, case_hardware), (9, case_artifact)]:
+    for num, fn in [(7, case_snapshot), (8, case_hardware), (9, case_artifact), (10, case_ui)]:
         if want(num):
             guarded(num, fn)
 
