@@ -82,8 +82,8 @@ def git_env() -> dict[str, str]:
     return env
 
 
-def make_store(repo: Path, *, long_points: int = 20_000, xdg: Path | None = None) -> Path:
-    """A repository at ``repo`` whose store holds the experiments described above."""
+def make_store(repo: Path, *, long_points: int = 20_000, xdg: Path | None = None, hostile: bool = True) -> Path:
+    """A repository at ``repo`` whose store holds the experiments described above (``hostile``: with the hostile ones)."""
     env = git_env()
     if xdg is not None:
         env["XDG_CONFIG_HOME"] = str(xdg)
@@ -94,7 +94,7 @@ def make_store(repo: Path, *, long_points: int = 20_000, xdg: Path | None = None
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "initial")
     (repo / "train.py").write_text("print('training, with a change')\n")  # a dirty tree: a code diff to show
-    script = f"HOSTILE = {HOSTILE_NAMES!r}\n" + _RECORD
+    script = f"HOSTILE = {HOSTILE_NAMES if hostile else ()!r}\n" + _RECORD
     r = subprocess.run([sys.executable, "-c", script, str(long_points)], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         raise AssertionError(f"recording the UI test store failed:\n{r.stdout}\n{r.stderr}")
