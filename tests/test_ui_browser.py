@@ -180,6 +180,36 @@ def test_where_filter_shows_errors_inline_and_filters(driver: Any, url: str) -> 
     wait_for(lambda: "11 of 11" in css(driver, "#count")[0].text, timeout=10)
 
 
+def test_column_chooser_adds_metric_min_and_tags(driver: Any, url: str) -> None:
+    open_page(driver, url, "#/", "#grid .body .row[data-id]", n=11)
+    driver.execute_script("localStorage.removeItem('gitxp.columns')")
+    css(driver, "#columns-btn")[0].click()
+    chooser = css(driver, "#columns")[0]
+    assert chooser.is_displayed()
+    keys = [c.get_attribute("data-key") for c in css(driver, "#columns input[type=checkbox]")]
+    for key in ("params.model.depth", "metrics.loss.last", "metrics.loss.min", "metrics.loss.max", "summary.best_acc", "tags.team"):
+        assert key in keys, key
+    for key in ("metrics.loss.min", "tags.team"):
+        css(driver, f'#columns input[data-key="{key}"]')[0].click()
+    heads = [b.get_attribute("title") for b in css(driver, "#grid .head button.sort")]
+    assert "sort by metric loss.min" in heads and "sort by tags.team" in heads
+    baseline = next(r for r in css(driver, "#grid .body .row[data-id]") if r.find_elements("css selector", "a") and r.find_element("css selector", "a").text == "baseline")
+    cells = {c.get_attribute("title"): c.text for c in baseline.find_elements("css selector", ".cell[title]")}
+    assert cells["tags.team"] == "vision" and float(cells["metric loss.min"]) < float(cells["metric loss.last"])
+    driver.execute_script("localStorage.removeItem('gitxp.columns')")
+
+
+def test_dark_and_light_themes_follow_the_system(driver: Any, url: str) -> None:
+    open_page(driver, url, "#/", "#grid .body .row[data-id]", n=11)
+    colours = {}
+    for scheme in ("light", "dark"):
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+        colours[scheme] = driver.execute_script("const s = getComputedStyle(document.body); return [s.backgroundColor, s.color]")
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    assert colours["light"] == ["rgb(255, 255, 255)", "rgb(29, 35, 48)"]
+    assert colours["dark"] == ["rgb(18, 21, 27)", "rgb(227, 231, 238)"]
+
+
 def test_keyboard_moves_and_opens_and_sorts(driver: Any, url: str) -> None:
     from selenium.webdriver.common.keys import Keys
 
