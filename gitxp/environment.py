@@ -456,7 +456,8 @@ def _pin(pkg: Mapping[str, Any], *, allow_urls: bool = False) -> tuple[str | Non
         return None, "not a valid package name"
     if version is not None and not (isinstance(version, str) and _VERSION_RE.fullmatch(version)):
         return None, "not a valid version"
-    src = pkg.get("source") if isinstance(pkg.get("source"), Mapping) else {}
+    raw_src = pkg.get("source")
+    src: Mapping[str, Any] = raw_src if isinstance(raw_src, Mapping) else {}
     if "path" in src:
         kind = "editable" if src.get("editable") else "local"
         return None, f"local path: {kind} install from {src['path']}"
@@ -581,8 +582,7 @@ def summary(env: Mapping[str, Any]) -> str:
     if cuda:
         lines.append(f"cuda      {cuda.get('cuda_version') or '?'} (driver {cuda.get('driver_version') or '?'})")
     pkgs = [p for p in env.get("packages") or [] if isinstance(p, Mapping)]
-    sourced = [(p, package_source(p)) for p in pkgs]
-    sourced = [(p, where) for p, where in sourced if where]
+    sourced = [(p, where) for p in pkgs if (where := package_source(p))]
     local = sum(1 for _p, where in sourced if where.startswith("path "))
     urls = len(sourced) - local
     notes = []

@@ -538,6 +538,15 @@ class Repo:
         except OSError:
             pass
 
+    def stale_ref_lock(self, branch: str) -> Path | None:
+        """``refs/heads/<branch>.lock`` when it is older than STALE_REF_LOCK_S (a killed writer left it)."""
+        lock = self.common_dir / "refs" / "heads" / f"{branch}.lock"
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except OSError:
+            return None
+        return lock if age > STALE_REF_LOCK_S else None
+
     def commit_to_branch(
         self,
         branch: str,
@@ -572,15 +581,11 @@ class Repo:
                 commit = self.write_commit(tree, [tip] if tip else [], message)
                 if self.cas_ref(branch, tip, commit, message=message.splitlines()[0]):
                     return commit
-                ref_lock = self.common_dir / "refs" / "heads" / f"{branch}.lock"
-                try:
-                    age = time.time() - ref_lock.stat().st_mtime
-                except FileNotFoundError:
-                    age = None
                 # We hold store.lock, so no gitxp writer holds the ref's lock now:
                 # a git holds it for milliseconds; one that lasts was left by a kill.
-                if age is not None and age > STALE_REF_LOCK_S:
-                    raise StaleLockError(ref_lock)
+                stale = self.stale_ref_lock(branch)
+                if stale is not None:
+                    raise StaleLockError(stale)
                 attempt += 1
                 if time.monotonic() > deadline:
                     raise StoreError(f"could not update branch {branch!r}: it kept moving or stayed locked", f"remove a stale {self.common_dir}/refs/heads/{branch}.lock if no git process runs")
@@ -621,14 +626,27 @@ class Quarantine:
 
         self.repo = repo
         repo.objects_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_stale()
         self.path = Path(tempfile.mkdtemp(prefix="tmp_objdir-gitxp-", dir=repo.objects_dir))
         (self.path / "pack").mkdir()
         self._store = DiskObjectStore(str(self.path))
         repo.dulwich.object_store.alternates.append(self._store)
 
+    def _sweep_stale(self, age: float = 86400.0) -> None:
+        """Remove quarantines a killed pull left behind (a day old: no pull takes that long)."""
+        import shutil
+
+        for d in self.repo.objects_dir.glob("tmp_objdir-gitxp-*"):
+            try:
+                if time.time() - d.stat().st_mtime > age:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+
     def __contains__(self, sha: str) -> bool:
         """True for an object the fetch brought (not one the repository already had)."""
-        return (self.path / sha[:2] / sha[2:]).exists() or self._store.contains_packed(sha.encode())
+        store: Any = self._store
+        return (self.path / sha[:2] / sha[2:]).exists() or bool(store.contains_packed(sha.encode()))
 
     def git_env(self) -> dict[str, str]:
         """Environment for a ``git`` subprocess that must write here and read the repository too."""
