@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout, metrics, shutdown, staging
-from .errors import ExperimentStateError, MetricValueError, ParamError, ParamTypeError, UsageError
+from .errors import ExperimentStateError, GitxpError, MetricValueError, ParamError, ParamTypeError, RunNotStoredError, UsageError, describe_failure
 
 ENV_ID = "GITXP_EXPERIMENT"
 ENV_RUN_DIR = "GITXP_RUN_DIR"
@@ -351,7 +351,10 @@ class Experiment:
 
         if status == "completed" and _lost_data(self._run):
             status = self.status = "failed"  # completed without what it logged would be untrue
-        self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors)
+        try:
+            self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors)
+        except (GitxpError, OSError) as exc:  # a full disk, a stale ref lock: the run stays staged
+            raise RunNotStoredError(self.id, describe_failure(exc)) from exc
 
     end = finish
 

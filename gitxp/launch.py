@@ -76,6 +76,11 @@ def begin(
         raise UsageError(f"hardware interval must be positive, got {hardware_interval}", "e.g. --hardware-interval 0.5")
     store = Store.open(repo)
     store.ensure()
+    stale = store.repo.stale_ref_lock(store.branch)
+    if stale is not None:  # say it now, not after hours of training
+        from .errors import StaleLockError
+
+        print(f"gitxp: warning: {StaleLockError(stale)}; until then experiments cannot be stored", file=sys.stderr)
     gitxp_dir = store.repo.gitxp_dir
     now = layout.utcnow()
     if resume is not None:

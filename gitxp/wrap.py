@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import render
-from .errors import GitxpError, RunNotStoredError, UsageError, describe_failure
+from .errors import GitxpError, RunNotStoredError, StoreError, UsageError, describe_failure
 from .experiment import ENV_ID, ENV_RUN_DIR
 
 
@@ -65,11 +65,14 @@ def run_wrapped(
 
     patterns = [runner.ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
     _check_command(command)
-    exp = begin(
-        name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
-        code_dir=code_dir, capture_code=capture_code, capture_env=True, env_vars=env_vars, parent=parent, resume=resume,
-        repo=repo, command=command, artifact_globs=artifact_globs,
-    )
+    try:
+        exp = begin(
+            name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
+            code_dir=code_dir, capture_code=capture_code, capture_env=True, env_vars=env_vars, parent=parent, resume=resume,
+            repo=repo, command=command, artifact_globs=artifact_globs,
+        )
+    except OSError as exc:  # a full disk before anything ran: say so, run nothing
+        raise StoreError(f"could not set up the experiment: {describe_failure(exc)}", "free some disk space, then run the command again") from exc
     env = dict(os.environ)
     env[ENV_ID] = exp.id
     env[ENV_RUN_DIR] = str(exp.run_dir)
@@ -135,8 +138,9 @@ def run_wrapped(
         status, exit_status = "failed", 1
     try:
         exp.finish(status, exit_code=result.returncode, recording_errors=problems)
-    except (GitxpError, OSError) as exc:
-        raise RunNotStoredError(exp.id, describe_failure(exc), exit_status or 1) from exc
+    except RunNotStoredError as exc:
+        exc.exit_code = exit_status or 1  # still the command's status
+        raise
     _report(exp, exp.status, result)
     return exit_status
 

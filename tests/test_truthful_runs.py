@@ -121,6 +121,22 @@ def test_disk_full_everywhere_leaves_the_run_staged_for_recover(tmp_path: Path, 
     fsck(repo)
 
 
+def test_a_full_disk_before_the_run_is_one_line_and_runs_nothing(small_fs: Path) -> None:
+    repo = small_fs / "repo"
+    repo.mkdir()
+    run_git(repo, "init", "-q", "-b", "main")
+    (repo / "train.py").write_text("print('training')\n")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-q", "-m", "initial")
+    run_gitxp(repo, "init")
+    subprocess.run([sys.executable, "-c", FILL.format(path=str(small_fs / "filler"))], check=True)
+    r = run_gitxp(repo, "start", "--no-hardware", "--", "touch", str(small_fs.parent / "ran"), check=False, timeout=60)
+    assert r.returncode == 1
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "No space left on device" in line and "free some disk space" in line
+    assert not (small_fs.parent / "ran").exists()
+
+
 # ---------------------------------------------------------------- output capture on a full disk
 
 
@@ -157,6 +173,8 @@ def test_a_stale_ref_lock_is_reported_within_seconds_and_the_run_is_kept(git_rep
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and str(lock) in last and "File exists" in last
     assert "remove" in last and "gitxp recover" in last
+    first = r.stderr.splitlines()[0]
+    assert first.startswith("gitxp: warning: ") and str(lock) in first  # said before the command ran, too
     assert "Traceback" not in r.stderr
     [run] = staged_runs(git_repo)
     lock.unlink()
