@@ -284,3 +284,21 @@ def test_recover_commits_every_run_it_can_and_reports_the_rest(git_repo: Path) -
     kept = run_git(git_repo, "for-each-ref", "--format=%(refname)", "refs/gitxp/runs/").split()
     assert kept and all(ref.startswith(f"refs/gitxp/runs/{broken}/") for ref in kept)  # packed by gc, the others deleted
     fsck(git_repo)
+
+
+def test_recover_commits_a_run_whose_artifact_objects_were_lost_and_says_so(git_repo: Path) -> None:
+    run_gitxp(git_repo, "init")
+    (git_repo / "die.py").write_text(DIE_SCRIPT)
+    subprocess.run([sys.executable, "die.py", "lost"], cwd=git_repo, check=False)
+    [run] = staged_runs(git_repo)
+    for ref in run_git(git_repo, "for-each-ref", "--format=%(refname)", f"refs/gitxp/runs/{run}/").split():
+        run_git(git_repo, "update-ref", "-d", ref)  # as before keep refs existed
+    run_git(git_repo, "gc", "-q", "--prune=now")
+    os.utime(git_repo / ".git" / "gitxp" / "runs" / run / "heartbeat", (time.time() - 60, time.time() - 60))
+    r = run_gitxp(git_repo, "recover")
+    assert f"recovered {run} (crashed)" in r.stdout
+    meta = newest_meta(git_repo)
+    assert meta["id"] == run and meta["metrics"]["loss"]["last"] == 0.25  # the metrics are kept
+    [problem] = meta["recording_errors"]
+    assert problem.startswith("artifacts: 'lost.bin' lost its stored object")
+    fsck(git_repo)
