@@ -19,7 +19,7 @@ import pytest
 
 import gitxp
 from gitxp import artifacts
-from conftest import fsck, gitxp as run_gitxp
+from conftest import fsck, gitxp as run_gitxp, run_git
 
 
 def needs(*modules: str) -> pytest.MarkDecorator:
@@ -105,6 +105,10 @@ class Net(L.LightningModule):
         x, y = batch
         self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
 
+    def test_step(self, batch, i):
+        x, y = batch
+        self.log("test_loss", nn.functional.mse_loss(self.net(x), y))
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
@@ -114,8 +118,12 @@ logger = GitxpLogger(log_checkpoints=True, tags={"framework": "lightning"}, **op
 assert isinstance(logger, L.loggers.Logger)
 trainer = L.Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
                     enable_model_summary=False, default_root_dir="runs", accelerator="cpu")
-trainer.fit(Net(), data, data)
-print("version", logger.version)
+model = Net()
+trainer.fit(model, data, data)
+version = logger.version
+trainer.test(model, data)  # after fit's finalize: the same experiment, resumed when owned
+assert logger.version == version
+
 """
 
 
@@ -127,10 +135,43 @@ def test_lightning_logger(git_repo: Path, wrapped: bool) -> None:
     s = steps(rec)
     assert s["train_loss"] == list(range(8))  # 4 batches x 2 epochs, logged at global_step
     assert s["val_loss"] == [3, 7] and "epoch" in s
+    assert s["test_loss"] == [8]
     assert rec.params["hidden"] == 8 and rec.params["lr"] == 0.05
     assert rec.tags["framework"] == "lightning"
     arts = [a["path"] for a in artifacts.read_manifest(rec)]
     assert any(p.startswith("checkpoints/") and p.endswith(".ckpt") for p in arts), arts
+
+
+RANK_ONE = """
+import sys
+from lightning.pytorch.utilities import rank_zero_only
+from transformers import TrainerState, TrainingArguments
+from gitxp.integrations.lightning import GitxpLogger
+from gitxp.integrations.transformers import GitxpCallback
+
+rank_zero_only.rank = 1  # what Lightning sets on the other processes of a DDP run
+logger = GitxpLogger()
+logger.log_hyperparams({"lr": 0.1})
+logger.log_metrics({"loss": 1.0}, step=0)
+logger.finalize("success")
+assert logger.name is None and logger.version is None
+
+state = TrainerState(is_world_process_zero=False, global_step=3)
+cb = GitxpCallback()
+args = TrainingArguments("out", report_to="none", use_cpu=True)
+cb.on_train_begin(args, state, None)
+cb.on_log(args, state, None, logs={"loss": 0.5})
+cb.on_train_end(args, state, None)
+print("nothing started")
+"""
+
+
+@needs("lightning", "transformers", "torch")
+def test_other_ranks_write_nothing(git_repo: Path) -> None:
+    r = subprocess.run([sys.executable, "-c", RANK_ONE], cwd=git_repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "nothing started" in r.stdout, r.stderr[-3000:]
+    assert run_git(git_repo, "branch", "--list", "gitxp").strip() == ""  # not even a store
+    assert not (git_repo / ".git" / "gitxp" / "staging").exists() or not any((git_repo / ".git" / "gitxp" / "staging").iterdir())
 
 
 @needs("pytorch_lightning", "torch")
