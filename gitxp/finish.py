@@ -53,7 +53,7 @@ def _tail(data: bytes, cap: int) -> bytes:
 
 def commit_run(
     store: Any, run: staging.RunDir, *, status: str, exit_code: int | None = None, recording_errors: Sequence[str] = (),
-    ended: str | None = None,
+    ended_at: str | None = None,
 ) -> str:
     """Turn a staged run into one store commit; returns the commit id.
 
@@ -64,7 +64,7 @@ def commit_run(
     than ``crashed``.
     """
     problems = list(recording_errors)
-    end_time = layout.parse_time(ended) if ended else layout.utcnow()
+    end_time = layout.parse_time(ended_at) if ended_at else layout.utcnow()
     try:
         final = {"status": status, "exit_code": exit_code, "recording_errors": problems, "ended": layout.isotime(end_time)}
         run.write_yaml(FINAL_FILE, final)
@@ -264,7 +264,7 @@ def recover(store: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
             exit_code = final.get("exit_code") if ok and isinstance(final.get("exit_code"), int) else None
             problems = [str(p) for p in final.get("recording_errors") or []] if ok and isinstance(final.get("recording_errors"), list) else []
             when = final.get("ended") if ok and isinstance(final.get("ended"), str) else None
-            commit_run(store, run, status=status, exit_code=exit_code, recording_errors=problems, ended=when)
+            commit_run(store, run, status=status, exit_code=exit_code, recording_errors=problems, ended_at=when)
             done.append((run.id, status))
         except (GitxpError, OSError) as exc:
             failed.append((run.id, describe_failure(exc)))
