@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
+from .errors import GitxpError
 
 HEARTBEAT_STALE_S = 6.0  # heartbeats come every second from the flush thread
 #: Refs ``<KEEP_REFS><id>/<sha>``, one per object a staged run wrote (see
@@ -124,7 +125,12 @@ class RunDir:
             p.touch()
 
     def is_dead(self, *, stale_after: float = HEARTBEAT_STALE_S) -> bool:
-        owner = self.read_yaml("owner.yaml", {}) or {}
+        try:
+            owner = self.read_yaml("owner.yaml", {}) or {}
+        except (OSError, GitxpError):  # damaged: only the heartbeat tells, and recover reports the run
+            owner = {}
+        if not isinstance(owner, dict):
+            owner = {}
         try:
             beat = (self.path / "heartbeat").stat().st_mtime
         except FileNotFoundError:

@@ -270,6 +270,7 @@ def test_recover_commits_every_run_it_can_and_reports_the_rest(git_repo: Path) -
         os.utime(base / run / "heartbeat", (time.time() - 60, time.time() - 60))
     broken = runs[1]
     (base / broken / "meta.yaml").write_text("{{{ not yaml\n")
+    (base / broken / "owner.yaml").write_text("[[[ not yaml either\n")
     r = run_gitxp(git_repo, "recover", check=False)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
