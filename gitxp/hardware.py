@@ -614,18 +614,19 @@ def read(out_dir: Path, dest: Path | None = None) -> Any:
         return None  # nothing sampled (e.g. --no-hardware): don't import pyarrow
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+
+    from .metrics import read_parquet
 
     segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name)) if out_dir.is_dir() else []
     tables = []
     if dest is not None:
         try:
-            tables.append(pq.read_table(dest))
+            tables.append(read_parquet(dest))
         except Exception:
             pass
     for seg in segments:
         try:
-            t = pq.read_table(seg)
+            t = read_parquet(seg)
         except Exception:
             continue
         if "timestamp" in t.column_names and t.num_rows:

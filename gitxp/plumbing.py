@@ -16,12 +16,14 @@ import os
 import random
 import socket
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import shutdown
 from .errors import NotARepositoryError, StoreError
 
 TREE_MODE = 0o040000
@@ -89,6 +91,20 @@ def _common(git_dir: Path) -> Path:
     return git_dir
 
 
+#: Repositories with dulwich open. Closed at exit while Python still works: a
+#: store the API never closed otherwise prints "Exception ignored ...
+#: sys.meta_path is None" from dulwich's pack ``__del__`` methods.
+_OPEN: weakref.WeakSet[Repo] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for repo in list(_OPEN):
+        repo.close()
+
+
+shutdown.register_last(_close_all)
+
+
 class Repo:
     """One git repository as gitxp sees it.
 
@@ -116,6 +132,7 @@ class Repo:
             except Exception as exc:  # NotGitRepository and friends
                 raise NotARepositoryError(str(self.root or self.git_dir)) from exc
             self._dulwich._autogc_disabled = True
+            _OPEN.add(self)
         return self._dulwich
 
     def close(self) -> None:

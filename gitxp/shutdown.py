@@ -63,3 +63,27 @@ def register(func: Callable[[], Any]) -> Callable[[], Any]:
 
     atexit.register(at_exit)
     return at_exit
+
+
+_last: list[Callable[[], Any]] = []
+
+
+def register_last(func: Callable[[], Any]) -> None:
+    """Run ``func`` at exit after every hook from :func:`register` (e.g. closing files they use).
+
+    Still early enough for ``__del__`` methods that import (dulwich's pack
+    files), which fail once Python has torn its import system down.
+    """
+    _last.append(func)
+
+
+def _run_last() -> None:
+    for func in reversed(_last):
+        try:
+            func()
+        except Exception:  # best effort: nothing left to report to
+            pass
+
+
+atexit.register(_run_last)  # at import, so after any hook registered later (atexit is LIFO)
+

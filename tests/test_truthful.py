@@ -109,3 +109,76 @@ def test_wrapped_script_whose_data_cannot_be_staged_is_not_completed(git_repo: P
     assert "1 metric values" in rec.meta["error"]["message"], rec.meta["error"]
     assert "could not save what this process logged (1 metric values" in r.stderr
     assert f"{rec.id} broken failed" in r.stderr
+
+
+# ---------------------------------------------------------------- no crash at exit
+
+
+def _store_with_curves(repo: Path) -> None:
+    for j in range(2):
+        with gitxp.start(name=f"e{j}", params={"j": j}, repo=str(repo), log_hardware=False, capture_env=False) as xp:
+            for i in range(5000):
+                xp.log_metrics({"loss": 1 / (i + 1), "acc": i / 5000}, step=i)
+
+
+def test_show_and_plot_always_exit_cleanly(git_repo: Path, tmp_path: Path) -> None:
+    """pyarrow's dataset scanner (``pq.read_table``) left threads that aborted the process at exit (134)."""
+    import os
+    import shutil
+
+    _store_with_curves(git_repo)
+    cache = git_repo / ".git" / "gitxp" / "cache"
+    commands = [["show", "@"], ["plot", "@", "@~1", "-m", "loss", "-o", str(tmp_path / "c.svg")]] * 20
+    env = {**os.environ}
+    codes: list[tuple[int, str]] = []
+    for i in range(0, len(commands), 4):  # four at a time: the crash is a race, load makes it likelier
+        shutil.rmtree(cache, ignore_errors=True)  # cold cache, as after a clone
+        procs = [subprocess.Popen([sys.executable, "-m", "gitxp", *c], cwd=git_repo, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for c in commands[i:i + 4]]
+        codes += [(p.wait(timeout=120), p.stderr.read()) for p in procs if p.stderr]
+    bad = [(rc, err[-200:]) for rc, err in codes if rc != 0 or "terminate" in err or "Traceback" in err]
+    assert not bad, bad
+    assert len(codes) == 40
+
+
+def test_read_parquet_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """The one way gitxp reads Parquet files: a process that exits right after never aborts."""
+    import pyarrow as pa
+
+    from gitxp import metrics
+
+    data = tmp_path / "m.parquet"
+    data.write_bytes(metrics.to_parquet_bytes(pa.table({"x": list(range(200_000)), "y": [float(i) for i in range(200_000)]})))
+    code = f"from gitxp import metrics; import pyarrow as pa; metrics.read_parquet({str(data)!r}); metrics.from_parquet_bytes(open({str(data)!r}, 'rb').read(), what='t.parquet')"
+    codes = []
+    for _ in range(10):
+        procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        codes += [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+    assert all(rc == 0 and not err for rc, err in codes), [c for c in codes if c[0] or c[1]][:3]
+
+
+def test_api_in_a_packed_repository_exits_silently(git_repo: Path) -> None:
+    """Stores the API never closed: dulwich's pack ``__del__`` used to fail at exit, four blocks of noise."""
+    from conftest import run_git
+
+    _store_with_curves(git_repo)
+    run_git(git_repo, "gc", "-q")
+    assert list((git_repo / ".git" / "objects" / "pack").glob("*.pack"))
+    script = _script(git_repo, "reader.py", """
+        import gitxp
+        store = gitxp.open(".")
+        rec = store.get("@")
+        print(rec.name, rec.metrics().num_rows, len(gitxp.open(".").experiments()))
+        xp = gitxp.start(name="late", log_hardware=False, capture_env=False)
+        xp.log_metric("loss", 0.5)
+    """)
+    r = _python(git_repo, script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["e1", "10000", "2"]
+    assert r.stderr == ""
+    assert _names(git_repo) == ["late", "e1", "e0"]
+
+
+def _names(repo: Path) -> list[str]:
+    with gitxp.open(repo) as store:
+        return [r.name for r in store.experiments()]
