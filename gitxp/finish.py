@@ -258,16 +258,29 @@ def recover(store: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     failed: list[tuple[str, str]] = []
     for run in staging.dead_runs(store.repo.gitxp_dir):
         try:
-            final = run.read_yaml(FINAL_FILE, None)
-            ok = isinstance(final, dict) and final.get("status") in ("completed", "failed", "interrupted")
-            status = final["status"] if ok else "crashed"
-            exit_code = final.get("exit_code") if ok and isinstance(final.get("exit_code"), int) else None
-            problems = [str(p) for p in final.get("recording_errors") or []] if ok and isinstance(final.get("recording_errors"), list) else []
-            when = final.get("ended") if ok and isinstance(final.get("ended"), str) else None
-            commit_run(store, run, status=status, exit_code=exit_code, recording_errors=problems, ended_at=when)
-            done.append((run.id, status))
+            end = _staged_end(run)
+            commit_run(store, run, **end)
+            done.append((run.id, end["status"]))
         except (GitxpError, OSError) as exc:
             failed.append((run.id, describe_failure(exc)))
     return done, failed
+
+
+def _staged_end(run: staging.RunDir) -> dict[str, Any]:
+    """commit_run's arguments from ``final.yaml``, or a crash's when there is none."""
+    final = run.read_yaml(FINAL_FILE, None)
+    if not isinstance(final, dict) or final.get("status") not in ("completed", "failed", "interrupted"):
+        return {"status": "crashed"}
+    problems, ended = final.get("recording_errors"), final.get("ended")
+    try:
+        layout.parse_time(ended)
+    except (AttributeError, TypeError, ValueError):  # not a time (None, a date YAML parsed, garbage)
+        ended = None
+    return {
+        "status": final["status"],
+        "exit_code": final.get("exit_code") if isinstance(final.get("exit_code"), int) else None,
+        "recording_errors": [str(p) for p in problems] if isinstance(problems, list) else [],
+        "ended_at": ended,
+    }
 
 
