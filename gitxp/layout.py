@@ -181,6 +181,8 @@ def yaml_depth_problem(doc: Any) -> str | None:
     stack = [(doc, 1)]
     while stack:
         obj, depth = stack.pop()
+        if not isinstance(obj, (dict, list)):
+            continue
         children = obj.values() if isinstance(obj, dict) else obj
         if depth > MAX_YAML_DEPTH:
             return f"nesting deeper than {MAX_YAML_DEPTH} levels"
@@ -252,14 +254,29 @@ def check_store_document(doc: Any) -> dict[str, Any]:
 # C0 and C1 controls, DEL, the line/paragraph separators and the bidirectional
 # overrides: what moves a terminal's cursor, starts an escape sequence, ends
 # a line in a commit message or reorders what a reviewer reads.
-CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-CONTROL_MULTILINE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates too: bytes that are not UTF-8 in argv or a file name reach
+# Python as U+DC80-U+DCFF (surrogateescape) and cannot be stored as text.
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+CONTROL_MULTILINE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+NOT_UTF8_HINT = "gitxp stores text as UTF-8: pass it in UTF-8 (e.g. convert it with iconv)"
+
+
+def utf8_problem(value: str) -> str | None:
+    """``byte 0xE9 that is not valid UTF-8`` when ``value`` came from bytes that are not UTF-8."""
+    m = _SURROGATE_RE.search(value)
+    if not m:
+        return None
+    c = ord(m.group())
+    return f"byte 0x{c - 0xDC00:02X} that is not valid UTF-8" if 0xDC80 <= c <= 0xDCFF else f"lone surrogate U+{c:04X}, not valid UTF-8"
 
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
     """``control character U+001B`` when ``value`` holds one (notes may hold tabs and newlines)."""
     m = (CONTROL_MULTILINE_RE if multiline else CONTROL_RE).search(value)
-    return f"control character U+{ord(m.group()):04X}" if m else None
+    if not m:
+        return None
+    return utf8_problem(m.group()) or f"control character U+{ord(m.group()):04X}"
 
 
 def check_text(value: str, what: str, *, multiline: bool = False) -> str:
@@ -272,7 +289,10 @@ def check_text(value: str, what: str, *, multiline: bool = False) -> str:
     if problem:
         from .errors import UsageError
 
-        hint = "notes may hold newlines and tabs, nothing else" if multiline else "use printable characters only, on one line"
+        if "UTF-8" in problem:
+            hint = NOT_UTF8_HINT
+        else:
+            hint = "notes may hold newlines and tabs, nothing else" if multiline else "use printable characters only, on one line"
         raise UsageError(f"{what} {value[:80]!r} has a {problem}", hint)
     return value
 
