@@ -33,6 +33,24 @@ LAZY_COMMANDS = {
 }
 
 
+class OutputFile(click.Path):
+    """A file a command writes (``-o``): refused up front when its folder is missing.
+
+    Otherwise the command does its work and then fails with a traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        folder = os.path.dirname(os.fsdecode(path))
+        if folder and not os.path.isdir(folder):
+            problem = f"{folder!r} is a file, not a folder" if os.path.exists(folder) else f"the folder {folder!r} does not exist; create it first"
+            self.fail(f"{os.fsdecode(path)!r}: {problem}", param, ctx)
+        return path
+
+
 class GitxpGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if self._lazy(n) is not None)})
@@ -448,7 +466,7 @@ def rm(ctx: click.Context, ref: str) -> None:
 @click.option("--columns", metavar="GLOBS", help="Comma-separated column globs, e.g. 'params.*,metrics.acc'.")
 @click.option("--sort", "sort_by", metavar="COLUMN", help="Sort by a column (prefix '-' for descending).")
 @click.option("--format", "fmt", type=click.Choice(["text", "csv", "markdown", "json"]), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option("-o", "--output", type=OutputFile(), help="Write to a file instead of stdout.")
 @click.pass_context
 def table(ctx: click.Context, where: str | None, columns: str | None, sort_by: str | None, fmt: str, output: str | None) -> None:
     """Experiments × params × final metrics.
@@ -469,7 +487,7 @@ def table(ctx: click.Context, where: str | None, columns: str | None, sort_by: s
 @cli.command("metrics")
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), default="csv", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file (required for parquet on a terminal).")
+@click.option("-o", "--output", type=OutputFile(), help="Write to a file (required for parquet on a terminal).")
 @click.pass_context
 def metrics_cmd(ctx: click.Context, ref: str, fmt: str, output: str | None) -> None:
     """The metric log of an experiment (name, step, value, timestamp).
@@ -617,11 +635,11 @@ def key_import(ctx: click.Context, value: str) -> None:
 
 @cli.command()
 @click.argument("ref")
-@click.option("--requirements", type=click.Path(dir_okay=False), help="Write pip pins to FILE.")
+@click.option("--requirements", type=OutputFile(), help="Write pip pins to FILE.")
 @click.option("--venv", type=click.Path(file_okay=False), help="Create a virtual environment in DIR with the pins.")
 @click.option("--python", "python_exe", metavar="EXE", help="Interpreter for --venv (default: this one).")
 @click.option("--conda", "conda_name", metavar="NAME", help="Create a conda environment NAME (conda, mamba or micromamba).")
-@click.option("--conda-file", type=click.Path(dir_okay=False), help="Write a conda environment.yml to FILE.")
+@click.option("--conda-file", type=OutputFile(), help="Write a conda environment.yml to FILE.")
 @click.option("--allow-urls", is_flag=True, help="Also install (or write) packages recorded from a URL or VCS; their setup code runs.")
 @click.pass_context
 def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool) -> None:

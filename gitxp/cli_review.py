@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from .cli import OutputFile
+
 
 def _store(ctx: click.Context) -> Any:
     from .store import Store
@@ -53,7 +55,7 @@ def diff(ctx: click.Context, ref_a: str | None, ref_b: str | None, code: bool, e
 @click.option("--baseline", metavar="REF", help="Compare against this experiment (default: the first REF when several).")
 @click.option("-m", "--metric", metavar="NAME", help="Metric to chart (default: the one most experiments logged).")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "html"]), default="markdown", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option("-o", "--output", type=OutputFile(), help="Write to a file instead of stdout.")
 @click.option("--log-y", is_flag=True, help="Charts on a log-scale y axis (values <= 0 are left out).")
 @click.pass_context
 def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metric: str | None, fmt: str, output: str | None, log_y: bool) -> None:
@@ -83,7 +85,7 @@ def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metr
 @click.command()
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @click.option("-m", "--metric", "metrics", multiple=True, required=True, metavar="NAME", help="Metric to draw (repeatable: one panel each).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="FILE.svg, or FILE.png (needs matplotlib).")
+@click.option("-o", "--output", required=True, type=OutputFile(), help="FILE.svg, or FILE.png (needs matplotlib).")
 @click.option("--log-y", is_flag=True, help="Log-scale y axis (values <= 0 are left out).")
 @click.pass_context
 def plot(ctx: click.Context, refs: tuple[str, ...], metrics: tuple[str, ...], output: str, log_y: bool) -> None:

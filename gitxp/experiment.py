@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
+import math
 import os
 import sys
 import threading
@@ -27,6 +28,7 @@ ENV_ID = "GITXP_EXPERIMENT"
 ENV_RUN_DIR = "GITXP_RUN_DIR"
 FLUSH_INTERVAL = 1.0
 FLUSH_ROWS = 200_000
+_MAX_STEP = metrics.MAX_STEP
 
 _current: Experiment | None = None
 _lock = threading.Lock()
@@ -55,6 +57,8 @@ def check_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _check_value(key: str, v: Any) -> Any:
+    if isinstance(v, str) and layout.utf8_problem(v):
+        raise ParamError(f"parameter {key!r} has a {layout.utf8_problem(v)}", layout.NOT_UTF8_HINT)
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):
@@ -85,8 +89,8 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 def _bad_metric(name: Any, value: Any, step: Any) -> MetricValueError:
     if not isinstance(name, str) or not name:
         return MetricValueError(f"metric name must be a non-empty string, got {name!r}", "e.g. xp.log_metric('loss', 0.42, step=3)")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        return MetricValueError(f"step of metric {name!r} must be an int >= 0, got {step!r}", "pass step=epoch or leave it out to count up")
+    if step is not None and (isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= metrics.MAX_STEP):
+        return MetricValueError(f"step of metric {name!r} must be an int from 0 to 2**63-1, got {step!r:.40}", "pass step=epoch or leave it out to count up")
     return MetricValueError(f"value of metric {name!r} must be a number, got {type(value).__name__} {value!r:.40}", "log floats or ints (NaN and inf are kept)")
 
 
@@ -95,7 +99,13 @@ def _timestamp(t: Any) -> float:
         if t.tzinfo is None:
             t = t.replace(tzinfo=_dt.timezone.utc)
         return t.timestamp()
-    return float(t)
+    try:
+        s = float(t)
+    except (TypeError, ValueError, OverflowError):
+        s = math.nan
+    if not metrics.MIN_TIME <= s <= metrics.MAX_TIME:  # NaN too
+        raise MetricValueError(f"timestamp must be a datetime or seconds since 1970 within years 1-9999, got {t!r:.40}", "leave it out to use the current time")
+    return s
 
 
 class Experiment:
@@ -160,8 +170,8 @@ class Experiment:
             raise _bad_metric(name, value, step) from None
         if step is None:
             step = self._steps.get(name, -1) + 1
-        elif step.__class__ is not int or step < 0:
-            if isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0:
+        elif step.__class__ is not int or step < 0 or step > _MAX_STEP:
+            if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= _MAX_STEP:
                 raise _bad_metric(name, value, step)
             step = step.__index__()
         self._steps[name] = step

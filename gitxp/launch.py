@@ -72,6 +72,9 @@ def begin(
     name = layout.check_name(name) if name else None
     if notes:
         layout.check_text(notes, "note", multiline=True)
+    for i, arg in enumerate(command or ()):  # recorded as text in experiment.yaml and the commit message
+        if isinstance(arg, str) and layout.utf8_problem(arg):
+            raise UsageError(f"argument {i + 1} of the command, {arg[:80]!r}, has a {layout.utf8_problem(arg)}", layout.NOT_UTF8_HINT)
     if hardware_interval <= 0:
         raise UsageError(f"hardware interval must be positive, got {hardware_interval}", "e.g. --hardware-interval 0.5")
     store = Store.open(repo)

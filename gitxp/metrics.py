@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 SEGMENT_GLOB = "*.parquet"
+#: Steps are int64: the largest one a metrics file can hold.
+MAX_STEP = 2**63 - 1
+#: Timestamps (seconds since 1970) that timestamp[us] holds and every reader can show: years 1 to 9999.
+MIN_TIME, MAX_TIME = -62_135_596_800.0, 253_402_300_799.0
 
 
 def schema() -> Any:

@@ -276,6 +276,13 @@ def _pump(src: IO[bytes], dst: IO[bytes], prefix: bytes, lock: threading.Lock) -
     src.close()
 
 
+#: Each child in a process group of its own: a terminal's Ctrl-C reaches only
+#: us, and we forward it once. ``process_group`` needs Python 3.11; on 3.10
+#: ``start_new_session`` (setsid before exec, done in C) gives the child its
+#: own group too, and unlike ``preexec_fn`` is safe from our worker threads.
+_OWN_GROUP: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+
+
 def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: ChildOptions, prefix: bool) -> Callable[[Planned], int]:
     out_lock = threading.Lock()
 
@@ -286,7 +293,7 @@ def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: ChildOpti
         with sw._lock:
             if sw.stop.is_set():
                 return 128 + (sw.signal or signal.SIGTERM)
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, process_group=0)  # noqa: S603
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, **_OWN_GROUP)  # type: ignore[call-overload]  # noqa: S603
             sw.procs.add(proc)
         pumps = []
         if prefix:

@@ -88,13 +88,12 @@ def run_wrapped(
         for pat in patterns:
             got = pat.match(line)
             if got is not None:
-                exp.log_metric(pat.name, got[0], step=got[1])
+                exp.log_metric(pat.name, got[0], step=_output_step(got[1]))
                 taken.add(pat.name)
         found = runner.parse_scalars(line) if scalars else {}
         if not found:
             return
-        step = found.pop("step", None)
-        step_i = int(step) if step is not None and step >= 0 and float(step).is_integer() else None
+        step_i = _output_step(found.pop("step", None))
         for key, value in found.items():
             if key not in taken:
                 exp.log_metric(key, value, step=step_i)
@@ -164,6 +163,15 @@ def _hand_over_key(env: dict[str, str], run_dir: Path) -> Path | None:
     path = crypto.write_key_file(run_dir / "key", key)
     env[crypto.KEY_FILE_ENV] = str(path)
     return path
+
+
+def _output_step(step: float | None) -> int | None:
+    """A step printed by the command, or None (count up) when no step can hold it (``step=1e30``, ``-3``, ``1.5``)."""
+    from .metrics import MAX_STEP
+
+    if step is None or not 0 <= step <= MAX_STEP or not float(step).is_integer():
+        return None
+    return int(step)
 
 
 def _collect_artifacts(exp: Any, patterns: Sequence[str]) -> None:

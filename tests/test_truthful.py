@@ -8,6 +8,7 @@ lazily on its first call, which cannot work while Python shuts down.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -182,3 +183,97 @@ def test_api_in_a_packed_repository_exits_silently(git_repo: Path) -> None:
 def _names(repo: Path) -> list[str]:
     with gitxp.open(repo) as store:
         return [r.name for r in store.experiments()]
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2
+
+BAD = os.fsdecode(b"caf\xe9")  # latin-1 bytes in argv, as Python decodes them (surrogateescape)
+
+
+def _one_error_line(r: subprocess.CompletedProcess[str], *, code: int = 2) -> str:
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args", [
+    ["--name", BAD], ["-p", f"x={BAD}"], ["-p", f"{BAD}=1"], ["--note", BAD], ["--tag", f"k={BAD}"], ["--", "echo", BAD],
+], ids=["name", "param-value", "param-key", "note", "tag", "command"])
+def test_non_utf8_arguments_to_start_are_refused_before_anything_runs(git_repo: Path, args: list[str]) -> None:
+    argv = ["start", "--no-hardware", *args] if "--" in args else ["start", "--no-hardware", *args, "--", "touch", "ran"]
+    line = _one_error_line(run_gitxp(git_repo, *argv, check=False))
+    assert "not valid UTF-8" in line and "0xE9" in line, line
+    assert not (git_repo / "ran").exists()
+    assert not list((git_repo / ".git" / "gitxp" / "runs").glob("*")) if (git_repo / ".git" / "gitxp" / "runs").exists() else True
+    assert "died without finishing" not in run_gitxp(git_repo, "log").stderr
+
+
+def test_non_utf8_note_and_tag_on_a_stored_experiment(git_repo: Path) -> None:
+    run_gitxp(git_repo, "start", "--no-hardware", "--", "true")
+    for argv in (["note", "@", BAD], ["tag", "@", f"k={BAD}"]):
+        assert "not valid UTF-8" in _one_error_line(run_gitxp(git_repo, *argv, check=False))
+    assert _only(git_repo).tags == {}
+
+
+def test_non_utf8_text_from_the_api_is_a_usage_error(git_repo: Path) -> None:
+    with pytest.raises(gitxp.UsageError, match="not valid UTF-8"):
+        gitxp.start(name=BAD, repo=str(git_repo), log_hardware=False, capture_env=False)
+    with gitxp.start(repo=str(git_repo), log_hardware=False, capture_env=False) as xp:
+        with pytest.raises(gitxp.UsageError, match="not valid UTF-8"):
+            xp.log_params({"path": BAD})
+        with pytest.raises(ValueError, match="not valid UTF-8"):
+            xp.log_metric(BAD, 1.0)
+        xp.log_metric("ok", 1.0)
+    assert _only(git_repo).metric_summary["ok"]["count"] == 1
+
+
+@pytest.mark.parametrize("kwargs", [{"step": 2**63}, {"step": 10**30}, {"timestamp": 1e30}, {"timestamp": float("nan")}])
+def test_out_of_range_step_or_time_is_refused_at_logging(git_repo: Path, kwargs: dict[str, float]) -> None:
+    with gitxp.start(repo=str(git_repo), log_hardware=False, capture_env=False) as xp:
+        xp.log_metric("loss", 1.0, step=2**63 - 1)  # the largest step that fits is fine
+        with pytest.raises(gitxp.MetricValueError):
+            xp.log_metric("loss", 0.5, **kwargs)
+    rec = _only(git_repo)
+    assert rec.status == "completed" and rec.metric_summary["loss"]["last_step"] == 2**63 - 1
+
+
+def test_wrapped_script_with_a_huge_step_is_committed_with_what_it_had(git_repo: Path) -> None:
+    _script(git_repo, "huge.py", """
+        import gitxp
+        xp = gitxp.current()
+        xp.log_metric("loss", 0.5)
+        xp.log_metric("loss", 0.25, step=2**63)
+    """)
+    r = run_gitxp(git_repo, "start", "--no-hardware", "--", sys.executable, "huge.py", check=False)
+    assert r.returncode == 1
+    assert "MetricValueError" in r.stderr and "OverflowError" not in r.stderr
+    rec = _only(git_repo)
+    assert rec.status == "failed" and rec.meta["exit_code"] == 1
+    assert rec.metric_summary["loss"]["count"] == 1
+
+
+def test_scalars_with_a_step_out_of_range_keep_the_values(git_repo: Path) -> None:
+    code = "print('loss=0.5'); print('step=1e30 loss=0.25'); print('step=-3 loss=0.125')"
+    r = run_gitxp(git_repo, "start", "--no-hardware", "--scalars", "--", sys.executable, "-c", code, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "could not" not in r.stderr, r.stderr
+    rec = _only(git_repo)
+    assert rec.status == "completed"
+    assert rec.metric_summary["loss"]["count"] == 3
+
+
+@pytest.mark.parametrize("argv", [
+    ["metrics", "@", "-o", "nodir/x.csv"],
+    ["table", "-o", "nodir/x.csv"],
+    ["report", "@", "-o", "nodir/r.md"],
+    ["plot", "@", "-m", "loss", "-o", "nodir/p.svg"],
+    ["env", "@", "--requirements", "nodir/requirements.txt"],
+    ["env", "@", "--conda-file", "nodir/environment.yml"],
+], ids=lambda a: a[0] + ("-" + a[2] if a[0] == "env" else ""))
+def test_output_into_a_missing_folder_is_one_line(git_repo: Path, argv: list[str]) -> None:
+    run_gitxp(git_repo, "start", "--no-hardware", "--scalars", "--", sys.executable, "-c", "print('loss=0.5')")
+    line = _one_error_line(run_gitxp(git_repo, *argv, check=False))
+    assert "'nodir' does not exist" in line, line
+    assert not (git_repo / "nodir").exists()
