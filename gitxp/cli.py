@@ -521,6 +521,9 @@ def artifacts(ctx: click.Context, ref: str) -> None:
     if not rows:
         click.echo(f"experiment {rec.id} has no artifacts", err=True)
         return
+    width = max(len(r[1]) for r in rows)
+    for r in rows:  # sizes with units, right-aligned like numbers
+        r[1] = r[1].rjust(width)
     click.echo(render.text_table(["path", "size", "encrypted", "parts", "digest"], rows))
 
 
@@ -579,7 +582,7 @@ def key_show(ctx: click.Context) -> None:
     store = _store(ctx)
     store_id = store.store_id
     k = crypto.load_key(store_id)
-    where = "GITXP_KEY" if os.environ.get(crypto.KEY_ENV) else str(crypto.key_path(store_id))
+    where = crypto.key_source(store_id)
     click.echo(f"store:       {store_id}")
     click.echo(f"store keys:  {', '.join((store.document() or {}).get('keys') or []) or '(none yet)'}")
     if k is None:
