@@ -176,7 +176,43 @@ def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_glob
         out["code_dir"] = snap.code_dir
     if snap.skipped:
         out["skipped"] = list(snap.skipped)
+    _add_notebook(store, out, store.config.snapshot_max_file_size)
     return out
+
+
+def _add_notebook(store: Any, out: dict[str, Any], cap: int) -> None:
+    """The notebook a kernel runs is its code: in the snapshot even when git ignores it or it is over the cap.
+
+    Only a notebook that ``.gitxpignore`` (or secret withholding) left out
+    stays out: that was the user's choice.
+    """
+    from .notebook import notebook_path
+    from .plumbing import FILE_MODE, Entry
+
+    nb = notebook_path()
+    if nb is None or out.get("tree") is None or store.repo.root is None:
+        return
+    try:
+        rel = nb.resolve().relative_to(Path(store.repo.root).resolve()).as_posix()
+    except (ValueError, OSError):
+        return  # outside the repository
+    code_dir = out.get("code_dir")
+    if code_dir and not rel.startswith(code_dir + "/"):
+        return
+    out["notebook"] = rel
+    if nb.is_symlink() or not nb.is_file() or store.repo.lookup(out["tree"], rel) is not None:
+        return
+    skipped = out.get("skipped") or []
+    if rel in skipped and nb.stat().st_size <= cap:
+        return
+    blob = store.repo.write_blob(nb.read_bytes())
+    out["tree"] = store.repo.update_tree(out["tree"], {rel: Entry(nb.name, FILE_MODE, blob)})
+    out["dirty"] = True
+    rest = [p for p in skipped if p != rel]
+    if rest:
+        out["skipped"] = rest
+    else:
+        out.pop("skipped", None)
 
 
 def _say_untracked(files: Sequence[tuple[str, int]], named: int = 3) -> None:

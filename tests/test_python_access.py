@@ -184,6 +184,10 @@ def test_a_run_in_a_notebook_kernel_is_named_after_the_notebook(git_repo: Path) 
 
     nb = git_repo / "analysis.ipynb"
     nb.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    # a notebook git ignores is still the code that ran
+    (git_repo / "vscode.ipynb").write_text('{"cells": [], "metadata": {"ignored": true}, "nbformat": 4, "nbformat_minor": 5}\n')
+    with (git_repo / ".gitignore").open("a") as f:
+        f.write("vscode.ipynb\n")
     env = {**os.environ, "JPY_SESSION_NAME": str(nb)}
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(git_repo), env=env, startup_timeout=60)
     try:
@@ -204,4 +208,6 @@ def test_a_run_in_a_notebook_kernel_is_named_after_the_notebook(git_repo: Path) 
     assert first.name == "analysis" and second.name == "vscode"
     # the notebook (untracked here) is part of the code snapshot
     assert run_git(git_repo, "cat-file", "-t", f"{first.code_tree}:analysis.ipynb").strip() == "blob"
-    assert first.source.get("dirty") is True
+    assert first.source.get("dirty") is True and first.source["notebook"] == "analysis.ipynb"
+    assert second.source["notebook"] == "vscode.ipynb"
+    assert b'"ignored": true' in (run_git(git_repo, "show", f"{second.code_tree}:vscode.ipynb")).encode()
