@@ -77,6 +77,35 @@ def test_name_rules_match_git_fsck(tmp_path: Path) -> None:
         assert validate.git_name_problem(raw) == _git_fsck_verdict(tmp_path, raw), raw
 
 
+TREES = [
+    [(b"100644", b"a"), (b"100644", b"b")],
+    [(b"100644", b"b"), (b"100644", b"a")],
+    [(b"100644", b"a"), (b"100644", b"a")],
+    [(b"100644", b"a"), (b"100644", b"a-b"), (b"40000", b"a")],
+    [(b"40000", b"a"), (b"100644", b"a.b")],
+    [(b"100644", b"a.b"), (b"40000", b"a")],
+    [(b"100664", b"a")],
+    [(b"0100644", b"a")],
+    [(b"040000", b"a")],
+    [(b"120000", b"a"), (b"160000", b"b")],
+    [(b"100644", b".git"), (b"100644", b"git~1")],
+]
+
+
+def test_tree_rules_match_git_fsck(tmp_path: Path) -> None:
+    """Modes, order and duplicates in a raw tree: the same verdict as `git fsck --strict`."""
+    for k, entries in enumerate(TREES):
+        d = tmp_path / f"tree-{k}"
+        run_git(tmp_path, "init", "-q", str(d))
+        blob = run_git(d, "hash-object", "-w", "--stdin", input=b"x\n").strip()
+        empty = run_git(d, "mktree", input=b"").strip()
+        data = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(empty if mode.lstrip(b"0") == b"40000" else blob) for mode, name in entries)
+        tree = run_git(d, "hash-object", "-w", "-t", "tree", "--literally", "--stdin", input=data).strip()
+        r = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=d, capture_output=True, text=True)
+        git = {ln.split(": ")[1] for ln in (r.stdout + r.stderr).splitlines() if tree in ln and ": " in ln}
+        assert {what for _name, what in validate.tree_object_problems(data)} == git, entries
+
+
 HOSTILE_NAMES = {
     "git~1": {"git~1": ("040000", {"config": ("100644", b"[core]\n")})},
     ".git.": {".git.": ("040000", {"config": ("100644", b"[core]\n")})},
