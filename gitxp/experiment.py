@@ -34,6 +34,16 @@ _current: Experiment | None = None
 _lock = threading.Lock()
 
 
+class _Full(list):  # type: ignore[type-arg]
+    """Replaces the row buffer once an experiment holds the most metric values a store reads back."""
+
+    def append(self, _row: object) -> None:
+        raise MetricValueError(
+            f"this experiment holds {metrics.MAX_METRIC_POINTS} metric values, the most one stores (pulls refuse more)",
+            "log less often, or start another experiment",
+        )
+
+
 class _Closed(list):  # type: ignore[type-arg]
     """Replaces the row buffer after finishing, so a late log_metric fails loudly at no cost before."""
 
@@ -120,6 +130,8 @@ class Experiment:
         self.tags: dict[str, Any] = dict(meta.get("tags") or {})
         self._owner = owner
         self._rows: list[Any] = []
+        self._points = 0  # metric values staged by this process
+        self._spill: list[Any] = []  # the buffer replaced by _Full, drained by later flushes
         self._steps: dict[str, int] = {}
         self._tag = f"{os.getpid()}"
         self._seg_dir = run.path / "metrics"
@@ -162,8 +174,8 @@ class Experiment:
         """
         if name.__class__ is not str or not name:
             raise _bad_metric(name, value, step)
-        if name not in self._steps and layout.text_problem(name):  # checked once per name
-            raise MetricValueError(f"metric name {name[:80]!r} has a {layout.text_problem(name)}", "use printable characters only, on one line")
+        if name not in self._steps:  # checked once per name
+            self._check_new_metric(name)
         try:
             v = float(value)
         except (TypeError, ValueError):
@@ -176,6 +188,18 @@ class Experiment:
             step = step.__index__()
         self._steps[name] = step
         self._rows.append((name, step, v, time.time() if timestamp is None else _timestamp(timestamp)))
+
+    def _check_new_metric(self, name: str) -> None:
+        """A name not logged before: one line of text, and within what experiment.yaml can summarise."""
+        if layout.text_problem(name):
+            raise MetricValueError(f"metric name {name[:80]!r} has a {layout.text_problem(name)}", "use printable characters only, on one line")
+        if len(name) > layout.MAX_NAME_CHARS:
+            raise MetricValueError(f"metric name {name[:40]!r}... is longer than {layout.MAX_NAME_CHARS} characters", "use a shorter name")
+        if len(self._steps) >= layout.MAX_METRIC_NAMES:
+            raise MetricValueError(
+                f"this experiment already has {layout.MAX_METRIC_NAMES} metric names, the most experiment.yaml summarises; {name[:40]!r} was not logged",
+                "log a table (log_table) for per-item values",
+            )
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None, timestamp: Any = None) -> None:
         """Several metrics at one step (e.g. ``{"loss": 0.4, "acc": 0.9}``)."""
@@ -191,9 +215,13 @@ class Experiment:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add or update parameters (nested mappings allowed); TypeError on other types."""
         checked = check_params(params)
+        merged = deep_merge(self.params, checked)
+        problem = layout.params_size_problem(merged)
+        if problem:
+            raise ParamError(problem, "store large values with log_artifact or log_table")
         if not self._owner:
             self._say_overrides(checked)
-        self.params = deep_merge(self.params, checked)
+        self.params = merged
 
     def _say_overrides(self, params: Mapping[str, Any]) -> None:
         """The script replaces a value given to `gitxp start -p`: record it, but say so (once per key).
@@ -216,7 +244,9 @@ class Experiment:
 
     def set_tags(self, tags: Mapping[str, Any] | None = None, **more: Any) -> None:
         """Add or change tags; UsageError on a name or value with a control character."""
-        self.tags.update(layout.check_tags({**(tags or {}), **more}))
+        new = layout.check_tags({**(tags or {}), **more})
+        layout.check_tag_count({**self.tags, **new})
+        self.tags.update(new)
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
@@ -224,7 +254,7 @@ class Experiment:
     def note(self, text: str) -> None:
         """Append a note (newlines and tabs allowed, other control characters refused)."""
         layout.check_text(str(text), "note", multiline=True)
-        self._meta["notes"] = ((self._meta.get("notes") or "") + "\n" + str(text)).strip()
+        self._meta["notes"] = layout.check_notes(((self._meta.get("notes") or "") + "\n" + str(text)).strip())
 
     def log_table(self, name: str, table: Any) -> None:
         """Store a table as ``tables/<name>.parquet`` (pyarrow Table or pandas DataFrame)."""
@@ -241,6 +271,10 @@ class Experiment:
                 table = pa.table(dict(table))
             else:
                 raise UsageError(f"log_table needs a pyarrow Table, a pandas DataFrame or a mapping of columns, got {type(table).__name__}", "convert it first")
+        for n, most, what in ((table.num_columns, metrics.MAX_PARQUET_COLUMNS, "columns"), (table.num_rows, metrics.MAX_PARQUET_ROWS, "rows"),
+                              (table.nbytes, metrics.MAX_PARQUET_BYTES, "bytes")):
+            if n > most:  # what every reader of the store would refuse
+                raise UsageError(f"table {name!r} has {n} {what}, over the {most} limit of a stored table", "split it, or log it as an artifact")
         d = self._run.path / "tables"
         d.mkdir(exist_ok=True)
         tmp = d / f".{name}.{os.getpid()}.tmp"
@@ -302,7 +336,11 @@ class Experiment:
     def flush(self) -> None:
         """Write what was logged since the last flush to staging (atomic files)."""
         with self._flush_lock:
-            metrics.flush_rows(self._rows, self._seg_dir, self._tag)
+            if self._spill:
+                self._points += metrics.flush_rows(self._spill, self._seg_dir, self._tag)
+            self._points += metrics.flush_rows(self._rows, self._seg_dir, self._tag)
+            if self._points >= metrics.MAX_METRIC_POINTS and not isinstance(self._rows, (_Full, _Closed)):
+                self._spill, self._rows = self._rows, _Full()  # appends racing this swap land in _spill: flushed next time
             state = (repr(self.params), repr(self.summary), repr(self.tags), self._meta.get("notes"))
             if state != self._last_saved:
                 suffix = "" if self._owner else f"-{os.getpid()}"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout, staging
-from .errors import RefError, UsageError
+from .errors import ParamError, RefError, UsageError
 from .experiment import Experiment, _set_current, check_params, default_name
 
 
@@ -68,10 +68,14 @@ def begin(
     from .store import Store
 
     params = check_params(params or {})
+    problem = layout.params_size_problem(params)
+    if problem:
+        raise ParamError(problem, "store large values as artifacts, or pass a smaller --params-file")
     tags = layout.check_tags(tags)
+    layout.check_tag_count(tags)
     name = layout.check_name(name) if name else None
     if notes:
-        layout.check_text(notes, "note", multiline=True)
+        layout.check_notes(notes)
     for i, arg in enumerate(command or ()):  # recorded as text in experiment.yaml and the commit message
         if isinstance(arg, str) and layout.utf8_problem(arg):
             raise UsageError(f"argument {i + 1} of the command, {arg[:80]!r}, has a {layout.utf8_problem(arg)}", layout.NOT_UTF8_HINT)

@@ -50,6 +50,23 @@ MAX_YAML_ALIAS_NODES = 100_000
 #: The longest experiment name, tag key, parameter key or metric name.
 MAX_NAME_CHARS = 200
 
+# What gitxp accepts when logging, so that what it writes stays within the
+# reader's limits above (experiment.yaml holds the metric summary, tags,
+# summary and notes; params.yaml the params): the worst case of each is
+# refused at logging time, when the user can still act, never at finish.
+# 10,000 names of 200 characters make ~3.5 MB of summary, the notes 1 MiB,
+# the tags ~1.2 MB, a command line at most 2 MiB (Linux ARG_MAX): under 8 MiB.
+
+#: Distinct metric names in one experiment (each adds its summary to experiment.yaml).
+MAX_METRIC_NAMES = 10_000
+#: ``params.yaml`` as written (half the reader's limit, for values merged from attached scripts).
+MAX_PARAMS_BYTES = MAX_YAML_BYTES // 2
+#: The notes of an experiment, all together, in UTF-8 bytes.
+MAX_NOTES_BYTES = 2**20
+#: Tags in one experiment, and the longest tag value (text).
+MAX_TAGS = 1_000
+MAX_TAG_VALUE_CHARS = 1_000
+
 _ID_RE = re.compile(r"^(\d{8})-(\d{6})-([0-9a-f]{12,32})$")
 _NAME_RE = re.compile(r"^[^/\x00\\]{1,200}$")
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{16}$")
@@ -317,14 +334,53 @@ def check_tags(tags: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in dict(tags or {}).items():
         key = check_text(str(k), "tag name")
+        if len(key) > MAX_NAME_CHARS:
+            raise UsageError(f"tag name {key[:40]!r}... is longer than {MAX_NAME_CHARS} characters", "use a shorter name")
         if type(v).__module__ == "numpy" and callable(getattr(v, "item", None)):
             v = v.item()
         if isinstance(v, str):
             check_text(v, f"tag {key!r} value")
+            if len(v) > MAX_TAG_VALUE_CHARS:
+                raise UsageError(f"tag {key!r} value is longer than {MAX_TAG_VALUE_CHARS} characters", "put long text in a note, or log it as an artifact")
         elif v is not None and not isinstance(v, (bool, int, float)):
             raise UsageError(f"tag {key!r} has a {type(v).__name__} value", "tag values are strings, numbers, booleans or null")
         out[key] = v
     return out
+
+
+def check_tag_count(tags: Any) -> None:
+    """Refuse more than :data:`MAX_TAGS` tags (``tags``: all of an experiment's, after a change)."""
+    if len(tags) > MAX_TAGS:
+        from .errors import UsageError
+
+        raise UsageError(f"an experiment holds at most {MAX_TAGS} tags; this would make {len(tags)}", "put many values in params, or log a table")
+
+
+def check_notes(notes: str) -> str:
+    """The whole notes of an experiment: text (newlines and tabs allowed) within :data:`MAX_NOTES_BYTES`."""
+    check_text(notes, "note", multiline=True)
+    size = len(notes.encode("utf-8"))
+    if size > MAX_NOTES_BYTES:
+        from .errors import UsageError
+
+        raise UsageError(f"notes would be {size} bytes, over the {MAX_NOTES_BYTES} byte limit", "log long text as an artifact")
+    return notes
+
+
+def params_size_problem(params: Any) -> str | None:
+    """``params take N bytes, over the ... limit`` when ``params`` is too big to store.
+
+    Measured as JSON first (C speed, even for millions of values): over the
+    limit is refused at once, far under it (YAML is never 64 times longer)
+    passes; in between the YAML is written out and measured. So the limit
+    holds for whichever of the two is larger.
+    """
+    import json
+
+    size = len(json.dumps(params, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+    if MAX_PARAMS_BYTES // 64 <= size <= MAX_PARAMS_BYTES:
+        size = max(size, len(dump_yaml(params).encode("utf-8")))
+    return f"params take {size} bytes, over the {MAX_PARAMS_BYTES} byte limit" if size > MAX_PARAMS_BYTES else None
 
 
 # ---------------------------------------------------------------- experiment.yaml fields

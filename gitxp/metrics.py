@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 SEGMENT_GLOB = "*.parquet"
+#: Metric values one process stages for an experiment: checked at each flush,
+#: and the next log_metric refused, so that with what arrives before that
+#: check the file stays under the readers' MAX_PARQUET_ROWS.
+MAX_METRIC_POINTS = 16_000_000
 #: Steps are int64: the largest one a metrics file can hold.
 MAX_STEP = 2**63 - 1
 #: Timestamps (seconds since 1970) that timestamp[us] holds and every reader can show: years 1 to 9999.

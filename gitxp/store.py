@@ -336,9 +336,10 @@ class Store:
             what = []
             if tags:
                 meta["tags"] = {**(meta.get("tags") or {}), **tags}
+                layout.check_tag_count(meta["tags"])
                 what.append("tag " + " ".join(f"{k}={v}" for k, v in tags.items()))
             if note is not None:
-                meta["notes"] = (str(meta.get("notes") or "") + ("\n" if meta.get("notes") else "") + note).strip()
+                meta["notes"] = layout.check_notes((str(meta.get("notes") or "") + ("\n" if meta.get("notes") else "") + note).strip())
                 what.append("note")
             blob = self.repo.write_blob(layout.dump_yaml(meta).encode())
             sub = self.repo.update_tree(old.sha, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, blob)})

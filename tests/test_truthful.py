@@ -277,3 +277,105 @@ def test_output_into_a_missing_folder_is_one_line(git_repo: Path, argv: list[str
     line = _one_error_line(run_gitxp(git_repo, *argv, check=False))
     assert "'nodir' does not exist" in line, line
     assert not (git_repo / "nodir").exists()
+
+
+# ---------------------------------------------------------------- what the writer accepts, the reader accepts
+
+
+def _start(repo: Path) -> gitxp.Experiment:
+    return gitxp.start(repo=str(repo), log_hardware=False, capture_env=False)
+
+
+def _stored_yaml(repo: Path, name: str) -> bytes:
+    rec = _only(repo)
+    data = rec.read_file(name)
+    assert data is not None
+    return data
+
+
+def test_metric_names_are_limited_so_that_experiment_yaml_stays_readable(git_repo: Path) -> None:
+    from gitxp import layout
+
+    with _start(git_repo) as xp:
+        for i in range(layout.MAX_METRIC_NAMES):  # the longest names allowed: the worst case for the summary
+            xp.log_metric(f"{i:07d}".ljust(layout.MAX_NAME_CHARS, "m"), 1 / 3, step=2**62)
+        with pytest.raises(gitxp.MetricValueError, match=f"{layout.MAX_METRIC_NAMES} metric names"):
+            xp.log_metric("one_more", 1.0)
+        xp.log_metric("0000000".ljust(layout.MAX_NAME_CHARS, "m"), 0.5)  # a known name still logs
+        with pytest.raises(gitxp.MetricValueError, match="longer than"):
+            xp.log_metric("x" * (layout.MAX_NAME_CHARS + 1), 1.0)
+    data = _stored_yaml(git_repo, "experiment.yaml")
+    assert len(data) <= layout.MAX_YAML_BYTES // 2
+    doc = layout.load_yaml(data, what="experiment.yaml")  # the reader a collaborator's pull uses
+    assert len(doc["metrics"]) == layout.MAX_METRIC_NAMES
+    assert not layout.experiment_problems(doc)
+
+
+def test_a_huge_param_is_refused_when_logged_and_the_run_still_finishes(git_repo: Path) -> None:
+    from gitxp import layout
+
+    with _start(git_repo) as xp:
+        xp.log_params({"lr": 0.1})
+        with pytest.raises(gitxp.UsageError, match="over the .* limit"):
+            xp.log_params({"blob": "x" * 9_000_000})
+        with pytest.raises(gitxp.UsageError, match="over the .* limit"):
+            xp.log_params({"many": list(range(1_000_000))})
+    rec = _only(git_repo)
+    assert rec.status == "completed" and rec.params == {"lr": 0.1}
+    assert len(_stored_yaml(git_repo, "params.yaml")) < layout.MAX_YAML_BYTES
+
+
+def test_a_huge_params_file_is_refused_by_start(git_repo: Path) -> None:
+    (git_repo / "big.yaml").write_text("blob: " + "x" * 9_000_000 + "\n")
+    line = _one_error_line(run_gitxp(git_repo, "start", "--no-hardware", "--params-file", "big.yaml", "--", "touch", "ran", check=False))
+    assert "over the" in line and "limit" in line
+    assert not (git_repo / "ran").exists()
+
+
+def test_notes_and_tags_are_limited(git_repo: Path) -> None:
+    from gitxp import layout
+
+    with _start(git_repo) as xp:
+        xp.note("short")
+        with pytest.raises(gitxp.UsageError, match="notes"):
+            xp.note("n" * layout.MAX_NOTES_BYTES)
+        xp.set_tags({f"t{i}": i for i in range(layout.MAX_TAGS)})
+        with pytest.raises(gitxp.UsageError, match=f"{layout.MAX_TAGS} tags"):
+            xp.set_tags(one_more=1)
+        with pytest.raises(gitxp.UsageError, match="longer than"):
+            xp.set_tags(t0="v" * (layout.MAX_TAG_VALUE_CHARS + 1))
+    rec = _only(git_repo)
+    assert rec.meta["notes"] == "short" and len(rec.tags) == layout.MAX_TAGS
+    r = run_gitxp(git_repo, "tag", "@", "another=1", check=False)
+    assert f"{layout.MAX_TAGS} tags" in _one_error_line(r)
+
+
+def test_a_table_the_reader_would_refuse_is_refused_by_log_table(git_repo: Path) -> None:
+    import pyarrow as pa
+
+    from gitxp import metrics
+
+    with _start(git_repo) as xp:
+        with pytest.raises(gitxp.UsageError, match="columns"):
+            xp.log_table("wide", pa.table({f"c{i}": [i] for i in range(metrics.MAX_PARQUET_COLUMNS + 1)}))
+        xp.log_table("ok", pa.table({"c": [1, 2]}))
+    assert _only(git_repo).tables() == ["ok"]
+
+
+def test_metric_points_stop_before_the_reader_limit(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked at each flush (nothing on the hot path): a small limit here, 16 M points in real use."""
+    from gitxp import metrics
+
+    monkeypatch.setattr(metrics, "MAX_METRIC_POINTS", 1000)
+    with _start(git_repo) as xp:
+        for i in range(999):
+            xp.log_metric("loss", 1.0, step=i)
+        xp.flush()
+        with pytest.raises(gitxp.MetricValueError, match="1000 metric values"):
+            for i in range(999, 5000):
+                xp.log_metric("loss", 1.0, step=i)
+                if i % 100 == 0:
+                    xp.flush()
+    rec = _only(git_repo)
+    assert rec.status == "completed"
+    assert 1000 <= rec.metric_summary["loss"]["count"] <= 1100
