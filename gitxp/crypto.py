@@ -47,7 +47,7 @@ __all__ = [
     "TAG_SIZE", "VERSION", "KeyedHasher", "StreamEncryptor", "StreamHeader",
     "ciphertext_size", "decode_key", "decrypt_stream", "dedup_key", "digest_key",
     "encode_key", "encrypt_file", "ensure_key", "fingerprint", "generate_key",
-    "key_dir", "key_path", "known_key_texts", "load_key", "parse_header", "require_key", "save_key",
+    "key_dir", "key_path", "key_source", "known_key_texts", "load_key", "parse_header", "require_key", "save_key",
     "write_key_file",
 ]
 
@@ -200,6 +200,13 @@ def load_key(store_id: str) -> bytes | None:
         ) from exc
 
 
+def key_source(store_id: str) -> str:
+    """Where :func:`load_key` looks first: ``GITXP_KEY``, the ``GITXP_KEY_FILE`` path or the key file."""
+    if os.environ.get(KEY_ENV, "").strip():
+        return KEY_ENV
+    return os.environ.get(KEY_FILE_ENV, "").strip() or str(key_path(store_id))
+
+
 def known_key_texts(store_id: str | None) -> list[str]:
     """Every key text this process knows (``GITXP_KEY``, ``GITXP_KEY_FILE``, the store's key file).
 
@@ -321,8 +328,7 @@ def require_key(store_id: str, fingerprint_needed: str) -> bytes:
     if key is None:
         err = KeyMissingError(f"no artifact key {fingerprint_needed} for this store", _IMPORT_HINT)
     else:
-        named = os.environ.get(KEY_FILE_ENV, "").strip()
-        source = KEY_ENV if os.environ.get(KEY_ENV, "").strip() else named or str(key_path(store_id))
+        source = key_source(store_id)
         err = KeyMissingError(
             f"artifact key {fingerprint_needed} is needed but the key you have "
             f"({source}) is {fingerprint(key)}",

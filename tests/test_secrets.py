@@ -21,6 +21,7 @@ from conftest import fsck, gitxp as run_gitxp, run_git
 from gitxp import crypto, layout
 from gitxp.artifacts import read_manifest
 from gitxp.environment import capture as capture_environment
+from gitxp.errors import KeyMissingError
 from gitxp.redact import StreamMasker, looks_secret, mask_argv, mask_url
 from gitxp.snapshot import Withhold, capture as capture_snapshot
 
@@ -365,3 +366,16 @@ def test_readme_has_a_security_paragraph() -> None:
     for word in ("artifacts", "params", "metrics", "output", "code", "GITXP_KEY", "gitxp.snapshotMaxFileSize",
                  ".gitxpignore", "<redacted>"):
         assert word in section, word
+
+
+def test_gitxp_key_file_is_read_and_a_missing_one_is_never_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = crypto.generate_key()
+    path = crypto.write_key_file(tmp_path / "k", key)
+    assert path.stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("GITXP_KEY_FILE", str(path))
+    assert crypto.load_key("store-a") == key and crypto.key_source("store-a") == str(path)
+    assert crypto.known_key_texts("store-a") == [crypto.encode_key(key)]
+    path.unlink()
+    with pytest.raises(KeyMissingError, match="GITXP_KEY_FILE"):
+        crypto.ensure_key("store-a")
+    assert not crypto.key_path("store-a").exists()
