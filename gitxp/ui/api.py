@@ -96,15 +96,18 @@ def downsample(values: Any, max_points: int) -> Any:
         return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
     buckets = max_points // 4
     size = -(-n // buckets)
-    pad = buckets * size - n
     v = np.asarray(values, dtype=np.float64)
-    nan = np.isnan(v)
-    lo = np.concatenate([np.where(nan, np.inf, v), np.full(pad, np.inf)]).reshape(buckets, size)
-    hi = np.concatenate([np.where(nan, -np.inf, v), np.full(pad, -np.inf)]).reshape(buckets, size)
-    start = np.arange(buckets, dtype=np.int64) * size
-    idx = np.concatenate([start, np.minimum(start + size - 1, n - 1), start + lo.argmin(axis=1), start + hi.argmax(axis=1)])
-    idx = np.unique(idx)
-    return idx[idx < n]
+    full = n // size  # whole buckets, looked at as a (full, size) view: no copy of a million points
+    if np.isnan(v).any():
+        lo_src, hi_src = np.where(np.isnan(v), np.inf, v), np.where(np.isnan(v), -np.inf, v)
+    else:
+        lo_src = hi_src = v
+    start = np.arange(full, dtype=np.int64) * size
+    parts = [start, start + size - 1, start + lo_src[: full * size].reshape(full, size).argmin(axis=1), start + hi_src[: full * size].reshape(full, size).argmax(axis=1)]
+    if full * size < n:  # the short last bucket
+        a = full * size
+        parts.append(np.array([a, n - 1, a + int(lo_src[a:].argmin()), a + int(hi_src[a:].argmax())], dtype=np.int64))
+    return np.unique(np.concatenate(parts))
 
 
 def _floats(arr: Any) -> list[Any]:
@@ -236,6 +239,7 @@ class Api:
         self._rows: OrderedDict[tuple[str | None, str | None], tuple[list[dict[str, Any]], list[bytes]]] = OrderedDict()
         self._live: dict[str, tuple[tuple[str, ...], Any, dict[str, Any]]] = {}
         self._tables: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._index: tuple[str | None, list[Any], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------ listing
 
@@ -300,6 +304,7 @@ class Api:
 
         with self._lock:
             self._stored_rows(None)
+            self._records()
 
     # ------------------------------------------------------------ one experiment
 
@@ -308,14 +313,24 @@ class Api:
         from ..resolve import resolve
 
         running = self.store.running()
+        records, by_id = self._records()
         try:
-            rec = resolve([*running, *self.store.index()], ref)
+            rec = by_id.get(ref) if not running else None
+            rec = rec or resolve([*running, *records], ref)
         except AmbiguousRefError as exc:
             raise ApiError(400, str(exc)) from exc
         except RefError as exc:
             raise ApiError(404, str(exc)) from exc
         run = staging.run_dir(self.store.repo.gitxp_dir, rec.id) if not rec.tree else None
         return rec, run
+
+    def _records(self) -> tuple[list[Any], dict[str, Any]]:
+        """The store's records newest first and by id, built once per tip (20,000 of them cost a quarter second)."""
+        tip = self.store.tip
+        if self._index is None or self._index[0] != tip:
+            records = self.store.index()
+            self._index = (tip, records, {r.id: r for r in records})
+        return self._index[1], self._index[2]
 
     def _live_metrics(self, exp_id: str) -> tuple[Any, dict[str, Any]]:
         """(table, summary) of a running experiment's segments, re-merged only when they changed."""
