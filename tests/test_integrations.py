@@ -329,3 +329,42 @@ def test_the_lightgbm_example_runs(git_repo: Path) -> None:
     rec = train(git_repo, example, wrapped=False, script="lightgbm_train.py")
     assert steps(rec) == {"valid-auc": list(range(20)), "valid-binary_logloss": list(range(20))}
     assert rec.tags == {"kind": "example"} and rec.params["num_leaves"] == 8
+
+
+LIGHTNING_FAILS = """
+import torch
+from torch import nn
+import lightning.pytorch as L
+from gitxp.integrations.lightning import GitxpLogger
+
+class Net(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(4, 1)
+
+    def training_step(self, batch, i):
+        if self.global_step == 2:
+            raise RuntimeError("diverged")
+        loss = self.net(batch[0]).pow(2).mean()
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 4)), batch_size=16)
+trainer = L.Trainer(max_epochs=1, logger=GitxpLogger(log_hardware=False, capture_env=False), log_every_n_steps=1,
+                    enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+trainer.fit(Net(), data)
+"""
+
+
+@needs("lightning", "torch")
+def test_lightning_failure_is_recorded_as_failed(git_repo: Path) -> None:
+    (git_repo / "fails.py").write_text(LIGHTNING_FAILS)
+    r = subprocess.run([sys.executable, "fails.py"], cwd=git_repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "RuntimeError: diverged" in r.stderr
+    rec = gitxp.open(str(git_repo)).get("@")
+    assert rec.status == "failed" and rec.name == "fails"
+    assert rec.meta["error"]["type"] == "RuntimeError" and rec.meta["error"]["message"] == "diverged"
+    assert steps(rec)["train_loss"] == [0, 1]
