@@ -348,6 +348,76 @@ def tree_object_problems(data: bytes) -> list[tuple[str, str]]:
     return out
 
 
+_HEX40 = re.compile(rb"[0-9a-fA-F]{40}")
+
+
+def _ident_problem(line: bytes) -> str | None:
+    """git fsck's ``fsck_ident`` on ``Name <email> date tz`` (after ``author ``/``committer ``)."""
+    if line.startswith(b"<"):
+        return "missingNameBeforeEmail"
+    m = re.match(rb"[^<>\n]*", line)
+    p = m.end() if m else 0
+    if line[p:p + 1] == b">":
+        return "badName"
+    if line[p:p + 1] != b"<":
+        return "missingEmail"
+    if line[p - 1:p] != b" ":
+        return "missingSpaceBeforeEmail"
+    q = line.find(b">", p + 1)
+    if q < 0 or re.search(rb"[<\n]", line[p + 1:q]):
+        return "badEmail"
+    rest = line[q + 1:]
+    if not rest.startswith(b" "):
+        return "missingSpaceBeforeDate"
+    rest = rest[1:]
+    if rest[:1] == b"0" and rest[1:2] != b" ":
+        return "zeroPaddedDate"
+    d = re.match(rb"[ \t]*([+-]?)([0-9]*)", rest)
+    digits = d.group(2) if d else b""
+    if digits and (d.group(1) == b"-" or int(digits) >= 2**63):  # type: ignore[union-attr]
+        return "badDateOverflow"
+    end = d.end() if d else 0
+    if not digits or rest[end:end + 1] != b" ":
+        return "badDate"
+    if not re.fullmatch(rb"[+-][0-9]{4}", rest[end + 1:]):
+        return "badTimezone"
+    return None
+
+
+def commit_object_problems(data: bytes) -> list[str]:
+    """git fsck message ids for what ``git fsck --strict`` refuses in one raw commit (headers and NUL)."""
+    out: list[str] = []
+    head = data.split(b"\n\n", 1)[0]
+    lines = head.split(b"\n")
+    i = 0
+    if not lines[0].startswith(b"tree "):
+        return ["missingTree"]
+    if not _HEX40.fullmatch(lines[0][5:]):
+        return ["badTreeSha1"]
+    i = 1
+    while i < len(lines) and lines[i].startswith(b"parent "):
+        if not _HEX40.fullmatch(lines[i][7:]):
+            return ["badParentSha1"]
+        i += 1
+    authors = 0
+    while i < len(lines) and lines[i].startswith(b"author "):
+        authors += 1
+        problem = _ident_problem(lines[i][7:])
+        if problem:
+            return out + [problem]
+        i += 1
+    if authors != 1:
+        return out + ["missingAuthor" if not authors else "multipleAuthors"]
+    if i >= len(lines) or not lines[i].startswith(b"committer "):
+        return out + ["missingCommitter"]
+    problem = _ident_problem(lines[i][10:])
+    if problem:
+        return out + [problem]
+    if b"\0" in data:
+        out.append("nulInCommit")
+    return out
+
+
 def check_fetched(repo: Repo, tip: str, is_new: Callable[[str], bool], *, source: str = "the remote") -> None:
     """git's ``fetch.fsckObjects`` for the dulwich engine: every fetched commit and folder.
 
@@ -370,9 +440,17 @@ def check_fetched(repo: Repo, tip: str, is_new: Callable[[str], bool], *, source
             continue
         seen.add(sha)
         try:
+            kind, raw = repo.read_raw(sha)
+            if kind != "commit":
+                problems.append(f"commit {sha[:12]}: a {kind}, not a commit")
+                continue
             info = repo.read_commit(sha)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems.append(f"commit {sha[:12]}: unreadable ({exc})")
+            continue
+        bad = commit_object_problems(raw)
+        if bad:
+            problems += [f"commit {sha[:12]}: {what} (git fsck refuses it)" for what in bad]
             continue
         if not isinstance(info.get("tree"), str) or not re.fullmatch(r"[0-9a-f]{40}", info["tree"]):
             problems.append(f"commit {sha[:12]}: no tree")

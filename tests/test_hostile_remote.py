@@ -106,6 +106,52 @@ def test_tree_rules_match_git_fsck(tmp_path: Path) -> None:
         assert {what for _name, what in validate.tree_object_problems(data)} == git, entries
 
 
+IDENT = b"A U Thor <a@example.com> 1700000000 +0000"
+COMMITS = {
+    "ok": b"tree TREE\nauthor " + IDENT + b"\ncommitter " + IDENT + b"\n\nmsg\n",
+    "no author": b"tree TREE\ncommitter " + IDENT + b"\n\nmsg\n",
+    "two authors": b"tree TREE\nauthor " + IDENT + b"\nauthor " + IDENT + b"\ncommitter " + IDENT + b"\n\nm\n",
+    "no committer": b"tree TREE\nauthor " + IDENT + b"\n\nmsg\n",
+    "bad email": b"tree TREE\nauthor A <a@b 1 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "no space": b"tree TREE\nauthor A<a@b> 1 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "no name": b"tree TREE\nauthor <a@b> 1 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "bad name": b"tree TREE\nauthor A> <a@b> 1 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "bad date": b"tree TREE\nauthor A <a@b> x +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "zero padded": b"tree TREE\nauthor A <a@b> 01 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "overflow": b"tree TREE\nauthor A <a@b> 99999999999999999999 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "negative": b"tree TREE\nauthor A <a@b> -1 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "bad tz": b"tree TREE\nauthor A <a@b> 1 +00\ncommitter " + IDENT + b"\n\nm\n",
+    "trailing": b"tree TREE\nauthor A <a@b> 1 +0000 x\ncommitter " + IDENT + b"\n\nm\n",
+    "extra spaces": b"tree TREE\nauthor A <a@b>  1 +0000\ncommitter " + IDENT + b"\n\nm\n",
+    "nul": b"tree TREE\nauthor " + IDENT + b"\ncommitter " + IDENT + b"\n\nm\0x\n",
+    "encoding": b"tree TREE\nauthor " + IDENT + b"\ncommitter " + IDENT + b"\nencoding latin1\n\nm\n",
+}
+
+
+def test_commit_rules_match_git_fsck(tmp_path: Path) -> None:
+    for k, (case, body) in enumerate(sorted(COMMITS.items())):
+        d = tmp_path / f"commit-{k}"
+        run_git(tmp_path, "init", "-q", str(d))
+        data = body.replace(b"TREE", run_git(d, "mktree", input=b"").strip().encode())
+        commit = run_git(d, "hash-object", "-w", "-t", "commit", "--literally", "--stdin", input=data).strip()
+        r = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=d, capture_output=True, text=True)
+        git = {ln.split(": ")[1] for ln in (r.stdout + r.stderr).splitlines() if commit in ln and ": " in ln}
+        assert set(validate.commit_object_problems(data)) == git, case
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_malformed_commit_is_refused_and_leaves_no_objects(engine: str, tmp_path: Path, git_repo: Path) -> None:
+    """A store commit git fsck refuses (no space before the email) never lands, whichever engine fetches."""
+    record(git_repo, "mine")
+    bare = hostile_remote(tmp_path, git_repo, {})
+    tip = run_git(bare, "rev-parse", "gitxp").strip()
+    tree = run_git(bare, "rev-parse", "gitxp^{tree}").strip()
+    body = f"tree {tree}\nparent {tip}\nauthor Mallory<m@example.com> 1700000000 +0000\ncommitter {IDENT.decode()}\n\ngitxp: forged\n"
+    forged = run_git(bare, "hash-object", "-w", "-t", "commit", "--literally", "--stdin", input=body.encode()).strip()
+    run_git(bare, "update-ref", "refs/heads/gitxp", forged)
+    assert_refused_and_untouched(git_repo, bare, engine, "missingSpaceBeforeEmail")
+
+
 HOSTILE_NAMES = {
     "git~1": {"git~1": ("040000", {"config": ("100644", b"[core]\n")})},
     ".git.": {".git.": ("040000", {"config": ("100644", b"[core]\n")})},
