@@ -498,7 +498,7 @@ def checkout(store: Any, ref: str, *, branch: str | None = None, worktree: str |
     if branch is not None and not repo.cas_ref(branch, None, commit, message=f"gitxp: checkout {rec.id}"):
         raise _branch_exists(branch)
     if dest is not None and git is not None:
-        args = [git, "worktree", "add", "-q"] + ([str(dest), branch] if branch else ["--detach", str(dest), commit])
+        args = [git, "worktree", "add", "-q"] + (["--", str(dest), branch] if branch else ["--detach", "--", str(dest), commit])
         cwd = repo.root or repo.common_dir
         r = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
         if r.returncode != 0:
