@@ -8,13 +8,14 @@ merged as :func:`gitxp.metrics.merge` does at finish), the code diff from
 :func:`gitxp.review.source_diff`. :mod:`gitxp.ui.server` only routes HTTP to
 the methods of :class:`Api` and turns :class:`ApiError` into a status code.
 
-Everything returned is data for ``json.dumps``; :func:`to_json` maps NaN and
-infinities to ``null`` (JSON has none) so a diverged run never breaks the page.
+Everything returned is data for ``json.dumps``; the dicts of experiments come
+from :mod:`gitxp.jsonview` (shared with ``--format json``), whose
+:func:`~gitxp.jsonview.to_json` maps NaN and infinities to ``null`` (JSON has
+none) so a diverged run never breaks the page.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 
 from .. import layout, staging
 from ..errors import AmbiguousRefError, GitxpError, RefError
+from ..jsonview import detail_fields, environment_summary, row, to_json  # the one serialiser, shared with --format json
 
 #: Points per series unless the page asks otherwise (a chart is ~1,000 px wide).
 DEFAULT_MAX_POINTS = 2000
@@ -32,12 +34,6 @@ DEFAULT_MAX_POINTS = 2000
 OUTPUT_TAIL_BYTES = 64 * 1024
 #: Diff lines sent to the page; a huge generated file should not freeze it.
 MAX_DIFF_LINES = 5000
-#: Packages worth a glance on the experiment page (the rest is a count).
-KEY_PACKAGES = (
-    "torch", "torchvision", "tensorflow", "jax", "jaxlib", "flax", "keras", "numpy", "scipy", "pandas",
-    "scikit-learn", "transformers", "accelerate", "datasets", "lightning", "pytorch-lightning", "xgboost",
-    "lightgbm", "cupy", "triton", "gitxp",
-)
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
@@ -47,24 +43,6 @@ class ApiError(GitxpError):
     def __init__(self, status: int, message: str, hint: str | None = None) -> None:
         self.status = status
         super().__init__(message, hint)
-
-
-def to_json(obj: Any) -> bytes:
-    """Compact JSON; non-finite floats become null (the fast path tries without walking first)."""
-    try:
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=str).encode()
-    except ValueError:
-        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False, default=str).encode()
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def parse_int(text: str | None, name: str, *, default: int | None, minimum: int = 0) -> int | None:
@@ -203,27 +181,6 @@ def hardware_series(table: Any, max_points: int) -> list[dict[str, Any]]:
     return out
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
-def row(rec: Any, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The listing fields of one experiment (DESIGN: Web UI, /api/experiments)."""
-    meta = rec.meta
-    return {
-        "id": rec.id,
-        "name": rec.name,
-        "status": rec.status,
-        "created": rec.created,
-        "duration_s": meta.get("duration_s"),
-        "parent": meta.get("parent"),
-        "params": _dict(rec.params),
-        "metrics": _dict(metrics if metrics is not None else meta.get("metrics")),
-        "summary": _dict(meta.get("summary")),
-        "tags": _dict(meta.get("tags")),
-    }
-
-
 class Api:
     """The store as the page sees it; one per server, safe to call from many threads.
 
@@ -316,7 +273,7 @@ class Api:
         records, by_id = self._records()
         try:
             rec = by_id.get(ref) if not running else None
-            rec = rec or resolve([*running, *records], ref)
+            rec = rec or resolve([*running, *records], ref, self.store.aliases() if ref.startswith("alias/") else None)
         except AmbiguousRefError as exc:
             raise ApiError(400, str(exc)) from exc
         except RefError as exc:
@@ -362,22 +319,8 @@ class Api:
         problems: list[str] = []
         summary = self._live_metrics(rec.id)[1] if run is not None else None
         out = row(rec, summary)
-        src = _dict(meta.get("source"))
-        out.update(
-            source=src,
-            command=meta.get("command"),
-            notes=meta.get("notes"),
-            error=meta.get("error"),
-            exit_code=meta.get("exit_code"),
-            started=meta.get("started"),
-            ended=meta.get("ended"),
-            host=meta.get("host"),
-            user=meta.get("user"),
-            cwd=meta.get("cwd"),
-            inputs=meta.get("inputs") or [],
-            alerts=meta.get("alerts") or [],
-            running=run is not None,
-        )
+        out.update(detail_fields(meta), running=run is not None)
+        src = out["source"]
 
         def section(name: str, fn: Any, default: Any) -> Any:
             try:
@@ -401,30 +344,14 @@ class Api:
             env = layout.load_yaml(p.read_bytes(), what=f"staged {layout.ENVIRONMENT_FILE}") if p.exists() else None
         else:
             env = rec.environment
-        if not isinstance(env, Mapping):
-            return None
-        py, plat = _dict(env.get("python")), _dict(env.get("platform"))
-        pkgs = [p for p in env.get("packages") or [] if isinstance(p, Mapping)]
-        key = {str(p.get("name", "")).lower().replace("_", "-"): p for p in pkgs}
-        gpus = [g for g in env.get("gpus") or [] if isinstance(g, Mapping)]
-        return {
-            "python": {k: py.get(k) for k in ("version", "implementation", "executable", "virtualenv")},
-            "platform": plat.get("platform"),
-            "cpu": _dict(env.get("cpu")).get("model"),
-            "memory_total_bytes": env.get("memory_total_bytes"),
-            "gpus": [{"name": g.get("name"), "memory_total_bytes": g.get("memory_total_bytes")} for g in gpus],
-            "cuda": env.get("cuda"),
-            "package_count": len(pkgs),
-            "packages": [{"name": key[n].get("name"), "version": key[n].get("version")} for n in KEY_PACKAGES if n in key],
-            "env_vars": _dict(env.get("env_vars")),
-        }
+        return environment_summary(env)
 
     def _artifacts(self, rec: Any, run: Any) -> list[dict[str, Any]]:
         if run is not None:
             return []  # collected when the run ends
-        from .. import artifacts
+        from ..jsonview import artifact_list
 
-        return [{"path": a["path"], "size": a["size"], "encrypted": a["encrypted"]} for a in artifacts.read_manifest(rec)]
+        return artifact_list(rec)
 
     def _output_tail(self, rec: Any, run: Any) -> dict[str, Any] | None:
         if run is not None:
