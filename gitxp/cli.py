@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "pull": "gitxp.cli_remote:pull",
     "hooks": "gitxp.cli_remote:hooks",
     "ui": "gitxp.cli_ui:ui",
+    "alias": "gitxp.cli_alias:alias",
 }
 
 
@@ -234,6 +235,8 @@ def run_options(f: Any) -> Any:
 @click.option("--note", help="Free-text note.")
 @click.option("--parent", metavar="REF", help="Parent experiment.")
 @click.option("--resume", metavar="REF", help="Reopen a stored experiment (e.g. after preemption).")
+@click.option("--sync", is_flag=False, flag_value="", default=None, metavar="[REMOTE]", help="Live run: push the experiment so far (status running) to REMOTE (default: the store's upstream, else origin) at each --sync-interval, and once more at the end.")
+@click.option("--sync-interval", type=float, default=60.0, show_default=True, metavar="SECONDS", help="Seconds between --sync pushes.")
 @run_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
@@ -273,7 +276,9 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
       gitxp start -p lr=0.1 --tag team=vision -- python train.py --lr 0.1
       gitxp start --scalars --artifact 'out/*.pt' -- ./train.sh
       gitxp start --scalar 'loss=^(?P<step>\\d+) ([-+.\\deE]+)$' -- python polyfit.py
+      gitxp start --sync --sync-interval 30 -- python train.py
     """
+    from .live import parse_interval
     from .wrap import run_wrapped
 
     params: dict[str, Any] = {}
@@ -305,6 +310,8 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
         scalars=opts["scalars"],
         env_vars=opts["env_vars"],
         scalar_patterns=opts["scalar_patterns"],
+        sync=opts["sync"],
+        sync_interval=parse_interval(opts["sync_interval"]),
     )
 
 
@@ -346,6 +353,8 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
         import fnmatch
 
         live = [r for r in store.running() if (all_ or r.source.get("branch") == branch) and (name is None or fnmatch.fnmatchcase(r.name, name))]
+        ids = {r.id for r in live}
+        recs = [r for r in recs if r.id not in ids]  # a live run (--sync) is also in the store, as of its last push
         recs = (live + recs)[:limit] if limit is not None else live + recs
     views.print_log(recs, oneline=oneline, fmt=fmt)
     if not recs and not all_ and branch is not None and status is None and name is None and where is None:

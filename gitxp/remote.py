@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as _config
-from . import layout, validate
+from . import aliases, layout, validate
 from .errors import ForeignStoreError, GitxpError, RemoteError, StoreError, UnsafeDataError, UsageError
 from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Quarantine, Repo
 
@@ -535,6 +535,8 @@ class _TreeMerger:
                 return Entry(o.name, TREE_MODE, self._three(self._sub(b), o.sha, t.sha, path, self._day))
             if path == layout.STORE_FILE and not o.is_tree and not t.is_tree:
                 return self._store_file(o, t)
+            if path == aliases.FILE and not o.is_tree and not t.is_tree:
+                return self._aliases(o, t)
             return self._generic(b, o, t, path, prefer_theirs=False)
 
         return self._three(base, ours, theirs, "", both)
@@ -594,6 +596,15 @@ class _TreeMerger:
         keys += [k for k in doc_t.get("keys") or [] if k not in keys]
         doc = dict(doc_o, keys=keys)
         return Entry(o.name, FILE_MODE, self.repo.write_blob(layout.dump_yaml(doc).encode()))
+
+    def _aliases(self, o: Entry, t: Entry) -> Entry:
+        """Each alias as its later set or removal left it (:func:`gitxp.aliases.merge`)."""
+        doc_o = layout.load_yaml(self.repo.read_blob(o.sha), what=aliases.FILE)
+        doc_t = layout.load_yaml(self.repo.read_blob(t.sha), what=aliases.FILE)
+        if aliases.problems(doc_o) or aliases.problems(doc_t):
+            return o
+        merged = aliases.merge(doc_o or {}, doc_t or {})
+        return Entry(o.name, FILE_MODE, self.repo.write_blob(layout.dump_yaml(merged).encode()))
 
     def _manifest(self, o: Entry, t: Entry, theirs_win: bool) -> Entry:
         first, second = (t, o) if theirs_win else (o, t)

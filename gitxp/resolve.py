@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from .errors import AmbiguousRefError, RefError
@@ -13,16 +13,28 @@ T = TypeVar("T")
 _REL = re.compile(r"^@(?:~(\d+))?$")
 
 
-def resolve(records: Sequence[T], ref: str) -> T:
+ALIAS_PREFIX = "alias/"
+
+
+def resolve(records: Sequence[T], ref: str, aliases: Mapping[str, str] | None = None) -> T:
     """Resolve ``ref`` against ``records`` (newest first; each has ``.id`` and ``.name``).
 
-    Order: ``@``/``@~N``; an exact id; a name (its newest experiment); a
-    prefix of the id; a prefix of the id's random part. A prefix matching
-    several experiments is an error listing them — never a guess.
+    Order: ``alias/NAME`` (through ``aliases``, name to id); ``@``/``@~N``;
+    an exact id; a name (its newest experiment); a prefix of the id; a
+    prefix of the id's random part. A prefix matching several experiments
+    is an error listing them — never a guess.
     """
     ref = ref.strip()
     if not ref:
         raise RefError(ref)
+    if ref.startswith(ALIAS_PREFIX):
+        target = (aliases or {}).get(ref[len(ALIAS_PREFIX):])
+        if target is None:
+            raise RefError(ref, "see `gitxp alias list` for the aliases that are set")
+        for r in records:
+            if r.id == target:  # type: ignore[attr-defined]
+                return r
+        raise RefError(ref, f"it names {target}, which is not in the store (removed?); move it with `gitxp alias set`")
     m = _REL.match(ref)
     if m:
         n = int(m.group(1) or 0)

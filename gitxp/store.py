@@ -502,9 +502,15 @@ class Store:
 
     def get(self, ref: str) -> Record:
         """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``."""
-        from .resolve import resolve
+        from .resolve import ALIAS_PREFIX, resolve
 
-        return resolve(self.index(), ref)
+        return resolve(self.index(), ref, self.aliases() if ref.strip().startswith(ALIAS_PREFIX) else None)
+
+    def aliases(self) -> dict[str, str]:
+        """``{alias: experiment id}`` of the aliases set on the store branch (``gitxp alias``)."""
+        from . import aliases
+
+        return aliases.live(aliases.entries(self))
 
     def table(self, where: str | None = None, columns: Iterable[str] | None = None) -> Any:
         """One row per experiment: id, name, status, created, params.*, metrics.*, summary.*."""

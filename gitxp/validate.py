@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import layout
+from . import aliases, layout
 from .errors import UnsafeDataError
 from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
 
@@ -110,6 +110,14 @@ class Checker:
                     self.problem(f"{layout.EXPERIMENTS_DIR}: not a folder")
                 elif exps.sha not in self.known:
                     self.check_days(exps.sha)
+            alias_file = entries.get(aliases.FILE)
+            if alias_file is not None and alias_file.mode in (FILE_MODE, EXEC_MODE) and alias_file.sha not in self.known:
+                data = self.blob(alias_file, aliases.FILE)
+                try:
+                    for problem in aliases.problems(layout.load_yaml(data, what=aliases.FILE)) if data is not None else []:
+                        self.problem(problem)
+                except UnsafeDataError as exc:
+                    self.problem(exc.message)
             for name, e in sorted(entries.items()):
                 self.check_plain(e, name)
         except _TooMany:
