@@ -69,7 +69,11 @@ from .plumbing import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Quarantine, Repo
 
 PUSH_ATTEMPTS = 10
 #: git fsck message ids for entry names (what :func:`validate.git_name_problem` returns), always errors.
-_FSCK_ERRORS = ("hasDotgit", "hasDot", "hasDotdot", "fullPathname", "emptyName", "badFilemode", "zeroPaddedFilemode", "duplicateEntries", "treeNotSorted")
+_FSCK_ERRORS = (
+    "hasDotgit", "hasDot", "hasDotdot", "fullPathname", "emptyName", "badFilemode", "zeroPaddedFilemode", "duplicateEntries", "treeNotSorted",
+    "gitmodulesSymlink", "gitmodulesBlob", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate",
+    "gitattributesBlob", "gitattributesLarge", "gitattributesLineLength",
+)
 #: Seconds a recorded time may lie in the future (clock skew between machines) and still count in a merge.
 CLOCK_SKEW_S = 300
 ENGINE_ENV = "GITXP_ENGINE"

@@ -269,13 +269,99 @@ def _hfs_chars(raw: bytes) -> list[int]:
     return [ord(c) for c in text if ord(c) not in _HFS_IGNORABLE] + [0]
 
 
-def _is_hfs_dotgit(raw: bytes) -> bool:
+def _is_hfs_dotgit(raw: bytes, needle: str = "git") -> bool:
     chars = _hfs_chars(raw)
-    if len(chars) < 5 or chars[0] != ord("."):
+    n = len(needle)
+    if len(chars) < n + 2 or chars[0] != ord("."):
         return False
-    if any(c > 127 or chr(c).lower() != want for c, want in zip(chars[1:4], "git")):
+    if any(c > 127 or chr(c).lower() != want for c, want in zip(chars[1 : n + 1], needle)):
         return False
-    return chars[4] in (0, ord("/"))
+    return chars[n + 1] in (0, ord("/"))
+
+
+def _is_ntfs_dot_generic(raw: bytes, needle: bytes, short: bytes) -> bool:
+    """git's ``is_ntfs_dot_generic``: ``.needle``, its 8.3 names ``NEEDLE~1..4`` and ``<short>~N``."""
+
+    def rest_ok(i: int) -> bool:
+        for c in raw[i:]:
+            if c == ord(":"):
+                return True
+            if c not in b". ":
+                return False
+        return True
+
+    low = raw.lower()
+    if low[:1] == b"." and low[1 : 1 + len(needle)] == needle:
+        return rest_ok(1 + len(needle))
+    if low[:6] == needle[:6] and raw[6:7] == b"~" and raw[7:8] in (b"1", b"2", b"3", b"4"):
+        return rest_ok(8)
+    i, saw_tilde = 0, False
+    while i < 8:
+        if i >= len(raw):
+            return False
+        c = raw[i]
+        if saw_tilde:
+            if not 0x30 <= c <= 0x39:
+                return False
+        elif c == ord("~"):
+            i += 1
+            if i >= len(raw) or not 0x31 <= raw[i] <= 0x39:
+                return False
+            saw_tilde = True
+        elif i >= 6 or c & 0x80 or bytes([c]).lower() != short[i : i + 1]:
+            return False
+        i += 1
+    return rest_ok(8)
+
+
+def _special(raw: bytes, needle: str, short: bytes) -> bool:
+    """Is this entry (or a backslash-separated part of it) ``.gitmodules``/``.gitattributes`` to some filesystem?"""
+    if _is_hfs_dotgit(raw, needle):
+        return True
+    return any(_is_ntfs_dot_generic(seg, needle.encode(), short) for seg in [raw, *raw.split(b"\\")[1:]])
+
+
+#: git's limit on a line of .gitattributes (``ATTR_MAX_LINE_LENGTH``) and on the file (``ATTR_MAX_FILE_SIZE``).
+_ATTR_MAX_LINE = 2048
+_ATTR_MAX_FILE = 100 * 2**20
+
+
+def gitmodules_problems(data: bytes) -> list[str]:
+    """git fsck's errors for the content of a ``.gitmodules`` blob (an unparsable one is only a notice)."""
+    from io import BytesIO
+    from urllib.parse import unquote_to_bytes
+
+    from dulwich.config import ConfigFile
+
+    try:
+        config = ConfigFile.from_file(BytesIO(data))
+    except Exception:  # noqa: BLE001 - git reports gitmodulesParse as information only
+        return []
+    out: list[str] = []
+    for section in config.sections():
+        if len(section) != 2 or section[0].lower() != b"submodule":
+            continue
+        name = section[1]
+        if not name or b".." in re.split(rb"[/\\]", name):
+            out.append("gitmodulesName")
+        for key, value in config.items(section):
+            key = key.lower()
+            if key == b"url" and (value.startswith(b"-") or (
+                value.startswith((b"./", b"../", b"git://", b"http://", b"https://", b"ftp://", b"ftps://"))
+                and b"\n" in unquote_to_bytes(value)) or b"\n" in value):
+                out.append("gitmodulesUrl")
+            elif key == b"path" and value.startswith(b"-"):
+                out.append("gitmodulesPath")
+            elif key == b"update" and value.startswith(b"!"):
+                out.append("gitmodulesUpdate")
+    return out
+
+
+def gitattributes_problems(data: bytes) -> list[str]:
+    """git fsck's errors for a ``.gitattributes`` blob: too large, or a line too long to parse."""
+    if len(data) > _ATTR_MAX_FILE:
+        return ["gitattributesLarge"]
+    return ["gitattributesLineLength"] if any(len(line) >= _ATTR_MAX_LINE for line in data.split(b"\n")) else []
 
 
 def _is_ntfs_dotgit(raw: bytes) -> bool:
@@ -345,6 +431,8 @@ def tree_object_problems(data: bytes) -> list[tuple[str, str]]:
         problem = git_name_problem(raw)
         if problem:
             out.append((name, problem))
+        if mode == b"120000" and _special(raw, "gitmodules", b"gi7eba"):
+            out.append((name, "gitmodulesSymlink"))
         key = raw + b"/" if mode.lstrip(b"0") == b"40000" else raw
         if raw in names:
             out.append((name, "duplicateEntries"))
@@ -480,8 +568,20 @@ def check_fetched(repo: Repo, tip: str, is_new: Callable[[str], bool], *, source
             continue
         problems += [f"{where}/{name!r}: invalid entry ({what}: git fsck refuses it)" for name, what in tree_object_problems(data)]
         for e in repo.read_tree(sha):
+            path = f"{where}/{e.name}" if where else e.name
             if e.mode == TREE_MODE and git_name_problem(e.name) is None:
-                trees.append((e.sha, f"{where}/{e.name}" if where else e.name))
+                trees.append((e.sha, path))
+            raw = e.name.encode("utf-8", "surrogateescape")
+            for needle, short, check in (("gitmodules", b"gi7eba", gitmodules_problems), ("gitattributes", b"gi7d29", gitattributes_problems)):
+                if e.mode == 0o120000 or not _special(raw, needle, short):
+                    continue
+                if e.mode == TREE_MODE:
+                    problems.append(f"{path}: {'gitmodulesBlob' if needle == 'gitmodules' else 'gitattributesBlob'} (git fsck refuses it)")
+                elif e.mode != 0o160000:
+                    try:
+                        problems += [f"{path}: {what} (git fsck refuses it)" for what in check(repo.read_blob(e.sha))]
+                    except Exception as exc:  # noqa: BLE001 - reported, not raised
+                        problems.append(f"{path}: unreadable ({exc})")
     if problems:
         raise _refusal(problems[:MAX_PROBLEMS], source)
 

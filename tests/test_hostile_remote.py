@@ -152,12 +152,52 @@ def test_malformed_commit_is_refused_and_leaves_no_objects(engine: str, tmp_path
     assert_refused_and_untouched(git_repo, bare, engine, "missingSpaceBeforeEmail")
 
 
+MODULES = b'[submodule "lib"]\n\tpath = lib\n\turl = '
+SPECIAL_FILES = [
+    (b".gitmodules", b"100644", MODULES + b"https://example.com/lib.git\n"),
+    (b".gitmodules", b"120000", b"target"),
+    (b"GITMOD~1", b"120000", b"target"),
+    (b"gi7eba~9", b"120000", b"target"),
+    (".gitmodules\u200c".encode(), b"120000", b"target"),
+    (b"x\\.gitmodules", b"120000", b"target"),
+    (b".gitmodules", b"40000", b""),
+    (b".gitmodules", b"100644", MODULES + b"--upload-pack=touch PWNED\n"),
+    (b".gitmodules", b"100644", MODULES + b"https://a%0ab@example.com/x.git\n"),
+    (b".gitmodules", b"100644", MODULES + b"../x.git\n"),
+    (b".gitmodules", b"100644", b'[submodule "../../x"]\n\tpath = lib\n'),
+    (b".gitmodules", b"100644", b'[submodule "lib"]\n\tpath = -lib\n\tupdate = !rm -rf ~\n'),
+    (b".gitmodules", b"100644", b'[submodule "lib"\n'),  # unparsable: only a notice in git
+    (b".gitattributes", b"100644", b"a" * 2048 + b" text\n"),
+    (b".gitattributes", b"100644", b"a" * 2040 + b" text\n"),
+    (b".gitattributes", b"40000", b""),
+]
+
+
+def test_special_file_rules_match_git_fsck(tmp_path: Path) -> None:
+    """.gitmodules and .gitattributes in any spelling: git fsck's errors (its notices are not refused)."""
+    notices = {"gitmodulesParse", "gitattributesSymlink", "gitignoreSymlink", "mailmapSymlink"}
+    for k, (name, mode, content) in enumerate(SPECIAL_FILES):
+        d = tmp_path / f"special-{k}"
+        run_git(tmp_path, "init", "-q", str(d))
+        sha = run_git(d, "mktree", input=b"").strip() if mode == b"40000" else run_git(d, "hash-object", "-w", "--stdin", input=content).strip()
+        data = mode + b" " + name + b"\0" + bytes.fromhex(sha)
+        tree = run_git(d, "hash-object", "-w", "-t", "tree", "--literally", "--stdin", input=data).strip()
+        r = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=d, capture_output=True, text=True)
+        git = {ln.split(": ")[1] for ln in (r.stdout + r.stderr).splitlines() if (tree in ln or sha in ln) and ": " in ln} - notices
+        mine = {what for _n, what in validate.tree_object_problems(data)}
+        for needle, short, check in (("gitmodules", b"gi7eba", validate.gitmodules_problems), ("gitattributes", b"gi7d29", validate.gitattributes_problems)):
+            if validate._special(name, needle, short) and mode != b"120000":
+                mine |= {f"{needle}Blob"} if mode == b"40000" else set(check(content))
+        assert mine == git, (name, mode, content[:60])
+
+
 HOSTILE_NAMES = {
     "git~1": {"git~1": ("040000", {"config": ("100644", b"[core]\n")})},
     ".git.": {".git.": ("040000", {"config": ("100644", b"[core]\n")})},
     ".git space": {".git ": ("040000", {"config": ("100644", b"[core]\n")})},
     "zwnj": {".g\u200cit": ("040000", {"config": ("100644", b"[core]\n")})},
     "code/.git": {"code": ("040000", {"train.py": ("100644", b"print(1)\n"), ".git": ("040000", {"config": ("100644", b"[core]\n")})})},
+    "code/.gitmodules": {"code": ("040000", {".gitmodules": ("100644", MODULES + b"--upload-pack=touch PWNED\n")})},
 }
 
 
@@ -166,7 +206,7 @@ HOSTILE_NAMES = {
 def test_dotgit_spellings_are_refused_and_leave_no_objects(case: str, engine: str, tmp_path: Path, git_repo: Path) -> None:
     record(git_repo, "mine")
     bare = hostile_remote(tmp_path, git_repo, HOSTILE_NAMES[case])
-    assert_refused_and_untouched(git_repo, bare, engine, "hasDotgit")
+    assert_refused_and_untouched(git_repo, bare, engine, "gitmodulesUrl" if "gitmodules" in case else "hasDotgit")
 
 
 def test_dulwich_engine_checks_history_behind_the_tip(tmp_path: Path, git_repo: Path) -> None:
