@@ -237,6 +237,10 @@ def run_options(f: Any) -> Any:
 @click.option("--resume", metavar="REF", help="Reopen a stored experiment (e.g. after preemption).")
 @click.option("--sync", is_flag=False, flag_value="", default=None, metavar="[REMOTE]", help="Live run: push the experiment so far (status running) to REMOTE (default: the store's upstream, else origin) at each --sync-interval, and once more at the end.")
 @click.option("--sync-interval", type=float, default=60.0, show_default=True, metavar="SECONDS", help="Seconds between --sync pushes.")
+@click.option("--input", "inputs", multiple=True, metavar="[NAME=]PATH", help="Data the run reads: its size, file count and sha256 digest are recorded (cached by path, size and mtime); NAME defaults to the file or folder name without extension (repeatable).")
+@click.option("--alert", "alert_specs", multiple=True, metavar="'COND: TEXT'", help="Alert when COND (the --where language over the logged values; status == 'failed' at the end) first holds: recorded, printed, and runs `git config gitxp.alertCommand` / $GITXP_ALERT_COMMAND (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Run and commit nothing: print the name, params, command, inputs and what the code snapshot would hold and leave out.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="With --dry-run: json prints the plan as one JSON document.")
 @run_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
@@ -277,6 +281,9 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
       gitxp start --scalars --artifact 'out/*.pt' -- ./train.sh
       gitxp start --scalar 'loss=^(?P<step>\\d+) ([-+.\\deE]+)$' -- python polyfit.py
       gitxp start --sync --sync-interval 30 -- python train.py
+      gitxp start --input data/train.csv --input images=data/img -- python train.py
+      gitxp start --alert "metrics.loss < 0.25: converged" --alert "status == 'failed': broke" -- python train.py
+      gitxp start --dry-run -p lr=0.1 -- python train.py
     """
     from .live import parse_interval
     from .wrap import run_wrapped
@@ -292,6 +299,21 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
         params = deep_merge(loaded or {}, _kv(opts["params"], "-p"))
     else:
         params = _kv(opts["params"], "-p")
+    if opts["dry_run"]:
+        from . import dryrun
+
+        plan = dryrun.plan(command, repo=ctx.obj["repo"], name=opts["name"] or default_command_name(list(command)), params=params,
+                           tags=_kv(opts["tags"], "--tag"), code_dir=opts["code_dir"], capture_code=not opts["no_code"],
+                           artifact_globs=opts["artifact_globs"], inputs=opts["inputs"], alert_specs=opts["alert_specs"])
+        if opts["fmt"] == "json":
+            import json
+
+            click.echo(json.dumps(plan, indent=2, default=str))
+        else:
+            click.echo(dryrun.render(plan))
+        return 0
+    elif opts["fmt"] != "text":
+        raise UsageError("--format applies to --dry-run only", "add --dry-run, or leave --format out")
     return run_wrapped(
         list(command),
         repo=ctx.obj["repo"],
@@ -312,6 +334,8 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
         scalar_patterns=opts["scalar_patterns"],
         sync=opts["sync"],
         sync_interval=parse_interval(opts["sync_interval"]),
+        inputs=opts["inputs"],
+        alert_specs=opts["alert_specs"],
     )
 
 
@@ -326,7 +350,7 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
 @click.option("--status", metavar="S", help="Only this status (comma-separated list allowed).")
 @click.option("--name", metavar="GLOB", help="Only names matching GLOB.")
 @click.option("--where", metavar="EXPR", help="Filter, e.g. \"params.lr < 0.01 and metrics.acc >= 0.9\".")
-@click.option("--format", "fmt", metavar="F", help="Template, e.g. '{short} {name} {metrics.loss}'.")
+@click.option("--format", "fmt", metavar="F", help="`json` (one document: {total, experiments: [...]}, the UI's fields), or a template, e.g. '{short} {name} {metrics.loss}'.")
 @click.pass_context
 def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch: str | None, status: str | None, name: str | None, where: str | None, fmt: str | None) -> None:
     """Experiments, newest first, like `git log`.
@@ -339,6 +363,7 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
       gitxp log -n 5
       gitxp log --oneline --all --status failed
       gitxp log --where "params.lr < 0.01" --format '{short} {params.lr} {metrics.acc}'
+      gitxp log --format json | jq '.experiments[].metrics.loss.min'
     """
     from . import views
 
@@ -356,6 +381,11 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
         ids = {r.id for r in live}
         recs = [r for r in recs if r.id not in ids]  # a live run (--sync) is also in the store, as of its last push
         recs = (live + recs)[:limit] if limit is not None else live + recs
+    if fmt == "json":
+        from . import jsonview
+
+        views.emit(jsonview.dumps(jsonview.listing(recs)), None)
+        return
     views.print_log(recs, oneline=oneline, fmt=fmt)
     if not recs and not all_ and branch is not None and status is None and name is None and where is None:
         others = len(store.experiments())
@@ -371,8 +401,9 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
 @click.option("--env", "show_env", is_flag=True, help="The recorded environment.")
 @click.option("--code", "show_code", is_flag=True, help="Files of the code snapshot and changes against the source commit.")
 @click.option("--output", "show_output", is_flag=True, help="The captured output.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one document with the UI's fields (params, metrics, artifacts, environment, ...).")
 @click.pass_context
-def show(ctx: click.Context, ref: str, **what: bool) -> None:
+def show(ctx: click.Context, ref: str, fmt: str, **what: bool) -> None:
     """One experiment: metadata, params, metrics with sparklines, artifacts.
 
     REF is an id, a unique prefix of the id or of its random part, a name
@@ -382,11 +413,17 @@ def show(ctx: click.Context, ref: str, **what: bool) -> None:
     Example:
       gitxp show @
       gitxp show a3f9 --metrics --env
+      gitxp show @ --format json | jq .params
     """
     from . import views
 
     store = _store(ctx)
     _hint_pull(store)
+    if fmt == "json":
+        from . import jsonview
+
+        views.emit(jsonview.dumps(jsonview.describe(store.get(ref))), None)
+        return
     views.print_show(store.get(ref), **what)
     _warn_unrecovered(store)
 
@@ -494,38 +531,72 @@ def table(ctx: click.Context, where: str | None, columns: str | None, sort_by: s
 
 
 @cli.command("metrics")
-@click.argument("ref")
+@click.argument("refs", nargs=-1, metavar="[REF...]")
+@click.option("--where", metavar="EXPR", help="Every experiment matching EXPR (with or instead of REFs).")
+@click.option("-m", "--metric", "metrics", multiple=True, metavar="NAME", help="Only this metric (repeatable, globs allowed); a hardware column such as cpu_percent works too.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), default="csv", show_default=True)
 @click.option("-o", "--output", type=OutputFile(), help="Write to a file (required for parquet on a terminal).")
 @click.pass_context
-def metrics_cmd(ctx: click.Context, ref: str, fmt: str, output: str | None) -> None:
-    """The metric log of an experiment (name, step, value, timestamp).
+def metrics_cmd(ctx: click.Context, refs: tuple[str, ...], where: str | None, metrics: tuple[str, ...], fmt: str, output: str | None) -> None:
+    """The metric log: name, step, value, timestamp of one experiment.
+
+    With several REFs or --where, one long log of all of them with the
+    experiment's `id` and `name` first and the metric in `metric` (the
+    columns of gitxp.histories()). JSON is one array of rows; NaN and
+    infinities are null there.
 
     \b
     Example:
       gitxp metrics @ --format csv -o metrics.csv
+      gitxp metrics @~2 @~1 @ -m loss --format json
+      gitxp metrics --where "params.lr < 0.01" -m 'val_*' --format parquet -o runs.parquet
+      gitxp metrics @ -m cpu_percent
     """
-    from . import views
+    from . import frames, review, views
 
-    views.export_metrics(_store(ctx).get(ref), fmt, output)
+    if not refs and where is None:
+        raise UsageError("name an experiment (REF) or a filter (--where)", "e.g. gitxp metrics @, or gitxp metrics --where \"status == 'completed'\"")
+    store = _store(ctx)
+    recs = review.get_all(store, refs) if refs else []
+    if where is not None:
+        seen = {r.id for r in recs}
+        recs += [r for r in store.experiments(where=where) if r.id not in seen]
+        if not recs:
+            click.echo(f"gitxp: no experiment matches {where!r}", err=True)
+    if len(recs) == 1 and where is None and not metrics:
+        views.export_metrics(recs[0], fmt, output)
+        return
+    table = frames.history_table(recs, metrics or None, hardware=True)
+    if metrics and table.num_rows == 0:
+        raise review.unknown_metric("/".join(metrics), recs)
+    if len(recs) == 1 and where is None:  # one experiment: the metric log's own columns
+        table = table.select(["metric", "step", "value", "timestamp"]).rename_columns(["name", "step", "value", "timestamp"])
+    views.export_log(table, fmt, output)
 
 # ---------------------------------------------------------------- artifacts / keys
 
 
 @cli.command()
 @click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: {id, name, artifacts: [{path, size, encrypted, parts, digest}]}.")
 @click.pass_context
-def artifacts(ctx: click.Context, ref: str) -> None:
+def artifacts(ctx: click.Context, ref: str, fmt: str) -> None:
     """List an experiment's artifacts: path, size, encryption, digest.
 
     \b
     Example:
       gitxp artifacts @
+      gitxp artifacts @ --format json
     """
     from . import artifacts as _artifacts
     from . import render, views
 
     rec = _store(ctx).get(ref)
+    if fmt == "json":
+        from . import jsonview
+
+        views.emit(jsonview.dumps({"id": rec.id, "name": rec.name, "artifacts": jsonview.artifact_list(rec, full=True)}), None)
+        return
     rows = [[a["path"], views._size(a["size"]), "yes" if a.get("encrypted") else "no", a.get("parts"), str(a.get("digest", ""))[:24]] for a in _artifacts.read_manifest(rec)]
     if not rows:
         click.echo(f"experiment {rec.id} has no artifacts", err=True)
@@ -578,13 +649,15 @@ def key() -> None:
 
 
 @key.command("show")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: {store, store_keys, key, key_source}.")
 @click.pass_context
-def key_show(ctx: click.Context) -> None:
+def key_show(ctx: click.Context, fmt: str) -> None:
     """Fingerprint and location of this store's key, and the fingerprints the store expects.
 
     \b
     Example:
       gitxp key show
+      gitxp key show --format json
     """
     from . import crypto
 
@@ -592,6 +665,13 @@ def key_show(ctx: click.Context) -> None:
     store_id = store.store_id
     k = crypto.load_key(store_id)
     where = crypto.key_source(store_id)
+    if fmt == "json":
+        from . import jsonview, views
+
+        doc = {"store": store_id, "store_keys": list((store.document() or {}).get("keys") or []),
+               "key": None if k is None else crypto.fingerprint(k), "key_source": str(where)}
+        views.emit(jsonview.dumps(doc), None)
+        return
     click.echo(f"store:       {store_id}")
     click.echo(f"store keys:  {', '.join((store.document() or {}).get('keys') or []) or '(none yet)'}")
     if k is None:
@@ -653,8 +733,9 @@ def key_import(ctx: click.Context, value: str) -> None:
 @click.option("--conda", "conda_name", metavar="NAME", help="Create a conda environment NAME (conda, mamba or micromamba).")
 @click.option("--conda-file", type=OutputFile(), help="Write a conda environment.yml to FILE.")
 @click.option("--allow-urls", is_flag=True, help="Also install (or write) packages recorded from a URL or VCS; their setup code runs.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: {id, name, environment (summary), recorded (everything)}.")
 @click.pass_context
-def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool) -> None:
+def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool, fmt: str) -> None:
     """Show, export or recreate the environment an experiment ran in.
 
     Packages recorded from a URL, VCS or local path are listed with their
@@ -668,9 +749,17 @@ def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None
       gitxp env a3f9 --venv .venv-a3f9
       gitxp env a3f9 --requirements requirements.txt --conda-file environment.yml
       gitxp env a3f9 --venv .venv-a3f9 --allow-urls   # trusted: include git+https:// pins
+      gitxp env a3f9 --format json | jq .recorded.packages
     """
     from . import envcmd
 
+    if fmt == "json":
+        from . import jsonview, views
+
+        if requirements or venv or conda_name or conda_file:
+            raise UsageError("--format json only describes the environment", "drop --format json to export or recreate it")
+        views.emit(jsonview.dumps(jsonview.environment_doc(_store(ctx).get(ref))), None)
+        return
     envcmd.run(_store(ctx).get(ref), requirements=requirements, venv=venv, python=python_exe, conda_name=conda_name, conda_file=conda_file, allow_urls=allow_urls)
 
 

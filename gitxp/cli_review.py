@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from .cli import OutputFile
+from .errors import UsageError
 
 
 def _store(ctx: click.Context) -> Any:
@@ -28,8 +29,9 @@ def _store(ctx: click.Context) -> Any:
 @click.argument("ref_b", metavar="[B]]", required=False)
 @click.option("--code", is_flag=True, help="Also show a unified diff of the two code snapshots.")
 @click.option("--env", is_flag=True, help="Also show packages and python/CUDA versions that differ.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: {a, b, command, params, metrics (+ code, environment)}.")
 @click.pass_context
-def diff(ctx: click.Context, ref_a: str | None, ref_b: str | None, code: bool, env: bool) -> None:
+def diff(ctx: click.Context, ref_a: str | None, ref_b: str | None, code: bool, env: bool, fmt: str) -> None:
     """Compare two experiments: command, params, metrics (with deltas), code, environment.
 
     Without refs, A and B are `@~1` and `@` (the two newest); with one, it
@@ -42,11 +44,17 @@ def diff(ctx: click.Context, ref_a: str | None, ref_b: str | None, code: bool, e
       gitxp diff --code
       gitxp diff @~1 @
       gitxp diff a3f9 b71c --code --env
+      gitxp diff @~1 @ --format json | jq .metrics.loss.delta
     """
     from . import render, review
 
     store = _store(ctx)
     a, b = store.get(ref_a or "@~1"), store.get(ref_b or "@")
+    if fmt == "json":
+        from . import jsonview, views
+
+        views.emit(jsonview.dumps(jsonview.diff(a, b, code=code, env=env)), None)
+        return
     render.page(review.diff_text(a, b, code=code, env=env, colour=render.use_colour()))
 
 
@@ -83,29 +91,42 @@ def report(ctx: click.Context, refs: tuple[str, ...], baseline: str | None, metr
 
 
 @click.command()
-@click.argument("refs", nargs=-1, required=True, metavar="REF...")
-@click.option("-m", "--metric", "metrics", multiple=True, required=True, metavar="NAME", help="Metric to draw (repeatable: one panel each).")
+@click.argument("refs", nargs=-1, metavar="[REF...]")
+@click.option("--where", metavar="EXPR", help="Also every experiment matching EXPR (one curve each).")
+@click.option("-m", "--metric", "metrics", multiple=True, required=True, metavar="NAME", help="Metric or hardware column (cpu_percent) to draw (repeatable: one panel each).")
 @click.option("-o", "--output", required=True, type=OutputFile(), help="FILE.svg, or FILE.png (needs matplotlib).")
 @click.option("--log-y", is_flag=True, help="Log-scale y axis (values <= 0 are left out).")
 @click.pass_context
-def plot(ctx: click.Context, refs: tuple[str, ...], metrics: tuple[str, ...], output: str, log_y: bool) -> None:
+def plot(ctx: click.Context, refs: tuple[str, ...], where: str | None, metrics: tuple[str, ...], output: str, log_y: bool) -> None:
     """Draw metric curves of several experiments on one chart.
 
-    SVG is written without any plotting library; PNG needs matplotlib
-    (pip install 'gitxp[plot]'). Long curves are downsampled to 2000 points,
-    keeping minima and maxima.
+    One curve per experiment per panel; a metric with a single point is a
+    marker. A hardware column (cpu_percent, gpu0_util, ...) is drawn
+    against its sample index. SVG is written without any plotting library;
+    PNG needs matplotlib (pip install 'gitxp[plot]'). Long curves are
+    downsampled to 2000 points, keeping minima and maxima.
 
     \b
     Example:
       gitxp plot @~2 @~1 @ -m loss -o loss.svg
       gitxp plot a3f9 b71c -m loss -m acc -o curves.png
       gitxp plot @ -m loss --log-y -o loss.svg
+      gitxp plot --where "params.lr < 0.01" -m val_loss -o val.svg
+      gitxp plot @ -m cpu_percent -o cpu.svg
     """
     from . import charts, review
 
-    recs = review.get_all(_store(ctx), refs)
+    if not refs and where is None:
+        raise UsageError("name experiments (REF...) or a filter (--where)", "e.g. gitxp plot @~1 @ -m loss -o loss.svg")
+    store = _store(ctx)
+    recs = review.get_all(store, refs) if refs else []
+    if where is not None:
+        seen = {r.id for r in recs}
+        recs += [r for r in store.experiments(where=where) if r.id not in seen]
+        if not recs:
+            raise UsageError(f"no experiment matches {where!r}", "see `gitxp table --where ...`")
     path = charts.plot(recs, metrics, output, log_y=log_y)
-    missing = [review.label(r) for r in recs if not any(m in r.metric_summary for m in metrics)]
+    missing = [review.label(r) for r in recs if not any(review.series(r, m) for m in metrics)]
     if missing:
         click.echo(f"gitxp: no {'/'.join(metrics)} in {', '.join(missing)}", err=True)
     click.echo(f"wrote {Path(path)}", err=True)

@@ -13,6 +13,7 @@ import click
 
 
 from .cli import run_options  # noqa: E402  (cli imports this module only lazily)
+from .errors import UsageError  # noqa: E402
 
 
 # Options may follow FILE (interspersed); `--` ends them, so the command keeps its own options.
@@ -23,6 +24,7 @@ from .cli import run_options  # noqa: E402  (cli imports this module only lazily
 @click.option("--queue", is_flag=True, help="Claim configurations, so any number of workers can share the sweep.")
 @click.option("--claim-timeout", type=float, metavar="SECONDS", help="A claim not heartbeated for this long is taken over (default 60, or gitxp.claimTimeout).")
 @click.option("--dry-run", is_flag=True, help="Print the configurations and commands; run nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="With --dry-run, json: {total, configurations: [{index, params, command}]}.")
 @click.option("--fail-fast", is_flag=True, help="Start no new configuration after one fails.")
 @click.option("--rerun", is_flag=True, help="Run configurations that already completed, too.")
 @click.option("--name", help="Sweep name (default: the file's stem); also the children's name.")
@@ -57,6 +59,7 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     \b
     Example:
       gitxp sweep grid.yaml --dry-run -- python train.py --lr {lr}
+      gitxp sweep grid.yaml --dry-run --format json -- python train.py --lr {lr}
       gitxp sweep grid.yaml --jobs 4 --no-hardware -- python train.py --lr {lr} --batch {batch}
       gitxp sweep grid.yaml --queue -- python train.py --lr {lr}    # on each machine
       sbatch --array=0-3 --wrap 'gitxp sweep grid.yaml --split $SLURM_ARRAY_TASK_ID/4 -- python train.py --lr {lr}'
@@ -75,8 +78,17 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     spec = load(Path(file))
     for warning in list_warnings(spec, command):
         click.echo(f"gitxp sweep: warning: {warning}", err=True)
+    if opts["fmt"] == "json" and not opts["dry_run"]:
+        raise UsageError("--format json describes a plan: add --dry-run", "e.g. gitxp sweep grid.yaml --dry-run --format json -- python train.py --lr {lr}")
     if opts["dry_run"]:
-        for p in lib.plan(spec.configurations, command, split=split):
+        plan = list(lib.plan(spec.configurations, command, split=split))
+        if opts["fmt"] == "json":
+            from . import jsonview, views
+
+            configs = [{"index": p.index, "params": p.params, "command": list(p.command)} for p in plan]
+            views.emit(jsonview.dumps({"total": len(configs), "configurations": configs}), None)
+            return 0
+        for p in plan:
             click.echo(f"#{p.index} {lib._describe(p.params)}\n  {shlex.join(p.command)}")
         return 0
     from .runner import ScalarPattern

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import MissingDependencyError, QueryError
 
-__all__ = ["HISTORY_COLUMNS", "histories", "runs"]
+__all__ = ["HISTORY_COLUMNS", "histories", "history_table", "runs"]
 
 HISTORY_COLUMNS = ("id", "name", "metric", "step", "value", "timestamp")
 
@@ -45,34 +45,62 @@ def runs(where: str | None = None, *, repo: str | os.PathLike[str] = ".") -> Any
 
 def histories(refs_or_where: Any, metrics: str | Iterable[str] | None = None, *, repo: str | os.PathLike[str] = ".") -> Any:
     """Metric histories as one long frame (see :func:`gitxp.histories`)."""
-    pd = _pandas("gitxp.histories()")
+    _pandas("gitxp.histories()")
+    from .store import Store
+
+    with Store.open(repo) as store:
+        table = history_table(_records(store, refs_or_where), metrics)
+    return table.to_pandas()
+
+
+def history_table(records: Iterable[Any], metrics: str | Iterable[str] | None = None, *, hardware: bool = False) -> Any:
+    """The long ``id, name, metric, step, value, timestamp`` pyarrow Table of ``records``.
+
+    ``metrics`` are names or globs. With ``hardware``, a pattern that
+    matches no metric of an experiment is looked for among its hardware
+    columns (``cpu_percent``): one row per sample, ``step`` its index, so
+    ``gitxp metrics``/``gitxp plot -m cpu_percent`` draw it like a metric.
+    Without pandas: the CLI's exports use it too.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .store import Store
-
     patterns = [metrics] if isinstance(metrics, str) else list(metrics) if metrics is not None else None
     parts = []
-    with Store.open(repo) as store:
-        for rec in _records(store, refs_or_where):
-            t = rec.metrics()
-            names = t.column("name").cast(pa.string())
-            if patterns is not None:
-                wanted = [n for n in pc.unique(names).to_pylist() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-                mask = pc.is_in(names, value_set=pa.array(wanted, pa.string()))
-                t, names = t.filter(mask), names.filter(mask)
-            n = t.num_rows
-            parts.append(pa.table({
-                "id": pa.array([rec.id] * n, pa.string()),
-                "name": pa.array([rec.name] * n, pa.string()),
-                "metric": names,
-                "step": t.column("step"),
-                "value": t.column("value"),
-                "timestamp": t.column("timestamp"),
-            }))
+
+    def part(rec: Any, names: Any, t: Any, step: Any) -> Any:
+        n = t.num_rows
+        return pa.table({
+            "id": pa.array([rec.id] * n, pa.string()),
+            "name": pa.array([rec.name] * n, pa.string()),
+            "metric": names,
+            "step": step,
+            "value": t.column("value").cast(pa.float64()),
+            "timestamp": t.column("timestamp").cast(pa.timestamp("us", tz="UTC")),
+        })
+
+    for rec in records:
+        t = rec.metrics()
+        names = t.column("name").cast(pa.string())
+        found: list[str] = pc.unique(names).to_pylist()
+        if patterns is not None:
+            wanted = [n for n in found if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+            mask = pc.is_in(names, value_set=pa.array(wanted, pa.string()))
+            t, names = t.filter(mask), names.filter(mask)
+        parts.append(part(rec, names, t, t.column("step").cast(pa.int64())))
+        rest = [p for p in patterns or () if not any(fnmatch.fnmatchcase(n, p) for n in found)]
+        hw = rec.hardware() if hardware and rest else None
+        if hw is not None and "timestamp" in hw.column_names:
+            for col in hw.column_names:
+                if col != "timestamp" and any(fnmatch.fnmatchcase(col, p) for p in rest) and (pa.types.is_integer(hw.column(col).type) or pa.types.is_floating(hw.column(col).type)):
+                    n = hw.num_rows
+                    sub = pa.table({"value": hw.column(col), "timestamp": hw.column("timestamp")})
+                    parts.append(part(rec, pa.array([col] * n, pa.string()), sub, pa.array(range(n), pa.int64())))
     if not parts:
-        return pd.DataFrame({c: [] for c in HISTORY_COLUMNS})
-    return pa.concat_tables(parts).to_pandas()
+        return pa.table({"id": pa.array([], pa.string()), "name": pa.array([], pa.string()), "metric": pa.array([], pa.string()),
+                         "step": pa.array([], pa.int64()), "value": pa.array([], pa.float64()),
+                         "timestamp": pa.array([], pa.timestamp("us", tz="UTC"))})
+    return pa.concat_tables(parts)
 
 
 def _records(store: Any, refs_or_where: Any) -> list[Any]:

@@ -43,8 +43,8 @@ def to_json(obj: Any) -> bytes:
 
 
 def dumps(obj: Any) -> str:
-    """Indented JSON for a terminal or a file, non-finite floats as null."""
-    return json.dumps(finite(obj), indent=2, allow_nan=False, default=str, ensure_ascii=False)
+    """Indented JSON, non-finite floats as null; ASCII only, so no stored string can put a control character on a terminal."""
+    return json.dumps(finite(obj), indent=2, allow_nan=False, default=str)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -143,3 +143,52 @@ def describe(rec: Any) -> dict[str, Any]:
     out["tables"] = section("tables", rec.tables, [])
     out["problems"] = problems
     return out
+
+
+def listing(recs: Any) -> dict[str, Any]:
+    """``{"total", "experiments"}`` as ``/api/experiments`` answers (``gitxp log --format json``)."""
+    rows = [row(r) for r in recs]
+    return {"total": len(rows), "experiments": rows}
+
+
+def diff(a: Any, b: Any, *, code: bool = False, env: bool = False) -> dict[str, Any]:
+    """``gitxp diff A B --format json``: both rows, param changes, metrics side by side.
+
+    ``params``: ``changed``/``added``/``removed`` lists of ``{"key", "a", "b"}``
+    (dotted keys); ``metrics``: per name, A's and B's statistics and the
+    change of the last value (``delta``, ``relative``; null where it cannot
+    be computed); ``code``/``environment`` only when asked for.
+    """
+    from . import review
+
+    ch = review.param_changes(a, b)
+    out: dict[str, Any] = {
+        "a": row(a),
+        "b": row(b),
+        "command": {"a": a.meta.get("command"), "b": b.meta.get("command")},
+        "params": {k: [{"key": key, "a": x, "b": y} for key, x, y in ch[k]] for k in ("changed", "added", "removed")},
+        "metrics": {},
+    }
+    for name in review.metric_names([a, b]):
+        sa, sb = _dict(a.metric_summary.get(name)), _dict(b.metric_summary.get(name))
+        va, vb = review._num(sa.get("last")), review._num(sb.get("last"))
+        d = vb - va if va is not None and vb is not None and math.isfinite(va) and math.isfinite(vb) else None
+        out["metrics"][name] = {"a": sa or None, "b": sb or None, "delta": d, "relative": d / abs(va) if d is not None and va else None}
+    if code:
+        if a.code_tree is None or b.code_tree is None:
+            out["code"] = None
+        else:
+            diffs = review.code_diff(a.store.repo, a.code_tree, b.code_tree)
+            out["code"] = [{"path": f.path, "status": f.status, "binary": f.binary, "insertions": f.insertions, "deletions": f.deletions} for f in diffs]
+    if env:
+        from . import environment
+
+        ea, eb = a.environment, b.environment
+        out["environment"] = environment.diff(ea, eb) if isinstance(ea, Mapping) and isinstance(eb, Mapping) else None
+    return out
+
+
+def environment_doc(rec: Any) -> dict[str, Any]:
+    """``gitxp env REF --format json``: the summary ``show`` gives, and everything recorded (``recorded``)."""
+    env = rec.environment
+    return {"id": rec.id, "name": rec.name, "environment": environment_summary(env), "recorded": dict(env) if isinstance(env, Mapping) else None}

@@ -114,21 +114,28 @@ _TABLES: dict[tuple[str, str], Any] = {}
 
 
 def series(rec: Any, metric: str) -> list[tuple[float, float]]:
-    """``(step, value)`` of one metric, sorted by step; non-finite values dropped (they cannot be drawn)."""
+    """``(step, value)`` of one metric, sorted by step; non-finite values dropped (they cannot be drawn).
+
+    A name that is no metric of ``rec`` but one of its hardware columns
+    (``cpu_percent``, ``gpu0_util``) gives those samples, step = sample index.
+    """
     key = (rec.id, rec.tree)
     t = _TABLES.get(key)
     if t is None:
         t = _TABLES[key] = rec.metrics()
         while len(_TABLES) > 16:  # a report reads each log once per metric; keep only a few
             del _TABLES[next(iter(_TABLES))]
-    if t.num_rows == 0:
-        return []
     import pyarrow.compute as pc
 
     t = t.filter(pc.equal(t.column("name").cast("string"), metric))
     steps = t.column("step").to_pylist()
     values = t.column("value").to_pylist()
-    pts = [(float(s), float(v)) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
+    if not steps and metric not in rec.metric_summary:  # a hardware column (cpu_percent): sample index as the step
+        hw = rec.hardware()
+        if hw is not None and metric in hw.column_names and metric != "timestamp":
+            values = hw.column(metric).to_pylist()
+            steps = list(range(len(values)))
+    pts = [(float(s), float(v)) for s, v in zip(steps, values) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     pts.sort(key=lambda p: p[0])
     return pts
 
@@ -360,6 +367,9 @@ def diff_text(a: Any, b: Any, *, code: bool = False, env: bool = False, colour: 
                 rows.append([name if stat == "last" else "", stat, va, vb, d, rel])
         lines += _indent(render.text_table(["metric", "", la, lb, "delta", "rel"], rows))
 
+    if a.meta.get("inputs") or b.meta.get("inputs"):
+        lines += ["", "Inputs:"]
+        lines += input_lines(a.meta.get("inputs"), b.meta.get("inputs"), colour=colour)
     if code:
         lines += ["", "Code:"]
         ta, tb = a.code_tree, b.code_tree
@@ -375,6 +385,32 @@ def diff_text(a: Any, b: Any, *, code: bool = False, env: bool = False, colour: 
         lines += ["", "Environment:"]
         lines += _indent(env_diff_text(a, b))
     return "\n".join(lines)
+
+
+def input_lines(a: Any, b: Any, *, colour: bool = False) -> list[str]:
+    """Which inputs changed between two runs: name, short digests and sizes (``~``, ``+``, ``-``)."""
+    from .inputs import by_name, changes, short_digest
+
+    def what(e: Any) -> str:
+        files = e.get("files")
+        count = f", {files} files" if isinstance(files, int) and files != 1 else ""
+        return f"{short_digest(e.get('digest'))} ({render.fmt_size(e.get('size') or 0)}{count})"
+
+    out = []
+    for kind, name, x, y in changes(a, b):
+        if kind == "~":
+            out.append(render.style(f"  ~ {name}: {what(x)} -> {what(y)}", "yellow", colour))
+        elif kind == "+":
+            out.append(render.style(f"  + {name}: {what(y)}", "green", colour))
+        else:
+            out.append(render.style(f"  - {name}: {what(x)}", "red", colour))
+    ia, ib = by_name(a), by_name(b)
+    same = sum(1 for n in ia if n in ib and ia[n].get("digest") == ib[n].get("digest"))
+    if not out:
+        out.append(f"  (identical, {same} inputs)")
+    elif same > 0:
+        out.append(f"  ({same} unchanged)")
+    return out
 
 
 def env_diff_text(a: Any, b: Any) -> str:

@@ -6,7 +6,6 @@ Pure formatting over :class:`gitxp.store.Record`; the commands in
 
 from __future__ import annotations
 
-import json
 import re
 import string
 import sys
@@ -297,7 +296,9 @@ def format_table(recs: Sequence[Any], *, columns: str | None, sort_by: str | Non
         present.sort(key=lambda r: (isinstance(r[key], str), r[key]), reverse=sort_by.startswith("-"))
         rows = present + missing
     if fmt == "json":
-        return json.dumps([{n: r.get(n) for n in names} for r in rows], indent=2, default=str, allow_nan=True)
+        from . import jsonview
+
+        return jsonview.dumps([{n: r.get(n) for n in names} for r in rows])
     if fmt == "csv":
         import csv
         import io
@@ -339,7 +340,15 @@ def emit(text: str, output: str | None, *, paged: bool = False) -> None:
 
 
 def export_metrics(rec: Any, fmt: str, output: str | None) -> None:
-    t = rec.metrics()
+    export_log(rec.metrics(), fmt, output)
+
+
+def export_log(t: Any, fmt: str, output: str | None) -> None:
+    """A long table (a metric log, or ``id, name, metric, ...`` histories) as csv, json or Parquet.
+
+    Timestamps are ISO 8601 UTC in csv/json; NaN and infinities are null in
+    json (JSON has none; csv and Parquet keep them).
+    """
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -350,15 +359,22 @@ def export_metrics(rec: Any, fmt: str, output: str | None) -> None:
         else:
             pq.write_table(t, output)
         return
-    rows = [{"name": r["name"], "step": r["step"], "value": r["value"], "timestamp": r["timestamp"].isoformat().replace("+00:00", "Z")} for r in t.to_pylist()]
+    names = t.column_names
+    rows = t.to_pylist()
+    for r in rows:
+        ts = r.get("timestamp")
+        if ts is not None and hasattr(ts, "isoformat"):
+            r["timestamp"] = ts.isoformat().replace("+00:00", "Z")
     if fmt == "json":
-        text = json.dumps(rows, allow_nan=True)
+        from . import jsonview
+
+        text = jsonview.dumps(rows)
     else:
         import csv
         import io
 
         buf = io.StringIO()
-        w = csv.DictWriter(buf, ["name", "step", "value", "timestamp"], lineterminator="\n")
+        w = csv.DictWriter(buf, names, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         text = buf.getvalue()
