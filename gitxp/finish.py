@@ -8,6 +8,7 @@ finished one. Staging is deleted only after the store's ref has moved.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,28 @@ def commit_run(
         run.write_yaml(FINAL_FILE, final)
     except OSError:
         pass  # a full disk: recover will say crashed, the best it can then know
+    files, message = gather(store, run, status=status, exit_code=exit_code, problems=problems, end_time=end_time)
+    commit = store.commit_experiment(run.id, files, message)
+    run.remove()
+    store.repo.delete_refs(run.keep_ref)
+    return commit
+
+
+def live_files(store: Any, run: staging.RunDir) -> tuple[dict[str, bytes | Entry | None], str]:
+    """The experiment as it stands mid-run (status ``running``), for ``gitxp start --sync``.
+
+    Reads the staging folder only (no ``final.yaml``, no hardware
+    finalisation, no artifacts): the run goes on untouched, and its final
+    commit later overlays every file written here.
+    """
+    return gather(store, run, status="running", exit_code=None, problems=[], end_time=None)
+
+
+def gather(
+    store: Any, run: staging.RunDir, *, status: str, exit_code: int | None, problems: list[str], end_time: Any,
+) -> tuple[dict[str, bytes | Entry | None], str]:
+    """An experiment's files and commit message from its staging folder; ``end_time=None`` for a live one."""
+    live = end_time is None
     meta = run.read_meta()
     exp_id = run.id
     params: dict[str, Any] = run.read_yaml("params.yaml", {}) or {}
@@ -82,6 +105,10 @@ def commit_run(
         if e.get("notes"):
             extra["notes"] = e["notes"]
     errors = _children(run, "error")
+    if meta.get("inputs") or any(run.path.glob("inputs-*.yaml")):
+        from .inputs import merged
+
+        meta["inputs"] = merged([meta.get("inputs"), *_children(run, "inputs")])
 
     files: dict[str, bytes | Entry | None] = {}
     table, summary = metrics.merge(run.path / "metrics")
@@ -91,7 +118,7 @@ def commit_run(
     try:
         from .hardware import finalize as _hw_finalize
 
-        if _hw_finalize(run.path / "hardware", hw):
+        if not live and _hw_finalize(run.path / "hardware", hw):  # finalising writes to staging: final commit only
             files[layout.HARDWARE_FILE] = hw.read_bytes()
     except ImportError:
         pass
@@ -114,12 +141,13 @@ def commit_run(
     tables = run.path / "tables"
     for p in sorted(tables.glob("*.parquet")) if tables.is_dir() else []:
         files[f"{layout.TABLES_DIR}/{p.name}"] = p.read_bytes()
-    files.update(_artifact_changes(store, run, exp_id, problems))
+    if not live:
+        files.update(_artifact_changes(store, run, exp_id, problems))
 
     ended = end_time
     started = meta.get("started")
     duration = None
-    if isinstance(started, str):
+    if isinstance(started, str) and not live:
         try:
             duration = round((ended - layout.parse_time(started)).total_seconds(), 3)
         except ValueError:
@@ -129,12 +157,12 @@ def commit_run(
         if beat.exists():
             ended = layout.parse_time(layout.isotime(beat.stat().st_mtime))
     sessions = meta.get("sessions")
-    if isinstance(sessions, list):
+    if isinstance(sessions, list) and not live:
         sessions.append({"started": started, "ended": layout.isotime(ended), "status": status})
         duration = round(sum(_span(s) for s in sessions), 3)
     meta.update(
         status=status,
-        ended=layout.isotime(ended),
+        ended=None if live else layout.isotime(ended),
         duration_s=duration,
         exit_code=exit_code,
         tags=extra["tags"],
@@ -142,6 +170,9 @@ def commit_run(
         metrics=_yaml_safe(summary),
         summary=extra["summary"],
     )
+    fired = _alerts_at_end(store, run, {**meta, "id": exp_id}, params)
+    if fired:
+        meta["alerts"] = fired
     if errors:
         meta["error"] = errors[-1]
     if problems:
@@ -165,16 +196,26 @@ def commit_run(
     if head:
         message += f" {head}"
     body = [f"command: {' '.join(map(str, ordered.get('command') or []))}"[:500]]
-    commit = store.commit_experiment(exp_id, files, message + "\n\n" + "\n".join(body) + "\n")
-    run.remove()
-    store.repo.delete_refs(run.keep_ref)
-    return commit
+    return files, message + "\n\n" + "\n".join(body) + "\n"
 
 
 _ORDER = (
     "id", "name", "parent", "status", "created", "started", "ended", "duration_s", "command", "cwd",
-    "exit_code", "host", "user", "tags", "notes", "source", "metrics", "summary", "error", "recording_errors", "sessions",
+    "exit_code", "host", "user", "tags", "notes", "source", "inputs", "metrics", "summary", "error", "recording_errors", "alerts", "sessions",
 )
+
+
+def _alerts_at_end(store: Any, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """What fired while the run ran, plus ``status == 'failed'``-style alerts that hold now; never fails the commit."""
+    from . import alerts
+
+    if not any(run.path.glob(f"{alerts.SPEC_STEM}-*.yaml")) and not any(run.path.glob(f"{alerts.FIRED_STEM}-*.yaml")):
+        return []
+    try:
+        return alerts.at_end(run, meta, params, alerts.command(store.repo.config))
+    except Exception as exc:
+        print(f"gitxp: warning: alerts not checked at the end: {exc}", file=sys.stderr)
+        return []
 
 
 def _known_secrets(store: Any) -> list[str]:

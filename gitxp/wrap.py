@@ -58,12 +58,22 @@ def run_wrapped(
     scalars: bool,
     env_vars: Sequence[str],
     scalar_patterns: Sequence[str] = (),
+    sync: str | None = None,
+    sync_interval: float = 60.0,
+    inputs: Sequence[str] = (),
+    alert_specs: Sequence[str] = (),
 ) -> int:
     """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
     from . import crypto, runner
     from .launch import begin
 
     patterns = [runner.ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
+    from . import alerts as _alerts, inputs as _inputs
+
+    conditions = [_alerts.Alert(*_alerts.split_spec(spec)) for spec in alert_specs]  # so does a bad condition
+    wanted = [_inputs.parse_spec(spec) for spec in inputs]
+    for _name, path in wanted:
+        _inputs.check_path(path)
     _check_command(command)
     try:
         exp = begin(
@@ -73,6 +83,15 @@ def run_wrapped(
         )
     except OSError as exc:  # a full disk before anything ran: say so, run nothing
         raise StoreError(f"could not set up the experiment: {describe_failure(exc)}", "free some disk space, then run the command again") from exc
+    try:
+        for name_, path in wanted:  # hashed before the command can change them
+            exp.log_input(path, name_)
+        exp._alerts.extend(conditions)
+        if conditions:
+            _alerts.stage_specs(exp._run, conditions)  # the script's gitxp.current() checks them too
+    except BaseException as exc:
+        exp.finish("failed", error=exc)
+        raise
     env = dict(os.environ)
     env[ENV_ID] = exp.id
     env[ENV_RUN_DIR] = str(exp.run_dir)
@@ -98,6 +117,12 @@ def run_wrapped(
             if key not in taken:
                 exp.log_metric(key, value, step=step_i)
 
+    live = None
+    if sync is not None:
+        from .live import LiveSync
+
+        live = LiveSync(exp, repo, sync or None, sync_interval)
+        live.start()
     result = None
     try:
         result = runner.run_child(
@@ -110,11 +135,15 @@ def run_wrapped(
             mask=secrets,
         )
     except BaseException as exc:
+        if live is not None:
+            live.stop()
         exp.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=exc)
         raise
     finally:
         if key_file is not None:
             key_file.unlink(missing_ok=True)
+    if live is not None:
+        live.stop()
     if result.returncode == 0:
         status = "completed"
     elif result.interrupted:
@@ -141,6 +170,8 @@ def run_wrapped(
         exc.exit_code = exit_status or 1  # still the command's status
         raise
     _report(exp, exp.status, result)
+    if live is not None:
+        live.push_final()
     return exit_status
 
 
