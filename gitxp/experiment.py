@@ -100,7 +100,7 @@ def _bad_metric(name: Any, value: Any, step: Any) -> MetricValueError:
     if not isinstance(name, str) or not name:
         return MetricValueError(f"metric name must be a non-empty string, got {name!r}", "e.g. xp.log_metric('loss', 0.42, step=3)")
     if step is not None and (isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= metrics.MAX_STEP):
-        return MetricValueError(f"step of metric {name!r} must be an int from 0 to 2**63-1, got {step!r:.40}", "pass step=epoch or leave it out to count up")
+        return MetricValueError(f"step of metric {name!r} must be an int >= 0 and < 2**63, got {step!r:.40}", "pass step=epoch or leave it out to count up")
     return MetricValueError(f"value of metric {name!r} must be a number, got {type(value).__name__} {value!r:.40}", "log floats or ints (NaN and inf are kept)")
 
 
@@ -141,6 +141,10 @@ class Experiment:
         self._hardware: Any = None
         self._env_thread: threading.Thread | None = None
         self._finished = False
+        self._alerts: list[Any] = []  # gitxp.alerts.Alert, checked by the flush thread
+        self._last: dict[str, tuple[int, float]] = {}  # metric -> (step, value) last seen at a flush, for alerts
+        self._fired: list[dict[str, Any]] = []
+        self._alert_command: Any = False  # not looked up yet
         self.status = "running"
         self._thread = threading.Thread(target=self._flush_loop, name=f"gitxp-flush-{run.id}", daemon=True)
         self._thread.start()
@@ -313,6 +317,76 @@ class Experiment:
             if p.is_file() and not p.is_symlink():
                 self.log_artifact(p, f"{base}/{p.relative_to(root).as_posix()}", encrypt=encrypt)
 
+    def alert_on(self, condition: str, text: str | None = None, *, once: bool = True) -> None:
+        """Be told when ``condition`` (the ``--where`` language) first holds over the values being logged.
+
+        Checked at each flush (within about a second), never by
+        ``log_metric`` itself; ``status == 'failed'`` or ``'crashed'`` is
+        checked when the run ends. A firing is recorded under ``alerts:``,
+        printed on stderr and runs ``GITXP_ALERT_COMMAND`` / ``git config
+        gitxp.alertCommand`` in the background. ``once=False`` fires on
+        every transition into the condition. Raises QueryError on a bad
+        condition.
+        """
+        from . import alerts
+
+        self._alerts.append(alerts.Alert(condition, text, once=once))
+        alerts.stage_specs(self._run, [a for a in self._alerts if not getattr(a, "inherited", False)])
+
+    def _check_alerts(self) -> None:
+        """Fold the rows logged since the last flush into each metric's last value, then test the conditions.
+
+        Runs in the flush thread before the rows are taken: reads the list
+        prefix from the end and stops once every metric the alerts name is
+        found, so a hot metric costs a few reads per flush.
+        """
+        from . import alerts
+
+        wanted = set().union(*(a.names for a in self._alerts))
+        rows, found = self._rows, set()
+        for i in range(len(rows) - 1, -1, -1):
+            if len(found) == len(wanted):
+                break
+            name, step, value = rows[i][:3]
+            if name in wanted and name not in found:
+                found.add(name)
+                self._last[name] = (step, value)
+        record = alerts.metrics_record(self._last, self.params)
+        new = [got for a in self._alerts if (got := a.check(record, self._last)) is not None]
+        if not new:
+            return
+        if self._alert_command is False:
+            self._alert_command = alerts.command(getattr(self._writer_store().repo, "config", None))
+        for got in new:
+            self._fired.append(got)
+            alerts.fire(got, self.id, self._alert_command)
+        alerts.stage_fired(self._run, self._fired)
+
+    def log_input(self, path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
+        """Record a file or folder the run reads: size, file count and content digest.
+
+        Named after the file or folder without extension unless ``name`` is
+        given (``data/train.csv`` → ``train``); a name logged again replaces
+        the earlier entry. Digests are cached by path, size and mtime, so
+        unchanged data is not read again. Returns the recorded entry.
+        """
+        from . import inputs
+
+        store = self._writer_store()
+        root = store.repo.root
+        if root is None:  # a script under `gitxp start` opened the store by its git dir: the work tree is where it runs
+            from .errors import NotARepositoryError
+            from .plumbing import discover
+
+            try:
+                root = discover(Path.cwd())[0]
+            except NotARepositoryError:
+                root = None
+        entry = inputs.describe(path, name, repo_root=root, cache_dir=store.repo.gitxp_dir / "cache")
+        staged = [e for e in (self._run.read_yaml(f"inputs-{os.getpid()}.yaml", []) or []) if e.get("name") != entry["name"]]
+        self._run.write_yaml(f"inputs-{os.getpid()}.yaml", [*staged, entry])
+        return entry
+
     def _writer_store(self) -> Any:
         if self._store is None:
             from .store import Store
@@ -336,6 +410,11 @@ class Experiment:
     def flush(self) -> None:
         """Write what was logged since the last flush to staging (atomic files)."""
         with self._flush_lock:
+            if self._alerts:
+                try:
+                    self._check_alerts()
+                except Exception as exc:  # an alert must never cost the run its data
+                    print(f"gitxp: warning: alert check failed: {exc}", file=sys.stderr)
             if self._spill:
                 self._points += metrics.flush_rows(self._spill, self._seg_dir, self._tag)
             self._points += metrics.flush_rows(self._rows, self._seg_dir, self._tag)
@@ -528,7 +607,21 @@ def current() -> Experiment | None:
             params = run.read_yaml("params.yaml", {}) or {}
             _current = Experiment(None, run, meta, dict(params), owner=False)
             _current._given = dict(params)  # type: ignore[attr-defined]  # what `gitxp start -p` set
+            _inherit_alerts(_current)
     return _current
+
+
+def _inherit_alerts(exp: Experiment) -> None:
+    """A script under ``gitxp start --alert``: the wrapper's conditions apply to what the script logs."""
+    from . import alerts
+
+    for spec in alerts.staged_specs(exp._run):
+        try:
+            alert = alerts.Alert(spec["condition"], spec.get("text"), once=bool(spec.get("once", True)))
+        except Exception:  # checked by the wrapper already
+            continue
+        alert.inherited = True  # type: ignore[attr-defined]  # staged by the wrapper: not staged again
+        exp._alerts.append(alert)
 
 
 def start(

@@ -161,15 +161,7 @@ def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_glob
     if repo.root is None:
         commit, branch = repo.head()
         return {"branch": branch, "commit": commit, "dirty": None, "tree": None}
-    cd = None
-    if code_dir is not None:
-        cd = Path(code_dir).resolve()
-        try:
-            cd.relative_to(repo.root)
-        except ValueError:
-            raise UsageError(f"--code-dir {code_dir} is outside the repository {repo.root}", "give a folder inside it") from None
-        if not cd.is_dir():
-            raise UsageError(f"--code-dir {code_dir} is not a folder", "give an existing folder inside the repository")
+    cd = _check_snapshot_dir(repo.root, code_dir)
     rules = withheld.rules(repo.root, repo.gitxp_dir, artifact_globs=artifact_globs)
     snap = snapshot.capture(repo.root, repo.git_dir, code_dir=cd, max_file_size=store.config.snapshot_max_file_size,
                             withhold=rules)
@@ -182,6 +174,20 @@ def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_glob
         out["skipped"] = list(snap.skipped)
     _add_notebook(store, out, store.config.snapshot_max_file_size)
     return out
+
+
+def _check_snapshot_dir(root: Path, code_dir: str | os.PathLike[str] | None) -> Path | None:
+    """``--code-dir`` as an absolute folder inside the repository (None: the whole work tree)."""
+    if code_dir is None:
+        return None
+    cd = Path(code_dir).resolve()
+    try:
+        cd.relative_to(root)
+    except ValueError:
+        raise UsageError(f"--code-dir {code_dir} is outside the repository {root}", "give a folder inside it") from None
+    if not cd.is_dir():
+        raise UsageError(f"--code-dir {code_dir} is not a folder", "give an existing folder inside the repository")
+    return cd
 
 
 def _add_notebook(store: Any, out: dict[str, Any], cap: int) -> None:

@@ -485,6 +485,10 @@ def experiment_problems(doc: Any) -> list[str]:
     sessions = doc.get("sessions")
     if sessions is not None and not (isinstance(sessions, list) and all(isinstance(x, dict) for x in sessions)):
         bad("sessions", "a list of mappings")
+    from .alerts import problems as alert_problems
+    from .inputs import problems as input_problems
+
+    out += input_problems(doc.get("inputs")) + alert_problems(doc.get("alerts"))
     return out
 
 

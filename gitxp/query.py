@@ -23,7 +23,8 @@ that points at the offending column (1-based)::
 
 Fields are ``params.<key>`` (dots walk nested mappings), ``metrics.<name>``
 (the last value) or ``metrics.<name>.<last|min|max|count|last_step>``,
-``summary.<key>``, ``tags.<key>``, ``source.<key>`` and the scalars ``id``,
+``summary.<key>``, ``tags.<key>``, ``source.<key>``,
+``inputs.<name>.<digest|size|files|path>`` and the scalars ``id``,
 ``name``, ``status``, ``created``, ``started``, ``ended``, ``duration_s``,
 ``exit_code``, ``parent``, ``host``, ``user``.
 
@@ -59,7 +60,7 @@ SCALAR_FIELDS = frozenset(
      "parent", "host", "user"}
 )
 #: Fields that are mappings and need a key after a dot (``params.lr``).
-FIELD_ROOTS = frozenset({"params", "metrics", "summary", "tags", "source"})
+FIELD_ROOTS = frozenset({"params", "metrics", "summary", "tags", "source", "inputs"})
 #: The per-metric statistics experiment.yaml keeps; ``metrics.acc`` means ``.last``.
 METRIC_STATS = ("last", "min", "max", "count", "last_step")
 
@@ -204,6 +205,10 @@ class _Field:
         value = record.get(root, _MISSING) if isinstance(record, Mapping) else _MISSING
         if len(self.parts) == 1:
             return _normalize(value)
+        if root == "inputs":  # a list of {name, ...}: reached by name
+            from .inputs import by_name
+
+            value = by_name(value)
         if not isinstance(value, Mapping):
             return _MISSING
         if root == "metrics":
@@ -548,7 +553,7 @@ class _Parser:
                 return tuple(values)
 
 
-_EXAMPLE_KEYS = {"params": "lr", "metrics": "acc", "summary": "best", "tags": "team", "source": "branch"}
+_EXAMPLE_KEYS = {"params": "lr", "metrics": "acc", "summary": "best", "tags": "team", "source": "branch", "inputs": "train.digest"}
 
 
 # --------------------------------------------------------------------------- public API

@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gitxp.errors import GitxpError, NotARepositoryError, StoreError, UsageError
 
@@ -324,8 +325,22 @@ def _split_z(data: bytes) -> list[str]:
     return [os.fsdecode(p) for p in data.split(b"\0") if p]
 
 
-def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, withhold: Withhold) -> Snapshot:
-    """The fast path: temporary index + ``git add -A`` + ``git write-tree``."""
+@dataclass(frozen=True)
+class _Plan:
+    """What the git engine found before writing anything: shared by capture and :func:`preview`."""
+
+    commit: str | None
+    branch: str | None
+    dirty: bool
+    changed: list[str]
+    untracked: set[str]
+    ignored: set[str]
+    withheld: set[str]
+    oversized: set[str]
+
+
+def _plan_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, withhold: Withhold) -> _Plan:
+    """Read-only: which files differ from HEAD and which would be left out, and why."""
     commit, branch = head_info(repo_root, git_dir)
     env = _git_env(repo_root, git_dir)
     spec = ["--", rel_dir] if rel_dir else []
@@ -361,6 +376,48 @@ def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, 
         withheld.update(p for p in _split_z(listing) if _under(p, rel_dir))
     withheld.update(p for p in changed if p not in ignored and withhold.covers(p, full=repo_root / p))
     oversized = {p for p in changed if p not in ignored and p not in withheld and _too_big(repo_root / p, cap)}
+    return _Plan(commit, branch, dirty, changed, untracked, ignored, withheld, oversized)
+
+
+def preview(repo_root: Path, git_dir: Path, *, code_dir: Path | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+            withhold: Withhold | None = None) -> dict[str, Any]:
+    """What :func:`capture` would hold and leave out, writing nothing (``gitxp start --dry-run``).
+
+    Returns ``{files, size, edited, untracked, left_out: [(path, why)], commit, branch}``.
+    Needs the git binary (the dulwich engine has no read-only listing yet).
+    """
+    repo_root, git_dir = Path(repo_root), Path(git_dir)
+    if shutil.which("git") is None:
+        raise StoreError("a snapshot preview needs `git` on PATH", "install git, or run with --no-code")
+    rel_dir = _relative_code_dir(repo_root, code_dir)
+    plan = _plan_git(repo_root, git_dir, rel_dir, max_file_size, withhold or Withhold())
+    env = _git_env(repo_root, git_dir)
+    spec = ["--", rel_dir] if rel_dir else []
+    listed = _split_z(_git(["ls-files", "-z", "-c", "-o", "--exclude-standard", *spec], repo_root, env))
+    out = plan.ignored | plan.oversized | plan.withheld
+    files, size = 0, 0
+    for path in dict.fromkeys(listed):
+        full = repo_root / path
+        if path in out or not os.path.lexists(full) or full.is_dir():
+            continue
+        files += 1
+        size += full.lstat().st_size
+    why = {**{p: ".gitxpignore" for p in plan.ignored}, **{p: f"over {max_file_size} bytes" for p in plan.oversized},
+           **{p: "secret (key folder or encrypted artifact)" for p in plan.withheld}}
+    return {
+        "files": files, "size": size, "commit": plan.commit, "branch": plan.branch,
+        "edited": sorted(p for p in plan.changed if p not in plan.untracked),
+        "untracked": sorted(p for p in plan.untracked if p not in out),
+        "left_out": sorted((p, r) for p, r in why.items() if os.path.lexists(repo_root / p)),
+    }
+
+
+def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, withhold: Withhold) -> Snapshot:
+    """The fast path: temporary index + ``git add -A`` + ``git write-tree``."""
+    plan = _plan_git(repo_root, git_dir, rel_dir, cap, withhold)
+    commit, branch, dirty, untracked = plan.commit, plan.branch, plan.dirty, plan.untracked
+    ignored, withheld, oversized = plan.ignored, plan.withheld, plan.oversized
+    env = _git_env(repo_root, git_dir)
     skipped = tuple(sorted(p for p in ignored | oversized | withheld if os.path.lexists(repo_root / p)))
     notable = _notable(repo_root, untracked - ignored - oversized - withheld)
 
