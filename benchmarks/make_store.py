@@ -1,6 +1,6 @@
 """Generate a large gitxp store quickly, straight through gitxp's plumbing.
 
-    python benchmarks/make_store.py PATH -n 20000 [--per-day 200] [--commits 1] [--seed 0]
+    python benchmarks/make_store.py PATH -n 20000 [--per-day 200] [--commits 1] [--same-day] [--seed 0]
 
 PATH becomes a git repository (created when missing, with one commit on
 ``main``) whose ``gitxp`` branch holds N finished experiments, each with the
@@ -95,8 +95,12 @@ def experiment_files(rng: random.Random, exp_id: str, created: dt.datetime, sour
 
 
 def make_store(path: str | os.PathLike[str], n: int, *, per_day: int = 200, commits: int = 1, seed: int = 0,
-               now: dt.datetime | None = None, quiet: bool = False) -> str:
-    """Create (or extend) the store at ``path`` with ``n`` experiments; returns the new tip commit."""
+               now: dt.datetime | None = None, quiet: bool = False, same_day: bool = False) -> str:
+    """Create (or extend) the store at ``path`` with ``n`` experiments; returns the new tip commit.
+
+    ``same_day``: all of them in today's day folder (a sweep day), spread
+    between midnight UTC and ``now``.
+    """
     path = Path(path)
     _init_repo(path)
     repo = Repo(path)
@@ -106,6 +110,9 @@ def make_store(path: str | os.PathLike[str], n: int, *, per_day: int = 200, comm
     rng = random.Random(seed)
     now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     spacing = 86400 / max(per_day, 1)
+    if same_day:
+        midnight = now.replace(hour=0, minute=0, second=0)
+        spacing = max((now - midnight).total_seconds() - 1, 0) / max(n, 1)
 
     # every experiment, oldest first, the newest created just before now:
     # (day name, id, created, index); about per_day fall on each day
@@ -156,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=1000, help="number of experiments (default 1000)")
     ap.add_argument("--per-day", type=int, default=200, help="experiments per day shard (default 200)")
     ap.add_argument("--commits", type=int, default=1, help="spread them over this many commits (default 1)")
+    ap.add_argument("--same-day", action="store_true", help="all in today's day folder (a sweep day)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     t = time.perf_counter()
-    tip = make_store(a.path, a.n, per_day=a.per_day, commits=a.commits, seed=a.seed)
+    tip = make_store(a.path, a.n, per_day=a.per_day, commits=a.commits, seed=a.seed, same_day=a.same_day)
     print(f"make_store: {a.n} experiments in {a.path} ({time.perf_counter() - t:.1f}s), tip {tip[:12]}", file=sys.stderr)
     return 0
 

@@ -351,17 +351,26 @@ class Repo:
         """The entry at ``path`` (``a/b/c``) under ``tree``, or None."""
         if tree is None:
             return None
-        cur = Entry("", TREE_MODE, tree)
+        cur: Entry | None = Entry("", TREE_MODE, tree)
         for part in [p for p in path.split("/") if p]:
-            if not cur.is_tree:
+            if cur is None or not cur.is_tree:
                 return None
-            for e in self.read_tree(cur.sha):
-                if e.name == part:
-                    cur = e
-                    break
-            else:
-                return None
+            cur = self._child(cur.sha, part)
         return cur
+
+    def _child(self, tree: str, name: str) -> Entry | None:
+        """The entry ``name`` of a tree; a day folder's is found by bisection, without parsing it."""
+        data, size = self._day_tree(tree)
+        nb = name.encode("utf-8", "surrogateescape")
+        if size and len(nb) == size - _FIXED_OVERHEAD:
+            pos = _bisect_records(data, size, nb)
+            if pos < len(data) and data[pos + 6 : pos + size - 21] == nb:
+                return Entry(name, TREE_MODE, data[pos + size - 20 : pos + size].hex())
+            return None
+        for e in self.read_tree(tree):
+            if e.name == name:
+                return e
+        return None
 
     def read_path(self, tree: str | None, path: str) -> bytes | None:
         e = self.lookup(tree, path)
@@ -383,6 +392,12 @@ class Repo:
                 nested.setdefault(head, {})[rest] = entry
             else:
                 direct[head] = None if entry is None else Entry(head, entry.mode, entry.sha)
+        if tree and not nested:
+            spliced = self._splice(tree, direct)
+            if spliced is not None:
+                # a busy day's tree is mostly 20-byte ids that zlib barely shrinks: storing it
+                # uncompressed keeps the commit's cost flat (git gc packs it with deltas later)
+                return self.write_object("tree", spliced, level=0 if len(spliced) >= _BIG_TREE else 1)
         current = {e.name: e for e in self.read_tree(tree)} if tree else {}
         for name, sub in nested.items():
             old = current.get(name)
@@ -396,6 +411,43 @@ class Repo:
                 current[name] = entry
         current = {k: v for k, v in current.items() if not (v.is_tree and v.sha == EMPTY_TREE)}
         return self.write_tree(current.values())
+
+    def _day_tree(self, tree: str) -> tuple[bytes, int]:
+        """(raw bytes, record size or 0) of a tree; the last large one is kept (a commit reads its day twice)."""
+        cached = getattr(self, "_last_tree", None)
+        if cached is not None and cached[0] == tree:
+            return cached[1], cached[2]
+        kind, data = self.read_raw(tree)
+        if kind != "tree":
+            return data, 0
+        size = _fixed_records(data)
+        if len(data) >= _BIG_TREE:
+            self._last_tree = (tree, data, size)
+        return data, size
+
+    def _splice(self, tree: str, direct: Mapping[str, Entry | None]) -> bytes | None:
+        """A day folder's new raw tree with ``direct`` set or removed in place, or None to take the slow path.
+
+        A day folder holds only subtrees named by ids of one length, so its
+        raw bytes are fixed-size records in git's order: the new entry is
+        spliced in at its place (found by bisection; ids sort by time, so
+        nearly always at the end) instead of parsing and re-sorting every
+        entry, which made a commit's cost grow with how busy the day was.
+        Anything else (mixed modes or name lengths) returns None.
+        """
+        data, size = self._day_tree(tree)
+        if not size:
+            return None
+        out = data
+        for name, entry in direct.items():
+            nb = name.encode("utf-8", "surrogateescape")
+            if len(nb) != size - _FIXED_OVERHEAD or (entry is not None and entry.mode != TREE_MODE) or b"\0" in nb or b"/" in nb:
+                return None
+            pos = _bisect_records(out, size, nb)
+            end = pos + size if pos < len(out) and out[pos + 6 : pos + size - 21] == nb else pos
+            record = b"" if entry is None or entry.sha == EMPTY_TREE else b"40000 " + nb + b"\0" + bytes.fromhex(entry.sha)
+            out = out[:pos] + record + out[end:]
+        return out
 
     # ------------------------------------------------------------ refs
 
@@ -620,6 +672,55 @@ class Repo:
 
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+#: A tree this large (a day with thousands of experiments) is written uncompressed and its last read kept.
+_BIG_TREE = 1 << 16
+#: Bytes of a subtree record besides its name: ``40000 `` + NUL + 20-byte id.
+_FIXED_OVERHEAD = 27
+
+
+def _fixed_records(data: bytes) -> int:
+    """The record size when a raw tree holds only subtrees whose names share one length (≥ 3), else 0.
+
+    Checked column by column with strided slices (C speed, no per-entry
+    Python): the mode and space, the NUL after every name, and no NUL or
+    ``/`` inside any name, so the records are exactly the entries git reads.
+    """
+    if not data.startswith(b"40000 "):
+        return 0
+    nul = data.find(b"\0", 6)
+    if nul < 9:
+        return 0
+    size = nul + 21
+    n, rest = divmod(len(data), size)
+    if rest:
+        return 0
+    for j, c in enumerate(b"40000 "):
+        if data[j::size] != bytes((c,)) * n:
+            return 0
+    if data[nul::size] != b"\0" * n:
+        return 0
+    for j in range(6, nul):
+        column = data[j::size]
+        if b"\0" in column or b"/" in column:
+            return 0
+    return size
+
+
+def _bisect_records(data: bytes, size: int, name: bytes) -> int:
+    """Offset of the first fixed-size record whose name is ≥ ``name`` (equal-length subtree names sort as git sorts them)."""
+    end = size - 21
+    hi = len(data) // size
+    if hi and data[(hi - 1) * size + 6 : (hi - 1) * size + end] < name:
+        return hi * size  # the usual case: a new id is the newest of its day
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if data[mid * size + 6 : mid * size + end] < name:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo * size
 
 #: Pack files move in this order, the index last, so a reader never finds an index without its pack.
 _PACK_ORDER = {".pack": 0, ".rev": 1, ".bitmap": 2, ".mtimes": 3, ".idx": 4}
