@@ -47,11 +47,21 @@ with gitxp.start(name="long", params={"lr": 0.1}, capture_env=False, log_hardwar
 """
 
 
-def _get(url: str) -> tuple[float, bytes]:
+SERVER_CPU: list[float] = []  # CPU seconds (user + sys) the server spent on each _get, when psutil can tell
+
+
+def _get(url: str, pid: int | None = None) -> tuple[float, bytes]:
+    import psutil
+
+    proc = psutil.Process(pid) if pid else None
+    c0 = sum(proc.cpu_times()[:2]) if proc else 0.0
     t0 = time.perf_counter()
     with urllib.request.urlopen(url, timeout=120) as r:
         body = r.read()
-    return time.perf_counter() - t0, body
+    wall = time.perf_counter() - t0
+    if proc:
+        SERVER_CPU.append(sum(proc.cpu_times()[:2]) - c0)
+    return wall, body
 
 
 def _page(url: str, n: int) -> dict[str, float]:
@@ -106,14 +116,19 @@ def measure(n: int = 20_000, points: int = 1_000_000, *, browser: bool = True, t
             url = (p.stdout.readline() if p.stdout else "").split(": ", 1)[1].strip()
             first, body = _get(url + "api/experiments")
             total = json.loads(body)["total"]
-            warm = statistics.median(_get(url + "api/experiments")[0] for _ in range(5))
+            time.sleep(1)  # let the server's warm-up end, so CPU figures are the requests' own
+            warm = statistics.median(_get(url + "api/experiments", p.pid)[0] for _ in range(5))
+            warm_cpu = statistics.median(SERVER_CPU[-5:])
             page = statistics.median(_get(url + "api/experiments?limit=100")[0] for _ in range(5))
-            mfirst, mbody = _get(url + "api/experiments/long/metrics?name=loss&max_points=2000")
+            mfirst, mbody = _get(url + "api/experiments/long/metrics?name=loss&max_points=2000", p.pid)
+            mfirst_cpu = SERVER_CPU[-1]
             kept = len(json.loads(mbody)["series"][0]["step"])
-            mwarm = statistics.median(_get(url + "api/experiments/long/metrics?name=loss&max_points=2000")[0] for _ in range(5))
+            mwarm = statistics.median(_get(url + "api/experiments/long/metrics?name=loss&max_points=2000", p.pid)[0] for _ in range(5))
+            mwarm_cpu = statistics.median(SERVER_CPU[-5:])
             out: dict[str, Any] = {
-                "n": total, "list_first_s": first, "list_warm_s": warm, "list_limit100_s": page, "list_bytes": len(body),
-                "points": points, "metric_first_s": mfirst, "metric_warm_s": mwarm, "metric_kept": kept,
+                "n": total, "list_first_s": first, "list_warm_s": warm, "list_warm_cpu": warm_cpu, "list_limit100_s": page, "list_bytes": len(body),
+                "points": points, "metric_first_s": mfirst, "metric_first_cpu": mfirst_cpu, "metric_warm_s": mwarm, "metric_warm_cpu": mwarm_cpu,
+                "metric_kept": kept, "load": os.getloadavg()[0],
             }
             if browser and shutil.which("chromium") and (shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists()):
                 out.update(_page(url, total))
@@ -131,10 +146,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     n = f"{r['n']:,}"
     out = [
         (f"/api/experiments, all {n} (first request of a fresh server; index on disk)", f"{r['list_first_s']:.3f} s ({r['list_bytes'] / 2**20:.1f} MiB JSON)", "–", None),
-        (f"/api/experiments, all {n}, warm", f"{r['list_warm_s']:.3f} s", "≤ 0.5 s", r["list_warm_s"] <= 0.5),
+        (f"/api/experiments, all {n}, warm", f"{r['list_warm_s']:.3f} s (server CPU {r['list_warm_cpu']:.3f} s)", "≤ 0.5 s", r["list_warm_s"] <= 0.5),
         (f"/api/experiments?limit=100 over {n}, warm", f"{r['list_limit100_s']:.3f} s", "–", None),
-        (f"{r['points']:,}-point metric → {r['metric_kept']:,} points, first request", f"{r['metric_first_s']:.3f} s", "≤ 0.3 s", r["metric_first_s"] <= 0.3),
-        (f"{r['points']:,}-point metric → {r['metric_kept']:,} points, warm", f"{r['metric_warm_s']:.3f} s", "≤ 0.3 s", r["metric_warm_s"] <= 0.3),
+        (f"{r['points']:,}-point metric → {r['metric_kept']:,} points, first request", f"{r['metric_first_s']:.3f} s (server CPU {r['metric_first_cpu']:.3f} s)", "≤ 0.3 s", r["metric_first_s"] <= 0.3),
+        (f"{r['points']:,}-point metric → {r['metric_kept']:,} points, warm", f"{r['metric_warm_s']:.3f} s (server CPU {r['metric_warm_cpu']:.3f} s)", "≤ 0.3 s", r["metric_warm_s"] <= 0.3),
     ]
     if "load_s" in r:
         out.append((f"page usable at {n} (navigation → table drawn, headless chromium)", f"{r['load_s']:.2f} s", "≤ 2 s", r["load_s"] <= 2.0))
@@ -149,6 +164,7 @@ def main() -> int:
     ap.add_argument("--no-browser", action="store_true")
     a = ap.parse_args()
     r = measure(a.n, a.points, browser=not a.no_browser)
+    print(f"1-min load average {r['load']:.1f} at the end ({os.cpu_count()} CPUs); 'server CPU' = user+sys seconds of the server process for that request.\n")
     print("| case | gitxp ui | target | met |\n|---|---|---|---|")
     for case, got, target, met in rows(r):
         print(f"| {case} | {got} | {target} | {'–' if met is None else 'yes' if met else '**NO**'} |")
