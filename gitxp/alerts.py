@@ -135,7 +135,25 @@ def fire(alert: Mapping[str, Any], exp_id: str, cmd: str | None) -> None:
     except OSError as exc:
         print(f"gitxp: warning: alert command could not start: {exc}", file=sys.stderr)
         return
-    threading.Thread(target=_watch, args=(proc,), name="gitxp-alert", daemon=True).start()
+    watcher = threading.Thread(target=_watch, args=(proc,), name="gitxp-alert", daemon=True)
+    watcher.start()
+    _watchers.append(watcher)
+
+
+_watchers: list[threading.Thread] = []
+
+
+def settle(timeout: float = 2.0) -> None:
+    """Before a process ends: wait a little for alert commands, so that a failure is still reported.
+
+    Commands that take longer run on (their own session); only their
+    warning is lost.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while _watchers:
+        _watchers.pop().join(max(0.0, deadline - time.monotonic()))
 
 
 def _watch(proc: subprocess.Popen[bytes]) -> None:

@@ -473,6 +473,7 @@ class Experiment:
         if _current is self:
             _current = None
         if not self._owner:
+            self._settle_alerts()
             return
         from .finish import commit_run
 
@@ -482,6 +483,12 @@ class Experiment:
             self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors)
         except (GitxpError, OSError) as exc:  # a full disk, a stale ref lock: the run stays staged
             raise RunNotStoredError(self.id, describe_failure(exc)) from exc
+        finally:
+            self._settle_alerts()
+
+    def _settle_alerts(self) -> None:
+        if "gitxp.alerts" in sys.modules:  # only a run that fired an alert ever imports it
+            sys.modules["gitxp.alerts"].settle()
 
     end = finish
 

@@ -304,6 +304,8 @@ def recover(store: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
             done.append((run.id, end["status"]))
         except (GitxpError, OSError) as exc:
             failed.append((run.id, describe_failure(exc)))
+    if "gitxp.alerts" in sys.modules:  # a crashed run's alert fired: let its command report a failure
+        sys.modules["gitxp.alerts"].settle()
     return done, failed
 
 
