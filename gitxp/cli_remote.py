@@ -97,6 +97,10 @@ def install(ctx: click.Context) -> None:
 
     Existing hooks are kept and run first (renamed NAME.gitxp-chained);
     core.hooksPath is respected. Installing again updates gitxp's scripts.
+    Your pre-push hook runs once per `git push`: the store's own push from
+    the hook runs no hook (`gitxp push` by hand runs it once). The
+    pre-commit framework may be installed before or after gitxp (it then
+    runs gitxp's script as NAME.legacy).
 
     \b
     Example:
@@ -113,6 +117,9 @@ def install(ctx: click.Context) -> None:
 @click.pass_context
 def uninstall(ctx: click.Context) -> None:
     """Remove gitxp's hooks and restore the hooks that were there before.
+
+    With the pre-commit framework installed after gitxp, your original hook
+    goes back to NAME.legacy, where pre-commit runs it.
 
     \b
     Example:
