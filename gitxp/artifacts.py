@@ -226,29 +226,40 @@ def _store_plain(repo: Repo, f: IO[bytes], path: str, size: int, part_size: int,
 def _store_encrypted(
     repo: Repo, f: IO[bytes], path: str, size: int, key: bytes, part_size: int, chunk_size: int, report: Callable[[int], None]
 ) -> ArtifactEntry:
-    # pass 1: one SHA-256 per chunk, for the salt and for pass 2 to check against
+    # pass 1: one SHA-256 per chunk, for the salt and for pass 2 to check against, and
+    # the manifest digest (pass 2 checks every chunk against these sums, so it is the
+    # digest of exactly what gets encrypted). Both hashes release the GIL: on a large
+    # file the chunk sums run on a second thread while this one feeds the HMAC.
     sums: list[bytes] = []
+    digest = crypto.KeyedHasher(key, purpose="digest")
     done = 0
-    for block in _blocks(f, size, chunk_size, path):
-        sums.append(hashlib.sha256(block).digest())
-        done += len(block)
-        report(done // 2)
+    pool = _HashThread() if size > 4 * chunk_size else None
+    try:
+        for block in _blocks(f, size, chunk_size, path):
+            if pool is None:
+                sums.append(hashlib.sha256(block).digest())
+                digest.update(block)
+            else:
+                pool.start(block)
+                digest.update(block)
+                sums.append(pool.result())
+            done += len(block)
+            report(done // 2)
+    finally:
+        if pool is not None:
+            pool.close()
     dedup = crypto.KeyedHasher(key, purpose="dedup")
     dedup.update(_DEDUP_LABEL + struct.pack(">IQ", chunk_size, size))
     dedup.update(b"".join(sums))
     salt = bytes.fromhex(dedup.hexdigest())
 
-    # pass 2: encrypt exactly what pass 1 saw (a changed chunk aborts before it
-    # is sealed) and compute the manifest digest over those same bytes
-    digest = crypto.KeyedHasher(key, purpose="digest")
-
+    # pass 2: encrypt exactly what pass 1 saw (a changed chunk aborts before it is sealed)
     def verified() -> Iterator[bytes]:
         f.seek(0)
         pos = 0
         for index, block in enumerate(_blocks(f, size, chunk_size, path)):
             if index >= len(sums) or hashlib.sha256(block).digest() != sums[index]:
                 raise _changed(path)
-            digest.update(block)
             pos += len(block)
             report((size + pos) // 2)
             yield block
@@ -258,6 +269,38 @@ def _store_encrypted(
     stream = encryptor.encrypt(verified())
     objects = _write_parts(repo, _prefetch(stream) if size > 4 * chunk_size else stream, total, part_size)
     return ArtifactEntry(path, size, f"hmac-sha256:{digest.hexdigest()}", True, len(objects), encryptor.fingerprint, tuple(objects))
+
+
+class _HashThread:
+    """SHA-256 of one block at a time on a second thread (hashlib releases the GIL on large data)."""
+
+    def __init__(self) -> None:
+        self._todo: queue.Queue[Any] = queue.Queue(1)
+        self._done: queue.Queue[Any] = queue.Queue(1)
+        self._thread = threading.Thread(target=self._run, name="gitxp-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            block = self._todo.get()
+            if block is None:
+                return
+            self._done.put(hashlib.sha256(block).digest())
+
+    def start(self, block: bytes) -> None:
+        self._todo.put(block)
+
+    def result(self) -> bytes:
+        return self._done.get()
+
+    def close(self) -> None:
+        while True:  # a block started but not collected (an error in between) is dropped
+            try:
+                self._done.get_nowait()
+            except queue.Empty:
+                break
+        self._todo.put(None)
+        self._thread.join()
 
 
 def _prefetch(items: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
