@@ -30,8 +30,14 @@ from .errors import UsageError  # noqa: E402
 @click.option("--name", help="Sweep name (default: the file's stem); also the children's name.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag on every child (repeatable).")
 @click.option("--note", help="Free-text note on every child.")
+@click.option("--index", "index", type=int, metavar="I", help="Run configuration I alone (0-based, --dry-run order), under the sweep's shared parent: what each Slurm array task runs.")
+@click.option("--status", "show_status", is_flag=True, help="Count the configurations by their newest child's status (and those not run yet); runs nothing, needs no COMMAND.")
+@click.option("--slurm", is_flag=True, help="Write an sbatch script for a job array (task i runs --index i) and submit it with sbatch.")
+@click.option("--sbatch-opt", "sbatch_opts", multiple=True, metavar="KEY=VALUE", help="With --slurm: an `#SBATCH --KEY=VALUE` line (repeatable), e.g. time=1:00:00, partition=gpu.")
+@click.option("--max-parallel", type=click.IntRange(min=1), metavar="N", help="With --slurm: at most N tasks at once (the array's %N).")
+@click.option("--print", "print_only", is_flag=True, help="With --slurm: write the script and print it; submit nothing.")
 @run_options
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, required=False, type=click.UNPROCESSED)
 @click.pass_context
 def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) -> int:
     """Run COMMAND once per configuration of the sweep FILE; exit 1 if any failed.
@@ -63,6 +69,10 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
       gitxp sweep grid.yaml --jobs 4 --no-hardware -- python train.py --lr {lr} --batch {batch}
       gitxp sweep grid.yaml --queue -- python train.py --lr {lr}    # on each machine
       sbatch --array=0-3 --wrap 'gitxp sweep grid.yaml --split $SLURM_ARRAY_TASK_ID/4 -- python train.py --lr {lr}'
+      gitxp sweep grid.yaml --slurm --sbatch-opt time=1:00:00 --max-parallel 2 -- python train.py --lr {lr}
+      gitxp sweep grid.yaml --slurm --print -- python train.py --lr {lr}    # write the script only
+      gitxp sweep grid.yaml --index 3 -- python train.py --lr {lr}           # configuration 3 alone
+      gitxp sweep grid.yaml --status
 
     \f
     Maintainers: all logic is in gitxp.sweeps; see its module docstring for
@@ -74,6 +84,14 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     from .cli import _kv
     from .sweep_spec import list_warnings, load, parse_split
 
+    if opts["show_status"]:
+        return _status(ctx, file, opts["name"])
+    if not command:
+        raise UsageError("missing COMMAND", "put the command after `--`, e.g. gitxp sweep grid.yaml -- python train.py --lr {lr}")
+    if (opts["sbatch_opts"] or opts["max_parallel"] or opts["print_only"]) and not opts["slurm"]:
+        raise UsageError("--sbatch-opt, --max-parallel and --print go with --slurm", "add --slurm")
+    if opts["index"] is not None and (opts["split"] or opts["queue"] or opts["slurm"]):
+        raise UsageError("--index runs one configuration: it does not combine with --split, --queue or --slurm", "drop one of them")
     split = parse_split(opts["split"]) if opts["split"] else None
     spec = load(Path(file))
     for warning in list_warnings(spec, command):
@@ -91,6 +109,8 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
         for p in plan:
             click.echo(f"#{p.index} {lib._describe(p.params)}\n  {shlex.join(p.command)}")
         return 0
+    if opts["slurm"]:
+        return _slurm(ctx, file, command, spec, opts)
     from .runner import ScalarPattern
 
     for pattern in opts["scalar_patterns"]:
@@ -106,7 +126,67 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
         file, list(command), repo=ctx.obj["repo"], jobs=opts["jobs"], split=split, queue=opts["queue"],
         fail_fast=opts["fail_fast"], rerun=opts["rerun"], name=opts["name"],
         child_name=opts["name"] or Path(file).stem, claim_timeout=opts["claim_timeout"],
-        options=options,
+        options=options, index=opts["index"],
     )
     click.echo(lib.result_table(result))
     return result.exit_status
+
+
+def _status(ctx: click.Context, file: str, name: str | None) -> int:
+    from pathlib import Path
+
+    from . import sweeps as lib
+
+    parent, counts = lib.status(file, repo=ctx.obj["repo"], name=name)
+    total = sum(counts.values())
+    head = f"sweep {parent} {name or Path(file).stem}" if parent else f"sweep {name or Path(file).stem} (not started)"
+    click.echo(f"{head}: {total} configuration{'s' if total != 1 else ''}")
+    order = ["completed", "running", "failed", "interrupted", "crashed", "not run"]
+    for status in sorted(counts, key=lambda k: order.index(k) if k in order else len(order)):
+        click.echo(f"  {status:<12} {counts[status]}")
+    return 0
+
+
+#: Options passed on to every array task as they were given (flag or valued, repeatable or not).
+_TASK_FLAGS = (("rerun", "--rerun"), ("no_hardware", "--no-hardware"), ("no_code", "--no-code"), ("no_capture", "--no-capture"), ("scalars", "--scalars"))
+_TASK_VALUES = (("name", "--name"), ("note", "--note"), ("code_dir", "--code-dir"), ("claim_timeout", "--claim-timeout"))
+_TASK_LISTS = (("tags", "--tag"), ("artifact_globs", "--artifact"), ("scalar_patterns", "--scalar"), ("env_vars", "--env-var"))
+
+
+def _slurm(ctx: click.Context, file: str, command: tuple[str, ...], spec: Any, opts: dict[str, Any]) -> int:
+    """Write (and unless --print, submit) the job array; see gitxp.slurm."""
+    import os
+    from pathlib import Path
+
+    from . import slurm
+    from .store import Store
+
+    if opts["jobs"] != 1 or opts["split"] or opts["queue"] or opts["fail_fast"]:
+        raise UsageError("--slurm runs one configuration per array task: --jobs, --split, --queue and --fail-fast do not apply", "drop them; use --max-parallel to limit the tasks running at once")
+    sbatch_opts = slurm.parse_opts(opts["sbatch_opts"])
+    args = ["sweep", file]
+    for key, flag in _TASK_FLAGS:
+        if opts[key]:
+            args.append(flag)
+    for key, flag in _TASK_VALUES:
+        if opts[key] is not None:
+            args += [flag, str(opts[key])]
+    if opts["hardware_interval"] != 1.0:
+        args += ["--hardware-interval", str(opts["hardware_interval"])]
+    for key, flag in _TASK_LISTS:
+        for value in opts[key]:
+            args += [flag, value]
+    args += ["--", *command]
+    name = opts["name"] or Path(file).stem
+    store = Store.open(ctx.obj["repo"])
+    folder = store.repo.gitxp_dir / slurm.SLURM_DIR
+    text = slurm.script(task_args=args, count=len(spec.configurations), name=name, logs=folder / "logs", cwd=os.getcwd(),
+                        sbatch_opts=sbatch_opts, max_parallel=opts["max_parallel"])
+    path = slurm.write(store.repo.gitxp_dir, name, text)
+    if opts["print_only"]:
+        click.echo(text, nl=False)
+        click.echo(f"gitxp sweep: wrote {path}; submit it with `sbatch {path}`", err=True)
+        return 0
+    said = slurm.submit(path)
+    click.echo(f"gitxp sweep: {said or 'submitted'}: {len(spec.configurations)} task(s) from {path}; output in {folder / 'logs'}; progress: gitxp sweep {file} --status")
+    return 0

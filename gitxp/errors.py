@@ -226,3 +226,7 @@ class MissingDependencyError(GitxpError, ImportError):
 
 class RemoteError(GitxpError):
     """Talking to a git remote failed."""
+
+
+class SchedulerError(GitxpError):
+    """The cluster scheduler (Slurm's ``sbatch``) is missing or refused a job."""

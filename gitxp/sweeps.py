@@ -103,15 +103,24 @@ def sweep_key(name: str, configurations: Sequence[Mapping[str, Any]]) -> str:
     return sweep_spec.config_key({"name": name, "configurations": list(configurations)})
 
 
-def plan(configurations: Sequence[dict[str, Any]], command: Sequence[str], *, split: tuple[int, int] | None = None) -> list[Planned]:
+def plan(configurations: Sequence[dict[str, Any]], command: Sequence[str], *, split: tuple[int, int] | None = None,
+         index: int | None = None) -> list[Planned]:
     """The configurations this worker considers, with their substituted commands.
+
+    ``index`` picks configuration ``index`` alone (``--index``, a Slurm array task).
 
     Raises:
         SweepFileError: a ``{key}`` in ``command`` names no parameter (checked
             for every configuration before anything runs).
+        UsageError: ``index`` outside the sweep.
     """
     sweep_spec.check_command(command, configurations)
     pairs = sweep_spec.split(list(configurations), *split) if split else list(enumerate(configurations))
+    if index is not None:
+        if not 0 <= index < len(configurations):
+            raise UsageError(f"--index {index} is outside the sweep: it has {len(configurations)} configuration(s), 0 to {len(configurations) - 1}",
+                             "see them with `gitxp sweep FILE --dry-run -- CMD`")
+        pairs = [(index, configurations[index])]
     return [Planned(i, c, sweep_spec.config_key(c), sweep_spec.substitute(command, c) if command else []) for i, c in pairs]
 
 
@@ -387,7 +396,7 @@ def _counts(store: Any, parent_id: str, sw: _Sweep, total: int) -> dict[str, Any
 def run(path: str | os.PathLike[str], command: Sequence[str], *, repo: str = ".", jobs: int = 1,
         split: tuple[int, int] | None = None, queue: bool = False, fail_fast: bool = False, rerun: bool = False,
         name: str | None = None, child_name: str, claim_timeout: float | None = None,
-        options: ChildOptions = ChildOptions(), log: Callable[[str], None] | None = None) -> SweepResult:
+        options: ChildOptions = ChildOptions(), log: Callable[[str], None] | None = None, index: int | None = None) -> SweepResult:
     """Run the sweep file at ``path`` (what ``gitxp sweep`` does); returns every outcome.
 
     Store: a parent experiment and one child per configuration on the store
@@ -403,7 +412,7 @@ def run(path: str | os.PathLike[str], command: Sequence[str], *, repo: str = "."
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}", "e.g. --jobs 4")
     spec = sweep_spec.load(Path(path))
-    todo = plan(spec.configurations, command, split=split)
+    todo = plan(spec.configurations, command, split=split, index=index)
     if todo:
         _check_command(todo[0].command)
     store = Store.open(repo)
@@ -418,6 +427,36 @@ def run(path: str | os.PathLike[str], command: Sequence[str], *, repo: str = "."
         make_launch=lambda sw: _subprocess_launcher(sw, repo=repo, name=child_name, options=options, prefix=jobs > 1),
         total=len(spec.configurations),
     )
+
+
+def status(path: str | os.PathLike[str], *, repo: str = ".", name: str | None = None) -> tuple[str | None, dict[str, int]]:
+    """``gitxp sweep FILE --status``: (parent id or None, children by status plus ``not run``).
+
+    Counts the newest child of each configuration, in the store or running
+    here now; a configuration with neither is ``not run``.
+    """
+    from .store import Store
+
+    spec = sweep_spec.load(Path(path))
+    store = Store.open(repo)
+    sweep_name = name or Path(path).stem
+    key = sweep_key(sweep_name, spec.configurations)
+    qfile = store.repo.gitxp_dir / "queue" / key / "parent"
+    parent_id = qfile.read_text().strip() if qfile.exists() else ""
+    if not parent_id:
+        parent_id = next((r.id for r in store.index() if str(r.tags.get("sweep_key")) == key and r.name == sweep_name), "")
+    latest: dict[int, str] = {}
+    if parent_id:
+        for r in store.running():
+            if r.meta.get("parent") == parent_id and str(r.tags.get("sweep_index", "")).isdigit():
+                latest.setdefault(int(r.tags["sweep_index"]), "running")
+        for (i, _k), r in _latest(store, parent_id).items():
+            latest.setdefault(i, r.status)
+    counts: dict[str, int] = {}
+    for i in range(len(spec.configurations)):
+        s = latest.get(i, "not run")
+        counts[s] = counts.get(s, 0) + 1
+    return parent_id or None, counts
 
 
 def result_table(result: SweepResult, *, metrics_limit: int = 6) -> str:
