@@ -86,11 +86,12 @@ def _rss_mb() -> float:
     return r / 1024 if sys.platform != "darwin" else r / MiB
 
 
-def w_log_metric(n: int, tmp: str, hold_flush: bool = False) -> dict[str, Any]:
+def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False) -> dict[str, Any]:
     """gitxp log_metric × n + finish, and a bare list.append loop, in one process.
 
     ``hold_flush`` (diagnostic) keeps the background flush from running during
     the loop, to separate the call's own cost from the flush thread's.
+    ``alert`` attaches an alert on the logged metric (checked at each flush).
     """
     import gitxp
 
@@ -108,6 +109,8 @@ def w_log_metric(n: int, tmp: str, hold_flush: bool = False) -> dict[str, Any]:
     ref_s = time.perf_counter() - t0
     del rows
     xp = gitxp.start(repo=str(repo), name="bench", params={"lr": 0.1}, log_hardware=False, capture_env=False, capture_code=False)
+    if alert:
+        xp.alert_on("metrics.loss < -1", text="never")  # checked at every flush, never holds
     rss_before = _rss_mb()
     t0 = time.perf_counter()
     for i in range(n):
@@ -482,6 +485,25 @@ def case_log_metric(R: Results, a: argparse.Namespace) -> None:
                        "DVCLive's per-step cost grows with the step, so its extrapolation is optimistic.")
 
 
+def case_alert(R: Results, a: argparse.Namespace) -> None:
+    """Logging with an alert attached against without, alternating fresh processes (target: within 5 %)."""
+    n = 1_000_000
+    reps = 3 if a.quick else 7
+    log(f"case 11: log_metric with and without an alert, {n:,} points × {reps} each (alternating)")
+    plain, alerted = [], []
+    for _ in range(reps):
+        plain.append(worker("log_metric", n=n))
+        alerted.append(worker("log_metric", n=n, alert=True))
+    bad = [r for r in plain + alerted if "error" in r]
+    if bad:
+        R.skip("11. log_metric with an alert attached", bad[0]["error"])
+        return
+    with_alert = med([r["loop_s"] + r["finish_s"] for r in alerted])
+    without = med([r["loop_s"] + r["finish_s"] for r in plain])
+    R.add("11. log_metric 1 M points incl. finish, one alert attached", fmt_rate(n / with_alert), f"no alert {fmt_rate(n / without)}",
+          f"{with_alert / without - 1:+.1%} time", "within 5 %", with_alert <= without * 1.05)
+
+
 def case_import(R: Results, a: argparse.Namespace) -> None:
     reps = 5 if a.quick else 9
     log(f"case 2: import gitxp, {reps} runs each, interleaved")
@@ -775,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         guarded(6, case_commit, stores)
     if stores is not None:
         shutil.rmtree(stores["tmp"], ignore_errors=True)
-    for num, fn in [(7, case_snapshot), (8, case_hardware), (9, case_artifact), (10, case_ui)]:
+    for num, fn in [(7, case_snapshot), (8, case_hardware), (9, case_artifact), (10, case_ui), (11, case_alert)]:
         if want(num):
             guarded(num, fn)
 
