@@ -51,6 +51,10 @@ def _dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else []  # pulled data may hold anything
+
+
 def row(rec: Any, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The listing fields of one experiment (DESIGN: Web UI, /api/experiments).
 
@@ -85,8 +89,8 @@ def detail_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
         "host": meta.get("host"),
         "user": meta.get("user"),
         "cwd": meta.get("cwd"),
-        "inputs": meta.get("inputs") or [],
-        "alerts": meta.get("alerts") or [],
+        "inputs": _list(meta.get("inputs")),
+        "alerts": _list(meta.get("alerts")),
     }
 
 

@@ -148,6 +148,7 @@ def test_hostile_strings_come_back_verbatim_as_data(url: str) -> None:
     assert d["name"] == HOSTILE_NAMES[0] and d["notes"].startswith("<iframe")
     assert "\x1b" not in d["output_tail"]["text"] and "<script>" in d["output_tail"]["text"]
     assert d["code"]["available"] is False
+    assert d["inputs"] == [] and d["alerts"] == []  # wrong types never reach the page as lists
 
 
 def test_metrics_series_and_downsampling(url: str) -> None:

@@ -57,12 +57,13 @@ store = Store.open(".")
 for n, name in enumerate(HOSTILE):
     exp_id = layout.new_id()
     meta = {
-        "id": exp_id, "name": name, "parent": None, "status": "completed", "created": layout.isotime(), "duration_s": 1.0,
+        "id": exp_id, "name": name, "parent": None, "status": "completed", "created": layout.isotime(),
         "command": ["python", "<b>x</b>.py"], "tags": {"<b>t</b>": "<script>window.__pwned=3</script>"},
         "notes": '<iframe src="https://evil.example/"></iframe>',
         "source": {"branch": "<i>main</i>", "commit": None, "dirty": False},
         "metrics": {"<img src=x onerror=window.__pwned=4>": {"last": 1.0, "min": 0.0, "max": 1.0, "count": 2, "last_step": 1}},
         "summary": {"<u>s</u>": "<a href='javascript:window.__pwned=5'>x</a>"},
+        "inputs": "<b>not a list</b>", "alerts": {"<b>": 1}, "duration_s": "<i>long</i>",
     }
     store.commit_experiment(exp_id, {
         layout.EXPERIMENT_FILE: layout.dump_yaml(meta).encode(),

@@ -325,7 +325,7 @@ class Api:
         def section(name: str, fn: Any, default: Any) -> Any:
             try:
                 return fn()
-            except GitxpError as exc:  # hostile or damaged data: say so, show the rest
+            except (GitxpError, TypeError, ValueError, AttributeError, KeyError) as exc:  # hostile or damaged data: say so, show the rest
                 problems.append(f"{name}: {exc}")
                 return default
 
