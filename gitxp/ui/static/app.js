@@ -460,7 +460,8 @@ function renderRun(d, m, hw) {
   blocks.push(h("section", { class: "card wide" }, h("h2", { text: "Code diff against the source commit" }), codeDiff(d.code)));
   main.replaceChildren(...blocks);
   for (const s of m.series) Charts.line(charts, { title: s.name, series: [{ label: s.name, x: s.step, y: s.value, cls: "c0" }], xKind: "step" });
-  for (const s of hw.series) Charts.line(hwCharts, { title: s.name, series: [{ label: s.name, x: s.timestamp, y: s.value, cls: "c1" }], xKind: "wall", height: 160 });
+  const t0 = Math.min(...hw.series.map((s) => (s.timestamp.length ? s.timestamp[0] : Infinity)));
+  for (const s of hw.series) Charts.line(hwCharts, { title: s.name, series: [{ label: s.name, x: s.timestamp.map((t) => t - t0), y: s.value, cls: "c1" }], xKind: "relative", height: 160 });
   window.scrollTo(0, scroll);
 }
 
