@@ -13,51 +13,81 @@
 
 Importing this package is cheap: pyarrow, dulwich and cryptography load only
 when a function needs them.
+
+``__all__`` is the whole public surface (tests/test_exported_members.py keeps
+it sorted and complete); everything else is internal. ``gitxp.open`` is public
+but left out of ``__all__`` on purpose, so that ``from gitxp import *`` never
+shadows the builtin ``open``: call it as ``gitxp.open(".")``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 __version__ = "0.1.0"
 
 from .errors import (
     AmbiguousRefError,
     DecryptionError,
+    EnvironmentRecreateError,
+    ExperimentStateError,
+    ForeignStoreError,
     FormatTooNewError,
     GitxpError,
     KeyMissingError,
     MetricValueError,
+    MissingDependencyError,
     NoActiveExperimentError,
     NotARepositoryError,
+    ParamError,
     ParamTypeError,
+    QueryError,
     RefError,
+    RemoteError,
+    RunNotStoredError,
+    SchedulerError,
+    StaleLockError,
     StoreError,
+    SweepFileError,
+    UnsafeDataError,
     UsageError,
 )
 from .experiment import Experiment, current, start
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     import os
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
 
     from .store import Record, Store
 
 __all__ = [
     "AmbiguousRefError",
     "DecryptionError",
+    "EnvironmentRecreateError",
     "Experiment",
+    "ExperimentStateError",
+    "ForeignStoreError",
     "FormatTooNewError",
     "GitxpError",
     "KeyMissingError",
     "MetricValueError",
+    "MissingDependencyError",
     "NoActiveExperimentError",
     "NotARepositoryError",
+    "ParamError",
     "ParamTypeError",
+    "QueryError",
     "Record",
     "RefError",
+    "RemoteError",
+    "RunNotStoredError",
+    "SchedulerError",
+    "StaleLockError",
     "Store",
     "StoreError",
+    "SweepFileError",
+    "UnsafeDataError",
     "UsageError",
     "__version__",
     "current",
@@ -67,7 +97,6 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
-    "open",
     "runs",
     "set_tag",
     "set_tags",
@@ -77,20 +106,30 @@ __all__ = [
 
 
 def open(path: str = ".") -> Store:  # noqa: A001 - mirrors builtins.open on purpose: gitxp.open(".")
-    """Open the experiment store of the repository at or above ``path``."""
+    """Open the experiment store of the repository at or above ``path``.
+
+    Not in ``__all__``: ``from gitxp import *`` must not replace the builtin
+    ``open``; write ``gitxp.open(".")``.
+    """
     from .store import Store
 
     return Store.open(path)
 
 
-def sweep(fn: Any, grid_or_file: Any, **options: Any) -> Any:
-    """Run ``fn(xp, params)`` for every configuration of a sweep grid; returns a pyarrow Table.
+def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathLike[str] | Mapping[str, Any], *,
+          jobs: int = 1, repo: str | os.PathLike[str] = ".", name: str | None = None, rerun: bool = False,
+          **start_options: Any) -> Any:
+    """Run ``fn(xp, params)`` once per configuration of a sweep grid; returns a pyarrow Table.
 
-    See :func:`gitxp.sweeps.sweep` for the options (``jobs``, ``repo``, ``name``, ``rerun``).
+    Each configuration runs in its own process (``jobs`` at a time) as a
+    child experiment of one sweep experiment; completed configurations are
+    skipped unless ``rerun``; ``start_options`` go to :func:`gitxp.start`.
+    The signature is :func:`gitxp.sweeps.sweep`'s (a test keeps them equal);
+    the implementation is imported on the first call.
     """
     from .sweeps import sweep as _sweep
 
-    return _sweep(fn, grid_or_file, **options)
+    return _sweep(fn, grid_or_file, jobs=jobs, repo=repo, name=name, rerun=rerun, **start_options)
 
 
 def _active() -> Experiment:

@@ -24,13 +24,14 @@ traceback.
     │   ├── ForeignStoreError       different store_id (merge refused)
     │   └── UnsafeDataError         hostile/invalid data (paths, YAML, Parquet)
     ├── ExperimentStateError        e.g. logging to a finished experiment
-    ├── RunNotStoredError           a finished run could not be committed; it stays staged
     │   └── NoActiveExperimentError gitxp.log_metric() etc. with no experiment running
+    ├── RunNotStoredError           a finished run could not be committed; it stays staged
     ├── KeyMissingError             no key for an encrypted artifact
     ├── DecryptionError             wrong key, tampering or truncation
     ├── EnvironmentRecreateError    venv/conda recreation failed
     ├── MissingDependencyError      (also ImportError) an optional extra is not installed
-    └── RemoteError                 push/pull failed
+    ├── RemoteError                 push/pull failed
+    └── SchedulerError              sbatch missing or refused a job
 """
 
 from __future__ import annotations
