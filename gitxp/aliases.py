@@ -128,7 +128,7 @@ def set_alias(store: Any, name: str, ref: str) -> tuple[str, str | None]:
     check_name(name)
     rec = store.get(ref)
     before = live(read(store.repo, _tree(store))).get(name)
-    entry = {"id": rec.id, "set_at": layout.isotime(), "set_by": layout.user_name()}
+    entry = {"id": rec.id, "set_at": layout.isotime(), "set_by": _user()}
 
     def change(entries: dict[str, Any]) -> dict[str, Any]:
         return {**entries, name: entry}
@@ -147,10 +147,16 @@ def remove_alias(store: Any, name: str) -> str:
     def change(entries: dict[str, Any]) -> dict[str, Any] | None:
         if not (entries.get(name) or {}).get("id"):
             return None  # removed meanwhile
-        return {**entries, name: {"id": None, "set_at": layout.isotime(), "set_by": layout.user_name()}}
+        return {**entries, name: {"id": None, "set_at": layout.isotime(), "set_by": _user()}}
 
     _write(store, change, f"gitxp: remove alias {name}\n")
     return current[name]
+
+
+def _user() -> str:
+    from .launch import _user as user  # the name experiments record in `user`
+
+    return user()
 
 
 def _tree(store: Any) -> str | None:
