@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "pull": "gitxp.cli_remote:pull",
     "hooks": "gitxp.cli_remote:hooks",
     "ui": "gitxp.cli_ui:ui",
+    "import": "gitxp.cli_import:import_",
     "alias": "gitxp.cli_alias:alias",
 }
 

@@ -34,21 +34,17 @@ _current: Experiment | None = None
 _lock = threading.Lock()
 
 
-class _Full(list):  # type: ignore[type-arg]
-    """Replaces the row buffer once an experiment holds the most metric values a store reads back."""
-
-    def append(self, _row: object) -> None:
-        raise MetricValueError(
-            f"this experiment holds {metrics.MAX_METRIC_POINTS} metric values, the most one stores (pulls refuse more)",
-            "log less often, or start another experiment",
-        )
+def _full() -> GitxpError:
+    """Why log_metric refuses once an experiment holds the most metric values a store reads back."""
+    return MetricValueError(
+        f"this experiment holds {metrics.MAX_METRIC_POINTS} metric values, the most one stores (pulls refuse more)",
+        "log less often, or start another experiment",
+    )
 
 
-class _Closed(list):  # type: ignore[type-arg]
-    """Replaces the row buffer after finishing, so a late log_metric fails loudly at no cost before."""
-
-    def append(self, _row: object) -> None:
-        raise ExperimentStateError("this experiment has finished", "start a new one, or resume it with gitxp.start(resume=ID)")
+def _closed() -> GitxpError:
+    """Why log_metric refuses after finishing (checked off the hot path: no cost before)."""
+    return ExperimentStateError("this experiment has finished", "start a new one, or resume it with gitxp.start(resume=ID)")
 
 
 def check_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -121,6 +117,9 @@ def _timestamp(t: Any) -> float:
 class Experiment:
     """A running experiment. Create it with :func:`gitxp.start`."""
 
+    #: Record this process's imports at finish (gitxp.imports); off in the ``gitxp start`` wrapper, whose child records its own.
+    _record_imports = True
+
     def __init__(self, store: Any, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any], *, owner: bool) -> None:
         self._store = store
         self._run = run
@@ -129,9 +128,12 @@ class Experiment:
         self.summary: dict[str, Any] = dict(meta.get("summary") or {})
         self.tags: dict[str, Any] = dict(meta.get("tags") or {})
         self._owner = owner
-        self._rows: list[Any] = []
+        # per metric: columnar buffers (metrics.Series) and the hot path's shortcut to their appends;
+        # emptying _adders (finished, full) sends every call to _new_series, which refuses
+        self._series: dict[str, metrics.Series] = {}
+        self._adders: dict[str, tuple[Any, Any, Any]] = {}
+        self._refuse: Any = None
         self._points = 0  # metric values staged by this process
-        self._spill: list[Any] = []  # the buffer replaced by _Full, drained by later flushes
         self._steps: dict[str, int] = {}
         self._tag = f"{os.getpid()}"
         self._seg_dir = run.path / "metrics"
@@ -178,20 +180,36 @@ class Experiment:
         """
         if name.__class__ is not str or not name:
             raise _bad_metric(name, value, step)
-        if name not in self._steps:  # checked once per name
-            self._check_new_metric(name)
+        add = self._adders.get(name)
+        if add is None:  # a name not seen before (checked once), or logging has ended
+            add = self._new_series(name)
         try:
             v = float(value)
         except (TypeError, ValueError):
             raise _bad_metric(name, value, step) from None
         if step is None:
-            step = self._steps.get(name, -1) + 1
+            step = self._steps[name] + 1
         elif step.__class__ is not int or step < 0 or step > _MAX_STEP:
             if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= _MAX_STEP:
                 raise _bad_metric(name, value, step)
             step = step.__index__()
+        t = time.time() if timestamp is None else _timestamp(timestamp)
         self._steps[name] = step
-        self._rows.append((name, step, v, time.time() if timestamp is None else _timestamp(timestamp)))
+        add_step, add_value, add_time = add
+        add_step(step)  # in this order: a flush counts complete points by their time
+        add_value(v)
+        add_time(t)
+
+    def _new_series(self, name: str) -> tuple[Any, Any, Any]:
+        if self._refuse is not None:
+            raise self._refuse()
+        series = self._series.get(name)
+        if series is None:
+            self._check_new_metric(name)
+            series = self._series[name] = metrics.Series()
+            self._steps.setdefault(name, -1)
+        self._adders[name] = series.add
+        return series.add
 
     def _check_new_metric(self, name: str) -> None:
         """A name not logged before: one line of text, and within what experiment.yaml can summarise."""
@@ -342,15 +360,11 @@ class Experiment:
         """
         from . import alerts
 
-        wanted = set().union(*(a.names for a in self._alerts))
-        rows, found = self._rows, set()
-        for i in range(len(rows) - 1, -1, -1):
-            if len(found) == len(wanted):
-                break
-            name, step, value = rows[i][:3]
-            if name in wanted and name not in found:
-                found.add(name)
-                self._last[name] = (step, value)
+        for name in set().union(*(a.names for a in self._alerts)):
+            series = self._series.get(name)
+            newest = series.last() if series is not None else None
+            if newest is not None:
+                self._last[name] = newest
         record = alerts.metrics_record(self._last, self.params)
         new = [got for a in self._alerts if (got := a.check(record, self._last)) is not None]
         if not new:
@@ -399,7 +413,7 @@ class Experiment:
     def _flush_loop(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(0.2):
-            if len(self._rows) >= FLUSH_ROWS or time.monotonic() - last >= FLUSH_INTERVAL:
+            if time.monotonic() - last >= FLUSH_INTERVAL or sum(map(len, list(self._series.values()))) >= FLUSH_ROWS:
                 try:
                     self.flush()
                 except Exception as exc:  # never kill the user's run over staging; finish() retries
@@ -415,11 +429,10 @@ class Experiment:
                     self._check_alerts()
                 except Exception as exc:  # an alert must never cost the run its data
                     print(f"gitxp: warning: alert check failed: {exc}", file=sys.stderr)
-            if self._spill:
-                self._points += metrics.flush_rows(self._spill, self._seg_dir, self._tag)
-            self._points += metrics.flush_rows(self._rows, self._seg_dir, self._tag)
-            if self._points >= metrics.MAX_METRIC_POINTS and not isinstance(self._rows, (_Full, _Closed)):
-                self._spill, self._rows = self._rows, _Full()  # appends racing this swap land in _spill: flushed next time
+            self._points += metrics.flush_series(self._series, self._seg_dir, self._tag)
+            if self._points >= metrics.MAX_METRIC_POINTS and self._refuse is None:
+                self._refuse = _full
+                self._adders = {}  # a call racing this still lands in its series: flushed next time
             state = (repr(self.params), repr(self.summary), repr(self.tags), self._meta.get("notes"))
             if state != self._last_saved:
                 suffix = "" if self._owner else f"-{os.getpid()}"
@@ -444,13 +457,15 @@ class Experiment:
 
     def finish(
         self, status: str = "completed", *, exit_code: int | None = None, error: BaseException | str | None = None,
-        recording_errors: Sequence[str] = (),
+        recording_errors: Sequence[str] = (), ended_at: str | None = None,
     ) -> None:
         """End the experiment: stage the rest and (when owned) commit it to the store.
 
         Idempotent. ``status`` is one of completed, failed, interrupted.
         ``recording_errors`` (one line each) name what could not be
         recorded; they go to ``recording_errors`` in experiment.yaml.
+        ``ended_at`` (ISO 8601) is the end time when it is not now: an
+        imported run's (:func:`gitxp.launch.record`).
         """
         global _current
         with _lock:
@@ -468,10 +483,15 @@ class Experiment:
             self.flush()
         except Exception as exc:
             self._record_lost(exc)
-        self._rows = _Closed()
+        self._refuse = _closed
+        self._adders = {}
         self.status = status
         if _current is self:
             _current = None
+        if self._record_imports:
+            from .imports import record_process
+
+            record_process(self._run.path)  # for `imported: true` in environment.yaml
         if not self._owner:
             self._settle_alerts()
             return
@@ -480,7 +500,7 @@ class Experiment:
         if status == "completed" and _lost_data(self._run):
             status = self.status = "failed"  # completed without what it logged would be untrue
         try:
-            self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors)
+            self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors, ended_at=ended_at)
         except (GitxpError, OSError) as exc:  # a full disk, a stale ref lock: the run stays staged
             raise RunNotStoredError(self.id, describe_failure(exc)) from exc
         finally:
@@ -501,7 +521,7 @@ class Experiment:
 
     def _record_lost(self, exc: BaseException) -> None:
         """Staging failed for good: say so, and record it so the run is not called completed."""
-        message = f"could not save what this process logged ({len(self._rows)} metric values, params, tags): {type(exc).__name__}: {exc}"
+        message = f"could not save what this process logged ({sum(map(len, list(self._series.values())))} metric values, params, tags): {type(exc).__name__}: {exc}"
         print(f"gitxp: {message}", file=sys.stderr)
         try:
             self._run.write_yaml(f"error-{os.getpid()}.yaml", {"type": "StagingError", "message": message, "traceback": None, _LOST: True})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 import sys
 import threading
@@ -58,11 +59,14 @@ def begin(
     repo: str | os.PathLike[str],
     command: Sequence[str] | None,
     artifact_globs: Sequence[str] = (),
+    at: Any = None,
 ) -> Experiment:
     """Create the run and capture what is known at start.
 
     ``artifact_globs`` are the files the run will log encrypted
     (``--artifact``): what they match now is left out of the snapshot.
+    ``at`` (a UTC datetime) is the start time when it is not now: the id
+    and ``created``/``started`` of an imported run (:func:`record`).
     """
     from .redact import mask_argv
     from .store import Store
@@ -89,7 +93,7 @@ def begin(
 
         print(f"gitxp: warning: {StaleLockError(stale)}; until then experiments cannot be stored", file=sys.stderr)
     gitxp_dir = store.repo.gitxp_dir
-    now = layout.utcnow()
+    now = at if at is not None else layout.utcnow()
     if resume is not None:
         rec = store.get(resume)
         exp_id = rec.id
@@ -242,9 +246,16 @@ def _capture_environment(run: staging.RunDir, env_vars: tuple[str, ...], command
 
         python = _command_python(command)
         if python is None:
-            env = environment.capture(extra_env_vars=env_vars)
+            env = environment.capture(extra_env_vars=env_vars, with_module_owners=True)
         else:
-            env = environment.capture_interpreter(python, extra_env_vars=env_vars)
+            env = environment.capture_interpreter(python, extra_env_vars=env_vars, with_module_owners=True)
+        owners = env.pop("module_owners", None)
+        if isinstance(owners, dict):  # for `imported: true`, marked at commit (gitxp.imports)
+            import json
+
+            from .imports import OWNERS_FILE
+
+            staging.atomic_write(run.path / OWNERS_FILE, json.dumps(owners))
         run.write_yaml(layout.ENVIRONMENT_FILE, env)
         staging.atomic_write(run.path / layout.REQUIREMENTS_FILE, environment.requirements_txt(env, allow_urls=True))  # the record of this environment, as it is
     except Exception as exc:  # a missing environment never fails a run
@@ -296,3 +307,68 @@ def _stage_previous(rec: Any, run: staging.RunDir) -> None:
     if data is not None:
         staging.atomic_write(run.path / "output-previous.log", data)
     del pq
+
+
+#: What :func:`record` accepts as the status of a run that already ended.
+RECORDED_STATUSES = ("completed", "failed", "interrupted", "crashed")
+
+
+def record(
+    *,
+    repo: str | os.PathLike[str],
+    name: str,
+    started: Any,
+    ended: Any,
+    status: str,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    notes: str | None = None,
+    command: Sequence[str] = (),
+    parent: str | None = None,
+    source_commit: str | None = None,
+    host: str | None = None,
+    user: str | None = None,
+    error: str | None = None,
+    metrics: Any = (),
+    artifacts: Any = (),
+) -> str:
+    """Store a run that happened elsewhere (an importer's), with its own times; returns its id.
+
+    Goes through the same staging, validation, encryption and commit as a
+    live run, so what it stores is what ``gitxp start`` would have stored;
+    only the times, host and user are the given ones and nothing of this
+    machine (code, environment, hardware) is captured. ``started``/``ended``
+    are UTC datetimes; ``metrics`` yields ``(name, step, value, unix_seconds)``;
+    ``artifacts`` yields ``(local_file, artifact_name)``, stored encrypted.
+    If anything fails the staged run is removed: nothing half-imported is
+    left for ``gitxp recover`` to commit.
+    """
+    if status not in RECORDED_STATUSES:
+        raise UsageError(f"cannot record a run with status {status!r}", f"use one of: {', '.join(RECORDED_STATUSES)}")
+    exp = begin(
+        name=name, params=params, tags=tags, notes=notes, log_hardware=False, hardware_interval=1.0, code_dir=None,
+        capture_code=False, capture_env=False, env_vars=(), parent=parent, resume=None, repo=repo,
+        command=list(command), at=started,
+    )
+    try:
+        store = exp._writer_store()
+        known = isinstance(source_commit, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", source_commit) and store.repo.has_object(source_commit)
+        commit = source_commit if known else None  # the code's commit, when this repository has it
+        exp._meta.update(host=host, user=user, cwd=None, source={"branch": None, "commit": commit, "dirty": None, "tree": None})
+        exp._run.write_meta(exp._meta)
+        for metric, step, value, t in metrics:
+            exp.log_metric(metric, value, step, t)
+        for path, art_name in artifacts:
+            exp.log_artifact(path, art_name)
+        exp.finish(status, error=error, ended_at=layout.isotime(ended) if ended is not None else None)
+    except BaseException:
+        if not exp._finished:
+            import atexit
+
+            exp._finished = True
+            atexit.unregister(exp._exit_hook)
+            exp._stop_background()
+            exp._run.remove()
+            exp._writer_store().repo.delete_refs(exp._run.keep_ref)
+        raise
+    return exp.id

@@ -131,9 +131,10 @@ def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = Fa
     cmd = m.get("command")
     if cmd:
         lines.append(f"Command:  {' '.join(map(str, cmd))}")
-    lines.append(f"Host:     {m.get('user', '-')}@{m.get('host', '-')}  in {m.get('cwd', '-')}")
+    if m.get("host") or m.get("user") or m.get("cwd"):  # an imported run knows none of them, or only the user
+        lines.append(f"Host:     {m.get('user') or '-'}@{m.get('host') or '-'}  in {m.get('cwd') or '-'}")
     src = rec.source
-    if src:
+    if src and (src.get("branch") or src.get("commit")):  # an imported run has no source
         lines.append(f"Source:   {src.get('branch') or '(detached)'} {str(src.get('commit') or '')[:10]}{' +dirty' if src.get('dirty') else ''}" + (f"  (code: {src.get('code_dir')})" if src.get("code_dir") else ""))
         if src.get("skipped"):
             lines.append(f"          left out of the snapshot: {', '.join(src['skipped'][:5])}{' …' if len(src['skipped']) > 5 else ''}")
