@@ -16,7 +16,7 @@ nonces). Same plaintext + same key → byte-identical ciphertext → identical
 blobs: git stores a re-logged file once, and only key holders can tell
 which stored file is which.
 
-Layout inside an experiment directory (see DESIGN.md, "Store layout"):
+Layout inside an experiment directory (docs/format.md, "Artifacts"):
 
 * encrypted: ``artifacts/<path>.gxp``, one blob, or a folder
   ``artifacts/<path>.gxp/`` of blobs ``000000``, ``000001``, … whose

@@ -4,8 +4,8 @@ A :class:`HardwareSampler` measures the machine (CPU, memory, disk and
 network rates), the process tree of the run (the wrapped child of
 ``gitxp start`` or the calling process of the API) and every NVIDIA GPU
 through NVML. Samples are kept in memory only until the next flush: every
-``flush_every`` seconds (never more than 2 s, the crash-safety promise of
-DESIGN.md) they are written as a new ``hardware-<seq>.parquet`` segment in
+``flush_every`` seconds (never more than 2 s, the crash-safety promise in
+the README) they are written as a new ``hardware-<seq>.parquet`` segment in
 the staging directory, through a temporary name and ``os.replace`` so a
 crash never leaves half a file. :func:`finalize` merges the segments into
 the experiment's ``hardware.parquet``; ``gitxp recover`` calls it too.
@@ -42,7 +42,7 @@ __all__ = ["HardwareSampler", "finalize", "gpu_info", "read", "SEGMENT_GLOB"]
 #: Name pattern of the segments a sampler writes into its ``out_dir``.
 SEGMENT_GLOB = "hardware-*.parquet"
 _SEGMENT_RE = re.compile(r"^hardware-(\d+)\.parquet$")
-#: The longest a sample may wait on disk: DESIGN.md's crash-safety promise.
+#: The longest a sample may wait on disk: the README's crash-safety promise.
 _MAX_FLUSH_S = 2.0
 
 #: Machine and process columns, in the order they appear in hardware.parquet.

@@ -1,7 +1,7 @@
 """Experiments as JSON-ready data: the one serialiser behind ``--format json`` and ``gitxp ui``.
 
 A script that reads ``gitxp log --format json`` and a page that reads
-``/api/experiments`` see the same field names (DESIGN: Web UI, JSON API),
+``/api/experiments`` see the same field names (README: "Browse in a web page"),
 because both build their dicts here. JSON has no NaN or infinity: every
 non-finite float is written as ``null`` (a diverged run must still give a
 document ``json.loads`` and ``jq`` accept); the raw values stay available
@@ -56,7 +56,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def row(rec: Any, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The listing fields of one experiment (DESIGN: Web UI, /api/experiments).
+    """The listing fields of one experiment (README: "Browse in a web page", /api/experiments).
 
     ``metrics`` overrides the stored summary (a running experiment's, merged
     from its staged segments).
@@ -77,7 +77,7 @@ def row(rec: Any, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def detail_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """What an experiment's page adds to :func:`row` from experiment.yaml (DESIGN: /api/experiments/REF)."""
+    """What an experiment's page adds to :func:`row` from experiment.yaml (/api/experiments/REF)."""
     return {
         "source": _dict(meta.get("source")),
         "command": meta.get("command"),

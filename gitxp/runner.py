@@ -611,7 +611,7 @@ def _token(raw: str) -> tuple[str, bool]:
 def parse_scalars(line: str) -> dict[str, float]:
     """Read ``KEY=NUMBER`` / ``KEY: NUMBER`` scalars from one output line.
 
-    The rule (DESIGN.md, ``--scalars``): a scalar is a whole
+    The rule (``gitxp start --help``, ``--scalars``): a scalar is a whole
     whitespace-separated token ``KEY=NUMBER``, or a token ``KEY:`` whose
     value -- everything up to the next key, a separator token such as ``-``
     or ``|``, a ``,`` or the end of the line -- is one number, or a decimal

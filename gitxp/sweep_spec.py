@@ -12,7 +12,7 @@ A sweep file is YAML::
           tag: [a, b, c]
       - optimizer.lr: [0.5]                # blocks are a union
 
-Decisions this module makes (DESIGN.md "Sweeps" leaves them open):
+Decisions this module makes (the README's sweep section and ``gitxp sweep --help`` leave them open):
 
 * ``parent:`` paths are relative to the file that names them. The parent's
   fixed parameters are deep-merged under the child's (the child wins key by

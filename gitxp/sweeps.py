@@ -1,7 +1,7 @@
 """Running sweeps: a parent experiment, one child per configuration, resume, split and queue.
 
 Expansion and validation of sweep files live in :mod:`gitxp.sweep_spec`;
-this module runs them. Decisions made here (DESIGN.md "Sweeps"):
+this module runs them. Decisions made here:
 
 * **Identity.** A sweep is identified by its ``sweep_key``: a hash of its
   name and of every configuration (the command is not part of it, so fixing

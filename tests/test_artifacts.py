@@ -590,7 +590,7 @@ def test_memory_stays_bounded_for_a_300_mb_artifact(tmp_path: Path, repo: Repo, 
     ).stdout.split()
     parts, rss_kib = int(out[0]), int(out[1])
     print(f"\nstore_file 300 MB: peak RSS {rss_kib / 1024:.1f} MiB, {parts} parts")
-    assert parts == 6 and rss_kib < 300 * 1024  # DESIGN: bounded memory, 300 MB (quiet machine: ~40 MiB)
+    assert parts == 6 and rss_kib < 300 * 1024  # the promise: bounded memory, 300 MB (quiet machine: ~40 MiB)
 
 
 def test_throughput_against_git_and_copy(tmp_path: Path, repo: Repo, key: bytes) -> None:

@@ -309,7 +309,7 @@ class Api:
         return table, summary
 
     def experiment(self, ref: str) -> dict[str, Any]:
-        """Everything the experiment page shows (DESIGN: Web UI, /api/experiments/REF)."""
+        """Everything the experiment page shows (README: "Browse in a web page", /api/experiments/REF)."""
         with self._lock:
             rec, run = self._resolve(ref)
             return self._detail(rec, run)

@@ -197,7 +197,7 @@ class Handler(BaseHTTPRequestHandler):
             return api.experiments_json(where=one("where"), limit=parse_int(one("limit"), "limit", default=None), offset=parse_int(one("offset"), "offset", default=0) or 0)
         m = _ROUTE.match(path)
         if m is None:
-            raise ApiError(404, f"no such API path {path[:80]!r}", "see DESIGN: /api/experiments[/REF[/metrics|/hardware]]")
+            raise ApiError(404, f"no such API path {path[:80]!r}", "the API is /api/experiments[/REF[/metrics|/hardware]]")
         ref, what = unquote(m.group(1)), m.group(2)
         max_points = parse_int(one("max_points"), "max_points", default=DEFAULT_MAX_POINTS, minimum=1) or DEFAULT_MAX_POINTS
         if what is None:
