@@ -256,7 +256,7 @@ def test_no_console_errors_and_no_request_leaves_the_origin(driver: Any, url: st
     logs = driver.get_log("browser")
     # the one expected: the deliberately bad --where of the filter test, answered 400 (the page shows it inline)
     expected = [e for e in logs if e["source"] == "network" and "/api/experiments?where=params.lr%20%3C " in e["message"] + " " and "400" in e["message"]]
-    assert len(expected) == 1
+    assert len(expected) <= 1  # 1 when the filter test ran before this one
     severe = [e for e in logs if e["level"] in ("SEVERE", "ERROR", "WARNING") and e not in expected]
     assert severe == []
     origin = url.rstrip("/")
