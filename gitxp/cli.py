@@ -67,13 +67,7 @@ class GitxpGroup(click.Group):
         import importlib
 
         module, _, attr = target.partition(":")
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                return None  # not built yet
-            raise
-        return getattr(mod, attr, None)
+        return getattr(importlib.import_module(module), attr, None)
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         extra["standalone_mode"] = False
@@ -734,10 +728,17 @@ def key_import(ctx: click.Context, value: str) -> None:
 @click.option("--conda", "conda_name", metavar="NAME", help="Create a conda environment NAME (conda, mamba or micromamba).")
 @click.option("--conda-file", type=OutputFile(), help="Write a conda environment.yml to FILE.")
 @click.option("--allow-urls", is_flag=True, help="Also install (or write) packages recorded from a URL or VCS; their setup code runs.")
+@click.option("--only-imported", is_flag=True, help="Only the packages the run imported (with their dependencies, at the recorded versions where recorded).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: {id, name, environment (summary), recorded (everything)}.")
 @click.pass_context
-def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool, fmt: str) -> None:
+def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None, python_exe: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool, only_imported: bool, fmt: str) -> None:
     """Show, export or recreate the environment an experiment ran in.
+
+    --venv and --conda show the installer's progress on a terminal and use
+    uv when it is installed (pip otherwise). gitxp itself is installed from
+    the running gitxp; other packages installed from a local path are
+    skipped, saying so. --only-imported rebuilds just what the run imported
+    (`imported: true`, recorded for API runs and wrapped Python commands).
 
     Packages recorded from a URL, VCS or local path are listed with their
     source. A recorded experiment may come from anyone's store, so those
@@ -750,6 +751,7 @@ def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None
       gitxp env a3f9 --venv .venv-a3f9
       gitxp env a3f9 --requirements requirements.txt --conda-file environment.yml
       gitxp env a3f9 --venv .venv-a3f9 --allow-urls   # trusted: include git+https:// pins
+      gitxp env a3f9 --venv .venv-a3f9 --only-imported   # just what the run imported
       gitxp env a3f9 --format json | jq .recorded.packages
     """
     from . import envcmd
@@ -761,7 +763,8 @@ def env(ctx: click.Context, ref: str, requirements: str | None, venv: str | None
             raise UsageError("--format json only describes the environment", "drop --format json to export or recreate it")
         views.emit(jsonview.dumps(jsonview.environment_doc(_store(ctx).get(ref))), None)
         return
-    envcmd.run(_store(ctx).get(ref), requirements=requirements, venv=venv, python=python_exe, conda_name=conda_name, conda_file=conda_file, allow_urls=allow_urls)
+    envcmd.run(_store(ctx).get(ref), requirements=requirements, venv=venv, python=python_exe, conda_name=conda_name, conda_file=conda_file,
+               allow_urls=allow_urls, only_imported=only_imported)
 
 
 

@@ -7,7 +7,7 @@ finished one. Staging is deleted only after the store's ref has moved.
 
 from __future__ import annotations
 
-import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,23 +111,30 @@ def gather(
         meta["inputs"] = merged([meta.get("inputs"), *_children(run, "inputs")])
 
     files: dict[str, bytes | Entry | None] = {}
-    table, summary = metrics.merge(run.path / "metrics")
-    if table is not None:
-        files[layout.METRICS_FILE] = metrics.to_parquet_bytes(table)
+    merged = run.path / f".merged-{os.getpid()}.parquet"  # streamed to disk, then into git: bounded memory
+    try:
+        summary = metrics.write_merged(run.path / "metrics", merged)
+        if summary is not None:
+            files[layout.METRICS_FILE] = store.repo.write_file(merged, level=0)  # zstd inside: zlib would gain nothing
+        summary = summary or {}
+    finally:
+        merged.unlink(missing_ok=True)
     hw = run.path / "hardware.parquet"
     try:
         from .hardware import finalize as _hw_finalize
 
         if not live and _hw_finalize(run.path / "hardware", hw):  # finalising writes to staging: final commit only
             files[layout.HARDWARE_FILE] = hw.read_bytes()
-    except ImportError:
-        pass
     except OSError as exc:
         problems.append(f"hardware: {describe_failure(exc)}")
     for name in (layout.ENVIRONMENT_FILE, layout.REQUIREMENTS_FILE):
         p = run.path / name
         if p.exists():
             files[name] = p.read_bytes()
+    if isinstance(files.get(layout.ENVIRONMENT_FILE), bytes):
+        from .imports import mark
+
+        files[layout.ENVIRONMENT_FILE] = mark(files[layout.ENVIRONMENT_FILE], run.path)  # type: ignore[arg-type]
     out = b""
     for p in (run.path / "output-previous.log", run.path / layout.OUTPUT_FILE):
         if p.exists():
@@ -167,7 +174,7 @@ def gather(
         exit_code=exit_code,
         tags=extra["tags"],
         notes=extra["notes"],
-        metrics=_yaml_safe(summary),
+        metrics=summary,
         summary=extra["summary"],
     )
     fired = _alerts_at_end(store, run, {**meta, "id": exp_id}, params)
@@ -255,21 +262,10 @@ def _span(s: Any) -> float:
         return 0.0
 
 
-def _yaml_safe(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """NaN/inf survive YAML as .nan/.inf; keep them as floats."""
-    for stats in summary.values():
-        for k, v in stats.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                stats[k] = v
-    return summary
-
-
 def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str, problems: list[str]) -> dict[str, bytes | Entry | None]:
     """The artifact part of the commit; an artifact whose objects are gone is left out and named in ``problems``."""
-    try:
-        from . import artifacts
-    except ImportError:
-        return {}
+    from . import artifacts
+
     entries = []
     for e in artifacts.staged(run.path):
         lost = next((sha for sha in e.objects if not store.repo.has_object(sha)), None)

@@ -295,8 +295,6 @@ def _start_hardware(run: staging.RunDir, interval: float, pid: int) -> Any:
 
 def _stage_previous(rec: Any, run: staging.RunDir) -> None:
     """Carry a resumed experiment's metrics, hardware and output into the new session."""
-    import pyarrow.parquet as pq
-
     data = rec.read_file(layout.METRICS_FILE)
     if data is not None:
         staging.atomic_write(run.path / "metrics" / "00000000000000000000-previous.parquet", data)
@@ -306,7 +304,6 @@ def _stage_previous(rec: Any, run: staging.RunDir) -> None:
     data = rec.read_file(layout.OUTPUT_FILE)
     if data is not None:
         staging.atomic_write(run.path / "output-previous.log", data)
-    del pq
 
 
 #: What :func:`record` accepts as the status of a run that already ended.

@@ -204,35 +204,3 @@ def page(text: str) -> None:
         proc.wait()
     except OSError:
         sys.stdout.write(text)
-
-
-class Progress:
-    """A one-line progress display on stderr, shown only on a terminal."""
-
-    def __init__(self, label: str, total: int | None = None) -> None:
-        self.label = label
-        self.total = total
-        self.done = 0
-        self.enabled = isatty(sys.stderr)
-        self._last = 0.0
-
-    def update(self, n: int) -> None:
-        import time
-
-        self.done += n
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._last < 0.1:
-            return
-        self._last = now
-        if self.total:
-            sys.stderr.write(f"\r{self.label}: {100 * self.done // max(self.total, 1)}% ")
-        else:
-            sys.stderr.write(f"\r{self.label}: {self.done} ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()

@@ -195,10 +195,8 @@ def _metric_table(rec: Any) -> str:
 
 
 def _artifacts_lines(rec: Any) -> list[str]:
-    try:
-        from . import artifacts
-    except ImportError:
-        return []
+    from . import artifacts
+
     try:
         manifest = artifacts.read_manifest(rec)
     except Exception as exc:
