@@ -552,8 +552,8 @@ async function showSweep(ref) {
   let parent, kids;
   try {
     parent = await api("/api/experiments/" + encodeURIComponent(ref));
-    if (!state.loaded || state.where) { state.where = ""; await loadRows(); }
-    kids = state.rows.filter((r) => r.parent === parent.id);
+    // the children, whatever the runs table is filtered by (ids are [0-9a-f-] only: safe inside quotes)
+    kids = (await api("/api/experiments?where=" + encodeURIComponent(`parent == "${parent.id}"`))).experiments;
   } catch (e) { return failure(e); }
   const metrics = [...new Set(kids.flatMap((k) => Object.keys(k.metrics || {})))].sort();
   if (!sweepOpts.metric || !metrics.includes(sweepOpts.metric)) sweepOpts.metric = metrics[0] || null;
