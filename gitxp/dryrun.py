@@ -46,7 +46,10 @@ def plan(
 
         root = Path(store.repo.root)
         cd = _check_snapshot_dir(root, code_dir)
-        rules = withheld.rules(root, store.repo.gitxp_dir, artifact_globs=tuple(artifact_globs))
+        from .crypto import known_key_texts
+
+        rules = withheld.rules(root, store.repo.gitxp_dir, artifact_globs=tuple(artifact_globs),
+                               key_texts=known_key_texts(store.store_id if store.exists() else None))
         out["snapshot"] = snapshot.preview(root, store.repo.git_dir, code_dir=cd, max_file_size=store.config.snapshot_max_file_size, withhold=rules)
     else:
         out["snapshot"] = None

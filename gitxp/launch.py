@@ -166,7 +166,10 @@ def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_glob
         commit, branch = repo.head()
         return {"branch": branch, "commit": commit, "dirty": None, "tree": None}
     cd = _check_snapshot_dir(repo.root, code_dir)
-    rules = withheld.rules(repo.root, repo.gitxp_dir, artifact_globs=artifact_globs)
+    from .crypto import known_key_texts
+
+    rules = withheld.rules(repo.root, repo.gitxp_dir, artifact_globs=artifact_globs,
+                           key_texts=known_key_texts(store.store_id))
     snap = snapshot.capture(repo.root, repo.git_dir, code_dir=cd, max_file_size=store.config.snapshot_max_file_size,
                             withhold=rules)
     if snap.untracked:

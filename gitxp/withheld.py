@@ -20,8 +20,10 @@ snapshots may include those files again.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from .snapshot import Withhold, _hash_file
@@ -74,12 +76,15 @@ def remember(src: str | os.PathLike[str]) -> None:
               file=sys.stderr)
 
 
-def rules(repo_root: Path, gitxp_dir: Path, *, artifact_globs: tuple[str, ...] = ()) -> Withhold:
+def rules(repo_root: Path, gitxp_dir: Path, *, artifact_globs: tuple[str, ...] = (),
+          key_texts: Iterable[str] = ()) -> Withhold:
     """What a snapshot of ``repo_root`` must leave out now.
 
     ``artifact_globs`` (``gitxp start --artifact``, relative to the current
     folder) name files this run is about to log encrypted: what they match
-    already is left out too.
+    already is left out too. ``key_texts`` (:func:`gitxp.crypto.known_key_texts`)
+    make a copy of the key file anywhere in the work tree (``gitxp key export
+    > team.key``) withheld like the key folder itself.
     """
     root = repo_root.resolve()
     always = {p for p in (_inside(root, _key_folder()), _inside(root, _key_file())) if p}
@@ -99,12 +104,24 @@ def rules(repo_root: Path, gitxp_dir: Path, *, artifact_globs: tuple[str, ...] =
             paths.add(path)
         if isinstance(size, int) and isinstance(blob, str):
             blobs.setdefault(size, set()).add(blob)
+    for text in key_texts:
+        for data in _key_file_spellings(text):
+            blobs.setdefault(len(data), set()).add(_blob_id(data))
     for pattern in artifact_globs:
         for match in glob.glob(pattern, recursive=True):
             found = [p for p in Path(match).rglob("*") if p.is_file()] if os.path.isdir(match) else [Path(match)]
             paths.update(rel for rel in (_inside(root, p.resolve()) for p in found) if rel)
     return Withhold(always=tuple(sorted(always)), paths=frozenset(paths),
                     blobs={size: frozenset(ids) for size, ids in blobs.items()})
+
+
+def _key_file_spellings(text: str) -> list[bytes]:
+    """The bytes a saved copy of the key text may hold: bare, padded, with a line ending."""
+    return [(text + pad + end).encode() for pad in ("", "=") for end in ("", "\n", "\r\n")]
+
+
+def _blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _key_folder() -> Path | None:
