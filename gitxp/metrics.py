@@ -102,6 +102,119 @@ def flush_rows(rows: list[tuple[str, int, float, float]], seg_dir: Path, tag: st
     return len(chunk)
 
 
+class Series:
+    """One metric's points not yet staged, as columns: what ``log_metric`` appends to.
+
+    ``add`` holds the three arrays' bound ``append`` methods, called in the
+    order step, value, time; :meth:`take` therefore counts complete points
+    by the times column, and the steps and values hold at least as many.
+    Taking is a slice then a ``del`` of that prefix (each atomic under the
+    GIL), so points appended meanwhile stay for the next flush.
+    """
+
+    __slots__ = ("steps", "values", "times", "add")
+
+    def __init__(self) -> None:
+        from array import array
+
+        self.steps = array("q")
+        self.values = array("d")
+        self.times = array("d")
+        self.add = (self.steps.append, self.values.append, self.times.append)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def last(self) -> tuple[int, float] | None:
+        """(step, value) of the newest complete point, or None."""
+        n = len(self.times)
+        return (self.steps[n - 1], self.values[n - 1]) if n else None
+
+    def take(self) -> tuple[Any, Any, Any] | None:
+        n = len(self.times)
+        if not n:
+            return None
+        chunk = (self.steps[:n], self.values[:n], self.times[:n])
+        del self.steps[:n], self.values[:n], self.times[:n]
+        return chunk
+
+    def put_back(self, chunk: tuple[Any, Any, Any]) -> None:
+        """Return a taken chunk in front (a failed write): the next flush retries it."""
+        self.steps[0:0], self.values[0:0], self.times[0:0] = chunk
+
+
+#: Metadata key of a segment: JSON list of [name, rows, first step, last step] in file order.
+_SEGMENT_KEY = b"gitxp.series"
+#: A segment with at most this many names gets one row group per name, read one at a time when merging.
+_GROUPED_NAMES = 64
+#: Rows per row group of the final metrics.parquet (streamed: at most this many are held).
+MERGED_ROW_GROUP = 1 << 20
+
+
+def _series_table(names: list[str], chunks: list[tuple[Any, Any, Any]], codes: list[int] | None = None) -> Any:
+    """Columns handed to Arrow as buffers (no per-point conversion); steps sorted per name if needed."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for i, (steps, values, times) in enumerate(chunks):
+        n = len(steps)
+        st = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(steps)])
+        va = pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(values)])
+        ts = pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(times)])
+        micros = pc.cast(pc.multiply(ts, 1e6), pa.int64(), safe=False).cast(pa.timestamp("us", tz="UTC"))
+        if n > 1 and not pc.all(pc.greater_equal(st.slice(1), st.slice(0, n - 1))).as_py():
+            order = pc.sort_indices(st)  # stable: equal steps keep their logging order
+            st, va, micros = pc.take(st, order), pc.take(va, order), pc.take(micros, order)
+        out.append((st, va, micros, pa.repeat(pa.scalar(i if codes is None else codes[i], pa.int32()), n)))
+    return out
+
+
+def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[Any, Any, Any]]) -> None:
+    """One staged segment: sorted by (name, step), one row group per name when few, atomic rename."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dictionary = pa.array(names, pa.string())
+    cols = _series_table(names, chunks)
+    info = [[nm, len(c[0]), c[0][0].as_py() if len(c[0]) else 0, c[0][-1].as_py() if len(c[0]) else 0] for nm, c in zip(names, cols)]
+    sch = schema().with_metadata({_SEGMENT_KEY: json.dumps(info).encode()})
+    tables = [pa.Table.from_arrays([pa.DictionaryArray.from_arrays(idx, dictionary), st, va, ts], schema=sch) for st, va, ts, idx in cols]
+    name = f"{time.time_ns():020d}-{tag}.parquet"
+    tmp = seg_dir / f".{name}.tmp"
+    try:
+        with pq.ParquetWriter(tmp, sch, compression="lz4", use_dictionary=["name"]) as w:  # staging: speed over size; numbers never dictionary-encode well
+            if len(tables) <= _GROUPED_NAMES:
+                for t in tables:
+                    w.write_table(t, row_group_size=max(t.num_rows, 1))
+            else:
+                w.write_table(pa.concat_tables(tables), row_group_size=max(sum(t.num_rows for t in tables), 1))
+        os.replace(tmp, seg_dir / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def flush_series(series: dict[str, Series], seg_dir: Path, tag: str) -> int:
+    """Write every metric's pending points as one segment; returns how many were written."""
+    taken = []
+    for name, s in sorted(list(series.items())):
+        chunk = s.take()
+        if chunk is not None:
+            taken.append((name, s, chunk))
+    if not taken:
+        return 0
+    try:
+        write_segment(seg_dir, tag, [t[0] for t in taken], [t[2] for t in taken])
+    except BaseException:
+        for _name, s, chunk in taken:
+            s.put_back(chunk)  # the next flush retries, nothing is dropped
+        raise
+    return sum(len(t[2][0]) for t in taken)
+
+
 def read_parquet(source: Any) -> Any:
     """A whole Parquet file (path or buffer) as a table, without pyarrow's dataset scanner.
 
@@ -146,7 +259,125 @@ def merge(seg_dir: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
     table = read_segments(seg_dir)
     if table is None:
         return None, {}
-    table = table.unify_dictionaries().combine_chunks()
+    out, _ = _merge_tables([table])
+    return out, summarize(out)
+
+
+def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
+    """Stream the segments into ``dest`` (metrics.parquet) and return the per-metric summary (None: no metrics).
+
+    Each segment is already sorted by (name, step) and says in its footer
+    which names it holds with their first and last steps, so a metric
+    logged in step order (the usual case) is a concatenation of its runs in
+    segment order: nothing is sorted, and at most one row group
+    (:data:`MERGED_ROW_GROUP` rows) plus one segment's piece is in memory,
+    whatever the number of points. A metric whose runs overlap (steps logged
+    out of order across flushes, or by two processes) is gathered and
+    stably sorted on its own. Segments without the footer (a resumed run's
+    previous file) are read whole. Same order, schema and summary as
+    :func:`merge`.
+    """
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    paths = sorted(seg_dir.glob(SEGMENT_GLOB)) if seg_dir.is_dir() else []
+    if not paths:
+        return None
+    # (path, {name: (row group or -1, rows, first step, last step, first row)}, pieces of a legacy segment or None)
+    segs: list[tuple[Path, dict[str, tuple[int, int, int, int, int]], dict[str, Any] | None]] = []
+    for p in paths:
+        try:
+            meta = pq.read_metadata(p)
+            info = (meta.metadata or {}).get(_SEGMENT_KEY)
+            if info is None:
+                table, _ = _merge_tables([read_parquet(p).select(["name", "step", "value", "timestamp"]).cast(schema())])
+                pieces = _split_names(table)
+                segs.append((p, {n: (-1, len(t), 0, 0, 0) for n, t in pieces.items()}, pieces))
+                continue
+            rows = json.loads(info)
+        except (OSError, pa.ArrowInvalid, ValueError):
+            continue  # a torn file of a crash: skipped, as read_segments does
+        grouped = meta.num_row_groups == len(rows)
+        entry, offset = {}, 0
+        for i, (name, n, first, last) in enumerate(rows):
+            entry[name] = (i if grouped else -1, n, first, last, offset)
+            offset += n
+        segs.append((p, entry, None))
+    names = sorted({n for _, entry, _ in segs for n in entry})
+    if not names:
+        return None
+    dictionary = pa.array(names, pa.string())
+    summary: dict[str, dict[str, Any]] = {}
+    whole: dict[Path, Any] = {}  # ungrouped segments, read once, dropped after their last name
+
+    def piece(seg: tuple[Any, ...], name: str) -> Any:
+        path, entry, legacy = seg
+        if legacy is not None:
+            return legacy[name]
+        group, n, _first, _last, offset = entry[name]
+        cols = ["step", "value", "timestamp"]
+        if group >= 0:
+            with pq.ParquetFile(path) as pf:
+                return pf.read_row_group(group, columns=cols)
+        if path not in whole:
+            whole[path] = read_parquet(path).select(cols)
+        t = whole[path].slice(offset, n)
+        if name == max(entry):
+            whole.pop(path)
+        return t
+
+    pending: list[Any] = []
+    held = 0
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with pq.ParquetWriter(tmp, schema(), compression="zstd", use_dictionary=["name"]) as w:
+
+            def emit(code: int, t: Any) -> None:
+                nonlocal held
+                if t.num_rows == 0:
+                    return
+                t = t.cast(pa.schema([schema().field(c) for c in ("step", "value", "timestamp")]), safe=False)
+                idx = pa.repeat(pa.scalar(code, pa.int32()), t.num_rows)
+                pending.append(pa.Table.from_arrays([pa.DictionaryArray.from_arrays(idx, dictionary), *t.columns], schema=schema()))
+                held += t.num_rows
+                _account(summary, names[code], t)
+                if held >= MERGED_ROW_GROUP:
+                    flush_pending()
+
+            def flush_pending() -> None:
+                nonlocal held
+                if pending:
+                    w.write_table(pa.concat_tables(pending), row_group_size=max(held, 1))
+                    pending.clear()
+                    held = 0
+
+            for code, name in enumerate(names):
+                runs = [seg for seg in segs if name in seg[1]]
+                bounds = [seg[1][name][2:4] for seg in runs]
+                chained = all(seg[2] is None for seg in runs) and all(bounds[i][0] >= bounds[i - 1][1] for i in range(1, len(bounds)))
+                if chained:
+                    for seg in runs:
+                        emit(code, piece(seg, name))
+                else:
+                    t = pa.concat_tables([piece(seg, name) for seg in runs])
+                    emit(code, t.take(pc.sort_indices(t.column("step"))))  # stable: logging order kept on equal steps
+            flush_pending()
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {n: _finish_stats(summary[n]) for n in names if n in summary}
+
+
+def _merge_tables(tables: list[Any]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The in-memory sort of :func:`merge` over given tables."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
     names = table.column("name").chunk(0) if table.column("name").num_chunks else pa.array([], schema().field("name").type)
     dictionary = names.dictionary
     order = pc.sort_indices(dictionary)
@@ -160,7 +391,52 @@ def merge(seg_dir: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
         [new_names, pc.take(table.column("step"), idx), pc.take(table.column("value"), idx), pc.take(table.column("timestamp"), idx)],
         schema=schema(),
     )
-    return out, summarize(out)
+    return out, {}
+
+
+def _split_names(table: Any) -> dict[str, Any]:
+    """{name: its (step, value, timestamp) rows} of a table sorted by name."""
+    import pyarrow.compute as pc
+
+    out: dict[str, Any] = {}
+    if table.num_rows == 0:
+        return out
+    column = table.column("name").combine_chunks()
+    decoded = column.dictionary_decode() if hasattr(column, "dictionary") else column
+    rest = table.select(["step", "value", "timestamp"])
+    if table.num_rows == 1:
+        return {decoded[0].as_py(): rest}
+    start = 0
+    changes = pc.not_equal(decoded.slice(1), decoded.slice(0, len(decoded) - 1))
+    ends = [i + 1 for i in pc.indices_nonzero(changes).to_pylist()] + [len(decoded)]
+    for end in ends:
+        out[decoded[start].as_py()] = rest.slice(start, end - start)
+        start = end
+    return out
+
+
+def _account(summary: dict[str, dict[str, Any]], name: str, t: Any) -> None:
+    """Fold a piece of one metric (in step order) into its running summary."""
+    import pyarrow.compute as pc
+
+    values = t.column("value")
+    mm = pc.min_max(values).as_py()
+    s = summary.setdefault(name, {"min": None, "max": None, "count": 0})
+    for key, pick in (("min", min), ("max", max)):
+        v = mm[key]
+        if v is None:
+            continue
+        if s[key] is None or (isinstance(s[key], float) and math.isnan(s[key])):
+            s[key] = v
+        elif not math.isnan(v):
+            s[key] = pick(s[key], v)
+    s["count"] += t.num_rows
+    s["last"] = values[-1].as_py()
+    s["last_step"] = t.column("step")[-1].as_py()
+
+
+def _finish_stats(s: dict[str, Any]) -> dict[str, Any]:
+    return {"last": _clean(s["last"]), "min": _clean(s["min"]), "max": _clean(s["max"]), "count": int(s["count"]), "last_step": int(s["last_step"])}
 
 
 def summarize(table: Any) -> dict[str, dict[str, Any]]:

@@ -201,6 +201,17 @@ class Repo:
             tmp.unlink(missing_ok=True)
             raise
 
+    def write_file(self, path: str | os.PathLike[str], *, level: int = 1) -> Entry:
+        """A file on disk as a blob (an Entry named like it), streamed in bounded memory."""
+        size = os.path.getsize(path)
+
+        def pieces() -> Iterable[bytes]:
+            with open(path, "rb") as f:
+                while data := f.read(1 << 20):
+                    yield data
+
+        return Entry(Path(path).name, FILE_MODE, self.write_stream("blob", pieces(), size, level=level))
+
     def write_tree(self, entries: Iterable[Entry]) -> str:
         """Serialise a tree in git's canonical order (directories sort as ``name/``)."""
         items = sorted(entries, key=lambda e: e.name + "/" if e.mode == TREE_MODE else e.name)
