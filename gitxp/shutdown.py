@@ -55,7 +55,13 @@ def late_imports_blocked() -> Iterator[None]:
 
 
 def register(func: Callable[[], Any]) -> Callable[[], Any]:
-    """``atexit.register(func)`` with late imports blocked; returns what to ``unregister``."""
+    """``atexit.register(func)`` with late imports blocked; returns what to ``unregister``.
+
+    ``concurrent.futures.thread`` is imported now, while Python can: any
+    module the exit work imports for the first time may import it
+    (filelock does), and its first import fails during shutdown.
+    """
+    import concurrent.futures.thread  # noqa: F401
 
     def at_exit() -> None:
         with late_imports_blocked():
