@@ -1,12 +1,14 @@
-"""Metric segments: buffered rows → Parquet segments → one sorted metrics.parquet.
+"""Metric segments: columnar buffers → sorted Parquet segments → one sorted metrics.parquet.
 
-The hot path (``Experiment.log_metric``) only appends a tuple to a list. A
-background thread calls :func:`flush_rows` at least every second, which
-writes the rows gathered so far as one small Parquet *segment* in staging
-(atomic rename), so a crash loses at most the last interval. Finishing
-merges the segments into ``metrics.parquet`` — long format, sorted by name
-then step, ``name`` dictionary-encoded — and computes the per-metric
-summary kept in ``experiment.yaml``.
+The hot path (``Experiment.log_metric``) appends a step, a value and a time
+to one metric's ``array`` buffers (:class:`Series`). A background thread
+calls :func:`flush_series` at least every second, which hands those buffers
+to Arrow as they are (no per-point conversion) and writes them as one small
+Parquet *segment* in staging, sorted by name then step (atomic rename), so a
+crash loses at most the last interval. Finishing streams the segments into
+``metrics.parquet`` (:func:`write_merged`) — long format, sorted by name
+then step, ``name`` dictionary-encoded — row group by row group, and
+computes the per-metric summary kept in ``experiment.yaml``.
 """
 
 from __future__ import annotations
@@ -41,20 +43,6 @@ def schema() -> Any:
     )
 
 
-def take_rows(rows: list[Any]) -> list[Any]:
-    """Detach the rows appended so far without losing concurrent appends.
-
-    Slicing and ``del`` of a list prefix are each atomic under the GIL, and
-    appends made in between land after ``n``, so they stay for next time.
-    """
-    n = len(rows)
-    if not n:
-        return []
-    chunk = rows[:n]
-    del rows[:n]
-    return chunk
-
-
 def rows_to_table(rows: list[tuple[str, int, float, float]]) -> Any:
     """Rows of (name, step, value, unix seconds) → an Arrow table, column-wise.
 
@@ -82,24 +70,6 @@ def _ROW_TYPE() -> Any:
     import pyarrow as pa
 
     return pa.struct([("name", pa.string()), ("step", pa.int64()), ("value", pa.float64()), ("t", pa.float64())])
-
-
-def flush_rows(rows: list[tuple[str, int, float, float]], seg_dir: Path, tag: str) -> int:
-    """Write the pending rows as one segment; returns how many were written."""
-    chunk = take_rows(rows)
-    if not chunk:
-        return 0
-    try:
-        import pyarrow.parquet as pq
-
-        name = f"{time.time_ns():020d}-{tag}.parquet"
-        tmp = seg_dir / f".{name}.tmp"
-        pq.write_table(rows_to_table(chunk), tmp, compression="lz4")  # staging: speed over size
-        os.replace(tmp, seg_dir / name)
-    except BaseException:
-        rows[:0] = chunk  # put them back in front: the next flush retries, nothing is dropped
-        raise
-    return len(chunk)
 
 
 class Series:
@@ -151,7 +121,7 @@ _GROUPED_NAMES = 64
 MERGED_ROW_GROUP = 1 << 20
 
 
-def _series_table(names: list[str], chunks: list[tuple[Any, Any, Any]], codes: list[int] | None = None) -> Any:
+def _series_columns(chunks: list[tuple[Any, Any, Any]]) -> list[tuple[Any, Any, Any, Any]]:
     """Columns handed to Arrow as buffers (no per-point conversion); steps sorted per name if needed."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -166,7 +136,7 @@ def _series_table(names: list[str], chunks: list[tuple[Any, Any, Any]], codes: l
         if n > 1 and not pc.all(pc.greater_equal(st.slice(1), st.slice(0, n - 1))).as_py():
             order = pc.sort_indices(st)  # stable: equal steps keep their logging order
             st, va, micros = pc.take(st, order), pc.take(va, order), pc.take(micros, order)
-        out.append((st, va, micros, pa.repeat(pa.scalar(i if codes is None else codes[i], pa.int32()), n)))
+        out.append((st, va, micros, pa.repeat(pa.scalar(i, pa.int32()), n)))
     return out
 
 
@@ -178,7 +148,7 @@ def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[
     import pyarrow.parquet as pq
 
     dictionary = pa.array(names, pa.string())
-    cols = _series_table(names, chunks)
+    cols = _series_columns(chunks)
     info = [[nm, len(c[0]), c[0][0].as_py() if len(c[0]) else 0, c[0][-1].as_py() if len(c[0]) else 0] for nm, c in zip(names, cols)]
     sch = schema().with_metadata({_SEGMENT_KEY: json.dumps(info).encode()})
     tables = [pa.Table.from_arrays([pa.DictionaryArray.from_arrays(idx, dictionary), st, va, ts], schema=sch) for st, va, ts, idx in cols]
@@ -259,7 +229,7 @@ def merge(seg_dir: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
     table = read_segments(seg_dir)
     if table is None:
         return None, {}
-    out, _ = _merge_tables([table])
+    out = _merge_tables([table])
     return out, summarize(out)
 
 
@@ -293,7 +263,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
             meta = pq.read_metadata(p)
             info = (meta.metadata or {}).get(_SEGMENT_KEY)
             if info is None:
-                table, _ = _merge_tables([read_parquet(p).select(["name", "step", "value", "timestamp"]).cast(schema())])
+                table = _merge_tables([read_parquet(p).select(["name", "step", "value", "timestamp"]).cast(schema())])
                 pieces = _split_names(table)
                 segs.append((p, {n: (-1, len(t), 0, 0, 0) for n, t in pieces.items()}, pieces))
                 continue
@@ -372,7 +342,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
     return {n: _finish_stats(summary[n]) for n in names if n in summary}
 
 
-def _merge_tables(tables: list[Any]) -> tuple[Any, dict[str, dict[str, Any]]]:
+def _merge_tables(tables: list[Any]) -> Any:
     """The in-memory sort of :func:`merge` over given tables."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -391,7 +361,7 @@ def _merge_tables(tables: list[Any]) -> tuple[Any, dict[str, dict[str, Any]]]:
         [new_names, pc.take(table.column("step"), idx), pc.take(table.column("value"), idx), pc.take(table.column("timestamp"), idx)],
         schema=schema(),
     )
-    return out, {}
+    return out
 
 
 def _split_names(table: Any) -> dict[str, Any]:

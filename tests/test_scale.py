@@ -58,3 +58,100 @@ def test_day_tree_with_a_foreign_entry_takes_the_slow_path(git_repo: Path) -> No
     raw = run_git(git_repo, "ls-tree", f"gitxp:{day}")
     assert run_git(git_repo, "mktree", input=raw.encode()).strip() == run_git(git_repo, "rev-parse", f"gitxp:{day}").strip()
     fsck(git_repo)
+
+
+def _log(series: dict, name: str, step: int, value: float, t: float) -> None:
+    from gitxp import metrics
+
+    add_step, add_value, add_time = series.setdefault(name, metrics.Series()).add
+    add_step(step)
+    add_value(value)
+    add_time(t)
+
+
+def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
+    """write_merged gives merge()'s rows, order, schema and summary: in-order, out-of-order, two processes, many names, a previous file."""
+    import math
+    import time
+
+    from gitxp import metrics
+
+    rng = random.Random(3)
+    for trial in range(12):
+        seg = tmp_path / f"t{trial}"
+        seg.mkdir()
+        if trial % 4 == 3:  # a resumed run's previous metrics.parquet: no segment footer
+            prev = metrics.rows_to_table([("loss", s, 1.0 / (s + 1), 1e9 + s) for s in range(40)] + [("acc", 0, 0.1, 1e9)])
+            (seg / "00000000000000000000-previous.parquet").write_bytes(metrics.to_parquet_bytes(metrics._merge_tables([prev])))
+        names = rng.choice([1, 3, 80])  # 80 > one row group per name
+        for flush in range(rng.randint(1, 5)):
+            for tag in ("a", "b")[: rng.randint(1, 2)]:
+                series: dict = {}
+                for k in range(rng.randint(0, 60)):
+                    step = rng.randrange(40) if rng.random() < 0.2 else 100 * flush + k
+                    _log(series, f"m{rng.randrange(names)}", step, rng.choice([math.nan, rng.random(), -rng.random()]), 1.7e9 + k)
+                metrics.flush_series(series, seg, tag)
+                time.sleep(0.002)
+        ref, ref_summary = metrics.merge(seg)
+        out = tmp_path / f"m{trial}.parquet"
+        summary = metrics.write_merged(seg, out)
+        if ref is None:
+            assert not summary
+            continue
+        got = metrics.from_parquet_bytes(out.read_bytes())
+        assert got.schema == metrics.schema()
+        same = lambda x, y: x == y or (x != x and y != y)  # noqa: E731 - NaN equals NaN here
+        assert len(got) == len(ref)
+        for a, b in zip(ref.to_pylist(), got.to_pylist()):
+            assert all(same(a[k], b[k]) for k in a), (a, b)
+        assert ref_summary.keys() == summary.keys()
+        for name, stats in ref_summary.items():
+            assert all(same(v, summary[name][k]) for k, v in stats.items()), (name, stats, summary[name])
+
+
+KILLED_SCRIPT = """
+import sys, time, gitxp
+xp = gitxp.start(name="killed", log_hardware=False, capture_env=False, capture_code=False)
+print(xp.id, flush=True)
+i = 0
+while True:
+    xp.log_metric("loss", 1.0 / (i + 1), step=i)
+    xp.log_metric("acc", i * 1e-6)
+    i += 1
+    if i % 1000 == 0:
+        time.sleep(0.01)
+"""
+
+
+def test_api_kill_9_loses_at_most_the_flush_interval(git_repo: Path) -> None:
+    """The columnar buffers reach staging every second: kill -9 of an API run, recover, at most ~2 s lost, in order."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import gitxp
+
+    (git_repo / "killed.py").write_text(KILLED_SCRIPT)
+    p = subprocess.Popen([sys.executable, "killed.py"], cwd=git_repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    exp_id = p.stdout.readline().strip()
+    time.sleep(3.5)
+    killed_at = time.time()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    time.sleep(7)  # the heartbeat goes stale
+    assert "crashed" in gitxp(git_repo, "recover").stdout
+    rec = Store(Repo(git_repo)).get(exp_id)
+    assert rec.status == "crashed"
+    m = rec.metrics()
+    names = m.column("name").to_pylist()
+    steps = m.column("step").to_pylist()
+    assert names == sorted(names) and set(names) == {"acc", "loss"}
+    for n in ("acc", "loss"):
+        s = [st for nm, st in zip(names, steps) if nm == n]
+        assert s == list(range(len(s))) and len(s) > 1000  # every point up to the last flush, in step order
+    last = max(t.timestamp() for t in m.column("timestamp").to_pylist())
+    assert killed_at - last < 3.0  # at most ~2 s lost
+    assert rec.metric_summary["loss"]["count"] == names.count("loss")
+    fsck(git_repo)
