@@ -12,9 +12,9 @@ text are not imported.
 The experiment is named after the run folder's path under LOGDIR (``/``
 becomes ``-``; LOGDIR's own name for LOGDIR), started at the first event's
 wall time and ended, completed, at the last. Tags: ``tensorboard.run`` (that
-path) and ``tensorboard.run_id``, a digest of the event files' names (they
-hold a time, host and process id), which stays the same when the folder
-moves and makes a re-import skip the run.
+path) and ``tensorboard.run_id``, a digest of the event files' names and
+first records (:func:`run_id`), which stays the same when the folder moves
+and makes a re-import skip the run.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ RUN_ID_TAG = "tensorboard.run_id"
 
 def _accumulator() -> Any:
     try:
-        from tensorboard.backend.event_processing import event_accumulator
+        from tensorboard.backend.event_processing import event_accumulator  # type: ignore[import-untyped]
     except ImportError:
         raise MissingDependencyError("gitxp import tensorboard", "tensorboard", "tensorboard") from None
     return event_accumulator
@@ -49,8 +49,21 @@ def run_folders(root: Path) -> list[Path]:
 
 
 def run_id(folder: Path) -> str:
-    names = sorted(f.name for f in folder.iterdir() if "tfevents" in f.name and f.is_file())
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:24]
+    """A digest of each event file's name and first record.
+
+    The name holds a time to the second and a host (tensorboardX adds no
+    process id, so two writers started in the same second share it); the
+    first record is the writer's ``file_version`` event with a microsecond
+    wall time, written once and never changed while the file grows.
+    """
+    h = hashlib.sha256()
+    for f in sorted(f for f in folder.iterdir() if "tfevents" in f.name and f.is_file() and not f.is_symlink()):
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else 0
+            first = head + fh.read(4 + min(length, 1024) + 4)  # TFRecord framing: length, its CRC, data, data CRC
+        h.update(f.name.encode() + b"\0" + first + b"\0")
+    return h.hexdigest()[:24]
 
 
 def scalars(folder: Path, warn: Any) -> list[tuple[str, int, float, float]]:
@@ -65,7 +78,7 @@ def scalars(folder: Path, warn: Any) -> list[tuple[str, int, float, float]]:
     for tag in tags.get("tensors", []):
         if acc.SummaryMetadata(tag).plugin_data.plugin_name != "scalars":
             continue
-        from tensorboard.util import tensor_util
+        from tensorboard.util import tensor_util  # type: ignore[import-untyped]
 
         pts = []
         for e in acc.Tensors(tag):
