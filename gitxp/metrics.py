@@ -118,7 +118,7 @@ _SEGMENT_KEY = b"gitxp.series"
 #: A segment with at most this many names gets one row group per name, read one at a time when merging.
 _GROUPED_NAMES = 64
 #: Rows per row group of the final metrics.parquet (streamed: at most this many are held).
-MERGED_ROW_GROUP = 1 << 20
+MERGED_ROW_GROUP = 1 << 18
 
 
 def _series_columns(chunks: list[tuple[Any, Any, Any]]) -> list[tuple[Any, Any, Any, Any]]:
@@ -247,15 +247,15 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
     previous file) are read whole. Same order, schema and summary as
     :func:`merge`.
     """
+    paths = sorted(seg_dir.glob(SEGMENT_GLOB)) if seg_dir.is_dir() else []
+    if not paths:
+        return None  # no metrics: don't pay for importing pyarrow
     import json
 
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    paths = sorted(seg_dir.glob(SEGMENT_GLOB)) if seg_dir.is_dir() else []
-    if not paths:
-        return None
     # (path, {name: (row group or -1, rows, first step, last step, first row)}, pieces of a legacy segment or None)
     segs: list[tuple[Path, dict[str, tuple[int, int, int, int, int]], dict[str, Any] | None]] = []
     for p in paths:
