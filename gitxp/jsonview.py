@@ -150,9 +150,26 @@ def describe(rec: Any) -> dict[str, Any]:
 
 
 def listing(recs: Any) -> dict[str, Any]:
-    """``{"total", "experiments"}`` as ``/api/experiments`` answers (``gitxp log --format json``)."""
-    rows = [row(r) for r in recs]
+    """``{"total", "experiments"}`` as ``/api/experiments`` answers (``gitxp log --format json``).
+
+    A running experiment (staged, not stored yet) carries the metrics
+    logged so far, merged from its staged segments as the UI shows them.
+    """
+    rows = [row(r, live_metrics(r)) for r in recs]
     return {"total": len(rows), "experiments": rows}
+
+
+def live_metrics(rec: Any) -> dict[str, Any] | None:
+    """The metric summary of a running experiment's staged segments; None for a stored one."""
+    if rec.tree:
+        return None
+    from . import metrics, staging
+
+    seg_dir = staging.run_dir(rec.store.repo.gitxp_dir, rec.id).path / "metrics"
+    try:
+        return metrics.merge(seg_dir)[1] if any(seg_dir.glob(metrics.SEGMENT_GLOB)) else {}
+    except OSError:
+        return {}  # finishing right now
 
 
 def diff(a: Any, b: Any, *, code: bool = False, env: bool = False) -> dict[str, Any]:

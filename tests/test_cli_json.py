@@ -166,3 +166,17 @@ def test_hardware_columns_in_metrics_and_plot_and_plot_where(git_repo: Path) -> 
     assert svg2.count('class="marker"') == 2 and "hw" in svg2 and "other" in svg2
     r = run_gitxp(git_repo, "plot", "--where", "params.nope == 1", "-m", "loss", "-o", str(out2), check=False)
     assert r.returncode == 2 and r.stderr.startswith("Error: no experiment matches")
+
+
+def test_log_json_shows_a_running_experiment_with_its_metrics_so_far(git_repo: Path) -> None:
+    xp = gitxp.start("live", params={"lr": 0.5}, repo=str(git_repo), log_hardware=False, capture_env=False)
+    try:
+        for i in range(3):
+            xp.log_metric("loss", 1.0 / (i + 1), step=i)
+        xp.flush()
+        doc = loads(run_gitxp(git_repo, "log", "--format", "json").stdout)
+        (e,) = doc["experiments"]
+        assert e["id"] == xp.id and e["status"] == "running" and e["params"] == {"lr": 0.5}
+        assert e["metrics"]["loss"]["count"] == 3 and e["metrics"]["loss"]["last"] == pytest.approx(1 / 3)
+    finally:
+        xp.finish()
