@@ -101,7 +101,7 @@ def plot(ctx: click.Context, refs: tuple[str, ...], where: str | None, metrics: 
     """Draw metric curves of several experiments on one chart.
 
     One curve per experiment per panel; a metric with a single point is a
-    marker. A hardware column (cpu_percent, gpu0_util, ...) is drawn
+    marker. A hardware column (cpu_percent, gpu0_util_percent, ...) is drawn
     against its sample index. SVG is written without any plotting library;
     PNG needs matplotlib (pip install 'gitxp[plot]'). Long curves are
     downsampled to 2000 points, keeping minima and maxima.

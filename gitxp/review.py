@@ -117,7 +117,7 @@ def series(rec: Any, metric: str) -> list[tuple[float, float]]:
     """``(step, value)`` of one metric, sorted by step; non-finite values dropped (they cannot be drawn).
 
     A name that is no metric of ``rec`` but one of its hardware columns
-    (``cpu_percent``, ``gpu0_util``) gives those samples, step = sample index.
+    (``cpu_percent``, ``gpu0_util_percent``) gives those samples, step = sample index.
     """
     key = (rec.id, rec.tree)
     t = _TABLES.get(key)
@@ -172,7 +172,7 @@ def _walk_changes(repo: Any, a: str | None, b: str | None, prefix: str = "") -> 
         xt = x is not None and x.mode == TREE_MODE
         yt = y is not None and y.mode == TREE_MODE
         if xt or yt:
-            yield from _walk_changes(repo, x.sha if xt else None, y.sha if yt else None, path + "/")
+            yield from _walk_changes(repo, x.sha if x is not None and xt else None, y.sha if y is not None and yt else None, path + "/")
         if (x is not None and not xt) or (y is not None and not yt):
             yield path, None if xt else x, None if yt else y
 
