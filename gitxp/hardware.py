@@ -354,6 +354,7 @@ class HardwareSampler:
             psutil.cpu_percent(interval=None)  # prime: the first call has no reference
             last_flush = time.monotonic()
             failures = 0
+            prepared = False
             while True:
                 stopping = self._stop.is_set()
                 try:
@@ -375,6 +376,10 @@ class HardwareSampler:
                 self._cpu_time = time.thread_time() - t0
                 if stopping:
                     break
+                if not prepared:  # the writer's import, done while the command runs, not when it ends
+                    import pyarrow.parquet  # noqa: F401
+
+                    prepared = True
                 self._stop.wait(self.interval)
         except Exception as exc:
             self._warn_once(f"stopped ({type(exc).__name__}: {exc})")
