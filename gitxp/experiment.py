@@ -352,11 +352,10 @@ class Experiment:
         alerts.stage_specs(self._run, [a for a in self._alerts if not getattr(a, "inherited", False)])
 
     def _check_alerts(self) -> None:
-        """Fold the rows logged since the last flush into each metric's last value, then test the conditions.
+        """Note each alert metric's newest point, then test the conditions; fire those that just came to hold.
 
-        Runs in the flush thread before the rows are taken: reads the list
-        prefix from the end and stops once every metric the alerts name is
-        found, so a hot metric costs a few reads per flush.
+        Runs in the flush thread before the series are taken: one read of
+        the newest point per metric the alerts name, nothing per logged value.
         """
         from . import alerts
 
@@ -514,7 +513,7 @@ class Experiment:
 
     def _record_error(self, error: BaseException | str) -> None:
         if isinstance(error, BaseException):
-            info = {"type": type(error).__name__, "message": str(error), "traceback": "".join(traceback.format_exception(error))}
+            info: dict[str, str | None] = {"type": type(error).__name__, "message": str(error), "traceback": "".join(traceback.format_exception(error))}
         else:
             info = {"type": "Error", "message": str(error), "traceback": None}
         self._run.write_yaml(f"error-{os.getpid()}.yaml", info)
