@@ -85,6 +85,10 @@ class Checker:
             if not _name_ok(e.name):
                 self.problem(f"{where}/{e.name!r}: invalid entry name ({git_name_problem(e.name) or 'NUL byte'})")
                 continue
+            problem = layout.text_problem(e.name)
+            if problem:  # gitxp's own folders only (code/ is never walked here): names stay one printable line
+                self.problem(f"{where}/{e.name!r}: invalid entry name (a {problem})")
+                continue
             good.append(e)
         return good
 

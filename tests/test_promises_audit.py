@@ -7,11 +7,16 @@ can sit. Real git, the real CLI, no mocks.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gitxp
 from conftest import fsck, gitxp as run_gitxp, run_git
+from test_foreign import BAD_DIR, assert_refused, experiment_yaml, hostile, mine  # noqa: F401 - mine is a fixture
 from test_secrets import all_objects, stored
 
 
@@ -31,3 +36,57 @@ def test_a_copy_of_the_key_file_in_the_work_tree_is_never_snapshotted(git_repo: 
         assert rel in x.source["skipped"]
     assert key_text.encode() not in all_objects(git_repo)
     fsck(git_repo)
+
+
+# ------------------------------------------------------------------ names in a pulled tree
+
+NAMED_ENTRIES = {
+    "escape-in-a-file-name": ({"a\x1b]0;PWN\x07\x1b[2J.txt": b"x"}, {}),
+    "newline-in-a-file-name": ({"notes\nError: fake.txt": b"x"}, {}),
+    "escape-in-an-experiment-folder": ({}, {"exp_dir": "experiments/2026-01-01/\x1b[2Jevil\nid"}),
+    "escape-in-a-table-name": ({"tables/t\x1b[2J.txt": b"x"}, {}),
+}
+
+
+@pytest.mark.parametrize("engine", ["git", "dulwich"])
+@pytest.mark.parametrize("case", sorted(NAMED_ENTRIES))
+def test_control_characters_in_pulled_file_names_are_refused(case: str, engine: str, tmp_path: Path, mine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names hold no control characters anywhere (DESIGN "Safe with foreign data"), file names in the store included.
+
+    The refusal names the entry escaped, on no extra line: a newline in a
+    pulled name must not forge output of its own.
+    """
+    monkeypatch.setenv("GITXP_ENGINE", engine)
+    extra, kw = NAMED_ENTRIES[case]
+    evil = hostile(tmp_path, mine, {"experiment.yaml": experiment_yaml()}, **kw)
+    if extra:
+        _add_nested(evil, extra)  # update-index takes any name; mktree stops at a newline
+    objects = _object_ids(mine)
+    err = assert_refused(mine, evil, "control character")
+    assert "\x1b" not in err and "\x07" not in err
+    assert not any(line.startswith("Error: fake") for line in err.splitlines()[1:]), err
+    assert "\nid" not in err, err
+    assert _object_ids(mine) == objects
+
+
+def _add_nested(repo: Path, files: dict[str, bytes]) -> None:
+    """Add ``files`` (paths inside the crafted experiment) to the tip of ``repo``'s store branch."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(repo / ".git" / "nested-index")}
+    tip = run_git(repo, "rev-parse", "gitxp").strip()
+
+    def git(*args: str, input: bytes | None = None) -> str:
+        r = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, input=input, check=False)
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout.decode().strip()
+
+    git("read-tree", "gitxp")
+    for name, data in files.items():
+        blob = git("hash-object", "-w", "--stdin", input=data)
+        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{BAD_DIR}/{name}")
+    commit = git("commit-tree", git("write-tree"), "-p", tip, "-m", "nested")
+    os.unlink(env["GIT_INDEX_FILE"])
+    git("update-ref", "refs/heads/gitxp", commit, tip)
+
+
+def _object_ids(repo: Path) -> str:
+    return run_git(repo, "cat-file", "--batch-all-objects", "--batch-check")
