@@ -12,10 +12,18 @@ from . import environment, recreate, render
 from .errors import GitxpError, UsageError
 
 
-def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | None, conda_name: str | None, conda_file: str | None, allow_urls: bool = False) -> None:
+def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | None, conda_name: str | None, conda_file: str | None,
+        allow_urls: bool = False, only_imported: bool = False) -> None:
     env = rec.environment
     if env is None:
         raise GitxpError(f"experiment {rec.id} has no recorded environment", "it ran with environment capture off")
+    full = env
+    if only_imported:
+        if not (requirements or conda_file or conda_name or venv):
+            raise UsageError("--only-imported selects what --venv, --conda, --requirements or --conda-file get", "add one of them")
+        env = recreate.imported_only(env)
+        names = ", ".join(str(p.get("name")) for p in env["packages"])
+        click.echo(f"gitxp: {len(env['packages'])} of {len(full.get('packages') or [])} recorded packages were imported: {names}", err=True)
     did = False
     if (requirements or conda_file or conda_name or venv) and not allow_urls:
         _say_left_out(env)
@@ -28,13 +36,17 @@ def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | N
         click.echo(f"wrote {conda_file}", err=True)
         did = True
     if conda_name:
-        recreate.recreate_conda(env, conda_name, file=Path(conda_file) if conda_file else None, allow_urls=allow_urls)
+        recreate.recreate_conda(env, conda_name, file=Path(conda_file) if conda_file else None, allow_urls=allow_urls, progress=render.isatty(sys.stderr))
         click.echo(f"created conda environment {conda_name}", err=True)
         did = True
     if venv:
-        result = recreate.recreate_venv(env, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True), allow_urls=allow_urls)
+        result = recreate.recreate_venv(full, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True),
+                                        allow_urls=allow_urls, only_imported=only_imported)
         for w in result.warnings:
             click.echo(f"gitxp: warning: {w}", err=True)
+        for s in result.skipped:
+            if ": " in s:  # a local-path install, with why (tooling is left to the venv silently)
+                click.echo(f"gitxp: skipped {s}", err=True)
         click.echo(f"created {venv}: {len(result.installed)} package(s) installed", err=True)
         if result.failed:
             click.echo(f"{len(result.failed)} pin(s) could not be installed:", err=True)

@@ -71,7 +71,18 @@ def _norm(name: str) -> str:
 # ---------------------------------------------------------------- capture
 
 
-def capture(*, extra_env_vars: Sequence[str] = ()) -> dict[str, Any]:
+def module_owners() -> dict[str, list[str]]:
+    """Top-level module name -> the distributions providing it (``{}`` before Python 3.10)."""
+    try:
+        import importlib.metadata as md
+
+        owners = md.packages_distributions()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - an odd distribution must not cost the environment record
+        return {}
+    return {k: sorted(set(v)) for k, v in owners.items()}
+
+
+def capture(*, extra_env_vars: Sequence[str] = (), with_module_owners: bool = False) -> dict[str, Any]:
     """Describe the running interpreter and machine for ``environment.yaml``.
 
     Args:
@@ -82,7 +93,9 @@ def capture(*, extra_env_vars: Sequence[str] = ()) -> dict[str, Any]:
     Returns:
         A dict of plain values (str, int, bool, None, lists, dicts) with keys
         ``python``, ``platform``, ``cpu``, ``memory_total_bytes``, ``gpus``,
-        ``cuda``, ``packages``, ``conda`` and ``env_vars``.
+        ``cuda``, ``packages``, ``conda`` and ``env_vars``; with
+        ``with_module_owners`` also ``module_owners`` (:func:`module_owners`,
+        kept in staging by gitxp, not in the record).
     """
     cpuinfo = _cpu()
     gpus = _gpu_info()
@@ -107,6 +120,7 @@ def capture(*, extra_env_vars: Sequence[str] = ()) -> dict[str, Any]:
         "packages": _packages(),
         "conda": _conda(sys.prefix, os.environ),
         "env_vars": _env_vars(os.environ, extra_env_vars),
+        **({"module_owners": module_owners()} if with_module_owners else {}),
     }
 
 
@@ -120,7 +134,7 @@ def _gpu_info() -> list[dict[str, Any]]:
     return gpu_info()  # type: ignore[no-any-return]
 
 
-def capture_interpreter(python: str, *, extra_env_vars: Sequence[str] = (), timeout: float = 60.0) -> dict[str, Any]:
+def capture_interpreter(python: str, *, extra_env_vars: Sequence[str] = (), timeout: float = 60.0, with_module_owners: bool = False) -> dict[str, Any]:
     """:func:`capture` as seen from another interpreter.
 
     ``gitxp start -- python train.py`` runs the script with whatever
@@ -139,7 +153,7 @@ def capture_interpreter(python: str, *, extra_env_vars: Sequence[str] = (), time
 
     # sys.path[0] is the probe's cwd ('' for -c), not something the script would see: drop it
     code = ("import json,runpy,sys;sys.path.pop(0);m=runpy.run_path(sys.argv[1],run_name='gitxp_env_probe');"
-            "json.dump(m['capture'](extra_env_vars=sys.argv[2:]),sys.stdout)")
+            f"json.dump(m['capture'](extra_env_vars=sys.argv[2:],with_module_owners={bool(with_module_owners)}),sys.stdout)")
     try:
         r = subprocess.run([python, "-c", code, str(Path(__file__).resolve()), *extra_env_vars],
                            capture_output=True, text=True, timeout=timeout)

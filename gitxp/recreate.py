@@ -78,8 +78,17 @@ def recreate_venv(
     progress: bool = False,
     echo: Callable[[str], Any] = print,
     allow_urls: bool = False,
+    only_imported: bool = False,
 ) -> RecreateResult:
     """Create a venv at ``dest`` and install the recorded packages into it.
+
+    ``only_imported`` installs just the distributions the run imported
+    (``imported: true``) with their dependencies, which the other recorded
+    pins constrain to the recorded versions (``-c``). gitxp itself is
+    installed from the running gitxp (its source folder for a local or
+    editable install, else the same release from the index); any other
+    package installed from a local path is skipped, saying why, since the
+    folder is on the recording machine.
 
     Uses ``uv`` when it is on PATH, else ``python -m venv`` and pip. All pins
     are installed in one resolver run; if that fails, each is retried alone
@@ -91,7 +100,7 @@ def recreate_venv(
         env: a dict from :func:`capture` (environment.yaml).
         dest: the venv directory; must not exist or be empty.
         python: interpreter for the venv (default: the running one).
-        progress: print ``installing k/N name`` lines on stderr.
+        progress: show the installer's progress on stderr, one line per package.
         echo: where warnings and the summary go.
         allow_urls: also install packages recorded from a URL or VCS
             (their setup code runs; a pulled record may point anywhere).
@@ -106,6 +115,8 @@ def recreate_venv(
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise EnvironmentRecreateError(f"{dest} exists and is not empty", "choose a new directory or remove it")
+    if only_imported:
+        imported_only(env)  # refuses a record without imports before anything is created
     base = python or sys.executable
     uv = shutil.which("uv")
     if uv:
@@ -133,37 +144,58 @@ def recreate_venv(
     failed: list[tuple[str, str]] = []
     skipped: list[str] = []
     not_allowed: list[str] = []
-    for pkg in env.get("packages") or ():
+    constraints: list[str] = []
+    packages = [p for p in env.get("packages") or () if isinstance(p, Mapping)]
+    for pkg in packages:
         req, why = _pin(pkg, allow_urls=allow_urls)
         label = f"{pkg.get('name')}=={pkg.get('version')}"
-        if req is None and needs_allow_urls(pkg) and not allow_urls:
+        if only_imported and pkg.get("imported") is not True:
+            if req and "==" in req and _norm(str(pkg.get("name"))) != "gitxp":
+                constraints.append(req)
+            continue
+        if _norm(str(pkg.get("name"))) == "gitxp":
+            req, how = _running_gitxp()
+            pins.append((req, "gitxp", None))
+            echo(f"gitxp: installing the running gitxp {how} (recorded: {pkg.get('version')})")
+        elif req is None and needs_allow_urls(pkg) and not allow_urls:
             not_allowed.append(f"{pkg.get('name')} {pkg.get('version') or ''} from {package_source(pkg)}".replace("  ", " "))
         elif req:
             pins.append((req, pkg["name"], pkg.get("version")))
         elif why == "installer tooling":
             skipped.append(label)
+        elif why.startswith("local path"):
+            skipped.append(f"{label}: {why}, a folder on the recording machine; install it yourself with `pip install PATH` if you have it")
         else:
             failed.append((label, why))
 
-    def install(reqs: list[str], *, deps: bool) -> subprocess.CompletedProcess[str]:
+    def install(reqs: list[str], *, deps: bool, show: bool = False) -> subprocess.CompletedProcess[str]:
         if uv:
             cmd = [uv, "pip", "install", "--python", str(vpy)]
         else:
             cmd = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-        return _run(cmd + ([] if deps else ["--no-deps"]) + reqs)
+        if constraints:
+            cmd += ["-c", str(constraints_file)]
+        cmd += ([] if deps else ["--no-deps"]) + reqs
+        return _run_showing(cmd) if show else _run(cmd)
+
+    import tempfile
 
     per_pin: dict[str, str] = {}
-    if pins:
-        if progress:
-            print(f"installing {len(pins)} packages", file=sys.stderr, flush=True)
-        r = install([p[0] for p in pins], deps=True)
-        if r.returncode != 0:
-            for k, (req, name, _v) in enumerate(pins, 1):
-                if progress:
-                    print(f"installing {k}/{len(pins)} {name}", file=sys.stderr, flush=True)
-                r1 = install([req], deps=False)
-                if r1.returncode != 0:
-                    per_pin[req] = _failure_reason(r1.stderr + r1.stdout)
+    with tempfile.TemporaryDirectory(prefix="gitxp-env-") as tmp:
+        constraints_file = Path(tmp) / "constraints.txt"
+        constraints_file.write_text("".join(f"{c}\n" for c in constraints))
+        if pins:
+            if progress:
+                print(f"installing {len(pins)} package(s) with {'uv' if uv else 'pip'}" + (" and their dependencies" if only_imported else ""),
+                      file=sys.stderr, flush=True)
+            r = install([p[0] for p in pins], deps=True, show=progress)
+            if r.returncode != 0:
+                for k, (req, name, _v) in enumerate(pins, 1):
+                    if progress:
+                        print(f"installing {k}/{len(pins)} {name} alone", file=sys.stderr, flush=True)
+                    r1 = install([req], deps=only_imported or name == "gitxp")
+                    if r1.returncode != 0:
+                        per_pin[req] = _failure_reason(r1.stderr + r1.stdout)
 
     code = ("import importlib.metadata as m, json, re;"
             "print(json.dumps({re.sub(r'[-_.]+','-',d.metadata['Name']).lower(): d.version"
@@ -180,7 +212,7 @@ def recreate_venv(
             failed.append((req, per_pin[req]))
         elif now is None:
             failed.append((req, "not installed"))
-        elif version and "==" in req and now != version:
+        elif version and "==" in req and now != version and name != "gitxp":
             failed.append((req, f"got {now} instead"))
         else:
             installed.append(req)
@@ -188,6 +220,65 @@ def recreate_venv(
          + (f", {len(failed)} failed" if failed else ""))
     return RecreateResult(path=dest, python=vpy, installed=tuple(installed), failed=tuple(failed),
                           skipped=tuple(skipped), warnings=tuple(warnings), not_allowed=tuple(not_allowed))
+
+
+def imported_only(env: Mapping[str, Any]) -> dict[str, Any]:
+    """``env`` with only the packages the run imported (``imported: true``).
+
+    Raises:
+        EnvironmentRecreateError: the record says nothing about imports.
+    """
+    from gitxp.errors import EnvironmentRecreateError
+
+    packages = [p for p in env.get("packages") or () if isinstance(p, Mapping)]
+    kept = [p for p in packages if p.get("imported") is True]
+    if not kept:
+        raise EnvironmentRecreateError("this experiment's environment records no imported packages",
+                                       "it ran before gitxp recorded imports, or ran no Python; rebuild it all without --only-imported")
+    return {**env, "packages": kept}
+
+
+def _running_gitxp() -> tuple[str, str]:
+    """(requirement, how it is said) for the gitxp running now.
+
+    Its source folder when it runs from one (an editable install or a
+    checkout on PYTHONPATH: that folder has the build files), else the same
+    release from the package index.
+    """
+    import importlib.metadata as md
+
+    here = Path(__file__).resolve().parents[1]
+    if (here / "pyproject.toml").exists() or (here / "setup.py").exists():
+        return str(here), f"from {here}"
+    try:
+        version = md.version("gitxp")
+    except md.PackageNotFoundError:
+        from gitxp import __version__ as version
+    return f"gitxp=={version}", f"{version} from the package index"
+
+
+def _run_showing(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run an installer, printing one line per package as it reports it (a terminal's progress)."""
+    import subprocess
+
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    seen: list[str] = []
+    assert proc.stdout is not None
+    k = 0
+    for line in proc.stdout:
+        seen.append(line)
+        m = re.match(r"\s*(Collecting|Downloading|Requirement already satisfied:)\s+([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        m_uv = re.match(r"\s*\+ ([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+        if m and m.group(1) == "Collecting":
+            k += 1
+            print(f"  [{k}] collecting {m.group(2)}", file=sys.stderr, flush=True)
+        elif m_uv:
+            k += 1
+            print(f"  [{k}] installed {m_uv.group(1)} {m_uv.group(2)}", file=sys.stderr, flush=True)
+        elif re.match(r"\s*(Resolved|Prepared|Installed|Successfully installed) ", line):
+            print(f"  {line.strip()[:200]}", file=sys.stderr, flush=True)
+    rc = proc.wait()
+    return subprocess.CompletedProcess(list(cmd), rc, "".join(seen), "")
 
 
 def find_conda() -> str | None:
@@ -201,12 +292,13 @@ def find_conda() -> str | None:
     return None
 
 
-def recreate_conda(env: Mapping[str, Any], name: str, *, file: Path | None = None, allow_urls: bool = False) -> None:
+def recreate_conda(env: Mapping[str, Any], name: str, *, file: Path | None = None, allow_urls: bool = False, progress: bool = True) -> None:
     """Create conda environment ``name`` from the recorded environment.
 
     Writes :func:`conda_environment_yml` to ``file`` (kept) or a temporary
     file, then runs ``<tool> env create -n NAME -f FILE`` (micromamba:
-    ``micromamba create -n NAME -f FILE -y``) with its output on the terminal.
+    ``micromamba create -n NAME -f FILE -y``) with its output on the terminal
+    (``progress``), else quietly, its last line quoted if it fails.
 
     Raises:
         EnvironmentRecreateError: no conda tool, or the tool failed.
@@ -234,9 +326,13 @@ def recreate_conda(env: Mapping[str, Any], name: str, *, file: Path | None = Non
             cmd = [tool, "create", "-n", name, "-f", str(file), "-y"]
         else:
             cmd = [tool, "env", "create", "-n", name, "-f", str(file)]
-        rc = subprocess.call(cmd)
+        if progress:
+            rc, said = subprocess.call(cmd), ""
+        else:
+            r = _run(cmd)
+            rc, said = r.returncode, _failure_reason(r.stderr + r.stdout)
         if rc != 0:
-            raise EnvironmentRecreateError(f"`{' '.join(cmd)}` failed with exit status {rc}",
+            raise EnvironmentRecreateError(f"`{' '.join(cmd)}` failed with exit status {rc}" + (f": {said}" if said else ""),
                                            "read its output above; `--conda-file` writes the file to edit")
     finally:
         if tmpdir:

@@ -97,6 +97,10 @@ def run_wrapped(
     env[ENV_RUN_DIR] = str(exp.run_dir)
     secrets = crypto.known_key_texts(exp._store.store_id)
     key_file = _hand_over_key(env, exp.run_dir)
+    from .imports import inject
+
+    exp._record_imports = False  # the wrapper's own modules are not the command's
+    inject(env, exp.run_dir)  # which distributions the command imports (gitxp.imports)
 
     def on_spawn(pid: int) -> None:
         if exp._hardware is not None:
