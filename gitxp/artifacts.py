@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
 from . import crypto, layout
 from .errors import DecryptionError, KeyMissingError, StoreError, UnsafeDataError, UsageError
@@ -390,6 +390,10 @@ def _write_parts(repo: Repo, pieces: Iterable[bytes], total: int, part_size: int
             close()  # stops a prefetch thread at once when a write failed
 
 
+#: Artifacts at least this big show a progress line on a terminal while stored or extracted.
+PROGRESS_MIN_SIZE = 8 * 2**20
+
+
 def terminal_progress(label: str, total: int, stream: IO[str] | None = None) -> Callable[[int], None] | None:
     """A ``progress(done)`` callback printing ``label: NN%`` on a terminal, ≤ 10 times a second.
 
@@ -634,7 +638,7 @@ def _check_item(item: Any, *, what: str) -> dict[str, Any]:
     if path != raw:
         raise UnsafeDataError(f"{what}: artifact path {raw!r} is not normalised", hint)
 
-    def is_int(v: Any) -> bool:
+    def is_int(v: Any) -> TypeGuard[int]:
         return isinstance(v, int) and not isinstance(v, bool)
 
     size, parts, encrypted, digest = item.get("size"), item.get("parts"), item.get("encrypted"), item.get("digest")
@@ -982,7 +986,7 @@ def _write_temp(folder: Path, pieces: Iterator[bytes], item: dict[str, Any], pro
     """Write ``pieces`` to a new temporary file in ``folder``; removed if anything fails."""
     tmp = folder / f".gitxp-get-{os.getpid()}-{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    show = terminal_progress(item["path"], item["size"]) if progress and item["size"] >= 8 * 2**20 else None
+    show = terminal_progress(item["path"], item["size"]) if progress and item["size"] >= PROGRESS_MIN_SIZE else None
     try:
         with os.fdopen(fd, "wb") as out:
             done = 0

@@ -317,7 +317,9 @@ class Experiment:
         store = self._writer_store()
         rel = name if name is not None else _artifact_name(src)
         key = keys.store_key(store) if encrypt else None
-        entry = artifacts.store_file(store.repo, src, rel, key=key)
+        size = src.stat().st_size
+        show = artifacts.terminal_progress(f"gitxp: {'encrypting and ' if encrypt else ''}storing {rel}", size) if size >= artifacts.PROGRESS_MIN_SIZE else None
+        entry = artifacts.store_file(store.repo, src, rel, key=key, progress=show)
         store.repo.keep_objects(self._run.keep_ref, entry.objects)
         artifacts.stage(self._run.path, entry)
         if encrypt:  # the plaintext stays in the work tree: later code snapshots must leave it out

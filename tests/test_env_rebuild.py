@@ -186,3 +186,14 @@ def test_api_run_records_its_imports(git_repo: Path) -> None:
     assert {"gitxp", "pyyaml"} <= names
     assert "selenium" not in names and "pytest" not in names  # installed, never imported by the run
     assert yaml.safe_load  # the test's own import, unrelated to the run's record
+
+
+def test_storing_a_big_artifact_shows_progress_on_a_terminal_only(git_repo: Path) -> None:
+    (git_repo / ".gitignore").write_text("*.bin\n")
+    (git_repo / "model.bin").write_bytes(os.urandom(9 * 2**20))
+    cmd = [sys.executable, "-m", "gitxp", "start", "--no-hardware", "--artifact", "model.bin", "--", "true"]
+    code, out = _run_in_pty(cmd, git_repo, dict(os.environ))
+    assert code == 0, out
+    assert "gitxp: encrypting and storing model.bin: 100%" in out
+    r = gitxp(git_repo, "start", "--no-hardware", "--artifact", "model.bin", "--", "true")
+    assert "storing" not in r.stderr and "%" not in r.stderr
