@@ -130,9 +130,9 @@ def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x
         f'<rect x="0" y="0" width="{width}" height="{total_h}" fill="#ffffff"/>',
     ]
     for i, lab in enumerate(labels):  # the legend on top, where it is seen before scrolling
-        x, y = 20 + (i % per_row) * 260, 8 + (i // per_row) * 20
-        out.append(f'<rect x="{x}" y="{y + 5}" width="14" height="4" fill="{colours[lab]}"/>')
-        out.append(f'<text x="{x + 20}" y="{y + 11}" fill="#222">{escape(lab[:36])}</text>')
+        lx, ly = 20 + (i % per_row) * 260, 8 + (i // per_row) * 20
+        out.append(f'<rect x="{lx}" y="{ly + 5}" width="14" height="4" fill="{colours[lab]}"/>')
+        out.append(f'<text x="{lx + 20}" y="{ly + 11}" fill="#222">{escape(lab[:36])}</text>')
     for p, (metric, lines) in enumerate(panels):
         y0 = legend_h + p * height
         pw, ph = width - left - right, height - top - bottom

@@ -106,9 +106,9 @@ def gather(
             extra["notes"] = e["notes"]
     errors = _children(run, "error")
     if meta.get("inputs") or any(run.path.glob("inputs-*.yaml")):
-        from .inputs import merged
+        from .inputs import merged as merged_inputs
 
-        meta["inputs"] = merged([meta.get("inputs"), *_children(run, "inputs")])
+        meta["inputs"] = merged_inputs([meta.get("inputs"), *_children(run, "inputs")])
 
     files: dict[str, bytes | Entry | None] = {}
     merged = run.path / f".merged-{os.getpid()}.parquet"  # streamed to disk, then into git: bounded memory
@@ -312,7 +312,7 @@ def _staged_end(run: staging.RunDir) -> dict[str, Any]:
         return {"status": "crashed"}
     problems, ended = final.get("recording_errors"), final.get("ended")
     try:
-        layout.parse_time(ended)
+        layout.parse_time(ended)  # type: ignore[arg-type]  # anything YAML gave: a non-str is caught below
     except (AttributeError, TypeError, ValueError):  # not a time (None, a date YAML parsed, garbage)
         ended = None
     return {

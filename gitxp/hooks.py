@@ -202,7 +202,7 @@ def _describe(rec: object) -> str:
     exp_id: str = rec.id  # type: ignore[attr-defined]
     text = f"{exp_id.rsplit('-', 1)[-1][:8]} {clean(str(rec.name))}"  # type: ignore[attr-defined]
     summary = dict(rec.summary)  # type: ignore[attr-defined]
-    metric = next(((k, v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+    metric: tuple[object, object] | None = next(((k, v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
     if metric is None:
         ms = rec.metric_summary  # type: ignore[attr-defined]
         metric = next(((k, v.get("last")) for k, v in ms.items() if isinstance(v, dict) and v.get("last") is not None), None)

@@ -168,7 +168,7 @@ def problems(inputs: Any) -> list[str]:
 def changes(a: Any, b: Any) -> list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]]:
     """``(kind, name, in A, in B)`` for inputs that differ: ``~`` changed digest, ``+`` only in B, ``-`` only in A."""
     ia, ib = by_name(a), by_name(b)
-    out = []
+    out: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]] = []
     for name in sorted({*ia, *ib}):
         x, y = ia.get(name), ib.get(name)
         if x is None:

@@ -154,7 +154,7 @@ class Repo:
     def write_blob(self, data: bytes) -> str:
         return self.write_object("blob", data)
 
-    def write_stream(self, kind: str, chunks: Iterable[bytes], size: int, *, level: int = 1) -> str:
+    def write_stream(self, kind: str, chunks: Iterable[bytes | memoryview], size: int, *, level: int = 1) -> str:
         """Write one loose object from pieces, in bounded memory.
 
         ``level=0`` stores without compression: right for encrypted data,
@@ -835,7 +835,7 @@ class _StoredDeflate:
         if total == 0:
             f.write(b"\x01\x00\x00\xff\xff")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         mv = memoryview(data)
         self.adler = zlib.adler32(mv, self.adler)
         for i in range(0, len(mv), self.BLOCK):

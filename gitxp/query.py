@@ -115,6 +115,7 @@ def _tokenize(expression: str) -> list[_Token]:
 def _scan(expression: str, tokens: list[_Token]) -> None:
     """Append the tokens of ``expression`` to ``tokens``; raise at the first bad character."""
     i, n = 0, len(expression)
+    value: Any
     while i < n:
         ch = expression[i]
         column = i + 1
@@ -133,7 +134,7 @@ def _scan(expression: str, tokens: list[_Token]) -> None:
                     f"malformed number {expression[i:end + 1]!r}", expression, column
                 )
             text = number.group()
-            value: Any = float(text) if any(c in text for c in ".eE") else int(text)
+            value = float(text) if any(c in text for c in ".eE") else int(text)
             tokens.append(_Token("number", text, column, value))
             i = end
             continue

@@ -222,7 +222,7 @@ def _dulwich_fetch(repo: Repo, target: str, branch: str, incoming: str, *, quara
     progress = (lambda data: sys.stderr.buffer.write(data)) if not quiet and sys.stderr.isatty() else None
     try:
         client, path = get_transport_and_path(url, config=r.get_config_stack())
-        client.fetch(path, r, determine_wants=determine_wants, progress=progress)
+        client.fetch(path, r, determine_wants=determine_wants, progress=progress)  # type: ignore[arg-type]  # dulwich's hints lag its runtime: any callable(refs) works, progress's return is ignored
     except Exception as exc:  # noqa: BLE001 - dulwich raises many unrelated types for transport failures
         raise RemoteError(f"fetch from {target} failed: {exc}", "check the remote's URL and your access to it") from exc
     finally:
@@ -476,7 +476,7 @@ def merge_bases(repo: Repo, ours: str, theirs: str) -> list[str]:
     """Best common ancestors of two commits (dulwich's date-ordered walk)."""
     from dulwich.graph import find_merge_base
 
-    return [b.decode() for b in find_merge_base(repo.dulwich, [ours.encode(), theirs.encode()])]
+    return [b.decode() for b in find_merge_base(repo.dulwich, [ours.encode(), theirs.encode()])]  # type: ignore[list-item]  # dulwich's ObjectID is a NewType of bytes
 
 
 def count_experiments(repo: Repo, old_tree: str | None, new_tree: str) -> int:

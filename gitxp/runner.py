@@ -526,8 +526,8 @@ class _Tee:
                         waited = time.monotonic() - exited_at
                         if waited >= _DRAIN_MAX_S or (not events and waited >= _DRAIN_IDLE_S):
                             break  # a grandchild holds the pipes open
-                for fd in list(sel.get_map()):
-                    self._lines(fd, b"", final=True)
+                for key in list(sel.get_map().values()):
+                    self._lines(key.fd, b"", final=True)
         except BaseException as exc:  # surfaced by finish(), never silently lost
             self._error = exc
 

@@ -421,6 +421,7 @@ def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, 
     skipped = tuple(sorted(p for p in ignored | oversized | withheld if os.path.lexists(repo_root / p)))
     notable = _notable(repo_root, untracked - ignored - oversized - withheld)
 
+    tree: str | None
     if not dirty and not ignored and not withheld:
         if commit is None:
             return Snapshot(None, None, branch, False, skipped, rel_dir)
@@ -552,6 +553,7 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
     entries: dict[str, tuple[bytes, int, bool]] = {}   # path -> (sha, mode, needs writing)
     oversized: set[str] = set()
     tracked: set[str] = set()
+    entry: Any  # an IndexEntry, or a ConflictedIndexEntry where `conflicted` says so (mypy can't follow the flag)
     for raw_path, entry in (index.items() if index else ()):
         path = os.fsdecode(raw_path)
         tracked.add(path)
@@ -694,7 +696,7 @@ def _commit_tree(store, entries: dict[str, tuple[bytes, int, bool]]) -> str | No
     items = [(os.fsencode(p), sha, mode) for p, (sha, mode, _) in entries.items()]
     for attempt in range(200):
         try:
-            return commit_tree(store, items).decode()
+            return commit_tree(store, items).decode()  # type: ignore[arg-type]  # dulwich's ObjectID is a NewType of bytes
         except FileLocked:  # a twin snapshot writes the same tree right now
             time.sleep(0.01 * (1 + attempt % 5))
     raise StoreError("tree objects stay locked", "remove stale .lock files under .git/objects/")
@@ -709,7 +711,7 @@ def _head_subtree(store, head_tree: bytes | None, rel_dir: str | None) -> str | 
     if rel_dir is None:
         return None if head_tree.decode() == EMPTY_TREE else head_tree.decode()
     try:
-        mode, sub = tree_lookup_path(store.__getitem__, head_tree, os.fsencode(rel_dir))
+        mode, sub = tree_lookup_path(store.__getitem__, head_tree, os.fsencode(rel_dir))  # type: ignore[arg-type]  # ObjectID is a NewType of bytes
     except KeyError:
         return None
     if not stat.S_ISDIR(mode):

@@ -415,7 +415,7 @@ class Store:
                     found[e.name] = p
                     continue
                 meta, params = self._read_summary(e.sha, e.name)
-                src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+                src: dict[str, Any] = meta["source"] if isinstance(meta.get("source"), dict) else {}
                 blob = encode((meta, params))
                 pending[e.name] = blob
                 found[e.name] = (

@@ -529,11 +529,11 @@ def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathL
     else:
         spec = sweep_spec.load(Path(grid_or_file))
         configs, fixed, source = list(spec.configurations), spec.fixed, str(grid_or_file)
-    sweep_name = name or getattr(fn, "__name__", "sweep")
+    sweep_name = name or str(getattr(fn, "__name__", "sweep"))
     todo = plan(configs, [])
     store = Store.open(repo)
     store.ensure(quiet=True)
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ctx: Any = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")  # typeshed's BaseContext lacks .Process
     start_options.setdefault("log_hardware", False)
 
     def make_launch(sw: _Sweep) -> Callable[[Planned], int]:

@@ -36,6 +36,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
         monkeypatch.delenv(var, raising=False)
     pp = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{pp}" if pp else str(ROOT))
+    # `python` and `gitxp` in children (sweep commands, hooks) are this interpreter's,
+    # also when pytest runs from a venv that is not activated.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def run_git(repo: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
