@@ -142,6 +142,21 @@ def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = Fa
         lines.append("Tags:     " + " ".join(f"{render.clean(k)}={render.fmt_value(v)}" for k, v in rec.tags.items()))
     if m.get("notes"):
         lines.append("Notes:    " + str(m["notes"]).replace("\n", "\n          "))
+    from .inputs import by_name, short_digest
+
+    for name, i in by_name(m.get("inputs")).items():
+        size = i.get("size") if isinstance(i.get("size"), int) else 0
+        files = i.get("files")
+        lines.append(f"Input:    {render.clean(name)} = {render.clean(str(i.get('path')))} ({render.fmt_size(size)}"
+                     f"{f', {files} files' if isinstance(files, int) and files != 1 else ''}, {short_digest(i.get('digest'))})")
+    for a in m.get("alerts") or [] if isinstance(m.get("alerts"), list) else []:
+        if isinstance(a, dict):
+            from .alerts import describe
+
+            try:
+                lines.append(f"Alert:    {render.clean(describe(a))} at {a.get('time')}")
+            except (KeyError, TypeError, ValueError):
+                continue
     if m.get("error"):
         err = m["error"]
         lines.append(f"Error:    {err.get('type')}: {err.get('message')}" if isinstance(err, dict) else f"Error:    {err}")

@@ -58,6 +58,7 @@ def test_wrapped_script_with_alert_runs_the_command(git_repo: Path, tmp_path: Pa
     assert {k: alerts[0][k] for k in ("condition", "text", "step", "value")} == {
         "condition": "metrics.loss < 0.25", "text": "converged", "step": 12, "value": 0.2431}
     assert isinstance(alerts[0]["time"], str)
+    assert f"Alert:    converged (metrics.loss < 0.25 at step 12: 0.2431) at {alerts[0]['time']}" in run_gitxp(git_repo, "show", exp_id).stdout
 
 
 def test_once_false_fires_on_every_transition_and_git_config_command(git_repo: Path, tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ def test_a_folder_of_files_edit_one_see_the_diff(git_repo: Path) -> None:
     folder_digest = sha("".join(sorted(f"{rel}\0{sha(c)}\n" for rel, c in files.items())).encode())
     assert inputs["images"] == {"name": "images", "path": "data/images", "size": 14, "files": 3, "digest": folder_digest}
     assert inputs["train"] == {"name": "train", "path": "data/train.csv", "size": 8, "files": 1, "digest": sha(b"x,y\n1,2\n")}
+    shown = run_gitxp(git_repo, "show", first).stdout
+    assert f"Input:    images = data/images (14 B, 3 files, {folder_digest[7:19]})" in shown
 
     (data / "b.txt").write_bytes(b"beta, edited\n")
     run_gitxp(git_repo, "start", "--input", "data/images", "--input", "data/train.csv", "--", sys.executable, "-c", "pass")
@@ -104,3 +106,16 @@ def test_a_missing_input_runs_nothing(git_repo: Path) -> None:
     assert r.returncode == 2 and r.stderr.startswith("Error: input 'data/nope.csv' does not exist")
     assert not (git_repo / "ran").exists()
     assert run_git(git_repo, "branch", "--list", "gitxp") == ""
+
+
+def test_malformed_inputs_and_alerts_fields_are_problems() -> None:
+    """What pull refuses (and a listing shows as damaged) for hand-edited or hostile experiment.yaml."""
+    from gitxp.layout import experiment_problems
+
+    ok = {"inputs": [{"name": "train", "path": "data/train.csv", "size": 8, "files": 1, "digest": "sha256:00"}],
+          "alerts": [{"condition": "metrics.loss < 1", "text": "ok", "step": 3, "value": 0.5, "time": "2026-12-06T00:00:00Z"}]}
+    assert experiment_problems(ok) == []
+    assert experiment_problems({"inputs": "data"}) == ["field 'inputs' must be a list of mappings"]
+    assert experiment_problems({"inputs": [{**ok["inputs"][0], "name": "tr\x1bain"}]}) == ["field 'inputs' entry 'tr\\x1bain' has a control character"]
+    assert experiment_problems({"inputs": [{**ok["inputs"][0], "size": "big"}]}) == ["field 'inputs' entry 'train'.size must be a whole number"]
+    assert experiment_problems({"alerts": [{"condition": "x\n", "text": "t"}]}) == ["field 'alerts' entry 'condition' must be one line of text"]
