@@ -10,8 +10,10 @@ fail. pyarrow imports pandas lazily on its first call, pandas imports
 raises "can't register atexit after shutdown", and the logged data was
 lost. So exit handlers run with such first imports refused: pyarrow then
 records that pandas is absent (a clean ImportError, as when it is not
-installed) and works without it; a module already imported is unaffected. Nothing at exit can hold a pandas object
-that was never imported, so nothing is lost by it.
+installed) and works without it; a module already imported is unaffected.
+Nothing at exit can hold a pandas object that was never imported, so
+nothing is lost by it. Other modules first imported at exit (filelock)
+import ``concurrent.futures`` too: :func:`register` loads it beforehand.
 """
 
 from __future__ import annotations
