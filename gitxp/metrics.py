@@ -282,6 +282,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
     dictionary = pa.array(names, pa.string())
     summary: dict[str, dict[str, Any]] = {}
     whole: dict[Path, Any] = {}  # ungrouped segments, read once, dropped after their last name
+    last_name = {seg[0]: max(seg[1]) for seg in segs if seg[1]}
 
     def piece(seg: tuple[Any, ...], name: str) -> Any:
         path, entry, legacy = seg
@@ -295,7 +296,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
         if path not in whole:
             whole[path] = read_parquet(path).select(cols)
         t = whole[path].slice(offset, n)
-        if name == max(entry):
+        if name == last_name[path]:
             whole.pop(path)
         return t
 
