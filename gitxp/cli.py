@@ -309,6 +309,10 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
         return 0
     elif opts["fmt"] != "text":
         raise UsageError("--format applies to --dry-run only", "add --dry-run, or leave --format out")
+    if opts["sync"]:
+        from .remote import check_remote_name
+
+        check_remote_name(opts["sync"])  # before the command runs, not at its first push
     return run_wrapped(
         list(command),
         repo=ctx.obj["repo"],

@@ -117,6 +117,21 @@ def _remote_config(repo: Repo, section: tuple[bytes, ...], key: bytes) -> str | 
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+def check_remote_name(name: str) -> str:
+    """Refuse a remote git would misread: one starting with '-', or bytes that are not UTF-8.
+
+    Raises:
+        UsageError: `--upload-pack=CMD` as a remote would run CMD; a name
+            that is not UTF-8 cannot be looked up in the config.
+    """
+    if name.startswith("-"):
+        raise UsageError(f"invalid remote {name!r}: a remote name or URL cannot start with '-'", "pass a remote's name, a path (./-dir) or a URL")
+    problem = layout.utf8_problem(name)
+    if problem:
+        raise UsageError(f"invalid remote {name!r}: it has a {problem}", layout.NOT_UTF8_HINT)
+    return name
+
+
 def resolve(repo: Repo, remote: str | None, branch: str) -> tuple[str, str | None, str]:
     """(what to pass to git, the configured remote name or None, its URL).
 
@@ -124,10 +139,7 @@ def resolve(repo: Repo, remote: str | None, branch: str) -> tuple[str, str | Non
     ``origin``. A local path given relative to the current folder is made
     absolute, since git runs from the repository's top folder.
     """
-    name = remote or _remote_config(repo, (b"branch", branch.encode()), b"remote") or "origin"
-    if name.startswith("-"):
-        # git would read it as an option: `--upload-pack=CMD` runs CMD.
-        raise UsageError(f"invalid remote {name!r}: a remote name or URL cannot start with '-'", "pass a remote's name, a path (./-dir) or a URL")
+    name = check_remote_name(remote or _remote_config(repo, (b"branch", branch.encode()), b"remote") or "origin")
     url = _remote_config(repo, (b"remote", name.encode()), b"url")
     if url is not None:
         return name, name, url

@@ -90,3 +90,18 @@ def _add_nested(repo: Path, files: dict[str, bytes]) -> None:
 
 def _object_ids(repo: Path) -> str:
     return run_git(repo, "cat-file", "--batch-all-objects", "--batch-check")
+
+
+# ------------------------------------------------------------------ what the user typed
+
+NOT_UTF8 = os.fsdecode(b"\xff\xfe")
+
+
+@pytest.mark.parametrize("args", [("pull", NOT_UTF8), ("push", NOT_UTF8), ("start", "--sync", NOT_UTF8, "--", "true")])
+def test_a_remote_that_is_not_utf8_is_one_line(args: tuple[str, ...], mine: Path) -> None:
+    tip = run_git(mine, "rev-parse", "gitxp")
+    r = run_gitxp(mine, *args, check=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.startswith("Error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "UTF-8" in r.stderr
+    assert run_git(mine, "rev-parse", "gitxp") == tip  # start refuses before anything runs
