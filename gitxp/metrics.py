@@ -276,7 +276,11 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
             entry[name] = (i if grouped else -1, n, first, last, offset)
             offset += n
         segs.append((p, entry, None))
-    names = sorted({n for _, entry, _ in segs for n in entry})
+    holders: dict[str, list[Any]] = {}  # name -> the segments holding it, in write order
+    for seg in segs:
+        for n in seg[1]:
+            holders.setdefault(n, []).append(seg)
+    names = sorted(holders)
     if not names:
         return None
     dictionary = pa.array(names, pa.string())
@@ -326,7 +330,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
                     held = 0
 
             for code, name in enumerate(names):
-                runs = [seg for seg in segs if name in seg[1]]
+                runs = holders[name]
                 bounds = [seg[1][name][2:4] for seg in runs]
                 chained = all(seg[2] is None for seg in runs) and all(bounds[i][0] >= bounds[i - 1][1] for i in range(1, len(bounds)))
                 if chained:
