@@ -13,7 +13,8 @@ traceback.
     │   ├── RefError                unknown ref
     │   │   └── AmbiguousRefError   several experiments match; lists them
     │   ├── ParamError              bad -p KEY=VALUE / params file
-    │   │   └── ParamTypeError      (also TypeError) unsupported value type
+    │   │   ├── ParamTypeError      (also TypeError) unsupported value type
+    │   │   └── ParamsReadOnlyError (also TypeError) xp.params[...] = value; use log_param
     │   ├── MetricValueError        (also ValueError / TypeError) bad log_metric input
     │   ├── QueryError              a --where expression that does not parse
     │   └── SweepFileError          a malformed sweep file
@@ -95,6 +96,16 @@ class ParamTypeError(ParamError, TypeError):
         super().__init__(
             f"parameter {key!r} has unsupported type {type(value).__name__}",
             "use str, int, float, bool, None, lists or mappings of those",
+        )
+
+
+class ParamsReadOnlyError(ParamError, TypeError):
+    """``xp.params[...] = value``: parameters change only through ``log_param``, which checks them."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "xp.params is read-only",
+            "set parameters with xp.log_param('key', value) or xp.log_params({...}), which check that the store can hold them",
         )
 
 

@@ -124,7 +124,8 @@ class Experiment:
         self._store = store
         self._run = run
         self._meta = meta
-        self.params: dict[str, Any] = params
+        self._params: dict[str, Any] = params
+        self._params_view: dict[str, Any] | None = None
         self.summary: dict[str, Any] = dict(meta.get("summary") or {})
         self.tags: dict[str, Any] = dict(meta.get("tags") or {})
         self._owner = owner
@@ -168,6 +169,26 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"<Experiment {self.id} {self.name} {self.status}>"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters, read-only (ParamsReadOnlyError on a write): change them with :meth:`log_param`.
+
+        A write straight into the dict would skip log_param's type check and
+        fail only at commit, leaving the run staged. ``copy.deepcopy`` gives
+        a plain dict.
+        """
+        if self._params_view is None:
+            from .params import frozen
+
+            self._params_view = frozen(self._params)
+        return self._params_view
+
+    @params.setter
+    def params(self, _value: Any) -> None:
+        from .errors import ParamsReadOnlyError
+
+        raise ParamsReadOnlyError()
 
     # ------------------------------------------------------------------ logging
 
@@ -237,13 +258,13 @@ class Experiment:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add or update parameters (nested mappings allowed); TypeError on other types."""
         checked = check_params(params)
-        merged = deep_merge(self.params, checked)
+        merged = deep_merge(self._params, checked)
         problem = layout.params_size_problem(merged)
         if problem:
             raise ParamError(problem, "store large values with log_artifact or log_table")
         if not self._owner:
             self._say_overrides(checked)
-        self.params = merged
+        self._params, self._params_view = merged, None
 
     def _say_overrides(self, params: Mapping[str, Any]) -> None:
         """The script replaces a value given to `gitxp start -p`: record it, but say so (once per key).
@@ -366,7 +387,7 @@ class Experiment:
             newest = series.last() if series is not None else None
             if newest is not None:
                 self._last[name] = newest
-        record = alerts.metrics_record(self._last, self.params)
+        record = alerts.metrics_record(self._last, self._params)
         new = [got for a in self._alerts if (got := a.check(record, self._last)) is not None]
         if not new:
             return
@@ -434,10 +455,10 @@ class Experiment:
             if self._points >= metrics.MAX_METRIC_POINTS and self._refuse is None:
                 self._refuse = _full
                 self._adders = {}  # a call racing this still lands in its series: flushed next time
-            state = (repr(self.params), repr(self.summary), repr(self.tags), self._meta.get("notes"))
+            state = (repr(self._params), repr(self.summary), repr(self.tags), self._meta.get("notes"))
             if state != self._last_saved:
                 suffix = "" if self._owner else f"-{os.getpid()}"
-                self._run.write_yaml(f"params{suffix}.yaml", self.params)
+                self._run.write_yaml(f"params{suffix}.yaml", self._params)
                 self._run.write_yaml(f"extra{suffix}.yaml", {"summary": _plain(self.summary), "tags": _plain(self.tags, one_line=True), "notes": self._meta.get("notes")})
                 self._last_saved = state
             self._run.heartbeat()

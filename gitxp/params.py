@@ -15,7 +15,7 @@ from typing import Any
 
 from gitxp.errors import GitxpError, ParamError
 
-__all__ = ["parse_scalar", "set_dotted", "yaml12_load"]
+__all__ = ["FrozenDict", "FrozenList", "frozen", "parse_scalar", "set_dotted", "thaw", "yaml12_load"]
 
 # --------------------------------------------------------------------------- YAML 1.2 core
 
@@ -191,3 +191,66 @@ def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
             )
         target = nxt
     target[parts[-1]] = value
+
+
+# --------------------------------------------------------------------------- the live view
+
+
+def _refuse(*_args: Any, **_kwargs: Any) -> Any:
+    from gitxp.errors import ParamsReadOnlyError
+
+    raise ParamsReadOnlyError()
+
+
+def thaw(value: Any) -> Any:
+    """A plain, mutable deep copy of a :func:`frozen` value (what copy, deepcopy and pickle give)."""
+    if isinstance(value, dict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [thaw(v) for v in value]
+    return value
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """``xp.params`` and the mappings inside it: a dict that refuses changes.
+
+    Parameters are checked when they are logged (``log_param``/``log_params``);
+    a value written straight into the dict would skip that check and fail
+    only when the run is committed, leaving it staged. ``copy.copy``,
+    ``copy.deepcopy`` and pickling give plain dicts.
+    """
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, Any]:
+        return thaw(self)  # type: ignore[no-any-return]
+
+    def __deepcopy__(self, memo: Any) -> dict[str, Any]:
+        return thaw(self)  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (thaw(self),))
+
+
+class FrozenList(list):  # type: ignore[type-arg]
+    """A list inside ``xp.params``: read-only for the same reason as :class:`FrozenDict`."""
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> list[Any]:
+        return thaw(self)  # type: ignore[no-any-return]
+
+    def __deepcopy__(self, memo: Any) -> list[Any]:
+        return thaw(self)  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (thaw(self),))
+
+
+def frozen(value: Any) -> Any:
+    """``value`` (checked parameters: dicts, lists, scalars) as read-only :class:`FrozenDict`/:class:`FrozenList`."""
+    if isinstance(value, dict):
+        return FrozenDict({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return FrozenList([frozen(v) for v in value])
+    return value
