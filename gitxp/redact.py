@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-__all__ = ["REDACTED", "StreamMasker", "looks_secret", "mask_argv", "mask_text", "mask_url"]
+__all__ = ["REDACTED", "StreamMasker", "looks_secret", "mask_argv", "mask_text", "mask_url", "secret_values"]
 
 REDACTED = "<redacted>"
 
@@ -114,6 +114,35 @@ def mask_argv(argv: Sequence[str]) -> list[str]:
                 continue
         out.append(mask_url(arg))
     return out
+
+
+#: A masked option value shorter than this is not hunted for in output: masking every ``1`` would garble it.
+MIN_SECRET_CHARS = 6
+
+
+def secret_values(argv: Sequence[str]) -> list[str]:
+    """The values :func:`mask_argv` hides, to mask them in the command's output too.
+
+    A script that prints its arguments (argparse's ``print(args)``) would
+    otherwise record ``--api-key``'s value in ``output.log``. Values shorter
+    than :data:`MIN_SECRET_CHARS` are left out.
+    """
+    argv = [str(a) for a in argv]
+    found = []
+    for raw, masked in zip(argv, mask_argv(argv)):
+        if raw == masked:
+            continue
+        for part in _hidden(raw, masked):
+            if len(part) >= MIN_SECRET_CHARS and part not in found:
+                found.append(part)
+    return found
+
+
+def _hidden(raw: str, masked: str) -> list[str]:
+    """The pieces of ``raw`` that ``masked`` shows as ``<redacted>``."""
+    pattern = "(.*?)".join(re.escape(piece) for piece in masked.split(REDACTED))
+    m = re.fullmatch(pattern, raw, re.DOTALL)
+    return [g for g in m.groups() if g] if m else []
 
 
 def mask_text(text: str, secrets: Iterable[str]) -> str:

@@ -95,7 +95,9 @@ def run_wrapped(
     env = dict(os.environ)
     env[ENV_ID] = exp.id
     env[ENV_RUN_DIR] = str(exp.run_dir)
-    secrets = crypto.known_key_texts(exp._store.store_id)
+    from .redact import secret_values
+
+    secrets = crypto.known_key_texts(exp._store.store_id) + secret_values(command)
     key_file = _hand_over_key(env, exp.run_dir)
     from .imports import inject
 

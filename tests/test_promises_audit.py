@@ -105,3 +105,20 @@ def test_a_remote_that_is_not_utf8_is_one_line(args: tuple[str, ...], mine: Path
     assert "Traceback" not in r.stderr and r.stderr.startswith("Error: ") and len(r.stderr.splitlines()) == 1, r.stderr
     assert "UTF-8" in r.stderr
     assert run_git(mine, "rev-parse", "gitxp") == tip  # start refuses before anything runs
+
+
+# ------------------------------------------------------------------ secret options in the output
+
+
+def test_values_of_secret_options_are_masked_in_output_log(git_repo: Path) -> None:
+    """argparse's `print(args)` is how most training scripts start: the key given as --api-key must not reach output.log."""
+    script = "import sys; print(sys.argv[1:]); print('Namespace(api_key=%r)' % sys.argv[2], file=sys.stderr)"
+    r = run_gitxp(git_repo, "start", "--no-hardware", "--", sys.executable, "-c", script,
+                  "--api-key", "sk-LIVE123456", "--password=hunter2xyz", "--lr", "0.1", "--token", "1")
+    assert "sk-LIVE123456" in r.stdout  # the terminal gets the command's own output
+    x = gitxp.open(str(git_repo)).get("@")
+    out = x.output()
+    assert "sk-LIVE123456" not in out and "hunter2xyz" not in out, out
+    assert out.count("<redacted>") >= 3 and "'0.1'" in out and "'1']" in out, out  # a short value masks nothing else
+    blobs = all_objects(git_repo)
+    assert b"sk-LIVE123456" not in blobs and b"hunter2xyz" not in blobs
