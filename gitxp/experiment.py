@@ -536,9 +536,10 @@ class Experiment:
 
     def _record_error(self, error: BaseException | str) -> None:
         if isinstance(error, BaseException):
-            info: dict[str, str | None] = {"type": type(error).__name__, "message": str(error), "traceback": "".join(traceback.format_exception(error))}
+            info: dict[str, str | None] = {"type": type(error).__name__, "message": _clip(str(error)),
+                                           "traceback": _clip("".join(traceback.format_exception(error)), keep_end=True)}
         else:
-            info = {"type": "Error", "message": str(error), "traceback": None}
+            info = {"type": "Error", "message": _clip(str(error)), "traceback": None}
         self._run.write_yaml(f"error-{os.getpid()}.yaml", info)
 
     def _record_lost(self, exc: BaseException) -> None:
@@ -582,6 +583,17 @@ def _lost_data(run: staging.RunDir) -> bool:
         if isinstance(info, dict) and info.get(_LOST):
             return True
     return False
+
+
+_ERROR_CHARS = 32_768  # of an error's message and of its traceback, in experiment.yaml (within the reader's limit)
+
+
+def _clip(text: str, *, keep_end: bool = False) -> str:
+    """An error's text as recorded: a huge message (a repr of a big array) is cut, and says so."""
+    if len(text) <= _ERROR_CHARS:
+        return text
+    mark = f" [... {len(text) - _ERROR_CHARS} characters left out] "
+    return mark + text[-_ERROR_CHARS:] if keep_end else text[:_ERROR_CHARS] + mark
 
 
 def _plain(d: Mapping[str, Any], *, one_line: bool = False) -> dict[str, Any]:

@@ -379,3 +379,17 @@ def test_metric_points_stop_before_the_reader_limit(git_repo: Path, monkeypatch:
     rec = _only(git_repo)
     assert rec.status == "completed"
     assert 1000 <= rec.metric_summary["loss"]["count"] <= 1100
+
+
+def test_a_huge_exception_message_is_recorded_within_the_reader_limit(git_repo: Path) -> None:
+    from gitxp import layout
+
+    with pytest.raises(ValueError):
+        with _start(git_repo) as xp:
+            xp.log_metric("loss", 0.5)
+            raise ValueError("bad value " + "x" * 9_000_000)
+    data = _stored_yaml(git_repo, "experiment.yaml")
+    doc = layout.load_yaml(data, what="experiment.yaml")
+    assert doc["status"] == "failed" and doc["metrics"]["loss"]["count"] == 1
+    assert doc["error"]["message"].startswith("bad value xxx") and "characters left out" in doc["error"]["message"]
+    assert len(data) < layout.MAX_YAML_BYTES // 8
