@@ -157,14 +157,17 @@ class Experiment:
 
     @property
     def id(self) -> str:
+        """The experiment id (``YYYYMMDD-HHMMSS-<12 hex>``), the folder name in the store."""
         return self._run.id
 
     @property
     def name(self) -> str:
+        """The name given to start (default: the script's file name)."""
         return str(self._meta.get("name"))
 
     @property
     def run_dir(self) -> Path:
+        """The staging folder under ``.git/gitxp/`` where the run's files wait until it is committed."""
         return self._run.path
 
     def __repr__(self) -> str:
@@ -253,6 +256,7 @@ class Experiment:
             self.log_metric(k, v, step, t)
 
     def log_param(self, key: str, value: Any) -> None:
+        """Add or change one parameter (``params.yaml``); ParamTypeError on a type the store can't hold."""
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -292,6 +296,7 @@ class Experiment:
         self.tags.update(new)
 
     def set_tag(self, key: str, value: Any) -> None:
+        """Add or change one tag; see :meth:`set_tags`."""
         self.set_tags({key: value})
 
     def note(self, text: str) -> None:

@@ -32,7 +32,12 @@ class Record:
     stays an encoded blob until someone reads ``meta`` or ``params``.
     """
 
-    __slots__ = ("store", "id", "tree", "_meta", "_params", "_where")
+    __slots__ = {
+        "store": "The :class:`Store` this record was read from.",
+        "id": "The experiment id, ``YYYYMMDD-HHMMSS-<12 hex>``: unique, sortable by start time.",
+        "tree": "The git tree id of the experiment's folder at the store tip it was read from.",
+        "_meta": None, "_params": None, "_where": None,
+    }
 
     def __init__(self, store: Store, id: str, tree: str, meta: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None, *, where: tuple[int, int] | None = None) -> None:
         self.store = store
@@ -49,12 +54,14 @@ class Record:
 
     @property
     def meta(self) -> Mapping[str, Any]:
+        """``experiment.yaml`` as a mapping (status, times, command, source, summary, tags, metrics, error…); docs/format.md lists the fields."""
         if self._meta is None:
             self._decode()
         return self._meta  # type: ignore[return-value]
 
     @property
     def params(self) -> Mapping[str, Any]:
+        """``params.yaml``: the parameters as logged (nested mappings kept)."""
         if self._params is None:
             self._decode()
         return self._params  # type: ignore[return-value]
@@ -76,30 +83,37 @@ class Record:
 
     @property
     def name(self) -> str:
+        """The experiment's name (the script's, or ``name=``/``--name``); names repeat, ids don't."""
         return str(self.meta.get("name", ""))
 
     @property
     def status(self) -> str:
+        """``running`` (a live run pushed with --sync), ``completed``, ``failed``, ``interrupted`` or ``crashed``."""
         return str(self.meta.get("status", ""))
 
     @property
     def summary(self) -> Mapping[str, Any]:
+        """What the script put in ``xp.summary`` (final values it chose to report); ``{}`` when nothing."""
         return self.meta.get("summary") or {}
 
     @property
     def tags(self) -> Mapping[str, Any]:
+        """Tags set at start, by ``set_tag(s)`` or by ``gitxp tag``; ``{}`` when none."""
         return self.meta.get("tags") or {}
 
     @property
     def source(self) -> Mapping[str, Any]:
+        """Where the code came from: ``branch``, ``commit`` and ``dirty`` (uncommitted edits recorded in :attr:`code_tree`)."""
         return self.meta.get("source") or {}
 
     @property
     def metric_summary(self) -> Mapping[str, Mapping[str, Any]]:
+        """Per metric: ``last``, ``min``, ``max``, ``count``, ``last_step``, computed at commit, so listings need not read Parquet."""
         return self.meta.get("metrics") or {}
 
     @property
     def created(self) -> str:
+        """When the run started, ISO 8601 in UTC (``2026-11-22T11:05:12.345Z``)."""
         return str(self.meta.get("created", ""))
 
     @property
@@ -119,9 +133,11 @@ class Record:
         return doc
 
     def read_file(self, path: str) -> bytes | None:
+        """The bytes of ``path`` inside the experiment's folder (``metrics.parquet``, ``output.log``…), or None."""
         return self.store.repo.read_path(self.tree, path)
 
     def entry(self, path: str) -> Entry | None:
+        """The git tree entry (mode, sha) of ``path`` inside the experiment's folder, or None."""
         return self.store.repo.lookup(self.tree, path)
 
     def metrics(self) -> Any:
@@ -134,12 +150,14 @@ class Record:
         return _metrics.from_parquet_bytes(data)
 
     def hardware(self) -> Any:
+        """The hardware samples (CPU, memory, GPU, disk, network per time) as a pyarrow Table, or None when not sampled."""
         from . import metrics as _metrics
 
         data = self.read_file(layout.HARDWARE_FILE)
         return None if data is None else _metrics.from_parquet_bytes(data, what=layout.HARDWARE_FILE)
 
     def table(self, name: str) -> Any:
+        """A table logged with ``log_table`` as a pyarrow Table; StoreError when there is none by that name."""
         from . import metrics as _metrics
 
         data = self.read_file(f"{layout.TABLES_DIR}/{layout.table_name(name)}.parquet")
@@ -148,17 +166,20 @@ class Record:
         return _metrics.from_parquet_bytes(data, what=f"table {name}")
 
     def tables(self) -> list[str]:
+        """The names of the tables logged with ``log_table``, sorted."""
         e = self.entry(layout.TABLES_DIR)
         if e is None or not e.is_tree:
             return []
         return sorted(x.name[: -len(".parquet")] for x in self.store.repo.read_tree(e.sha) if x.name.endswith(".parquet"))
 
     def output(self) -> str | None:
+        """What the wrapped command printed (stdout and stderr, capped), or None when not captured."""
         data = self.read_file(layout.OUTPUT_FILE)
         return None if data is None else data.decode("utf-8", "replace")
 
     @property
     def code_tree(self) -> str | None:
+        """The git tree id of the code as it ran (uncommitted edits included), or None without a snapshot."""
         e = self.entry(layout.CODE_DIR)
         return e.sha if e is not None and e.is_tree else None
 

@@ -59,3 +59,8 @@ def test_public_members_have_docstrings() -> None:
         value = getattr(gitxp, name)
         if callable(value):
             assert inspect.getdoc(value), name
+    for cls in (gitxp.Record, gitxp.Experiment):
+        for name, _ in inspect.getmembers(cls):
+            if not name.startswith("_"):
+                static = inspect.getattr_static(cls, name)
+                assert getattr(static, "__doc__", None) or inspect.getdoc(getattr(cls, name)), f"{cls.__name__}.{name}"
