@@ -316,7 +316,7 @@ def w_env() -> dict[str, Any]:
 def w_artifact(kind: str, src: str, tmp: str) -> dict[str, Any]:
     """Store one file; time includes everything up to the data being in the store (no fsync)."""
     tmpd = Path(tmp)
-    if kind in ("gitxp", "gitxp-plain"):
+    if kind in ("gitxp", "gitxp-plain", "gitxp-again"):
         try:
             from gitxp import artifacts
             store_file = artifacts.store_file
@@ -325,7 +325,9 @@ def w_artifact(kind: str, src: str, tmp: str) -> dict[str, Any]:
         from gitxp.plumbing import Repo
 
         repo = Repo(git_init(tmpd / "repo"))
-        key = os.urandom(32) if kind == "gitxp" else None
+        key = os.urandom(32) if kind != "gitxp-plain" else None
+        if kind == "gitxp-again":  # the same file and key a second time: every part is already stored
+            store_file(repo, Path(src), "model.bin", key=key)
         t0 = time.perf_counter()
         store_file(repo, Path(src), "model.bin", key=key)
         return {"s": time.perf_counter() - t0}
@@ -350,9 +352,22 @@ def w_artifact(kind: str, src: str, tmp: str) -> dict[str, Any]:
     raise ValueError(kind)
 
 
+def w_encrypt(size: int) -> dict[str, Any]:
+    """``StreamEncryptor`` alone on bytes in memory: case 9's ceiling, with no file or git I/O."""
+    from gitxp.crypto import StreamEncryptor, ciphertext_size
+
+    data = b"\x5a" * size  # real pages, allocated before the clock starts
+    t0 = time.perf_counter()
+    n = sum(len(c) for c in StreamEncryptor(os.urandom(32)).encrypt([data]))
+    s = time.perf_counter() - t0
+    assert n == ciphertext_size(size)
+    return {"s": s}
+
+
 WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
     "log_metric": w_log_metric, "peer_metric": w_peer_metric, "rss": w_rss, "commit": w_commit,
     "snapshot": w_snapshot, "hardware": w_hardware, "env": w_env, "artifact": w_artifact,
+    "encrypt": w_encrypt,
 }
 
 
@@ -457,9 +472,9 @@ def case_log_metric(R: Results, a: argparse.Namespace) -> None:
     fin = med([r["finish_s"] for r in res])
     rate, ref_rate = n / total, n / ref
     R.add("1. log_metric, 1 M points incl. finish", fmt_rate(rate), f"list.append loop {fmt_rate(ref_rate)}",
-          f"{rate / ref_rate:.0%}", "≥ 1 M/s and ≥ 40 % of list.append", rate >= 1e6 and rate / ref_rate >= 0.4)
+          f"{rate / ref_rate:.0%}", "≥ 1.5 M/s and ≥ 40 % of list.append", rate >= 1.5e6 and rate / ref_rate >= 0.4)
     R.add("1a. log_metric loop alone (no finish)", fmt_rate(n / loop), f"list.append loop {fmt_rate(ref_rate)}", f"{ref / loop:.0%}")
-    R.add("4. finish() with 1 M points", fmt_s(fin), "–", "–", "≤ 1 s", fin <= 1.0)
+    R.add("4. finish() with 1 M points", fmt_s(fin), "–", "–", "≤ 0.25 s", fin <= 0.25)
     h = worker("log_metric", n=n, hold_flush=True)
     if "error" not in h:
         R.add("1b. log_metric loop alone, background flush held off (diagnostic)", fmt_rate(n / h["loop_s"]),
@@ -477,8 +492,8 @@ def case_log_metric(R: Results, a: argparse.Namespace) -> None:
                 R.skip(f"1p. vs {labels[peer]}", r.get("error") or r.get("skip"))
                 continue
             prate = r["n"] / (r["loop_s"] + r["finish_s"])
-            target = "gitxp ≥ 50×" if peer in ("wandb", "aim") else "–"
-            met = (rate / prate >= 50) if peer in ("wandb", "aim") else None
+            target = "gitxp ≥ 100×" if peer in ("wandb", "aim") else "–"
+            met = (rate / prate >= 100) if peer in ("wandb", "aim") else None
             R.add(f"1p. vs {labels[peer]} ({r['n']:,} pts, linear extrap.)", fmt_rate(rate),
                   f"{fmt_rate(prate)} (est. {n / prate:,.0f} s for 1 M; {peer} {r['version']})", f"{rate / prate:,.0f}×", target, met)
         R.notes.append("Peers log fewer points (capped) and are extrapolated linearly from points/(loop + finish); "
@@ -617,24 +632,43 @@ def case_listing(R: Results, a: argparse.Namespace) -> dict[int, Path]:
                   None if tgt is None else med(cold) <= tgt)
             R.add(label + ", warm cache", f"{fmt_s(med(warm))} (CPU {fmt_s(med(cwarm))})", ref, f"{med(warm) / naive:.2f}×", tstr,
                   None if tgt is None else med(warm) <= tgt)
-    R.notes.append("case 5: 'cold' = gitxp's derived index cache (.git/gitxp/cache) deleted before the call; the OS page cache is warm in both.")
+    # a fresh clone: objects packed as a clone leaves them, no cache yet; against the warm cache of the same store
+    n = sizes[1]
+    clone = tmp / f"clone{n}"
+    subprocess.run(["git", "clone", "-q", str(stores[n]), str(clone)], check=True, env=env())
+    subprocess.run(["git", "-C", str(clone), "fetch", "-q", "origin", "gitxp:gitxp"], check=True, env=env())
+    for cmd, argv, tgt in (("log", ["log", "-n", "20"], 0.5), ("table", ["table"], 2.0)):
+        fresh, warm, cf = [], [], []
+        for _ in range(reps):
+            shutil.rmtree(clone / ".git" / "gitxp", ignore_errors=True)
+            fresh.append(proc_time([PY, "-m", "gitxp", *argv], cwd=clone))
+            cf.append(CPU[-1])
+            warm.append(proc_time([PY, "-m", "gitxp", *argv], cwd=clone))
+        tstr = f"≤ {tgt} s" + (" (at 20,000; quick ran 5,000)" if a.quick else "")
+        R.add(f"5. gitxp {' '.join(argv)}, {n:,} experiments, fresh git clone (no cache)", f"{fmt_s(med(fresh))} (CPU {fmt_s(med(cf))})",
+              f"warm cache {fmt_s(med(warm))}", f"{med(fresh) / med(warm):.1f}×", tstr, med(fresh) <= tgt)
+    R.notes.append("case 5: 'cold' = gitxp's derived index cache (.git/gitxp/cache) deleted before the call; the OS page cache is warm in both. "
+                   "'fresh git clone' = `git clone` of the store plus `git fetch origin gitxp:gitxp` (packed objects), .git/gitxp absent.")
     stores["tmp"] = tmp  # type: ignore[index]
     return stores
 
 
 def case_commit(R: Results, a: argparse.Namespace, stores: dict[Any, Path]) -> None:
+    """Commit cost in a sweep day: every experiment of the store in today's day folder, 20,000 vs 100."""
     sys.path.insert(0, str(HERE))
     from make_store import make_store
 
     big_n = max(k for k in stores if isinstance(k, int))
     k = 10 if a.quick else 20
-    small = stores["tmp"] / "store100"
-    make_store(small, 100, quiet=True)
-    log(f"case 6: commit_experiment × {k} into stores of 100 and {big_n:,}")
+    small, big = stores["tmp"] / "day100", stores["tmp"] / f"day{big_n}"
+    log(f"case 6: generating stores of 100 and {big_n:,} experiments, all created today")
+    make_store(small, 100, quiet=True, same_day=True)
+    make_store(big, big_n, quiet=True, same_day=True)
+    log(f"case 6: commit_experiment × {k} into stores of 100 and {big_n:,} (one day each)")
     rs: dict[str, Any] = {"times": []}
     rb: dict[str, Any] = {"times": []}
     for _ in range(2):  # alternate, so machine load hits both alike
-        for acc, p in ((rs, small), (rb, stores[big_n])):
+        for acc, p in ((rs, small), (rb, big)):
             r = worker("commit", tmp=False, path=str(p), k=k // 2)
             if "error" in r:
                 acc["error"] = r["error"]
@@ -644,8 +678,9 @@ def case_commit(R: Results, a: argparse.Namespace, stores: dict[Any, Path]) -> N
         R.skip("6. commit cost", (rs.get("error") or rb.get("error")))
         return
     s, b = med(rs["times"]), med(rb["times"])
-    R.notes.append(f"case 6: commit times (median of {len(rb['times'])}), each into today's day folder; min {fmt_s(min(rs['times']))} (100) vs {fmt_s(min(rb['times']))} ({big_n:,}).")
-    R.add(f"6. Store.commit_experiment with {big_n:,} stored vs 100", fmt_s(b), f"with 100 stored: {fmt_s(s)}", f"{b / s:.2f}×",
+    R.notes.append(f"case 6: commit times (median of {len(rb['times'])}), each into today's day folder, which holds every experiment of the store; "
+                   f"min {fmt_s(min(rs['times']))} (100) vs {fmt_s(min(rb['times']))} ({big_n:,}).")
+    R.add(f"6. Store.commit_experiment, {big_n:,} stored all in one day vs 100", fmt_s(b), f"with 100 stored: {fmt_s(s)}", f"{b / s:.2f}×",
           "≤ 1.5×" + (" (at 20,000)" if a.quick else ""), b / s <= 1.5)
 
 
@@ -713,6 +748,9 @@ def case_artifact(R: Results, a: argparse.Namespace) -> None:
 
         t_enc, why = runs("gitxp")
         t_plain, _ = runs("gitxp-plain") if t_enc is not None else (None, "")
+        t_again, _ = runs("gitxp-again") if t_enc is not None else (None, "")
+        encs = [worker("encrypt", tmp=False, size=size) for _ in range(reps)]
+        t_mem = med([r["s"] for r in encs if "s" in r]) if all("s" in r for r in encs) else None
         t_copy, _ = runs("copy")
         hashes = []
         for _ in range(1 if a.quick else 2):
@@ -724,10 +762,10 @@ def case_artifact(R: Results, a: argparse.Namespace) -> None:
         t_ml, why_ml = runs("mlflow", a.peers_python) if a.peers else (None, "needs --peers")
         label = f"9. artifact {size // MiB} MiB, encrypt + store"
         if t_enc is None:
-            R.skip(label, why, "≥ 300 MB/s, ≥ 60 % of MLflow")
+            R.skip(label, why, "≥ 500 MB/s, ≥ 60 % of MLflow")
         else:
             rate = mb / t_enc
-            R.add(label, f"{rate:.0f} MB/s", f"git hash-object -w {mb / t_hash:.0f} MB/s", f"{t_hash / t_enc:.1f}×", "≥ 300 MB/s", rate >= 300)
+            R.add(label, f"{rate:.0f} MB/s", f"git hash-object -w {mb / t_hash:.0f} MB/s", f"{t_hash / t_enc:.1f}×", "≥ 500 MB/s", rate >= 500)
             R.add(label + " vs shutil.copy", f"{rate:.0f} MB/s", f"shutil.copy {mb / t_copy:.0f} MB/s", f"{t_copy / t_enc:.0%}", "– (floor)")
             if t_ml is not None:
                 R.add(label + " vs MLflow log_artifact", f"{rate:.0f} MB/s", f"MLflow log_artifact {mb / t_ml:.0f} MB/s", f"{t_ml / t_enc:.0%}",
@@ -737,6 +775,12 @@ def case_artifact(R: Results, a: argparse.Namespace) -> None:
             if t_plain is not None:
                 R.add(label.replace("encrypt + store", "store unencrypted (key=None)"), f"{mb / t_plain:.0f} MB/s", f"shutil.copy {mb / t_copy:.0f} MB/s",
                       f"{t_copy / t_plain:.0%}", "–")
+            if t_again is not None:
+                R.add(label.replace("encrypt + store", "stored again (deduplicated)"), f"{mb / t_again:.0f} MB/s", f"first time {rate:.0f} MB/s",
+                      f"{t_enc / t_again:.1f}×", "–")
+            if t_mem is not None:
+                R.add(label.replace("encrypt + store", "encrypt only, in memory (StreamEncryptor)"), f"{mb / t_mem:.0f} MB/s",
+                      f"encrypt + store {rate:.0f} MB/s", f"{t_enc / t_mem:.1f}×", "–")
         R.notes.append("case 9: MB = 10^6 bytes; data lands in the page cache (no fsync; `sync` runs before each measurement).")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -95,6 +95,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
+@pytest.mark.slow
 def test_4gib_artifact_in_bounded_memory(git_repo: Path, tmp_path: Path) -> None:
     mib = int(os.environ.get("GITXP_TEST_BIG_MIB", "4096"))
     r = subprocess.run([sys.executable, "-c", BIG, str(git_repo), str(tmp_path / "big.bin"), str(mib)], capture_output=True, text=True, timeout=1200)
