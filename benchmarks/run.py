@@ -1,4 +1,4 @@
-"""gitxp benchmarks: the DESIGN.md targets, each measured next to a reference in the same run.
+"""gitxp benchmarks: the performance targets (benchmarks/README.md), each measured next to a reference in the same run.
 
     python benchmarks/run.py [--quick] [--peers] [--peers-python PY] [--out benchmarks/results.md] [--only 1,5]
 
@@ -800,7 +800,7 @@ def case_ui(R: Results, a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="gitxp benchmarks against the DESIGN.md targets")
+    ap = argparse.ArgumentParser(description="gitxp benchmarks against the performance targets in benchmarks/README.md")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes (1 M RSS, 5,000-experiment store, 64 MiB artifact)")
     ap.add_argument("--peers", action="store_true", help="also run MLflow, W&B offline, Aim and DVCLive")
     ap.add_argument("--peers-python", default=os.environ.get("GITXP_BENCH_PEERS_PYTHON", PY),

@@ -1,4 +1,4 @@
-"""`gitxp ui` against its targets (DESIGN.md, Targets), on a generated store.
+"""`gitxp ui` against its targets (case 10 of benchmarks/README.md), on a generated store.
 
     python benchmarks/ui.py [-n 20000] [--points 1000000] [--no-browser]
 
