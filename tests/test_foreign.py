@@ -108,6 +108,7 @@ def snapshot(repo: Path) -> tuple[str, str]:
 def assert_refused(repo: Path, source: Path, *needles: str, budget: float = 10.0, cmd: str = "pull") -> str:
     """``gitxp pull SOURCE`` fails (exit 1) fast, in one line, and changes nothing."""
     before = snapshot(repo)
+    objects = run_git(repo, "cat-file", "--batch-all-objects", "--batch-check")
     t = time.monotonic()
     r = run_gitxp(repo, cmd, str(source), check=False, timeout=60)
     elapsed = time.monotonic() - t
@@ -119,6 +120,7 @@ def assert_refused(repo: Path, source: Path, *needles: str, budget: float = 10.0
         assert n in r.stderr, r.stderr
     assert elapsed < budget, f"{cmd} took {elapsed:.1f}s"
     assert snapshot(repo) == before
+    assert run_git(repo, "cat-file", "--batch-all-objects", "--batch-check") == objects  # nothing left behind
     assert run_git(repo, "for-each-ref", "refs/gitxp/") == ""
     fsck(repo)
     return r.stderr
