@@ -215,12 +215,6 @@ def test_import_is_light() -> None:
     assert out == ""
 
 
-def test_public_surface_is_sorted_and_complete() -> None:
-    assert gitxp.__all__ == sorted(gitxp.__all__)
-    for name in gitxp.__all__:
-        assert getattr(gitxp, name) is not None
-
-
 CONCURRENT = """
 import sys, gitxp
 for i in range(5):
