@@ -43,15 +43,15 @@ def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | N
         result = recreate.recreate_venv(full, Path(venv), python=python, progress=render.isatty(sys.stderr), echo=lambda m: click.echo(m, err=True),
                                         allow_urls=allow_urls, only_imported=only_imported)
         for w in result.warnings:
-            click.echo(f"gitxp: warning: {w}", err=True)
+            click.echo(render.clean(f"gitxp: warning: {w}"), err=True)
         for s in result.skipped:
             if ": " in s:  # a local-path install, with why (tooling is left to the venv silently)
-                click.echo(f"gitxp: skipped {s}", err=True)
+                click.echo(render.clean(f"gitxp: skipped {s}"), err=True)
         click.echo(f"created {venv}: {len(result.installed)} package(s) installed", err=True)
         if result.failed:
             click.echo(f"{len(result.failed)} pin(s) could not be installed:", err=True)
             for pin, reason in result.failed:
-                click.echo(f"  {pin}: {reason}", err=True)
+                click.echo(render.clean(f"  {pin}: {reason}"), err=True)
         did = True
     if not did:
         render.page(environment.summary(env))
@@ -66,5 +66,6 @@ def _say_left_out(env: Any) -> None:
         return
     click.echo(f"gitxp: {len(left)} package(s) recorded from a URL or VCS left out:", err=True)
     for p in left:
-        click.echo(f"  {p.get('name')} {p.get('version') or ''} from {environment.package_source(p)}".replace("  from", " from"), err=True)
+        line = f"  {p.get('name')} {p.get('version') or ''} from {environment.package_source(p)}".replace("  from", " from")
+        click.echo("  " + render.clean(line.strip()), err=True)  # a pulled URL is stored text: no escapes reach the terminal
     click.echo(f"  {environment.ALLOW_URLS_HINT}", err=True)

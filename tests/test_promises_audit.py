@@ -16,7 +16,7 @@ import pytest
 
 import gitxp
 from conftest import fsck, gitxp as run_gitxp, run_git
-from test_foreign import BAD_DIR, assert_refused, experiment_yaml, hostile, mine  # noqa: F401 - mine is a fixture
+from test_foreign import BAD_DIR, BAD_ID, assert_refused, experiment_yaml, hostile, mine  # noqa: F401 - mine is a fixture
 from test_secrets import all_objects, stored
 
 
@@ -122,3 +122,26 @@ def test_values_of_secret_options_are_masked_in_output_log(git_repo: Path) -> No
     assert out.count("<redacted>") >= 3 and "'0.1'" in out and "'1']" in out, out  # a short value masks nothing else
     blobs = all_objects(git_repo)
     assert b"sk-LIVE123456" not in blobs and b"hunter2xyz" not in blobs
+
+
+# ------------------------------------------------------------------ escapes in what `gitxp env` says
+
+
+def test_escape_sequences_in_package_sources_never_reach_the_terminal(mine: Path, tmp_path: Path) -> None:
+    """`gitxp env REF --requirements/--venv` name the packages they leave out: a pulled URL or path is stored text too."""
+    from test_foreign import craft
+
+    esc = "\\e]0;pwned\\a\\e[2J"
+    craft(mine, {
+        "experiment.yaml": experiment_yaml(),
+        "environment.yaml": (
+            'python: {version: "3.11.7"}\n'
+            f'packages: [{{name: evil, version: "1.0", source: {{url: "http://e/{esc}x.tar.gz"}}}},\n'
+            f'           {{name: local, version: "1.0", source: {{path: "/src/{esc}pkg"}}}}]\n').encode(),
+    })
+    for args in (("--requirements", str(tmp_path / "r.txt")), ("--conda-file", str(tmp_path / "e.yml")), ("--venv", str(tmp_path / "venv"))):
+        r = run_gitxp(mine, "env", BAD_ID, *args, check=False, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "evil" in r.stderr or "local" in r.stderr, r.stderr
+        for stream in (r.stdout, r.stderr):
+            assert "\x1b" not in stream and "\x07" not in stream, (args, stream)
