@@ -145,3 +145,24 @@ def test_escape_sequences_in_package_sources_never_reach_the_terminal(mine: Path
         assert "evil" in r.stderr or "local" in r.stderr, r.stderr
         for stream in (r.stdout, r.stderr):
             assert "\x1b" not in stream and "\x07" not in stream, (args, stream)
+
+
+# ------------------------------------------------------------------ the key's text, wherever it is typed
+
+
+def test_key_text_never_reaches_the_store_the_cache_or_any_file_under_git(git_repo: Path) -> None:
+    """The key pasted by mistake into a param, a tag, a note, an argument or a recorded variable stays out of .git."""
+    from gitxp import crypto
+
+    key = crypto.encode_key(crypto.generate_key())
+    env = {"GITXP_KEY": key, "HF_HOME": f"/cache/{key}", "GITXP_SEED": key}
+    run_gitxp(git_repo, "start", "--no-hardware", "--name", "oops", "-p", f"seed={key}", "--tag", f"t={key}",
+              "--note", f"key is {key}", "--", sys.executable, "-c", "import sys; print(sys.argv)", key, env=env)
+    for args in (("log",), ("table",), ("table", "--format", "csv"), ("show", "@", "--env"), ("log", "--format", "json")):
+        r = run_gitxp(git_repo, *args, env=env)
+        assert key not in r.stdout and key not in r.stderr, args
+    x = gitxp.open(str(git_repo)).get("@")
+    assert x.environment is not None and x.environment["env_vars"]["HF_HOME"] == "/cache/<redacted>"
+    assert key.encode() not in all_objects(git_repo)
+    leaked = [p for p in (git_repo / ".git").rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert leaked == []
