@@ -38,6 +38,7 @@ class LiveSync:
         self._thread: threading.Thread | None = None
         self._seen: tuple[Any, ...] | None = None
         self._failing = False
+        self._store: Any = None
         self.published = 0
 
     def start(self) -> None:
@@ -53,11 +54,15 @@ class LiveSync:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def _state(self) -> tuple[Any, ...]:
         """What changed in staging since the last snapshot: (path, size, mtime) of every file."""
         out = []
-        for root, _dirs, files in os.walk(self.exp.run_dir):
+        for root, dirs, files in os.walk(self.exp.run_dir):
+            dirs[:] = [d for d in dirs if d != "hardware"]  # samples are committed at the end only
             for f in files:
                 try:
                     st = os.stat(os.path.join(root, f))
@@ -75,7 +80,11 @@ class LiveSync:
         try:
             state = self._state()
             if state != self._seen:
-                store = self.exp._store
+                if self._store is None:  # its own, as the thread's git objects are not the run's to share
+                    from .store import Store
+
+                    self._store = Store.open(self.repo)
+                store = self._store
                 run = staging.run_dir(store.repo.gitxp_dir, self.exp.id)
                 files, message = finish.live_files(store, run)
                 store.commit_experiment(self.exp.id, files, message.replace(" running", " running (live)", 1))
