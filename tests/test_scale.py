@@ -136,7 +136,13 @@ def test_api_kill_9_loses_at_most_the_flush_interval(git_repo: Path) -> None:
     p = subprocess.Popen([sys.executable, "killed.py"], cwd=git_repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert p.stdout is not None
     exp_id = p.stdout.readline().strip()
-    time.sleep(3.5)
+    from gitxp import staging
+
+    segments = staging.run_dir(git_repo / ".git" / "gitxp", exp_id).path / "metrics"
+    deadline = time.monotonic() + 60
+    while not list(segments.glob("*.parquet")) and time.monotonic() < deadline:  # a loaded machine imports pyarrow slowly
+        time.sleep(0.05)
+    time.sleep(2.5)  # more than one flush interval after the first
     killed_at = time.time()
     p.send_signal(signal.SIGKILL)
     p.wait()
