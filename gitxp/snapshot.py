@@ -83,6 +83,10 @@ class Snapshot:
     untracked: tuple[tuple[str, int], ...] = ()
 
 
+#: Files larger than this are not searched for the key's text (a key file, a ``.env`` or a config is far smaller).
+TEXT_SCAN_LIMIT = 1 << 20
+
+
 @dataclass(frozen=True)
 class Withhold:
     """Paths of the work tree that must never become blobs of a snapshot.
@@ -95,14 +99,31 @@ class Withhold:
         blobs: plaintext size → git blob ids: a file with exactly these bytes
             is left out wherever it lies (a copy of a logged artifact),
             unless HEAD already holds it at that path.
+        texts: secrets (the key's text): a changed or untracked file of at
+            most :data:`TEXT_SCAN_LIMIT` bytes that holds one is left out
+            (``.env`` with ``GITXP_KEY=…`` among other lines).
     """
 
     always: tuple[str, ...] = ()
     paths: frozenset[str] = frozenset()
     blobs: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    texts: tuple[bytes, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.always or self.paths or self.blobs)
+        return bool(self.always or self.paths or self.blobs or self.texts)
+
+    def holds_text(self, full: Path) -> bool:
+        """Whether the regular file ``full`` (small enough to read whole) contains one of :attr:`texts`."""
+        if not self.texts:
+            return False
+        try:
+            st = full.lstat()
+            if not stat.S_ISREG(st.st_mode) or st.st_size > TEXT_SCAN_LIMIT:
+                return False
+            data = full.read_bytes()
+        except OSError:
+            return False
+        return any(t in data for t in self.texts)
 
     def always_covers(self, path: str) -> bool:
         return any(path == p or path.startswith(p + "/") for p in self.always)
@@ -114,6 +135,8 @@ class Withhold:
         ``full`` is hashed, but only when its size is one of :attr:`blobs`.
         """
         if path in self.paths or self.always_covers(path):
+            return True
+        if full is not None and self.holds_text(full):
             return True
         if not self.blobs:
             return False
@@ -606,9 +629,10 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
             untracked.add(path)
 
     ignored = _xpignored(repo_root, set(entries) | oversized)
-    withheld = {p for p, (sha, mode, _) in entries.items() if p not in ignored and (
-        withhold.always_covers(p) or (mode != _GITLINK and withhold.covers(p, sha.decode())
-                                      and not in_head(p, sha, mode)))}
+    withheld = {p for p, (sha, mode, hashed) in entries.items() if p not in ignored and (
+        withhold.always_covers(p) or (mode != _GITLINK and (
+            withhold.covers(p, sha.decode()) or (hashed and withhold.holds_text(repo_root / p)))
+            and not in_head(p, sha, mode)))}
     moved = {p for p in oversized if withhold.covers(p)}
     withheld |= moved
     oversized -= moved

@@ -84,7 +84,8 @@ def rules(repo_root: Path, gitxp_dir: Path, *, artifact_globs: tuple[str, ...] =
     folder) name files this run is about to log encrypted: what they match
     already is left out too. ``key_texts`` (:func:`gitxp.crypto.known_key_texts`)
     make a copy of the key file anywhere in the work tree (``gitxp key export
-    > team.key``) withheld like the key folder itself.
+    > team.key``), or a changed file holding the key's text (``.env``),
+    withheld like the key folder itself.
     """
     root = repo_root.resolve()
     always = {p for p in (_inside(root, _key_folder()), _inside(root, _key_file())) if p}
@@ -112,7 +113,8 @@ def rules(repo_root: Path, gitxp_dir: Path, *, artifact_globs: tuple[str, ...] =
             found = [p for p in Path(match).rglob("*") if p.is_file()] if os.path.isdir(match) else [Path(match)]
             paths.update(rel for rel in (_inside(root, p.resolve()) for p in found) if rel)
     return Withhold(always=tuple(sorted(always)), paths=frozenset(paths),
-                    blobs={size: frozenset(ids) for size, ids in blobs.items()})
+                    blobs={size: frozenset(ids) for size, ids in blobs.items()},
+                    texts=tuple(t.encode() for t in key_texts))
 
 
 def _key_file_spellings(text: str) -> list[bytes]:

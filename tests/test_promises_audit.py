@@ -166,3 +166,27 @@ def test_key_text_never_reaches_the_store_the_cache_or_any_file_under_git(git_re
     assert key.encode() not in all_objects(git_repo)
     leaked = [p for p in (git_repo / ".git").rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
     assert leaked == []
+
+
+@pytest.mark.parametrize("engine", ["git", "dulwich"])
+def test_a_file_holding_the_key_text_is_never_snapshotted(git_repo: Path, engine: str) -> None:
+    """`.env` with `GITXP_KEY=...` among other lines, or a tracked config edited to hold the key: left out, in both engines."""
+    from gitxp import crypto
+    from gitxp.snapshot import Withhold, capture as capture_snapshot
+
+    key = crypto.encode_key(crypto.generate_key())
+    (git_repo / ".env").write_text(f"HF_HOME=/data\nGITXP_KEY={key}\nOTHER=1\n")
+    (git_repo / "train.py").write_text(f"KEY = '{key}'  # edited by mistake\n")
+    (git_repo / "notes.txt").write_text("nothing secret\n")
+    rules = Withhold(texts=(key.encode(),))
+    snap = capture_snapshot(git_repo, git_repo / ".git", engine=engine, withhold=rules)
+    names = run_git(git_repo, "ls-tree", "-r", "--name-only", snap.tree).split()
+    assert "notes.txt" in names and ".gitignore" in names
+    assert ".env" not in names and "train.py" not in names
+    assert {".env", "train.py"} <= set(snap.skipped)
+    assert key.encode() not in all_objects(git_repo)
+    # the whole path: gitxp start knows the key from GITXP_KEY
+    run_gitxp(git_repo, "start", "--no-hardware", "--", sys.executable, "-c", "pass", env={"GITXP_KEY": key})
+    x = gitxp.open(str(git_repo)).get("@")
+    assert {".env", "train.py"} <= set(x.source["skipped"])
+    assert key.encode() not in all_objects(git_repo)
