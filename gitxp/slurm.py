@@ -73,7 +73,7 @@ def task_command(task_args: Sequence[str]) -> str:
     args = list(task_args)
     cut = args.index("--") if "--" in args else len(args)
     head, tail = args[:cut], args[cut:]
-    return f'{shlex.join(head[:2])} --index "$SLURM_ARRAY_TASK_ID" {shlex.join(head[2:] + tail)}'.replace("  ", " ")
+    return " ".join([shlex.join(head[:2]), '--index "$SLURM_ARRAY_TASK_ID"', shlex.join(head[2:] + tail)])
 
 
 def write(gitxp_dir: Path, name: str, text: str) -> Path:

@@ -69,7 +69,7 @@ def _check_store(repo: Path, cmd: tuple[str, ...]) -> None:
     assert "3 configurations" in status and "completed    3" in status and "not run" not in status
 
 
-CMD = ("python", "train.py", "--lr", "{lr}", "it's $HOME")
+CMD = ("python", "train.py", "--lr", "{lr}", "it's  $HOME")
 
 
 def test_print_then_every_task_body_with_bash(git_repo: Path) -> None:
@@ -82,7 +82,7 @@ def test_print_then_every_task_body_with_bash(git_repo: Path) -> None:
     assert "#SBATCH --array=0-2%2" in lines and "#SBATCH --time=0:10:00" in lines and "#SBATCH --mem=1G" in lines
     assert "#SBATCH --job-name=grid" in lines
     assert any(ln.startswith("#SBATCH --output=") and "/gitxp/slurm/logs/grid-%A_%a.out" in ln for ln in lines)
-    assert """--index "$SLURM_ARRAY_TASK_ID" --no-hardware -- python train.py --lr '{lr}' 'it'"'"'s $HOME'""" in text
+    assert """--index "$SLURM_ARRAY_TASK_ID" --no-hardware -- python train.py --lr '{lr}' 'it'"'"'s  $HOME'""" in text
     script = Path(r.stderr.split("wrote ", 1)[1].split(";", 1)[0])
     assert script.read_text() == text and script.is_relative_to(git_repo / ".git")
     assert _children(git_repo) == []  # --print submits nothing, runs nothing
@@ -92,7 +92,7 @@ def test_print_then_every_task_body_with_bash(git_repo: Path) -> None:
         env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task)}
         done = subprocess.run(["bash", str(script)], cwd="/", env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        assert "it's $HOME" in done.stdout  # the argument arrived literally
+        assert "it's  $HOME" in done.stdout  # the argument arrived literally
         if task == 0:
             status = gitxp(git_repo, "sweep", "grid.yaml", "--status").stdout
             assert "completed    1" in status and "not run      2" in status
@@ -234,5 +234,5 @@ def test_real_slurm_runs_the_array(git_repo: Path, slurm: dict[str, str]) -> Non
     logs = sorted((git_repo / ".git" / "gitxp" / "slurm" / "logs").glob("grid-*_*.out"))
     assert len(logs) == 3, logs
     for log in logs:
-        assert "it's $HOME" in log.read_text(), log.read_text()
+        assert "it's  $HOME" in log.read_text(), log.read_text()
     _check_store(git_repo, CMD)
