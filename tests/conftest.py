@@ -62,6 +62,18 @@ def git_repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.fixture
+def two_clones(tmp_path: Path, git_repo: Path) -> tuple[Path, Path, Path]:
+    """A bare remote, clone A (the ``git_repo`` fixture) and clone B, both with ``origin``."""
+    bare = tmp_path / "remote.git"
+    run_git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    run_git(git_repo, "remote", "add", "origin", str(bare))
+    run_git(git_repo, "push", "-q", "origin", "main")
+    b = tmp_path / "b"
+    run_git(tmp_path, "clone", "-q", str(bare), str(b))
+    return bare, git_repo, b
+
+
 def gitxp(repo: Path, *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """The real `gitxp` command in a subprocess (``python -m gitxp``)."""
     r = subprocess.run(

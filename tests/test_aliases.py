@@ -22,17 +22,6 @@ def stored_aliases(repo: Path) -> dict:
     return yaml.safe_load(run_git(repo, "show", "gitxp:aliases.yaml"))
 
 
-@pytest.fixture
-def shared(tmp_path: Path, git_repo: Path) -> tuple[Path, Path, Path]:
-    bare = tmp_path / "remote.git"
-    run_git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    run_git(git_repo, "remote", "add", "origin", str(bare))
-    run_git(git_repo, "push", "-q", "origin", "main")
-    b = tmp_path / "b"
-    run_git(tmp_path, "clone", "-q", str(bare), str(b))
-    return bare, git_repo, b
-
-
 def test_set_moves_show_list_rm(git_repo: Path) -> None:
     first, second = record(git_repo, "one"), record(git_repo, "two")
     r = run_gitxp(git_repo, "alias", "set", "production", first[-12:])
@@ -70,8 +59,8 @@ def test_rm_of_an_unknown_alias(git_repo: Path) -> None:
     assert r.returncode == 2 and "no alias 'nope'" in r.stderr
 
 
-def test_aliases_move_and_merge_across_clones(shared: tuple[Path, Path, Path]) -> None:
-    bare, a, b = shared
+def test_aliases_move_and_merge_across_clones(two_clones: tuple[Path, Path, Path]) -> None:
+    bare, a, b = two_clones
     x, y = record(a, "x"), record(a, "y")
     run_gitxp(a, "alias", "set", "production", x)
     run_gitxp(a, "alias", "set", "old", x)
@@ -98,11 +87,11 @@ def test_aliases_move_and_merge_across_clones(shared: tuple[Path, Path, Path]) -
     fsck(bare)
 
 
-def test_a_future_set_time_never_wins_a_merge(shared: tuple[Path, Path, Path]) -> None:
+def test_a_future_set_time_never_wins_a_merge(two_clones: tuple[Path, Path, Path]) -> None:
     """A forged (or badly skewed) set_at from next year must not pin an alias forever."""
     from gitxp import aliases
 
-    bare, a, b = shared
+    bare, a, b = two_clones
     x, y = record(a, "x"), record(a, "y")
     run_gitxp(a, "alias", "set", "production", x)
     run_gitxp(a, "push")
@@ -113,8 +102,8 @@ def test_a_future_set_time_never_wins_a_merge(shared: tuple[Path, Path, Path]) -
     assert aliases.merge(now, future)["production"]["id"] == y
 
 
-def test_pull_refuses_bad_alias_names(shared: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    bare, a, b = shared
+def test_pull_refuses_bad_alias_names(two_clones: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    bare, a, b = two_clones
     x = record(a, "x")
     run_gitxp(a, "push")
     # a hostile clone writes aliases.yaml by hand with a control character in a name

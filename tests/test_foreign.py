@@ -57,31 +57,43 @@ def bad_id(i: int) -> str:
     return f"20260101-1200{i:02d}-badbadbad0{i:02d}"
 
 
+class StoreIndex:
+    """Plumbing on ``repo``'s store branch through a private index (read from the branch tip), so crafting never touches the user's index."""
+
+    def __init__(self, repo: Path, name: str) -> None:
+        self.repo = repo
+        self.env = {**os.environ, "GIT_INDEX_FILE": str(repo / ".git" / name)}
+        self.tip = run_git(repo, "rev-parse", "gitxp").strip()
+        self.git("read-tree", "gitxp")
+
+    def git(self, *args: str, input: bytes | None = None) -> str:
+        r = subprocess.run(["git", *args], cwd=self.repo, env=self.env, capture_output=True, input=input, check=False)
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout.decode().strip()
+
+    def commit(self, message: str) -> str:
+        """Commit the index on top of the tip, move the store branch there and drop the index."""
+        tree = self.git("write-tree")
+        os.unlink(self.env["GIT_INDEX_FILE"])
+        commit = self.git("commit-tree", tree, "-p", self.tip, "-m", message)
+        self.git("update-ref", "refs/heads/gitxp", commit, self.tip)
+        return commit
+
+
 def craft(repo: Path, files: dict[str, bytes], *, exp_dir: str = BAD_DIR, root_files: dict[str, bytes] | None = None, more: dict[str, dict[str, bytes]] | None = None) -> str:
     """Commit ``files`` as one experiment folder on top of ``repo``'s store branch, with plumbing only.
 
     ``more`` adds further experiment folders: id -> files.
     """
-    env = {**os.environ, "GIT_INDEX_FILE": str(repo / ".git" / "craft-index")}
-    tip = run_git(repo, "rev-parse", "gitxp").strip()
-
-    def git(*args: str, input: bytes | None = None) -> str:
-        r = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, input=input, check=False)
-        assert r.returncode == 0, r.stderr.decode()
-        return r.stdout.decode().strip()
-
-    git("read-tree", "gitxp")
+    index = StoreIndex(repo, "craft-index")
+    git = index.git
     git("rm", "-q", "--cached", "-r", "--ignore-unmatch", exp_dir)
     for d, content in [(exp_dir, files), *((f"experiments/2026-01-01/{i}", c) for i, c in (more or {}).items())]:
         if content:
             git("read-tree", f"--prefix={d}/", _mktree(repo, content))
     for name, data in (root_files or {}).items():
         git("update-index", "--add", "--cacheinfo", f"100644,{_blob(repo, data)},{name}")
-    tree = git("write-tree")
-    os.unlink(env["GIT_INDEX_FILE"])
-    commit = git("commit-tree", tree, "-p", tip, "-m", f"gitxp: {BAD_ID} crafted completed")
-    git("update-ref", "refs/heads/gitxp", commit, tip)
-    return commit
+    return index.commit(f"gitxp: {BAD_ID} crafted completed")
 
 
 @pytest.fixture

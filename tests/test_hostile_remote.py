@@ -285,17 +285,6 @@ def _meta(repo: Path, exp_id: str, ref: str = "gitxp") -> dict:
     return yaml.safe_load(run_git(repo, "show", f"{ref}:experiments/{day}/{exp_id}/experiment.yaml"))
 
 
-@pytest.fixture
-def two_clones(tmp_path: Path, git_repo: Path) -> tuple[Path, Path, Path]:
-    bare = tmp_path / "remote.git"
-    run_git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    run_git(git_repo, "remote", "add", "origin", str(bare))
-    run_git(git_repo, "push", "-q", "origin", "main")
-    b = tmp_path / "b"
-    run_git(tmp_path, "clone", "-q", str(bare), str(b))
-    return bare, git_repo, b
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 def test_note_on_one_clone_and_tag_on_another_both_survive(engine: str, two_clones: tuple[Path, Path, Path]) -> None:
     bare, a, b = two_clones

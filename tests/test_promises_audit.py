@@ -8,7 +8,6 @@ can sit. Real git, the real CLI, no mocks.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 import gitxp
 from conftest import fsck, gitxp as run_gitxp, run_git
-from test_foreign import BAD_DIR, BAD_ID, assert_refused, experiment_yaml, hostile, mine  # noqa: F401 - mine is a fixture
+from test_foreign import BAD_DIR, BAD_ID, StoreIndex, assert_refused, experiment_yaml, hostile, mine  # noqa: F401 - mine is a fixture
 from test_secrets import all_objects, stored
 
 
@@ -71,21 +70,11 @@ def test_control_characters_in_pulled_file_names_are_refused(case: str, engine: 
 
 def _add_nested(repo: Path, files: dict[str, bytes]) -> None:
     """Add ``files`` (paths inside the crafted experiment) to the tip of ``repo``'s store branch."""
-    env = {**os.environ, "GIT_INDEX_FILE": str(repo / ".git" / "nested-index")}
-    tip = run_git(repo, "rev-parse", "gitxp").strip()
-
-    def git(*args: str, input: bytes | None = None) -> str:
-        r = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, input=input, check=False)
-        assert r.returncode == 0, r.stderr.decode()
-        return r.stdout.decode().strip()
-
-    git("read-tree", "gitxp")
+    index = StoreIndex(repo, "nested-index")
     for name, data in files.items():
-        blob = git("hash-object", "-w", "--stdin", input=data)
-        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{BAD_DIR}/{name}")
-    commit = git("commit-tree", git("write-tree"), "-p", tip, "-m", "nested")
-    os.unlink(env["GIT_INDEX_FILE"])
-    git("update-ref", "refs/heads/gitxp", commit, tip)
+        blob = index.git("hash-object", "-w", "--stdin", input=data)
+        index.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{BAD_DIR}/{name}")
+    index.commit("nested")
 
 
 def _object_ids(repo: Path) -> str:

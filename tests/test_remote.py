@@ -24,20 +24,8 @@ def ids(repo: Path) -> set[str]:
     return {p.split("/")[2] for p in out.splitlines() if p.endswith("/experiment.yaml")}
 
 
-@pytest.fixture
-def shared(tmp_path: Path, git_repo: Path) -> tuple[Path, Path, Path]:
-    """A bare remote, clone A (the fixture repo) and clone B, both with `origin`."""
-    bare = tmp_path / "remote.git"
-    run_git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    run_git(git_repo, "remote", "add", "origin", str(bare))
-    run_git(git_repo, "push", "-q", "origin", "main")
-    b = tmp_path / "b"
-    run_git(tmp_path, "clone", "-q", str(bare), str(b))
-    return bare, git_repo, b
-
-
-def test_two_clones_push_merge_and_pull(shared: tuple[Path, Path, Path]) -> None:
-    bare, a, b = shared
+def test_two_clones_push_merge_and_pull(two_clones: tuple[Path, Path, Path]) -> None:
+    bare, a, b = two_clones
     first = record(a, "a1")
     assert "pushed" in run_gitxp(a, "push").stdout
     r = run_gitxp(b, "pull")  # a fresh clone joins: its store branch is created from the remote's
@@ -62,8 +50,8 @@ def test_two_clones_push_merge_and_pull(shared: tuple[Path, Path, Path]) -> None
         fsck(repo)
 
 
-def test_concurrent_pushes_both_land(shared: tuple[Path, Path, Path]) -> None:
-    bare, a, b = shared
+def test_concurrent_pushes_both_land(two_clones: tuple[Path, Path, Path]) -> None:
+    bare, a, b = two_clones
     record(a, "base")
     run_gitxp(a, "push")
     run_gitxp(b, "pull")
@@ -93,8 +81,8 @@ def test_stores_with_different_ids_need_force(tmp_path: Path, git_repo: Path) ->
     fsck(git_repo)
 
 
-def test_dulwich_engine_round_trip(shared: tuple[Path, Path, Path]) -> None:
-    bare, a, b = shared
+def test_dulwich_engine_round_trip(two_clones: tuple[Path, Path, Path]) -> None:
+    bare, a, b = two_clones
     env = {"GITXP_ENGINE": "dulwich"}
     first = record(a, "a1")
     run_gitxp(a, "push", env=env)
@@ -108,14 +96,14 @@ def test_dulwich_engine_round_trip(shared: tuple[Path, Path, Path]) -> None:
         fsck(repo)
 
 
-def test_pull_from_a_remote_without_store(shared: tuple[Path, Path, Path]) -> None:
-    _, a, _ = shared
+def test_pull_from_a_remote_without_store(two_clones: tuple[Path, Path, Path]) -> None:
+    _, a, _ = two_clones
     r = run_gitxp(a, "pull")
     assert r.returncode == 0 and "no experiment store" in r.stderr
     assert run_git(a, "rev-parse", "-q", "--verify", "gitxp", check=False) == ""
 
 
-def test_metrics_of_one_experiment_changed_on_both_sides_are_unioned(shared: tuple[Path, Path, Path]) -> None:
+def test_metrics_of_one_experiment_changed_on_both_sides_are_unioned(two_clones: tuple[Path, Path, Path]) -> None:
     """The same experiment rewritten on both sides keeps every metric row."""
     from gitxp import layout, metrics
     from gitxp.plumbing import Repo
@@ -128,9 +116,9 @@ def test_metrics_of_one_experiment_changed_on_both_sides_are_unioned(shared: tup
     assert merged.schema.field("name").type == metrics.schema().field("name").type
 
 
-def test_same_experiment_changed_on_both_sides(shared: tuple[Path, Path, Path]) -> None:
+def test_same_experiment_changed_on_both_sides(two_clones: tuple[Path, Path, Path]) -> None:
     """Both sides amend one experiment: both amendments are kept, deletions stay deleted."""
-    bare, a, b = shared
+    bare, a, b = two_clones
     keep, gone = record(a, "keep"), record(a, "gone")
     run_gitxp(a, "push")
     run_gitxp(b, "pull")
@@ -246,8 +234,8 @@ def test_fresh_clone_refuses_hostile_store(tmp_path: Path, git_repo: Path) -> No
     assert run_git(git_repo, "rev-parse", "-q", "--verify", "gitxp", check=False) == ""
 
 
-def test_push_without_store_says_what_to_do(shared: tuple[Path, Path, Path]) -> None:
-    _, a, _ = shared
+def test_push_without_store_says_what_to_do(two_clones: tuple[Path, Path, Path]) -> None:
+    _, a, _ = two_clones
     r = run_gitxp(a, "push", check=False)
     assert r.returncode == 1 and "no experiment store to push" in r.stderr
 

@@ -34,6 +34,18 @@ def staged_runs(repo: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 
 
+def small_repo(small_fs: Path) -> Path:
+    """A repository with one commit and an initialised store, inside the small filesystem."""
+    repo = small_fs / "repo"
+    repo.mkdir()
+    run_git(repo, "init", "-q", "-b", "main")
+    (repo / "train.py").write_text("print('training')\n")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-q", "-m", "initial")
+    run_gitxp(repo, "init")
+    return repo
+
+
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A real 2 MB tmpfs, unmounted afterwards."""
@@ -97,13 +109,7 @@ def test_disk_full_while_collecting_artifacts_keeps_the_commands_exit_code(git_r
 
 
 def test_disk_full_everywhere_leaves_the_run_staged_for_recover(tmp_path: Path, small_fs: Path) -> None:
-    repo = small_fs / "repo"
-    repo.mkdir()
-    run_git(repo, "init", "-q", "-b", "main")
-    (repo / "train.py").write_text("print('training')\n")
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-q", "-m", "initial")
-    run_gitxp(repo, "init")
+    repo = small_repo(small_fs)
     (tmp_path / "fill.py").write_text(FILL.format(path=str(small_fs / "filler")) + "raise SystemExit(3)\n")
     r = run_gitxp(repo, "start", "--no-hardware", "--no-code", "--", sys.executable, str(tmp_path / "fill.py"), check=False, timeout=60)
     assert r.returncode == 3, r.stderr
@@ -122,13 +128,7 @@ def test_disk_full_everywhere_leaves_the_run_staged_for_recover(tmp_path: Path, 
 
 
 def test_a_full_disk_before_the_run_is_one_line_and_runs_nothing(small_fs: Path) -> None:
-    repo = small_fs / "repo"
-    repo.mkdir()
-    run_git(repo, "init", "-q", "-b", "main")
-    (repo / "train.py").write_text("print('training')\n")
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-q", "-m", "initial")
-    run_gitxp(repo, "init")
+    repo = small_repo(small_fs)
     subprocess.run([sys.executable, "-c", FILL.format(path=str(small_fs / "filler"))], check=True)
     r = run_gitxp(repo, "start", "--no-hardware", "--", "touch", str(small_fs.parent / "ran"), check=False, timeout=60)
     assert r.returncode == 1

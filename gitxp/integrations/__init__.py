@@ -20,10 +20,50 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["Session", "numeric", "param_safe"]
+__all__ = ["Session", "SessionMixin", "lazy_class", "numeric", "param_safe", "require"]
+
+
+def require(module: str, feature: str, framework: str, extra: str) -> Any:
+    """Import a framework module for ``feature``, or say which extra installs it.
+
+    Called only when the adapter class is built, so importing an integration
+    module never imports its framework.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(feature, framework, extra) from None
+
+
+def lazy_class(module: str, name: str, builder: Callable[[], type], *, cached: bool = True) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that builds the class ``name`` on its first access.
+
+    The class subclasses a framework base, so it can only exist once the
+    framework is imported; building it on access keeps the module import
+    cheap. ``cached=False`` leaves caching to ``builder`` (Lightning builds
+    one class per namespace).
+    """
+    cache: list[type] = []
+
+    def __getattr__(attr: str) -> Any:
+        if attr != name:
+            raise AttributeError(f"module {module!r} has no attribute {attr!r}")
+        if cache:
+            return cache[0]
+        cls = builder()
+        cls.__module__ = module
+        if cached:
+            cache.append(cls)
+        return cls
+
+    return __getattr__
 
 
 class Session:
@@ -33,24 +73,26 @@ class Session:
         name, params, tags: used when the session starts its own experiment;
             with a joined one, ``params`` and ``tags`` are added to it.
         repo: the repository of the store (default: the current folder).
-        start_options: passed on to :func:`gitxp.start` (``log_hardware``,
+        **start_options: passed on to :func:`gitxp.start` (``log_hardware``,
             ``capture_env``, ``code_dir``, …).
+
+    The callbacks take the same arguments and hand them over unchanged.
     """
 
     def __init__(
         self,
-        *,
         name: str | None = None,
+        *,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         repo: str | os.PathLike[str] = ".",
-        start_options: Mapping[str, Any] | None = None,
+        **start_options: Any,
     ) -> None:
         self.name = name
         self.params = dict(params or {})
         self.tags = dict(tags or {})
         self.repo = repo
-        self.start_options = dict(start_options or {})
+        self.start_options = start_options
         self._xp: Any = None
         self.owned = False
 
@@ -89,6 +131,23 @@ class Session:
             xp.finish(status, error=error)
         else:
             xp.flush()
+
+
+class SessionMixin:
+    """The constructor and ``experiment`` every callback class shares; put it before the framework base.
+
+    Its arguments are :class:`Session`'s (``name``, ``params``, ``tags``,
+    ``repo``, ``**start_options``).
+    """
+
+    def __init__(self, name: str | None = None, **options: Any) -> None:
+        super().__init__()
+        self._session = Session(name, **options)
+
+    @property
+    def experiment(self) -> Any:
+        """The :class:`gitxp.Experiment`; started (or joined) on first use."""
+        return self._session.experiment
 
 
 def param_safe(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,26 +17,19 @@ import Keras.
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from . import lazy_class
 
 __all__ = ["GitxpCallback"]
 
-_class: list[type] = []
-
 
 def _build() -> type:
-    if _class:
-        return _class[0]
-    try:
-        import keras
-    except ImportError:
-        from ..errors import MissingDependencyError
+    from . import SessionMixin, numeric, require
 
-        raise MissingDependencyError("gitxp.integrations.keras.GitxpCallback", "Keras 3", "keras") from None
-    from . import Session, numeric
+    keras = require("keras", "gitxp.integrations.keras.GitxpCallback", "Keras 3", "keras")
 
-    class GitxpCallback(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+    class GitxpCallback(SessionMixin, keras.callbacks.Callback):  # type: ignore[misc, name-defined]
         """Logs epoch (and optionally batch) logs as metrics, fit settings as params.
 
         Args:
@@ -48,28 +41,14 @@ def _build() -> type:
             **start_options: passed to :func:`gitxp.start` (``log_hardware``…).
         """
 
-        def __init__(
-            self,
-            name: str | None = None,
-            *,
-            params: dict[str, Any] | None = None,
-            tags: dict[str, Any] | None = None,
-            log_every_n_batches: int = 0,
-            repo: str | os.PathLike[str] = ".",
-            **start_options: Any,
-        ) -> None:
-            super().__init__()
+        def __init__(self, name: str | None = None, *, log_every_n_batches: int = 0, **options: Any) -> None:
             if isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int) or log_every_n_batches < 0:
                 from ..errors import UsageError
 
                 raise UsageError(f"log_every_n_batches must be an int >= 0, got {log_every_n_batches!r}", "e.g. GitxpCallback(log_every_n_batches=50)")
-            self._session = Session(name=name, params=params, tags=tags, repo=repo, start_options=start_options)
+            super().__init__(name, **options)
             self._every = log_every_n_batches
             self._batches = 0
-
-        @property
-        def experiment(self) -> Any:
-            return self._session.experiment
 
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             fit = {k: v for k, v in (self.params or {}).items() if k in ("epochs", "steps") and v is not None}
@@ -99,12 +78,7 @@ def _build() -> type:
         def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
             self._session.finish("completed")
 
-    GitxpCallback.__module__ = __name__
-    _class.append(GitxpCallback)
     return GitxpCallback
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GitxpCallback":
-        return _build()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_class(__name__, "GitxpCallback", _build)

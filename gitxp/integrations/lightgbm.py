@@ -87,4 +87,4 @@ def callback(
     """
     from . import Session
 
-    return GitxpLightGBMCallback(Session(name=name, params=params, tags=tags, repo=repo, start_options=start_options))
+    return GitxpLightGBMCallback(Session(name, params=params, tags=tags, repo=repo, **start_options))

@@ -22,6 +22,8 @@ import os
 import sys
 from typing import Any
 
+from . import lazy_class
+
 __all__ = ["GitxpLogger", "logger_class"]
 
 _classes: dict[str, type] = {}
@@ -33,12 +35,9 @@ def _namespace() -> str:
     try:
         import lightning.pytorch  # noqa: F401
     except ImportError:
-        try:
-            import pytorch_lightning  # noqa: F401
-        except ImportError:
-            from ..errors import MissingDependencyError
+        from . import require
 
-            raise MissingDependencyError("gitxp.integrations.lightning.GitxpLogger", "Lightning", "lightning") from None
+        require("pytorch_lightning", "gitxp.integrations.lightning.GitxpLogger", "Lightning", "lightning")
         return "pytorch_lightning"
     return "lightning.pytorch"
 
@@ -52,9 +51,9 @@ def logger_class(namespace: str | None = None) -> type:
         return _classes[ns]
     base = importlib.import_module(f"{ns}.loggers.logger").Logger
     rank_zero_only = importlib.import_module(f"{ns}.utilities").rank_zero_only
-    from . import Session, numeric, param_safe
+    from . import SessionMixin, numeric, param_safe
 
-    class GitxpLogger(base):  # type: ignore[misc, valid-type]
+    class GitxpLogger(SessionMixin, base):  # type: ignore[misc, valid-type]
         """Logs metrics, hyperparameters and (optionally) checkpoints into a gitxp experiment.
 
         Args:
@@ -69,32 +68,17 @@ def logger_class(namespace: str | None = None) -> type:
             **start_options: passed to :func:`gitxp.start` (``log_hardware``…).
         """
 
-        def __init__(
-            self,
-            name: str | None = None,
-            *,
-            params: dict[str, Any] | None = None,
-            tags: dict[str, Any] | None = None,
-            log_checkpoints: bool | str = False,
-            repo: str | os.PathLike[str] = ".",
-            **start_options: Any,
-        ) -> None:
-            super().__init__()
+        def __init__(self, name: str | None = None, *, log_checkpoints: bool | str = False, **options: Any) -> None:
             if log_checkpoints not in (True, False, "all"):
                 from ..errors import UsageError
 
                 raise UsageError(f"log_checkpoints must be True, False or 'all', got {log_checkpoints!r}", "e.g. GitxpLogger(log_checkpoints=True)")
-            self._session = Session(name=name, params=params, tags=tags, repo=repo, start_options=start_options)
+            super().__init__(name, **options)
             self._log_checkpoints = log_checkpoints
             self._checkpoint_callback: Any = None
             self._logged_checkpoints: dict[str, float] = {}
 
         # -------------------------------------------------------------- identity
-
-        @property
-        def experiment(self) -> Any:
-            """The :class:`gitxp.Experiment` (rank zero); started on first use."""
-            return self._session.experiment
 
         @property
         def name(self) -> str | None:
@@ -169,7 +153,4 @@ def logger_class(namespace: str | None = None) -> type:
     return GitxpLogger
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GitxpLogger":
-        return logger_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_class(__name__, "GitxpLogger", logger_class, cached=False)

@@ -17,26 +17,19 @@ first access, so importing this module does not import transformers.
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from . import lazy_class
 
 __all__ = ["GitxpCallback"]
 
-_class: list[type] = []
-
 
 def _build() -> type:
-    if _class:
-        return _class[0]
-    try:
-        from transformers import TrainerCallback
-    except ImportError:
-        from ..errors import MissingDependencyError
+    from . import SessionMixin, numeric, param_safe, require
 
-        raise MissingDependencyError("gitxp.integrations.transformers.GitxpCallback", "transformers", "transformers") from None
-    from . import Session, numeric, param_safe
+    transformers = require("transformers", "gitxp.integrations.transformers.GitxpCallback", "transformers", "transformers")
 
-    class GitxpCallback(TrainerCallback):  # type: ignore[misc]
+    class GitxpCallback(SessionMixin, transformers.TrainerCallback):  # type: ignore[misc, name-defined]
         """Logs ``TrainingArguments`` as params and ``on_log`` values as metrics.
 
         Args:
@@ -46,21 +39,6 @@ def _build() -> type:
             repo: the repository holding the store.
             **start_options: passed to :func:`gitxp.start` (``log_hardware``…).
         """
-
-        def __init__(
-            self,
-            name: str | None = None,
-            *,
-            params: dict[str, Any] | None = None,
-            tags: dict[str, Any] | None = None,
-            repo: str | os.PathLike[str] = ".",
-            **start_options: Any,
-        ) -> None:
-            self._session = Session(name=name, params=params, tags=tags, repo=repo, start_options=start_options)
-
-        @property
-        def experiment(self) -> Any:
-            return self._session.experiment
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if not state.is_world_process_zero:
@@ -82,12 +60,7 @@ def _build() -> type:
             if state.is_world_process_zero:
                 self._session.finish("completed")
 
-    GitxpCallback.__module__ = __name__
-    _class.append(GitxpCallback)
     return GitxpCallback
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GitxpCallback":
-        return _build()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_class(__name__, "GitxpCallback", _build)

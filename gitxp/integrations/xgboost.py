@@ -20,23 +20,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["GitxpCallback"]
+from . import lazy_class
 
-_class: list[type] = []
+__all__ = ["GitxpCallback"]
 
 
 def _build() -> type:
-    if _class:
-        return _class[0]
-    try:
-        from xgboost.callback import TrainingCallback
-    except ImportError:
-        from ..errors import MissingDependencyError
+    from . import SessionMixin, numeric, require
 
-        raise MissingDependencyError("gitxp.integrations.xgboost.GitxpCallback", "xgboost", "xgboost") from None
-    from . import Session, numeric
+    callback = require("xgboost.callback", "gitxp.integrations.xgboost.GitxpCallback", "xgboost", "xgboost")
 
-    class GitxpCallback(TrainingCallback):  # type: ignore[misc]
+    class GitxpCallback(SessionMixin, callback.TrainingCallback):  # type: ignore[misc, name-defined]
         """Logs ``evals_log`` after each iteration as ``<data>-<metric>``.
 
         Args:
@@ -49,23 +43,9 @@ def _build() -> type:
             **start_options: passed to :func:`gitxp.start` (``log_hardware``…).
         """
 
-        def __init__(
-            self,
-            name: str | None = None,
-            *,
-            params: dict[str, Any] | None = None,
-            tags: dict[str, Any] | None = None,
-            log_model: bool = False,
-            repo: str | os.PathLike[str] = ".",
-            **start_options: Any,
-        ) -> None:
-            super().__init__()
-            self._session = Session(name=name, params=params, tags=tags, repo=repo, start_options=start_options)
+        def __init__(self, name: str | None = None, *, log_model: bool = False, **options: Any) -> None:
+            super().__init__(name, **options)
             self._log_model = log_model
-
-        @property
-        def experiment(self) -> Any:
-            return self._session.experiment
 
         def before_training(self, model: Any) -> Any:
             self.experiment  # noqa: B018 - start (or join) before the first iteration
@@ -103,12 +83,7 @@ def _build() -> type:
             self._session.finish("completed")
             return model
 
-    GitxpCallback.__module__ = __name__
-    _class.append(GitxpCallback)
     return GitxpCallback
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GitxpCallback":
-        return _build()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_class(__name__, "GitxpCallback", _build)
