@@ -219,6 +219,7 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
         _stop(d, env)
 
 
+@pytest.mark.slow  # starts munged, slurmctld and slurmd: about 35 s
 def test_real_slurm_runs_the_array(git_repo: Path, slurm: dict[str, str]) -> None:
     _setup(git_repo)
     r = gitxp(git_repo, "sweep", "grid.yaml", "--slurm", "--no-hardware", "--max-parallel", "2", "--sbatch-opt", "time=0:10:00", "--", *CMD, env=slurm)
