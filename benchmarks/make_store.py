@@ -5,7 +5,7 @@
 PATH becomes a git repository (created when missing, with one commit on
 ``main``) whose ``gitxp`` branch holds N finished experiments, each with the
 files a real run writes for listings: ``experiment.yaml`` (the same fields, in
-the same order, as :mod:`gitxp.finish`) and ``params.yaml``. Experiments are
+the same order, as :mod:`gitxp.run.finish`) and ``params.yaml``. Experiments are
 day-sharded like real ones (``experiments/YYYY-MM-DD/<id>/``), ``--per-day``
 to a day, the newest created just before now, and land in ``--commits`` commits
 (one by default) on top of the store's init commit. Ids are deterministic for
@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gitxp import layout  # noqa: E402
-from gitxp.plumbing import FILE_MODE, TREE_MODE, Entry, Repo  # noqa: E402
-from gitxp.store import Store  # noqa: E402
+from gitxp.store import layout  # noqa: E402
+from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry, Repo  # noqa: E402
+from gitxp.store.store import Store  # noqa: E402
 
 MODELS = ("resnet18", "resnet50", "vit-s", "mlp", "convnext-t")
 OPTIMIZERS = ("sgd", "adam", "adamw")

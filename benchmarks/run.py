@@ -96,7 +96,7 @@ def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False
     import gitxp
 
     if hold_flush:
-        from gitxp import experiment
+        from gitxp.run import experiment
 
         experiment.FLUSH_INTERVAL, experiment.FLUSH_ROWS = 1e9, 10**15
 
@@ -204,9 +204,9 @@ def w_commit(path: str, k: int) -> dict[str, Any]:
 
     sys.path.insert(0, str(HERE))
     from make_store import experiment_files
-    from gitxp import layout
-    from gitxp.plumbing import Repo
-    from gitxp.store import Store
+    from gitxp.store import layout
+    from gitxp.plumbing.repo import Repo
+    from gitxp.store.store import Store
 
     store = Store(Repo(path))
     head = store.repo.head()[0] or "0" * 40
@@ -225,8 +225,8 @@ def w_commit(path: str, k: int) -> dict[str, Any]:
 
 
 def w_snapshot(tmp: str, files: int, edited: int, reps: int, dulwich_reps: int) -> dict[str, Any]:
-    """gitxp.snapshot.capture vs git add -A into a temporary index + git write-tree."""
-    from gitxp import snapshot
+    """gitxp.plumbing.snapshot.capture vs git add -A into a temporary index + git write-tree."""
+    from gitxp.plumbing import snapshot
 
     root = Path(tmp) / "repo"
     per_dir = 100
@@ -283,7 +283,7 @@ def w_snapshot(tmp: str, files: int, edited: int, reps: int, dulwich_reps: int) 
 
 def w_hardware(tmp: str, seconds: float) -> dict[str, Any]:
     """Sampler thread CPU: over the whole window, and steady state (after its first flush, before stop)."""
-    from gitxp.hardware import HardwareSampler
+    from gitxp.run.hardware import HardwareSampler
 
     s = HardwareSampler(Path(tmp) / "hw", interval=1.0)
     p0, w0 = time.process_time(), time.perf_counter()
@@ -305,7 +305,7 @@ def w_hardware(tmp: str, seconds: float) -> dict[str, Any]:
 
 def w_env() -> dict[str, Any]:
     t0 = time.perf_counter()
-    from gitxp import environment
+    from gitxp.environment import capture as environment
 
     t1 = time.perf_counter()
     doc = environment.capture()
@@ -318,11 +318,11 @@ def w_artifact(kind: str, src: str, tmp: str) -> dict[str, Any]:
     tmpd = Path(tmp)
     if kind in ("gitxp", "gitxp-plain", "gitxp-again"):
         try:
-            from gitxp import artifacts
+            from gitxp.artifacts import files as artifacts
             store_file = artifacts.store_file
         except (ImportError, AttributeError) as exc:
-            return {"skip": f"gitxp.artifacts.store_file unavailable ({exc})"}
-        from gitxp.plumbing import Repo
+            return {"skip": f"gitxp.artifacts.files.store_file unavailable ({exc})"}
+        from gitxp.plumbing.repo import Repo
 
         repo = Repo(git_init(tmpd / "repo"))
         key = os.urandom(32) if kind != "gitxp-plain" else None
@@ -354,7 +354,7 @@ def w_artifact(kind: str, src: str, tmp: str) -> dict[str, Any]:
 
 def w_encrypt(size: int) -> dict[str, Any]:
     """``StreamEncryptor`` alone on bytes in memory: case 9's ceiling, with no file or git I/O."""
-    from gitxp.crypto import StreamEncryptor, ciphertext_size
+    from gitxp.artifacts.crypto import StreamEncryptor, ciphertext_size
 
     data = b"\x5a" * size  # real pages, allocated before the clock starts
     t0 = time.perf_counter()

@@ -26,7 +26,7 @@ import typing as _typing
 
 __version__ = "0.1.0"
 
-from .errors import (
+from gitxp.errors import (
     AmbiguousRefError,
     DecryptionError,
     EnvironmentRecreateError,
@@ -53,14 +53,14 @@ from .errors import (
     UnsafeDataError,
     UsageError,
 )
-from .experiment import Experiment, current, start
+from gitxp.run.experiment import Experiment, current, start
 
 if _typing.TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-    from .store import Record, Store
+    from gitxp.store.store import Record, Store
 
 __all__ = [
     "AmbiguousRefError",
@@ -113,7 +113,7 @@ def open(path: str = ".") -> Store:  # noqa: A001 - mirrors builtins.open on pur
     Not in ``__all__``: ``from gitxp import *`` must not replace the builtin
     ``open``; write ``gitxp.open(".")``.
     """
-    from .store import Store
+    from gitxp.store.store import Store
 
     return Store.open(path)
 
@@ -126,10 +126,10 @@ def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathL
     Each configuration runs in its own process (``jobs`` at a time) as a
     child experiment of one sweep experiment; completed configurations are
     skipped unless ``rerun``; ``start_options`` go to :func:`gitxp.start`.
-    The signature is :func:`gitxp.sweeps.sweep`'s (a test keeps them equal);
+    The signature is :func:`gitxp.sweeps.runner.sweep`'s (a test keeps them equal);
     the implementation is imported on the first call.
     """
-    from .sweeps import sweep as _sweep
+    from gitxp.sweeps.runner import sweep as _sweep
 
     return _sweep(fn, grid_or_file, jobs=jobs, repo=repo, name=name, rerun=rerun, **start_options)
 
@@ -188,7 +188,7 @@ def runs(where: str | None = None, repo: str | os.PathLike[str] = ".") -> Any:
     ``tags.*``. ``where`` is the ``--where`` language. Needs pandas
     (``pip install 'gitxp[pandas]'``).
     """
-    from .frames import runs as _runs
+    from gitxp.store.frames import runs as _runs
 
     return _runs(where, repo=repo)
 
@@ -201,14 +201,14 @@ def histories(refs_or_where: str | Iterable[Any], metrics: str | Iterable[str] |
     or refs / Records / a :func:`runs` DataFrame; ``metrics`` names (globs)
     keep only those. Needs pandas (``pip install 'gitxp[pandas]'``).
     """
-    from .frames import histories as _histories
+    from gitxp.store.frames import histories as _histories
 
     return _histories(refs_or_where, metrics, repo=repo)
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Store", "Record"):
-        from . import store
+        from gitxp.store import store
 
         return getattr(store, name)
     raise AttributeError(f"module 'gitxp' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 Parameters arrive as text in three places: ``gitxp start -p KEY=VALUE``,
 ``--params-file`` and sweep files. All three must read a value the same way
 (``1e-3`` is a float, ``yes``/``on`` stay strings, no implicit dates), so the
-reading lives here, apart from :mod:`gitxp.sweep_spec`, which uses it but is
+reading lives here, apart from :mod:`gitxp.sweeps.spec`, which uses it but is
 about expanding grids. pyyaml is imported only when YAML is actually read.
 """
 
@@ -112,7 +112,7 @@ def yaml12_load(text: str, *, source: str = "<yaml>", error: type[GitxpError] = 
     ``yes``/``on``/``off`` stay strings, ``2026-11-01`` stays a string.
 
     The same limits as YAML read from the store (size, nesting, alias
-    expansion: :func:`gitxp.layout.yaml_limits_problem`), so an alias bomb
+    expansion: :func:`gitxp.store.layout.yaml_limits_problem`), so an alias bomb
     in a sweep file is refused, not expanded.
 
     Raises:
@@ -121,7 +121,7 @@ def yaml12_load(text: str, *, source: str = "<yaml>", error: type[GitxpError] = 
     """
     import yaml
 
-    from .layout import yaml_depth_problem, yaml_limits_problem
+    from gitxp.store.layout import yaml_depth_problem, yaml_limits_problem
 
     problem = yaml_limits_problem(text, _loader_class(), scan=True)  # the pure-Python composer recurses
     if problem is None:

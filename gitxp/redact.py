@@ -15,7 +15,7 @@ of a component. Tokenizer options such as ``--pad-token`` or ``eos_token``
 name a vocabulary entry, not a credential, and are not masked.
 
 This file is also run by path in another interpreter (through
-:mod:`gitxp.environment`), so it imports only the standard library.
+:mod:`gitxp.environment.capture`), so it imports only the standard library.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def test_aliases_move_and_merge_across_clones(two_clones: tuple[Path, Path, Path
 
 def test_a_future_set_time_never_wins_a_merge(two_clones: tuple[Path, Path, Path]) -> None:
     """A forged (or badly skewed) set_at from next year must not pin an alias forever."""
-    from gitxp import aliases
+    from gitxp.store import aliases
 
     bare, a, b = two_clones
     x, y = record(a, "x"), record(a, "y")

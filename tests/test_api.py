@@ -175,7 +175,7 @@ def test_parent_and_refs(git_repo: Path) -> None:
 
 
 def test_ambiguous_prefix_lists_candidates(git_repo: Path) -> None:
-    import gitxp.resolve as resolve
+    import gitxp.store.resolve as resolve
 
     class R:
         def __init__(self, i: str) -> None:

@@ -1,4 +1,4 @@
-"""Tests for gitxp.artifacts: storing, committing, reading and extracting artifacts.
+"""Tests for gitxp.artifacts.files: storing, committing, reading and extracting artifacts.
 
 Real git repositories made with the git CLI, real keys and real cryptography;
 tampering is done by writing altered objects and pointing trees at them, and
@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from gitxp import artifacts, crypto, layout
-from gitxp.artifacts import ArtifactEntry, extract, iter_artifact, read_bytes, read_manifest, stage, staged, store_file, tree_changes
+from gitxp.artifacts import files as artifacts
+from gitxp.artifacts import crypto
+from gitxp.store import layout
+from gitxp.artifacts.files import ArtifactEntry, extract, iter_artifact, read_bytes, read_manifest, stage, staged, store_file, tree_changes
 from gitxp.errors import DecryptionError, KeyMissingError, StoreError, UnsafeDataError, UsageError
-from gitxp.plumbing import FILE_MODE, TREE_MODE, Entry, Repo
-from gitxp.store import Record, Store
+from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry, Repo
+from gitxp.store.store import Record, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP_ID = "20260101-000000-abcdefabcdef"
@@ -515,7 +517,7 @@ def test_stage_and_staged_last_entry_per_path_wins(tmp_path: Path, repo: Repo, k
     stage(run, one)
     code = f"""
         import json, sys
-        from gitxp.artifacts import ArtifactEntry, stage
+        from gitxp.artifacts.files import ArtifactEntry, stage
         stage(sys.argv[1], ArtifactEntry(**{{**json.loads(sys.argv[2]), "objects": tuple(json.loads(sys.argv[3]))}}))
     """
     fields = {"path": other.path, "size": other.size, "digest": other.digest, "encrypted": False, "parts": other.parts, "key": None}
@@ -577,8 +579,9 @@ def test_memory_stays_bounded_for_a_300_mb_artifact(tmp_path: Path, repo: Repo, 
     src = _random_file(tmp_path / "huge.bin", 300 * 10**6)
     code = """
         import resource, sys
-        from gitxp import artifacts, crypto
-        from gitxp.plumbing import Repo
+        from gitxp.artifacts import files as artifacts
+        from gitxp.artifacts import crypto
+        from gitxp.plumbing.repo import Repo
         repo = Repo(sys.argv[1])
         e = artifacts.store_file(repo, sys.argv[2], "huge.bin", key=crypto.decode_key(sys.argv[3]))
         print(e.parts, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -1,7 +1,7 @@
 """`--format json` on every listing and describing command (issue 14), and `metrics`/`plot` over several experiments.
 
 Each output goes through json.loads as a tool would read it; the field names
-are the UI's API's (gitxp.jsonview builds both).
+are the UI's API's (gitxp.review.jsonview builds both).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for gitxp.crypto: the encrypted stream, keys and keyed hashes.
+"""Tests for gitxp.artifacts.crypto: the encrypted stream, keys and keyed hashes.
 
 Real files and real cryptography throughout; tampering is done on the bytes.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gitxp import crypto
-from gitxp.crypto import (
+from gitxp.artifacts import crypto
+from gitxp.artifacts.crypto import (
     CHUNK_SIZE,
     HEADER_SIZE,
     TAG_SIZE,
@@ -481,10 +481,10 @@ def test_keyed_hashers() -> None:
 
 def test_import_does_not_load_cryptography() -> None:
     code = (
-        "import sys, gitxp.crypto\n"
+        "import sys, gitxp.artifacts.crypto\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] == 'cryptography']\n"
         "assert not heavy, heavy\n"
-        "gitxp.crypto.fingerprint(bytes(32)); gitxp.crypto.encode_key(bytes(32))\n"
+        "gitxp.artifacts.crypto.fingerprint(bytes(32)); gitxp.artifacts.crypto.encode_key(bytes(32))\n"
         "assert 'cryptography' not in sys.modules\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -152,7 +152,7 @@ def test_no_record_of_imports_is_one_error_line(git_repo: Path, tmp_path: Path) 
 
 
 def test_local_path_package_is_skipped_with_why_and_gitxp_comes_from_the_running_one(tmp_path: Path) -> None:
-    from gitxp.recreate import recreate_venv
+    from gitxp.environment.recreate import recreate_venv
 
     said: list[str] = []
     env = {

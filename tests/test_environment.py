@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitxp import environment, recreate
-from gitxp.environment import (
+from gitxp.environment import capture as environment
+from gitxp.environment import recreate
+from gitxp.environment.capture import (
     capture,
     capture_interpreter,
     conda_environment_yml,
@@ -22,7 +23,7 @@ from gitxp.environment import (
     requirements_txt,
     summary,
 )
-from gitxp.recreate import recreate_venv
+from gitxp.environment.recreate import recreate_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +184,7 @@ def test_diff_and_summary() -> None:
 
 
 def test_capture_needs_only_the_standard_library() -> None:
-    code = ("import sys; import gitxp.environment as e; e.capture(); "
+    code = ("import sys; import gitxp.environment.capture as e; e.capture(); "
             "print(sorted(m for m in ('pyarrow', 'psutil', 'pynvml', 'yaml', 'importlib.metadata') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

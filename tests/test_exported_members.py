@@ -48,7 +48,7 @@ def test_star_import_keeps_the_builtin_open() -> None:
 
 
 def test_sweep_shows_the_implementations_signature() -> None:
-    from gitxp import sweeps
+    from gitxp.sweeps import runner as sweeps
 
     assert inspect.signature(gitxp.sweep) == inspect.signature(sweeps.sweep)
     assert list(inspect.signature(gitxp.sweep).parameters)[:6] == ["fn", "grid_or_file", "jobs", "repo", "name", "rerun"]

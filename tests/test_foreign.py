@@ -202,7 +202,7 @@ def test_yaml_bombs_already_in_the_store_are_shown_damaged_quickly(mine: Path) -
 
 def test_yaml_limits_in_the_loader(tmp_path: Path) -> None:
     """One loader for stored YAML; a parameter file of the user's goes through the same limits."""
-    from gitxp import layout
+    from gitxp.store import layout
     from gitxp.errors import ParamError, UnsafeDataError
     from gitxp.params import yaml12_load
 
@@ -290,7 +290,7 @@ def _many_rows(rows: int = 25_000_000, batch: int = 1_000_000) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
 
     one = pa.table({
         "name": pa.array(["loss"] * batch).dictionary_encode(),
@@ -326,7 +326,7 @@ def test_tiny_parquet_with_millions_of_rows_is_refused_from_its_footer(tmp_path:
 def test_parquet_footer_limits(tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
     from gitxp.errors import UnsafeDataError
 
     ok = metrics.to_parquet_bytes(metrics.rows_to_table([("loss", 0, 0.5, 1.0), ("loss", 1, 0.4, 2.0)]))
@@ -441,7 +441,7 @@ def test_control_characters_are_refused_by_pull(field: str, value: str, tmp_path
 
 
 def test_control_characters_in_params_artifacts_and_metric_log_are_refused_by_pull(tmp_path: Path, mine: Path) -> None:
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
 
     cases = [
         {"params.yaml": b'"l\\nr": 1\n'},
@@ -473,8 +473,8 @@ def test_newline_in_a_name_never_injects_commit_trailers(mine: Path) -> None:
     head_tree = run_git(mine, "rev-parse", "HEAD^{tree}").strip()
     name = '"x\\nSigned-off-by: Mallory <m@evil>\\nCo-authored-by: Mallory <m@evil>"'
     craft(mine, {"experiment.yaml": experiment_yaml(name=name, source=f"{{branch: main, commit: null, dirty: false, tree: {head_tree}}}")})
-    from gitxp import hooks
-    from gitxp.store import Record
+    from gitxp.remote import hooks
+    from gitxp.store.store import Record
 
     with gitxp.open(str(mine)) as store:  # a record as an older reader kept it, name and all
         raw = Record(store, BAD_ID, "", meta={"name": "x\nSigned-off-by: M <m@evil>", "summary": {"a\nb": 1.0}}, params={})

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gitxp.hardware import HardwareSampler, finalize, gpu_info
+from gitxp.run.hardware import HardwareSampler, finalize, gpu_info
 
 # Burns at least 3 s of wall time and 1.5 s of its own CPU time (on a loaded
 # machine the wall time stretches until it got that CPU), then writes the CPU
@@ -183,7 +183,7 @@ def test_bad_interval_is_refused(tmp_path: Path) -> None:
 
 
 def test_import_is_light() -> None:
-    code = ("import sys; import gitxp.hardware; "
+    code = ("import sys; import gitxp.run.hardware; "
             "print(sorted(m for m in ('pyarrow', 'psutil', 'pynvml') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1], env={**os.environ})

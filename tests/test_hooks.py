@@ -120,7 +120,7 @@ def test_core_hooks_path_is_respected(git_repo: Path) -> None:
 
 
 def test_hook_scripts_ship_executable_and_posix() -> None:
-    from gitxp import hooks
+    from gitxp.remote import hooks
 
     for name in hooks.HOOK_NAMES:
         p = hooks.source_dir() / name

@@ -17,7 +17,7 @@ import pytest
 from conftest import fsck, gitxp as run_gitxp, run_git
 from test_remote import GOOD_ID, _experiment, _push_crafted, _tree, record
 
-from gitxp import validate
+from gitxp.store import validate
 
 ENGINES = ["git", "dulwich"]
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 import gitxp
-from gitxp import artifacts, layout
+from gitxp.artifacts import files as artifacts
+from gitxp.store import layout
 from conftest import fsck, gitxp as run_gitxp
 
 

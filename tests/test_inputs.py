@@ -110,7 +110,7 @@ def test_a_missing_input_runs_nothing(git_repo: Path) -> None:
 
 def test_malformed_inputs_and_alerts_fields_are_problems() -> None:
     """What pull refuses (and a listing shows as damaged) for hand-edited or hostile experiment.yaml."""
-    from gitxp.layout import experiment_problems
+    from gitxp.store.layout import experiment_problems
 
     ok = {"inputs": [{"name": "train", "path": "data/train.csv", "size": 8, "files": 1, "digest": "sha256:00"}],
           "alerts": [{"condition": "metrics.loss < 1", "text": "ok", "step": 3, "value": 0.5, "time": "2026-12-06T00:00:00Z"}]}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from conftest import fsck, gitxp, run_git
 
-from gitxp import layout
+from gitxp.store import layout
 
 SCRIPT = """\
 import os, time, pathlib

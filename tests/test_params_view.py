@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import gitxp
-from gitxp import staging
+from gitxp.store import staging
 from conftest import fsck
 
 

@@ -141,7 +141,7 @@ def test_escape_sequences_in_package_sources_never_reach_the_terminal(mine: Path
 
 def test_key_text_never_reaches_the_store_the_cache_or_any_file_under_git(git_repo: Path) -> None:
     """The key pasted by mistake into a param, a tag, a note, an argument or a recorded variable stays out of .git."""
-    from gitxp import crypto
+    from gitxp.artifacts import crypto
 
     key = crypto.encode_key(crypto.generate_key())
     env = {"GITXP_KEY": key, "HF_HOME": f"/cache/{key}", "GITXP_SEED": key}
@@ -160,8 +160,8 @@ def test_key_text_never_reaches_the_store_the_cache_or_any_file_under_git(git_re
 @pytest.mark.parametrize("engine", ["git", "dulwich"])
 def test_a_file_holding_the_key_text_is_never_snapshotted(git_repo: Path, engine: str) -> None:
     """`.env` with `GITXP_KEY=...` among other lines, or a tracked config edited to hold the key: left out, in both engines."""
-    from gitxp import crypto
-    from gitxp.snapshot import Withhold, capture as capture_snapshot
+    from gitxp.artifacts import crypto
+    from gitxp.plumbing.snapshot import Withhold, capture as capture_snapshot
 
     key = crypto.encode_key(crypto.generate_key())
     (git_repo / ".env").write_text(f"HF_HOME=/data\nGITXP_KEY={key}\nOTHER=1\n")

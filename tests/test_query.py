@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from gitxp.errors import QueryError, UsageError
-from gitxp.query import Query, compile_filter, parse
+from gitxp.store.query import Query, compile_filter, parse
 
 RECORD = {
     "id": "20261122-110512-a3f9c2d81b7e",

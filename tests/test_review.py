@@ -134,7 +134,7 @@ def test_diff_env_says_when_an_environment_was_not_recorded(xps: SimpleNamespace
 
 
 def test_environment_diff_lists_changed_packages(xps: SimpleNamespace) -> None:
-    from gitxp import review
+    from gitxp.review import diff as review
 
     rec = xps.recs["b"]
     env = dict(rec.environment)

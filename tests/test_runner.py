@@ -1,4 +1,4 @@
-"""Tests for gitxp.runner: real child processes, real pipes, real signals.
+"""Tests for gitxp.run.process: real child processes, real pipes, real signals.
 
 Tests that send signals run ``run_child`` inside a small wrapper process
 (``_WRAPPER``) started in its own session, so that signals and terminals
@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 
 from gitxp.errors import UsageError
-from gitxp.runner import ChildResult, parse_scalars, run_child
+from gitxp.run.process import ChildResult, parse_scalars, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
 _WRAPPER = r"""
 import dataclasses, json, os, sys
 from pathlib import Path
-from gitxp.runner import run_child
+from gitxp.run.process import run_child
 
 spec = json.loads(sys.argv[1])
 if spec.get("ctty"):

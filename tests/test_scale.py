@@ -8,9 +8,9 @@ from pathlib import Path
 
 from conftest import fsck, run_git
 
-from gitxp import layout
-from gitxp.plumbing import TREE_MODE, Entry, Repo
-from gitxp.store import Store
+from gitxp.store import layout
+from gitxp.plumbing.repo import TREE_MODE, Entry, Repo
+from gitxp.store.store import Store
 
 
 def _ids_of_one_day(n: int, seed: int = 0) -> list[str]:
@@ -61,7 +61,7 @@ def test_day_tree_with_a_foreign_entry_takes_the_slow_path(git_repo: Path) -> No
 
 
 def _log(series: dict, name: str, step: int, value: float, t: float) -> None:
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
 
     add_step, add_value, add_time = series.setdefault(name, metrics.Series()).add
     add_step(step)
@@ -74,7 +74,7 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
     import math
     import time
 
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
 
     rng = random.Random(3)
     for trial in range(12):
@@ -136,7 +136,7 @@ def test_api_kill_9_loses_at_most_the_flush_interval(git_repo: Path) -> None:
     p = subprocess.Popen([sys.executable, "killed.py"], cwd=git_repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert p.stdout is not None
     exp_id = p.stdout.readline().strip()
-    from gitxp import staging
+    from gitxp.store import staging
 
     segments = staging.run_dir(git_repo / ".git" / "gitxp", exp_id).path / "metrics"
     deadline = time.monotonic() + 60

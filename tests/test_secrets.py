@@ -18,12 +18,13 @@ import pytest
 
 import gitxp
 from conftest import fsck, gitxp as run_gitxp, run_git
-from gitxp import crypto, layout
-from gitxp.artifacts import read_manifest
-from gitxp.environment import capture as capture_environment
+from gitxp.artifacts import crypto
+from gitxp.store import layout
+from gitxp.artifacts.files import read_manifest
+from gitxp.environment.capture import capture as capture_environment
 from gitxp.errors import KeyMissingError
 from gitxp.redact import StreamMasker, looks_secret, mask_argv, mask_url
-from gitxp.snapshot import Withhold, capture as capture_snapshot
+from gitxp.plumbing.snapshot import Withhold, capture as capture_snapshot
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"secret-figure-pixels-" * 200 + b"\x00\x01\x02"
 

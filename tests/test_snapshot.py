@@ -1,4 +1,4 @@
-"""gitxp.snapshot against real repositories, both engines side by side.
+"""gitxp.plumbing.snapshot against real repositories, both engines side by side.
 
 The reference for every tree id is plain git: copy the index, ``git add -A``
 and ``git write-tree``. Both engines must agree with it and with each other,
@@ -16,7 +16,7 @@ import pytest
 
 from conftest import GIT_ENV
 from gitxp.errors import NotARepositoryError, StoreError, UsageError
-from gitxp.snapshot import EMPTY_TREE, Snapshot, capture, head_info
+from gitxp.plumbing.snapshot import EMPTY_TREE, Snapshot, capture, head_info
 
 ENGINES = ("git", "dulwich")
 ENV = {

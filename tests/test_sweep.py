@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import ROOT, fsck, gitxp, run_git
 
-from gitxp.store import Store
+from gitxp.store.store import Store
 
 EXAMPLE = ROOT / "examples" / "sweep"
 CMD = ["python", "train.py", "--lr", "{lr}", "--batch", "{batch}", "--epochs", "{epochs}"]

@@ -10,7 +10,7 @@ import pytest
 
 from gitxp.errors import ParamError, SweepFileError, UsageError
 from gitxp.params import parse_scalar, set_dotted, yaml12_load
-from gitxp.sweep_spec import (
+from gitxp.sweeps.spec import (
     SweepSpec,
     check_command,
     config_key,

@@ -146,7 +146,7 @@ def test_read_parquet_leaves_no_thread_behind(tmp_path: Path) -> None:
     """The one way gitxp reads Parquet files: a process that exits right after never aborts."""
     import pyarrow as pa
 
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
 
     data = tmp_path / "m.parquet"
     data.write_bytes(metrics.to_parquet_bytes(pa.table({"x": list(range(200_000)), "y": [float(i) for i in range(200_000)]})))
@@ -294,7 +294,7 @@ def _stored_yaml(repo: Path, name: str) -> bytes:
 
 
 def test_metric_names_are_limited_so_that_experiment_yaml_stays_readable(git_repo: Path) -> None:
-    from gitxp import layout
+    from gitxp.store import layout
 
     with _start(git_repo) as xp:
         for i in range(layout.MAX_METRIC_NAMES):  # the longest names allowed: the worst case for the summary
@@ -312,7 +312,7 @@ def test_metric_names_are_limited_so_that_experiment_yaml_stays_readable(git_rep
 
 
 def test_a_huge_param_is_refused_when_logged_and_the_run_still_finishes(git_repo: Path) -> None:
-    from gitxp import layout
+    from gitxp.store import layout
 
     with _start(git_repo) as xp:
         xp.log_params({"lr": 0.1})
@@ -333,7 +333,7 @@ def test_a_huge_params_file_is_refused_by_start(git_repo: Path) -> None:
 
 
 def test_notes_and_tags_are_limited(git_repo: Path) -> None:
-    from gitxp import layout
+    from gitxp.store import layout
 
     with _start(git_repo) as xp:
         xp.note("short")
@@ -353,7 +353,7 @@ def test_notes_and_tags_are_limited(git_repo: Path) -> None:
 def test_a_table_the_reader_would_refuse_is_refused_by_log_table(git_repo: Path) -> None:
     import pyarrow as pa
 
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
 
     with _start(git_repo) as xp:
         with pytest.raises(gitxp.UsageError, match="columns"):
@@ -364,7 +364,7 @@ def test_a_table_the_reader_would_refuse_is_refused_by_log_table(git_repo: Path)
 
 def test_metric_points_stop_before_the_reader_limit(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checked at each flush (nothing on the hot path): a small limit here, 16 M points in real use."""
-    from gitxp import metrics
+    from gitxp.store import parquet as metrics
 
     monkeypatch.setattr(metrics, "MAX_METRIC_POINTS", 1000)
     with _start(git_repo) as xp:
@@ -382,7 +382,7 @@ def test_metric_points_stop_before_the_reader_limit(git_repo: Path, monkeypatch:
 
 
 def test_a_huge_exception_message_is_recorded_within_the_reader_limit(git_repo: Path) -> None:
-    from gitxp import layout
+    from gitxp.store import layout
 
     with pytest.raises(ValueError):
         with _start(git_repo) as xp:

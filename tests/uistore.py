@@ -28,8 +28,8 @@ HOSTILE_NAMES = ('<img src=x onerror="window.__pwned=1">', "<script>window.__pwn
 _RECORD = r'''
 import math, random, sys, time
 import gitxp
-from gitxp.store import Store
-from gitxp import layout
+from gitxp.store.store import Store
+from gitxp.store import layout
 
 random.seed(7)
 LONG = int(sys.argv[1])

@@ -3,7 +3,7 @@
 Each importer walks a folder another tool wrote (:mod:`.mlflow`: MLflow's
 file store, read as plain files; :mod:`.tensorboard`: event files, read with
 the ``tensorboard`` package) and stores one experiment per run through
-:func:`gitxp.launch.record`, the same staging, validation, encryption and
+:func:`gitxp.run.begin.record`, the same staging, validation, encryption and
 commit a live run goes through. Everything read is untrusted: names, sizes
 and paths are checked, and a value gitxp cannot store is left out and said,
 never allowed to stop the other runs.
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import layout
+from gitxp.store import layout
 
 #: Called with one line per run (the CLI prints them on a terminal).
 Progress = Callable[[str], None]
@@ -51,7 +51,7 @@ class ImportResult:
 
 def imported_ids(repo: Any, tag: str) -> dict[str, str]:
     """``{tag value: experiment id}`` of the store's experiments carrying ``tag`` (what was imported before)."""
-    from ..store import Store
+    from gitxp.store.store import Store
 
     with Store.open(repo) as store:
         if store.tip is None:
@@ -92,7 +92,7 @@ def metric_name_problem(name: str) -> str | None:
 
 def clean_tags(tags: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any]:
     """The tags gitxp can store; each one left out is named through ``warn``."""
-    from ..errors import GitxpError
+    from gitxp.errors import GitxpError
 
     out: dict[str, Any] = {}
     for k, v in tags.items():
@@ -108,7 +108,7 @@ def clean_tags(tags: dict[str, Any], warn: Callable[[str], None]) -> dict[str, A
 
 def experiment_name(*candidates: Any, fallback: str) -> str:
     """The first candidate that is a valid experiment name (``/`` becomes ``-``), else ``fallback``."""
-    from ..errors import GitxpError
+    from gitxp.errors import GitxpError
 
     for c in candidates:
         if isinstance(c, str) and c.strip():

@@ -33,9 +33,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import layout
-from ..errors import GitxpError, UsageError
-from . import ImportResult, Progress, clean_tags, experiment_name, imported_ids, metric_name_problem, timestamp, utc, walk_files
+from gitxp.store import layout
+from gitxp.errors import GitxpError, UsageError
+from gitxp.importers import ImportResult, Progress, clean_tags, experiment_name, imported_ids, metric_name_problem, timestamp, utc, walk_files
 
 #: The tag that remembers where an experiment came from (and makes re-imports skip it).
 RUN_ID_TAG = "mlflow.run_id"
@@ -102,8 +102,8 @@ def _values(folder: Path, what: str, warn: Any) -> dict[str, str]:
 
 
 def _params(texts: dict[str, str], warn: Any) -> dict[str, Any]:
-    from ..experiment import check_params
-    from ..params import parse_scalar, set_dotted
+    from gitxp.run.experiment import check_params
+    from gitxp.params import parse_scalar, set_dotted
 
     out: dict[str, Any] = {}
     for key, text in sorted(texts.items()):
@@ -155,7 +155,7 @@ def import_mlflow(root: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
     Raises:
         UsageError: ``root`` is not a folder, or holds no MLflow experiment.
     """
-    from ..launch import record
+    from gitxp.run.begin import record
 
     base = Path(root)
     if not base.is_dir():

@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import GitxpError, MissingDependencyError, UsageError
-from . import ImportResult, Progress, experiment_name, imported_ids, metric_name_problem, timestamp, utc
+from gitxp.errors import GitxpError, MissingDependencyError, UsageError
+from gitxp.importers import ImportResult, Progress, experiment_name, imported_ids, metric_name_problem, timestamp, utc
 
 RUN_ID_TAG = "tensorboard.run_id"
 
@@ -111,7 +111,7 @@ def import_tensorboard(logdir: str | os.PathLike[str], *, repo: str | os.PathLik
         UsageError: ``logdir`` is not a folder or holds no event files.
         MissingDependencyError: the ``tensorboard`` package is not installed.
     """
-    from ..launch import record
+    from gitxp.run.begin import record
 
     base = Path(logdir)
     if not base.is_dir():

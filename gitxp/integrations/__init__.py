@@ -37,7 +37,7 @@ def require(module: str, feature: str, framework: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        from ..errors import MissingDependencyError
+        from gitxp.errors import MissingDependencyError
 
         raise MissingDependencyError(feature, framework, extra) from None
 

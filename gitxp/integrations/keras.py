@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import lazy_class
+from gitxp.integrations import lazy_class
 
 __all__ = ["GitxpCallback"]
 
 
 def _build() -> type:
-    from . import SessionMixin, numeric, require
+    from gitxp.integrations import SessionMixin, numeric, require
 
     keras = require("keras", "gitxp.integrations.keras.GitxpCallback", "Keras 3", "keras")
 
@@ -43,7 +43,7 @@ def _build() -> type:
 
         def __init__(self, name: str | None = None, *, log_every_n_batches: int = 0, **options: Any) -> None:
             if isinstance(log_every_n_batches, bool) or not isinstance(log_every_n_batches, int) or log_every_n_batches < 0:
-                from ..errors import UsageError
+                from gitxp.errors import UsageError
 
                 raise UsageError(f"log_every_n_batches must be an int >= 0, got {log_every_n_batches!r}", "e.g. GitxpCallback(log_every_n_batches=50)")
             super().__init__(name, **options)

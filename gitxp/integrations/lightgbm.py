@@ -42,7 +42,7 @@ class GitxpLightGBMCallback:
         return self._session.experiment
 
     def __call__(self, env: Any) -> None:
-        from . import numeric, param_safe
+        from gitxp.integrations import numeric, param_safe
 
         xp = self.experiment
         if not self._params_logged:
@@ -85,6 +85,6 @@ def callback(
         repo: the repository holding the store.
         **start_options: passed to :func:`gitxp.start` (``log_hardware``…).
     """
-    from . import Session
+    from gitxp.integrations import Session
 
     return GitxpLightGBMCallback(Session(name, params=params, tags=tags, repo=repo, **start_options))

@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from . import lazy_class
+from gitxp.integrations import lazy_class
 
 __all__ = ["GitxpLogger", "logger_class"]
 
@@ -35,7 +35,7 @@ def _namespace() -> str:
     try:
         import lightning.pytorch  # noqa: F401
     except ImportError:
-        from . import require
+        from gitxp.integrations import require
 
         require("pytorch_lightning", "gitxp.integrations.lightning.GitxpLogger", "Lightning", "lightning")
         return "pytorch_lightning"
@@ -51,7 +51,7 @@ def logger_class(namespace: str | None = None) -> type:
         return _classes[ns]
     base = importlib.import_module(f"{ns}.loggers.logger").Logger
     rank_zero_only = importlib.import_module(f"{ns}.utilities").rank_zero_only
-    from . import SessionMixin, numeric, param_safe
+    from gitxp.integrations import SessionMixin, numeric, param_safe
 
     class GitxpLogger(SessionMixin, base):  # type: ignore[misc, valid-type]
         """Logs metrics, hyperparameters and (optionally) checkpoints into a gitxp experiment.
@@ -70,7 +70,7 @@ def logger_class(namespace: str | None = None) -> type:
 
         def __init__(self, name: str | None = None, *, log_checkpoints: bool | str = False, **options: Any) -> None:
             if log_checkpoints not in (True, False, "all"):
-                from ..errors import UsageError
+                from gitxp.errors import UsageError
 
                 raise UsageError(f"log_checkpoints must be True, False or 'all', got {log_checkpoints!r}", "e.g. GitxpLogger(log_checkpoints=True)")
             super().__init__(name, **options)

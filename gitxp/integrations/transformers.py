@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import lazy_class
+from gitxp.integrations import lazy_class
 
 __all__ = ["GitxpCallback"]
 
 
 def _build() -> type:
-    from . import SessionMixin, numeric, param_safe, require
+    from gitxp.integrations import SessionMixin, numeric, param_safe, require
 
     transformers = require("transformers", "gitxp.integrations.transformers.GitxpCallback", "transformers", "transformers")
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import lazy_class
+from gitxp.integrations import lazy_class
 
 __all__ = ["GitxpCallback"]
 
 
 def _build() -> type:
-    from . import SessionMixin, numeric, require
+    from gitxp.integrations import SessionMixin, numeric, require
 
     callback = require("xgboost.callback", "gitxp.integrations.xgboost.GitxpCallback", "xgboost", "xgboost")
 

@@ -2,15 +2,15 @@
 
 Thin over the library so that ``gitxp ui`` and the CLI answer the same way:
 listings come from :meth:`Store.experiments` (the index cache), filters from
-:func:`gitxp.query.compile_filter`, refs from :func:`gitxp.resolve.resolve`,
+:func:`gitxp.store.query.compile_filter`, refs from :func:`gitxp.store.resolve.resolve`,
 running experiments from staging (:meth:`Store.running`, metric segments
-merged as :func:`gitxp.metrics.merge` does at finish), the code diff from
-:func:`gitxp.review.source_diff`. :mod:`gitxp.ui.server` only routes HTTP to
+merged as :func:`gitxp.store.parquet.merge` does at finish), the code diff from
+:func:`gitxp.review.diff.source_diff`. :mod:`gitxp.ui.server` only routes HTTP to
 the methods of :class:`Api` and turns :class:`ApiError` into a status code.
 
 Everything returned is data for ``json.dumps``; the dicts of experiments come
-from :mod:`gitxp.jsonview` (shared with ``--format json``), whose
-:func:`~gitxp.jsonview.to_json` maps NaN and infinities to ``null`` (JSON has
+from :mod:`gitxp.review.jsonview` (shared with ``--format json``), whose
+:func:`~gitxp.review.jsonview.to_json` maps NaN and infinities to ``null`` (JSON has
 none) so a diverged run never breaks the page.
 """
 
@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from .. import layout, staging
-from ..errors import AmbiguousRefError, GitxpError, RefError
-from ..jsonview import detail_fields, environment_summary, row, to_json  # the one serialiser, shared with --format json
+from gitxp.store import layout
+from gitxp.store import staging
+from gitxp.errors import AmbiguousRefError, GitxpError, RefError
+from gitxp.review.jsonview import detail_fields, environment_summary, row, to_json  # the one serialiser, shared with --format json
 
 #: Points per series unless the page asks otherwise (a chart is ~1,000 px wide).
 DEFAULT_MAX_POINTS = 2000
@@ -217,8 +218,8 @@ class Api:
 
     def _listing(self, where: str | None, limit: int | None, offset: int) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]], list[bytes]]:
         """(total, live rows in the window, stored rows in the window, those encoded)."""
-        from ..errors import QueryError
-        from ..query import compile_filter
+        from gitxp.errors import QueryError
+        from gitxp.store.query import compile_filter
 
         where = where.strip() if where and where.strip() else None
         try:
@@ -267,7 +268,7 @@ class Api:
 
     def _resolve(self, ref: str) -> tuple[Any, Any]:
         """(record, staged run or None); 404 for an unknown ref, 400 for an ambiguous one."""
-        from ..resolve import resolve
+        from gitxp.store.resolve import resolve
 
         running = self.store.running()
         records, by_id = self._records()
@@ -291,7 +292,7 @@ class Api:
 
     def _live_metrics(self, exp_id: str) -> tuple[Any, dict[str, Any]]:
         """(table, summary) of a running experiment's segments, re-merged only when they changed."""
-        from .. import metrics
+        from gitxp.store import parquet as metrics
 
         seg_dir = staging.run_dir(self.store.repo.gitxp_dir, exp_id).path / "metrics"
         try:
@@ -349,7 +350,7 @@ class Api:
     def _artifacts(self, rec: Any, run: Any) -> list[dict[str, Any]]:
         if run is not None:
             return []  # collected when the run ends
-        from ..jsonview import artifact_list
+        from gitxp.review.jsonview import artifact_list
 
         return artifact_list(rec)
 
@@ -374,7 +375,7 @@ class Api:
         return {"text": text, "bytes": size, "truncated": size > len(data)}
 
     def _code(self, rec: Any, run: Any, src: Mapping[str, Any]) -> dict[str, Any] | None:
-        from .. import review
+        from gitxp.review import diff as review
 
         repo = self.store.repo
         if run is not None:
@@ -412,7 +413,7 @@ class Api:
 
     def hardware(self, ref: str, *, max_points: int = DEFAULT_MAX_POINTS) -> dict[str, Any]:
         """``{"series": [...]}``, one per hardware column (empty without samples)."""
-        from .. import hardware
+        from gitxp.run import hardware
 
         with self._lock:
             rec, run = self._resolve(ref)

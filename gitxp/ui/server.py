@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import GitxpError
-from .api import DEFAULT_MAX_POINTS, Api, ApiError, parse_int, to_json
+from gitxp.errors import GitxpError
+from gitxp.ui.api import DEFAULT_MAX_POINTS, Api, ApiError, parse_int, to_json
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "gitxp_ui_token"
@@ -213,7 +213,7 @@ class _Stop(BaseException):
 
 def make_server(repo: str, *, host: str = "127.0.0.1", port: int = 8765) -> UIServer:
     """Bind (``port`` 0: a free one) over the store at ``repo``; a token unless ``host`` is loopback."""
-    from ..store import Store
+    from gitxp.store.store import Store
 
     store = Store.open(repo)
     token = None if is_loopback(host) else secrets.token_urlsafe(24)

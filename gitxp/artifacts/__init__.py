@@ -1,0 +1,1 @@
+"""Artifacts: encryption (the only cryptography importer), the key, writing and reading."""

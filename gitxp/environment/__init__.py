@@ -1,0 +1,1 @@
+"""The recorded environment: capture at start, describe, recreate as a venv or conda env."""

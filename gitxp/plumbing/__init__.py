@@ -1,0 +1,1 @@
+"""The only code that imports dulwich or runs `git`: objects, trees, refs, the code snapshot."""

@@ -1,0 +1,858 @@
+"""A small git layer: find the repository, write objects, read trees, move refs.
+
+This is the only module that imports dulwich. Objects are written by a
+streaming loose-object writer of our own (temp file + atomic rename), which
+avoids dulwich's whole-object buffering and the ``FileLocked`` races it has
+when several processes write the same object. Reading goes through dulwich,
+which understands packs. Branch updates happen under a file lock plus
+compare-and-swap on the ref, retried when another writer (or plain git)
+moved it first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitxp import shutdown
+from gitxp.errors import NotARepositoryError, StoreError
+
+TREE_MODE = 0o040000
+FILE_MODE = 0o100644
+EXEC_MODE = 0o100755
+LINK_MODE = 0o120000
+GITLINK_MODE = 0o160000
+
+ZERO_SHA = "0" * 40
+#: A ref's ``.lock`` file older than this, while we hold gitxp's own lock, was
+#: left by a killed process (git holds one for milliseconds; its own lock
+#: timeout is 100 ms).
+STALE_REF_LOCK_S = 5.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    mode: int
+    sha: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == TREE_MODE
+
+
+def _read_gitfile(path: Path) -> Path:
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        raise NotARepositoryError(str(path.parent))
+    target = Path(text[len("gitdir:"):].strip())
+    return target if target.is_absolute() else (path.parent / target).resolve()
+
+
+def discover(path: str | os.PathLike[str] = ".") -> tuple[Path | None, Path, Path]:
+    """Find ``(work_tree, git_dir, common_dir)`` at or above ``path`` without dulwich.
+
+    Cheap on purpose: listings read a cache and may never need dulwich at all.
+    Linked worktrees (``.git`` is a file) and bare repositories are handled.
+    """
+    start = Path(path).resolve()
+    env_dir = os.environ.get("GIT_DIR")
+    if env_dir:
+        git_dir = Path(env_dir).resolve()
+        work = Path(os.environ.get("GIT_WORK_TREE", start)).resolve()
+        return work, git_dir, _common(git_dir)
+    for d in (start, *start.parents):
+        dotgit = d / ".git"
+        if dotgit.is_dir() and (dotgit / "HEAD").exists():
+            return d, dotgit, _common(dotgit)
+        if dotgit.is_file():
+            git_dir = _read_gitfile(dotgit)
+            return d, git_dir, _common(git_dir)
+        if d.name.endswith(".git") or (d / "objects").is_dir() and (d / "refs").is_dir() and (d / "HEAD").is_file():
+            if (d / "HEAD").is_file() and (d / "objects").is_dir():
+                return None, d, _common(d)
+    raise NotARepositoryError(str(start))
+
+
+def _common(git_dir: Path) -> Path:
+    f = git_dir / "commondir"
+    if f.is_file():
+        c = Path(f.read_text().strip())
+        return c if c.is_absolute() else (git_dir / c).resolve()
+    return git_dir
+
+
+#: Repositories with dulwich open. Closed at exit while Python still works: a
+#: store the API never closed otherwise prints "Exception ignored ...
+#: sys.meta_path is None" from dulwich's pack ``__del__`` methods.
+_OPEN: weakref.WeakSet[Repo] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for repo in list(_OPEN):
+        repo.close()
+
+
+shutdown.register_last(_close_all)
+
+
+class Repo:
+    """One git repository as gitxp sees it.
+
+    ``root`` is the work tree (None when bare); ``git_dir`` is this work
+    tree's git directory; ``common_dir`` holds objects and refs shared by all
+    worktrees, and so gitxp's own ``gitxp/`` folder.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ".") -> None:
+        self.root, self.git_dir, self.common_dir = discover(path)
+        self.objects_dir = self.common_dir / "objects"
+        self.gitxp_dir = self.common_dir / "gitxp"
+        self._dulwich: Any = None
+
+    # ------------------------------------------------------------ dulwich
+
+    @property
+    def dulwich(self) -> Any:
+        if self._dulwich is None:
+            os.environ.setdefault("GIT_AUTO_GC", "0")
+            from dulwich.repo import Repo as DRepo
+
+            try:
+                self._dulwich = DRepo(str(self.git_dir) if self.root is None else str(self.root))
+            except Exception as exc:  # NotGitRepository and friends
+                raise NotARepositoryError(str(self.root or self.git_dir)) from exc
+            self._dulwich._autogc_disabled = True
+            _OPEN.add(self)
+        return self._dulwich
+
+    def close(self) -> None:
+        if self._dulwich is not None:
+            self._dulwich.close()
+            self._dulwich = None
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ writing objects
+
+    def write_object(self, kind: str, data: bytes, *, level: int = 1) -> str:
+        return self.write_stream(kind, [data], len(data), level=level)
+
+    def write_blob(self, data: bytes) -> str:
+        return self.write_object("blob", data)
+
+    def write_stream(self, kind: str, chunks: Iterable[bytes | memoryview], size: int, *, level: int = 1) -> str:
+        """Write one loose object from pieces, in bounded memory.
+
+        ``level=0`` stores without compression: right for encrypted data,
+        which does not compress (and 10× faster than zlib on it). The object
+        is written to a temp file and renamed into place, so a crash leaves
+        no half object and concurrent writers of the same object both win.
+        """
+        h = hashlib.sha1()
+        header = b"%s %d\0" % (kind.encode(), size)
+        h.update(header)
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.objects_dir / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):x}"
+        written = 0
+        try:
+            with open(tmp, "wb") as f:
+                if level == 0:
+                    sink = _StoredDeflate(f, len(header) + size)
+                    sink.write(header)
+                    for chunk in chunks:
+                        written += len(chunk)
+                        h.update(chunk)
+                        sink.write(chunk)
+                    sink.close()
+                else:
+                    comp = zlib.compressobj(level)
+                    f.write(comp.compress(header))
+                    for chunk in chunks:
+                        written += len(chunk)
+                        h.update(chunk)
+                        f.write(comp.compress(chunk))
+                    f.write(comp.flush())
+            if written != size:
+                raise StoreError(f"object size changed while writing ({written} != {size} bytes)", "do not modify files while they are being logged")
+            sha = h.hexdigest()
+            dest = self.objects_dir / sha[:2] / sha[2:]
+            if dest.exists():
+                tmp.unlink()
+            else:
+                dest.parent.mkdir(exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, dest)
+            return sha
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def write_file(self, path: str | os.PathLike[str], *, level: int = 1) -> Entry:
+        """A file on disk as a blob (an Entry named like it), streamed in bounded memory."""
+        size = os.path.getsize(path)
+
+        def pieces() -> Iterable[bytes]:
+            with open(path, "rb") as f:
+                while data := f.read(1 << 20):
+                    yield data
+
+        return Entry(Path(path).name, FILE_MODE, self.write_stream("blob", pieces(), size, level=level))
+
+    def write_tree(self, entries: Iterable[Entry]) -> str:
+        """Serialise a tree in git's canonical order (directories sort as ``name/``)."""
+        items = sorted(entries, key=lambda e: e.name + "/" if e.mode == TREE_MODE else e.name)
+        out = bytearray()
+        seen: set[str] = set()
+        for e in items:
+            if not e.name or "/" in e.name or e.name in (".", "..") or "\x00" in e.name:
+                raise StoreError(f"invalid tree entry name {e.name!r}", "this is a bug in gitxp; please report it")
+            if e.name in seen:
+                raise StoreError(f"duplicate tree entry {e.name!r}", "this is a bug in gitxp; please report it")
+            seen.add(e.name)
+            out += b"%o %s\0" % (e.mode, e.name.encode("utf-8"))
+            out += bytes.fromhex(e.sha)
+        return self.write_object("tree", bytes(out))
+
+    def write_commit(self, tree: str, parents: list[str], message: str, *, when: float | None = None) -> str:
+        name, email = self.identity()
+        ts = int(when if when is not None else time.time())
+        off = -time.timezone if not time.localtime(ts).tm_isdst else -time.altzone
+        sign = "+" if off >= 0 else "-"
+        tz = f"{sign}{abs(off) // 3600:02d}{abs(off) % 3600 // 60:02d}"
+        who = f"{name} <{email}> {ts} {tz}"
+        lines = [f"tree {tree}"] + [f"parent {p}" for p in parents] + [f"author {who}", f"committer {who}", "", message.rstrip("\n") + "\n"]
+        return self.write_object("commit", "\n".join(lines).encode("utf-8"))
+
+    def identity(self) -> tuple[str, str]:
+        name = os.environ.get("GIT_COMMITTER_NAME") or self.config("user", "name")
+        email = os.environ.get("GIT_COMMITTER_EMAIL") or self.config("user", "email")
+        if not name:
+            name = "gitxp"
+        if not email:
+            email = f"{os.environ.get('USER', 'gitxp')}@{socket.gethostname() or 'localhost'}"
+        return name.replace("<", "").replace(">", "").replace("\n", " "), email.replace("<", "").replace(">", "").replace("\n", "")
+
+    # ------------------------------------------------------------ config
+
+    def config(self, section: str, key: str, default: str | None = None) -> str | None:
+        """``git config section.key`` from the repository, user and system files."""
+        if not hasattr(self, "_config"):
+            from dulwich.config import ConfigFile, StackedConfig
+
+            backends = []
+            try:
+                backends.append(ConfigFile.from_path(str(self.common_dir / "config")))
+            except (OSError, ValueError):
+                pass
+            backends.extend(StackedConfig.default_backends())
+            self._config = StackedConfig(backends)
+        try:
+            value = self._config.get((section.encode(),), key.encode())
+        except KeyError:
+            return default
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+    # ------------------------------------------------------------ reading
+
+    def has_object(self, sha: str) -> bool:
+        if (self.objects_dir / sha[:2] / sha[2:]).exists():
+            return True
+        return sha.encode() in self.dulwich.object_store
+
+    def read_raw(self, sha: str) -> tuple[str, bytes]:
+        """(type, content) of an object: loose ones directly, packed ones through dulwich."""
+        p = self.objects_dir / sha[:2] / sha[2:]
+        try:
+            raw = zlib.decompress(p.read_bytes())
+        except FileNotFoundError:
+            try:
+                kind, data = self.dulwich.object_store.get_raw(sha.encode())
+            except KeyError as exc:
+                raise StoreError(f"object {sha[:12]} is missing from the repository", "run `git fsck`; fetch the store again with `gitxp pull`") from exc
+            return {1: "commit", 2: "tree", 3: "blob", 4: "tag"}[kind], data
+        except zlib.error as exc:
+            raise StoreError(f"object {sha[:12]} is corrupt", "run `git fsck`") from exc
+        nul = raw.index(b"\0")
+        kind, _, _size = raw[:nul].partition(b" ")
+        return kind.decode(), raw[nul + 1 :]
+
+    def read_blob(self, sha: str) -> bytes:
+        kind, data = self.read_raw(sha)
+        if kind != "blob":
+            raise StoreError(f"object {sha[:12]} is a {kind}, not a file", "the store may be damaged or hostile")
+        return data
+
+    def iter_blob(self, sha: str, chunk: int = 1 << 20) -> Iterable[bytes]:
+        """Stream a blob's content; loose objects are inflated piece by piece."""
+        p = self.objects_dir / sha[:2] / sha[2:]
+        if not p.exists():
+            yield self.read_blob(sha)
+            return
+        d = zlib.decompressobj()
+        header_done = False
+        buf = b""
+        with open(p, "rb") as f:
+            while True:
+                raw = f.read(chunk)
+                if not raw:
+                    break
+                out = d.decompress(raw)
+                if not header_done:
+                    buf += out
+                    nul = buf.find(b"\0")
+                    if nul < 0:
+                        continue
+                    if not buf.startswith(b"blob "):
+                        raise StoreError(f"object {sha[:12]} is not a file", "the store may be damaged or hostile")
+                    header_done = True
+                    out = buf[nul + 1 :]
+                if out:
+                    yield out
+            tail = d.flush()
+            if tail:
+                yield tail
+
+    def read_tree(self, sha: str) -> list[Entry]:
+        kind, data = self.read_raw(sha)
+        if kind != "tree":
+            raise StoreError(f"object {sha[:12]} is a {kind}, not a folder", "the store may be damaged or hostile")
+        out: list[Entry] = []
+        i, n = 0, len(data)
+        while i < n:
+            sp = data.index(b" ", i)
+            nul = data.index(b"\0", sp)
+            mode = int(data[i:sp], 8)
+            name = data[sp + 1 : nul].decode("utf-8", "surrogateescape")
+            out.append(Entry(name, mode, data[nul + 1 : nul + 21].hex()))
+            i = nul + 21
+        return out
+
+    def read_commit(self, sha: str) -> dict[str, Any]:
+        kind, data = self.read_raw(sha)
+        if kind != "commit":
+            raise StoreError(f"object {sha[:12]} is a {kind}, not a commit", "the store may be damaged")
+        head, _, message = data.partition(b"\n\n")
+        info: dict[str, Any] = {"parents": [], "message": message.decode("utf-8", "replace")}
+        for line in head.split(b"\n"):
+            k, _, v = line.partition(b" ")
+            if k == b"tree":
+                info["tree"] = v.decode()
+            elif k == b"parent":
+                info["parents"].append(v.decode())
+            elif k == b"committer":
+                parts = v.rsplit(b" ", 2)
+                info["time"] = int(parts[1]) if len(parts) == 3 else 0
+        return info
+
+    def lookup(self, tree: str | None, path: str) -> Entry | None:
+        """The entry at ``path`` (``a/b/c``) under ``tree``, or None."""
+        if tree is None:
+            return None
+        cur: Entry | None = Entry("", TREE_MODE, tree)
+        for part in [p for p in path.split("/") if p]:
+            if cur is None or not cur.is_tree:
+                return None
+            cur = self._child(cur.sha, part)
+        return cur
+
+    def _child(self, tree: str, name: str) -> Entry | None:
+        """The entry ``name`` of a tree; a day folder's is found by bisection, without parsing it."""
+        data, size = self._day_tree(tree)
+        nb = name.encode("utf-8", "surrogateescape")
+        if size and len(nb) == size - _FIXED_OVERHEAD:
+            pos = _bisect_records(data, size, nb)
+            if pos < len(data) and data[pos + 6 : pos + size - 21] == nb:
+                return Entry(name, TREE_MODE, data[pos + size - 20 : pos + size].hex())
+            return None
+        for e in self.read_tree(tree):
+            if e.name == name:
+                return e
+        return None
+
+    def read_path(self, tree: str | None, path: str) -> bytes | None:
+        e = self.lookup(tree, path)
+        if e is None or e.mode not in (FILE_MODE, EXEC_MODE):
+            return None
+        return self.read_blob(e.sha)
+
+    def update_tree(self, tree: str | None, changes: Mapping[str, Entry | None]) -> str:
+        """Rewrite only the trees along the changed paths (cost O(depth × width)).
+
+        ``changes`` maps a slash path to its new entry (mode + sha; the name is
+        taken from the path) or None to remove it.
+        """
+        direct: dict[str, Entry | None] = {}
+        nested: dict[str, dict[str, Entry | None]] = {}
+        for path, entry in changes.items():
+            head, _, rest = path.strip("/").partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = entry
+            else:
+                direct[head] = None if entry is None else Entry(head, entry.mode, entry.sha)
+        if tree and not nested:
+            spliced = self._splice(tree, direct)
+            if spliced is not None:
+                # a busy day's tree is mostly 20-byte ids that zlib barely shrinks: storing it
+                # uncompressed keeps the commit's cost flat (git gc packs it with deltas later)
+                return self.write_object("tree", spliced, level=0 if len(spliced) >= _BIG_TREE else 1)
+        current = {e.name: e for e in self.read_tree(tree)} if tree else {}
+        for name, sub in nested.items():
+            old = current.get(name)
+            base = old.sha if old is not None and old.is_tree else None
+            new_sha = self.update_tree(base, sub)
+            current[name] = Entry(name, TREE_MODE, new_sha)
+        for name, entry in direct.items():
+            if entry is None:
+                current.pop(name, None)
+            else:
+                current[name] = entry
+        current = {k: v for k, v in current.items() if not (v.is_tree and v.sha == EMPTY_TREE)}
+        return self.write_tree(current.values())
+
+    def _day_tree(self, tree: str) -> tuple[bytes, int]:
+        """(raw bytes, record size or 0) of a tree; the last large one is kept (a commit reads its day twice)."""
+        cached = getattr(self, "_last_tree", None)
+        if cached is not None and cached[0] == tree:
+            return cached[1], cached[2]
+        kind, data = self.read_raw(tree)
+        if kind != "tree":
+            return data, 0
+        size = _fixed_records(data)
+        if len(data) >= _BIG_TREE:
+            self._last_tree = (tree, data, size)
+        return data, size
+
+    def _splice(self, tree: str, direct: Mapping[str, Entry | None]) -> bytes | None:
+        """A day folder's new raw tree with ``direct`` set or removed in place, or None to take the slow path.
+
+        A day folder holds only subtrees named by ids of one length, so its
+        raw bytes are fixed-size records in git's order: the new entry is
+        spliced in at its place (found by bisection; ids sort by time, so
+        nearly always at the end) instead of parsing and re-sorting every
+        entry, which made a commit's cost grow with how busy the day was.
+        Anything else (mixed modes or name lengths) returns None.
+        """
+        data, size = self._day_tree(tree)
+        if not size:
+            return None
+        out = data
+        for name, entry in direct.items():
+            nb = name.encode("utf-8", "surrogateescape")
+            if len(nb) != size - _FIXED_OVERHEAD or (entry is not None and entry.mode != TREE_MODE) or b"\0" in nb or b"/" in nb:
+                return None
+            pos = _bisect_records(out, size, nb)
+            end = pos + size if pos < len(out) and out[pos + 6 : pos + size - 21] == nb else pos
+            record = b"" if entry is None or entry.sha == EMPTY_TREE else b"40000 " + nb + b"\0" + bytes.fromhex(entry.sha)
+            out = out[:pos] + record + out[end:]
+        return out
+
+    # ------------------------------------------------------------ refs
+
+    def ref(self, branch: str) -> str | None:
+        """The commit a branch points at, read without dulwich (loose, then packed)."""
+        return self.read_ref(f"refs/heads/{branch}")
+
+    def read_ref(self, name: str) -> str | None:
+        """The object a ref (full name, ``refs/…``) points at: loose, then packed."""
+        try:
+            value = (self.common_dir / name).read_text().strip()
+            if value.startswith("ref:"):
+                return self.read_ref(value[4:].strip())
+            return value or None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            pass
+        try:
+            with open(self.common_dir / "packed-refs", "rb") as f:
+                target = b" " + name.encode()
+                for line in f:
+                    line = line.rstrip(b"\n")
+                    if line.endswith(target) and not line.startswith((b"#", b"^")):
+                        return line[:40].decode()
+        except FileNotFoundError:
+            pass
+        return None
+
+    def head(self) -> tuple[str | None, str | None]:
+        """(commit, branch) of this work tree's HEAD; either may be None."""
+        try:
+            text = (self.git_dir / "HEAD").read_text().strip()
+        except FileNotFoundError:
+            return None, None
+        if text.startswith("ref:"):
+            ref = text[4:].strip()
+            branch = ref.removeprefix("refs/heads/")
+            return self.ref(branch), branch
+        return text, None
+
+    def cas_ref(self, branch: str, old: str | None, new: str, *, message: str = "") -> bool:
+        """Move a branch from ``old`` (None: create it) to ``new`` only if it still points at ``old``.
+
+        Git's own protocol: take ``<ref>.lock`` with O_EXCL, re-read the ref
+        (loose, else packed), write, rename over. Returns False when the ref
+        moved or another writer (gitxp or git) holds the lock. A reflog entry
+        is appended when the repository keeps reflogs for branches.
+        """
+        if not self.set_ref(f"refs/heads/{branch}", old, new):
+            return False
+        self._reflog(branch, old or ZERO_SHA, new, message)
+        return True
+
+    def set_ref(self, name: str, old: str | None, new: str) -> bool:
+        """Compare-and-swap of any ref (full name) as a loose ref; see :meth:`cas_ref`."""
+        path = self.common_dir / name
+        lock = path.with_name(path.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "w") as f:
+                if self.read_ref(name) != old:
+                    return False
+                f.write(new + "\n")
+            os.replace(lock, path)
+        finally:
+            lock.unlink(missing_ok=True)
+        return True
+
+    def delete_refs(self, name: str) -> None:
+        """Remove the ref ``name`` and every ref under ``name/``, loose and packed; absent is fine.
+
+        Follows git's protocol: loose files go, then ``packed-refs`` (``git
+        gc`` packs refs) is rewritten under ``packed-refs.lock`` without
+        those lines. A lock held by someone else leaves the packed lines for
+        a later call.
+        """
+        import shutil
+
+        loose = self.common_dir / name
+        if loose.is_dir():
+            shutil.rmtree(loose, ignore_errors=True)
+        else:
+            loose.unlink(missing_ok=True)
+        packed = self.common_dir / "packed-refs"
+        try:
+            lines = packed.read_bytes().splitlines(keepends=True)
+        except FileNotFoundError:
+            return
+        exact, under = name.encode(), name.encode() + b"/"
+        kept: list[bytes] = []
+        dropping = False
+        for line in lines:
+            if line.startswith(b"^"):  # the peeled value of the line before
+                if not dropping:
+                    kept.append(line)
+                continue
+            ref = line.rstrip(b"\n").partition(b" ")[2]
+            dropping = not line.startswith(b"#") and (ref == exact or ref.startswith(under))
+            if not dropping:
+                kept.append(line)
+        if len(kept) == len(lines):
+            return
+        lock = packed.with_name("packed-refs.lock")
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if packed.read_bytes().splitlines(keepends=True) != lines:
+                    return  # changed meanwhile: leave it to the next call
+                f.write(b"".join(kept))
+            os.replace(lock, packed)
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def keep_objects(self, name: str, shas: Iterable[str]) -> None:
+        """Point a ref ``<name>/<sha>`` at each object so that ``git gc`` never prunes it.
+
+        A live run's objects (its code snapshot, its artifacts) are referenced
+        by nothing until it commits; ``git gc --prune=now`` would delete
+        them. A ref may point at a tree or a blob (``git log --all`` shows
+        nothing for it); one loose ref file per object costs no new object
+        and no read-modify-write, whatever the run's size.
+        """
+        folder = self.common_dir / name
+        for sha in shas:
+            path = folder / sha
+            if path.exists():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = path.with_name(sha + ".lock")  # git skips *.lock when it lists refs
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                continue  # another process of the run is writing the same ref
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(sha + "\n")
+                os.replace(lock, path)
+            finally:
+                lock.unlink(missing_ok=True)
+
+    def _reflog(self, branch: str, old: str, new: str, message: str) -> None:
+        log = self.common_dir / "logs" / "refs" / "heads" / branch
+        if not log.parent.is_dir():
+            return  # git creates logs/ in non-bare repositories; respect its absence
+        name, email = self.identity()
+        ts = int(time.time())
+        line = f"{old} {new} {name} <{email}> {ts} +0000\t{message.splitlines()[0] if message else 'gitxp'}\n"
+        try:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError:
+            pass
+
+    def stale_ref_lock(self, branch: str) -> Path | None:
+        """``refs/heads/<branch>.lock`` when it is older than STALE_REF_LOCK_S (a killed writer left it)."""
+        lock = self.common_dir / "refs" / "heads" / f"{branch}.lock"
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except OSError:
+            return None
+        return lock if age > STALE_REF_LOCK_S else None
+
+    def commit_to_branch(
+        self,
+        branch: str,
+        build: Callable[[str | None, str | None], tuple[str, str] | None],
+        *,
+        timeout: float = 600.0,
+    ) -> str | None:
+        """Commit on ``branch`` without checking it out; retried until it lands.
+
+        ``build(tip_commit, tip_tree)`` returns ``(tree, message)`` for the new
+        commit (or None to commit nothing); it runs again if another writer
+        moved the branch meanwhile. A file lock orders gitxp writers, the CAS
+        protects against everyone else (git itself included). A busy lock
+        waits with backoff; it never fails a user's run.
+        """
+        from filelock import FileLock
+
+        from gitxp.errors import StaleLockError
+
+        self.gitxp_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.gitxp_dir / "store.lock"))
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        with lock.acquire(timeout=timeout):
+            while True:
+                tip = self.ref(branch)
+                tip_tree = self.read_commit(tip)["tree"] if tip else None
+                built = build(tip, tip_tree)
+                if built is None:
+                    return None
+                tree, message = built
+                commit = self.write_commit(tree, [tip] if tip else [], message)
+                if self.cas_ref(branch, tip, commit, message=message.splitlines()[0]):
+                    return commit
+                # We hold store.lock, so no gitxp writer holds the ref's lock now:
+                # a git holds it for milliseconds; one that lasts was left by a kill.
+                stale = self.stale_ref_lock(branch)
+                if stale is not None:
+                    raise StaleLockError(stale)
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise StoreError(f"could not update branch {branch!r}: it kept moving or stayed locked", f"remove a stale {self.common_dir}/refs/heads/{branch}.lock if no git process runs")
+                time.sleep(min(0.5, 0.002 * 2**min(attempt, 8)) * (0.5 + random.random()))
+
+    def log(self, branch: str, *, limit: int | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
+        """First-parent history of a branch, newest first."""
+        sha = self.ref(branch)
+        n = 0
+        while sha and (limit is None or n < limit):
+            info = self.read_commit(sha)
+            yield sha, info
+            n += 1
+            sha = info["parents"][0] if info["parents"] else None
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+#: A tree this large (a day with thousands of experiments) is written uncompressed and its last read kept.
+_BIG_TREE = 1 << 16
+#: Bytes of a subtree record besides its name: ``40000 `` + NUL + 20-byte id.
+_FIXED_OVERHEAD = 27
+
+
+def _fixed_records(data: bytes) -> int:
+    """The record size when a raw tree holds only subtrees whose names share one length (≥ 3), else 0.
+
+    Checked column by column with strided slices (C speed, no per-entry
+    Python): the mode and space, the NUL after every name, and no NUL or
+    ``/`` inside any name, so the records are exactly the entries git reads.
+    """
+    if not data.startswith(b"40000 "):
+        return 0
+    nul = data.find(b"\0", 6)
+    if nul < 9:
+        return 0
+    size = nul + 21
+    n, rest = divmod(len(data), size)
+    if rest:
+        return 0
+    for j, c in enumerate(b"40000 "):
+        if data[j::size] != bytes((c,)) * n:
+            return 0
+    if data[nul::size] != b"\0" * n:
+        return 0
+    for j in range(6, nul):
+        column = data[j::size]
+        if b"\0" in column or b"/" in column:
+            return 0
+    return size
+
+
+def _bisect_records(data: bytes, size: int, name: bytes) -> int:
+    """Offset of the first fixed-size record whose name is ≥ ``name`` (equal-length subtree names sort as git sorts them)."""
+    end = size - 21
+    hi = len(data) // size
+    if hi and data[(hi - 1) * size + 6 : (hi - 1) * size + end] < name:
+        return hi * size  # the usual case: a new id is the newest of its day
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if data[mid * size + 6 : mid * size + end] < name:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo * size
+
+#: Pack files move in this order, the index last, so a reader never finds an index without its pack.
+_PACK_ORDER = {".pack": 0, ".rev": 1, ".bitmap": 2, ".mtimes": 3, ".idx": 4}
+
+
+class Quarantine:
+    """A temporary object folder inside ``objects/`` that fetched objects go to first.
+
+    git's own answer to the same problem (``tmp_objdir``, what receive-pack
+    uses): nothing fetched enters the repository's object store until it
+    was checked. While open, the repository reads through it (as an
+    alternate), so validation and the merge see the fetched commits;
+    :meth:`migrate` moves the objects in, :meth:`close` deletes whatever is
+    still there. A refused pull therefore leaves not one object behind.
+    """
+
+    def __init__(self, repo: Repo) -> None:
+        import tempfile
+
+        from dulwich.object_store import DiskObjectStore
+
+        self.repo = repo
+        repo.objects_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_stale()
+        self.path = Path(tempfile.mkdtemp(prefix="tmp_objdir-gitxp-", dir=repo.objects_dir))
+        (self.path / "pack").mkdir()
+        self._store = DiskObjectStore(str(self.path))
+        repo.dulwich.object_store.alternates.append(self._store)
+
+    def _sweep_stale(self, age: float = 86400.0) -> None:
+        """Remove quarantines a killed pull left behind (a day old: no pull takes that long)."""
+        import shutil
+
+        for d in self.repo.objects_dir.glob("tmp_objdir-gitxp-*"):
+            try:
+                if time.time() - d.stat().st_mtime > age:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+
+    def __contains__(self, sha: str) -> bool:
+        """True for an object the fetch brought (not one the repository already had)."""
+        store: Any = self._store
+        return (self.path / sha[:2] / sha[2:]).exists() or bool(store.contains_packed(sha.encode()))
+
+    def git_env(self) -> dict[str, str]:
+        """Environment for a ``git`` subprocess that must write here and read the repository too."""
+        alternates = [str(self.repo.objects_dir)]
+        if os.environ.get("GIT_ALTERNATE_OBJECT_DIRECTORIES"):
+            alternates.append(os.environ["GIT_ALTERNATE_OBJECT_DIRECTORIES"])
+        return {"GIT_OBJECT_DIRECTORY": str(self.path), "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
+
+    def migrate(self) -> None:
+        """Move every object into the repository (loose objects first, then packs, index last)."""
+        dest = self.repo.objects_dir
+        for sub in sorted(self.path.iterdir()):
+            if len(sub.name) == 2 and sub.is_dir():
+                for f in sub.iterdir():
+                    target = dest / sub.name / f.name
+                    if not target.exists():
+                        target.parent.mkdir(exist_ok=True)
+                        os.replace(f, target)
+        packs = [f for f in (self.path / "pack").iterdir() if f.suffix in _PACK_ORDER]
+        (dest / "pack").mkdir(exist_ok=True)
+        for f in sorted(packs, key=lambda f: (_PACK_ORDER[f.suffix], f.name)):
+            if not (dest / "pack" / f.name).exists():
+                os.replace(f, dest / "pack" / f.name)
+
+    def close(self) -> None:
+        import shutil
+
+        alternates = self.repo.dulwich.object_store.alternates
+        if self._store in alternates:
+            alternates.remove(self._store)
+        self._store.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> Quarantine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _StoredDeflate:
+    """A zlib stream of *stored* (uncompressed) deflate blocks, written directly.
+
+    For data that does not compress (encrypted artifacts) this is what zlib
+    level 0 produces, without zlib copying every byte: block headers are
+    built here and ``zlib.adler32`` (fast) gives the trailer. Git and
+    dulwich read the result like any loose object.
+    """
+
+    BLOCK = 65535
+
+    def __init__(self, f: Any, total: int) -> None:
+        self.f = f
+        self.left = total
+        self.adler = 1
+        f.write(b"\x78\x01")
+        if total == 0:
+            f.write(b"\x01\x00\x00\xff\xff")
+
+    def write(self, data: bytes | memoryview) -> None:
+        mv = memoryview(data)
+        self.adler = zlib.adler32(mv, self.adler)
+        for i in range(0, len(mv), self.BLOCK):
+            block = mv[i : i + self.BLOCK]
+            n = len(block)
+            self.left -= n
+            self.f.write(bytes((1 if self.left == 0 else 0, n & 0xFF, n >> 8, ~n & 0xFF, (~n >> 8) & 0xFF)))
+            self.f.write(block)
+
+    def close(self) -> None:
+        self.f.write(self.adler.to_bytes(4, "big"))
+
+
+def init_repository(path: Path) -> Path:
+    """An empty git repository at ``path`` (``gitxp init`` outside one); returns its git dir."""
+    from dulwich.repo import Repo as DRepo
+
+    path.mkdir(parents=True, exist_ok=True)
+    DRepo.init(str(path)).close()
+    return path.resolve() / ".git"

@@ -1,0 +1,1 @@
+"""Sharing the store through git remotes: push, pull, merge, and git hooks."""

@@ -1,0 +1,1 @@
+"""Reviewing results: diffs, checkout, charts and reports."""

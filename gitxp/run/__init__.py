@@ -1,0 +1,1 @@
+"""One run while it lives: begin, the Experiment handle, the wrapped process, hardware, finish."""

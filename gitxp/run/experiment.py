@@ -1,0 +1,740 @@
+"""One experiment while it runs: logging API, staging, status, and finishing.
+
+An :class:`Experiment` either *owns* its run (the Python API, or the
+``gitxp start`` wrapper), in which case finishing merges the staged files
+and commits them, or is *attached* to a run owned by an enclosing
+``gitxp start`` (found through ``GITXP_EXPERIMENT``/``GITXP_RUN_DIR``), in
+which case it only stages what the script logs and the wrapper commits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gitxp import shutdown
+from gitxp.store import layout
+from gitxp.store import parquet as metrics
+from gitxp.store import staging
+from gitxp.errors import ExperimentStateError, GitxpError, MetricValueError, ParamError, ParamTypeError, RunNotStoredError, UsageError, describe_failure
+
+ENV_ID = "GITXP_EXPERIMENT"
+ENV_RUN_DIR = "GITXP_RUN_DIR"
+FLUSH_INTERVAL = 1.0
+FLUSH_ROWS = 200_000
+_MAX_STEP = metrics.MAX_STEP
+
+_current: Experiment | None = None
+_lock = threading.Lock()
+
+
+def _full() -> GitxpError:
+    """Why log_metric refuses once an experiment holds the most metric values a store reads back."""
+    return MetricValueError(
+        f"this experiment holds {metrics.MAX_METRIC_POINTS} metric values, the most one stores (pulls refuse more)",
+        "log less often, or start another experiment",
+    )
+
+
+def _closed() -> GitxpError:
+    """Why log_metric refuses after finishing (checked off the hot path: no cost before)."""
+    return ExperimentStateError("this experiment has finished", "start a new one, or resume it with gitxp.start(resume=ID)")
+
+
+def check_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Validate a parameter mapping; refuse types the YAML store cannot round-trip."""
+    if not isinstance(params, Mapping):
+        raise ParamTypeError(prefix or "params", params)
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or not k:
+            raise ParamTypeError(f"{prefix}{k!r}", k)
+        layout.check_text(k, "parameter name")
+        out[k] = _check_value(f"{prefix}{k}", v)
+    if not prefix and layout.yaml_depth_problem(out):  # params.yaml must pass the store's reader
+        raise ParamError(f"parameters: {layout.yaml_depth_problem(out)}", "flatten the parameters")
+    return out
+
+
+def _check_value(key: str, v: Any) -> Any:
+    if isinstance(v, str) and layout.utf8_problem(v):
+        raise ParamError(f"parameter {key!r} has a {layout.utf8_problem(v)}", layout.NOT_UTF8_HINT)
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, Mapping):
+        return check_params(v, key + ".")
+    if isinstance(v, (list, tuple)):
+        return [_check_value(f"{key}[{i}]", x) for i, x in enumerate(v)]
+    # numpy scalars and the like: accept what converts exactly to a Python scalar
+    item = getattr(v, "item", None)
+    if callable(item) and type(v).__module__ == "numpy":
+        return _check_value(key, item())
+    raise ParamTypeError(key, v)
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _bad_metric(name: Any, value: Any, step: Any) -> MetricValueError:
+    if not isinstance(name, str) or not name:
+        return MetricValueError(f"metric name must be a non-empty string, got {name!r}", "e.g. xp.log_metric('loss', 0.42, step=3)")
+    if step is not None and (isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= metrics.MAX_STEP):
+        return MetricValueError(f"step of metric {name!r} must be an int >= 0 and < 2**63, got {step!r:.40}", "pass step=epoch or leave it out to count up")
+    return MetricValueError(f"value of metric {name!r} must be a number, got {type(value).__name__} {value!r:.40}", "log floats or ints (NaN and inf are kept)")
+
+
+def _timestamp(t: Any) -> float:
+    if isinstance(t, _dt.datetime):
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=_dt.timezone.utc)
+        return t.timestamp()
+    try:
+        s = float(t)
+    except (TypeError, ValueError, OverflowError):
+        s = math.nan
+    if not metrics.MIN_TIME <= s <= metrics.MAX_TIME:  # NaN too
+        raise MetricValueError(f"timestamp must be a datetime or seconds since 1970 within years 1-9999, got {t!r:.40}", "leave it out to use the current time")
+    return s
+
+
+class Experiment:
+    """A running experiment. Create it with :func:`gitxp.start`."""
+
+    #: Record this process's imports at finish (gitxp.environment.imports); off in the ``gitxp start`` wrapper, whose child records its own.
+    _record_imports = True
+
+    def __init__(self, store: Any, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any], *, owner: bool) -> None:
+        self._store = store
+        self._run = run
+        self._meta = meta
+        self._params: dict[str, Any] = params
+        self._params_view: dict[str, Any] | None = None
+        self.summary: dict[str, Any] = dict(meta.get("summary") or {})
+        self.tags: dict[str, Any] = dict(meta.get("tags") or {})
+        self._owner = owner
+        # per metric: columnar buffers (metrics.Series) and the hot path's shortcut to their appends;
+        # emptying _adders (finished, full) sends every call to _new_series, which refuses
+        self._series: dict[str, metrics.Series] = {}
+        self._adders: dict[str, tuple[Any, Any, Any]] = {}
+        self._refuse: Any = None
+        self._points = 0  # metric values staged by this process
+        self._steps: dict[str, int] = {}
+        self._tag = f"{os.getpid()}"
+        self._seg_dir = run.path / "metrics"
+        self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._last_saved: tuple[Any, ...] | None = None
+        self._hardware: Any = None
+        self._env_thread: threading.Thread | None = None
+        self._finished = False
+        self._alerts: list[Any] = []  # gitxp.store.alerts.Alert, checked by the flush thread
+        self._last: dict[str, tuple[int, float]] = {}  # metric -> (step, value) last seen at a flush, for alerts
+        self._fired: list[dict[str, Any]] = []
+        self._alert_command: Any = False  # not looked up yet
+        self.status = "running"
+        self._thread = threading.Thread(target=self._flush_loop, name=f"gitxp-flush-{run.id}", daemon=True)
+        self._thread.start()
+        self._exit_hook = shutdown.register(self._atexit)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def id(self) -> str:
+        """The experiment id (``YYYYMMDD-HHMMSS-<12 hex>``), the folder name in the store."""
+        return self._run.id
+
+    @property
+    def name(self) -> str:
+        """The name given to start (default: the script's file name)."""
+        return str(self._meta.get("name"))
+
+    @property
+    def run_dir(self) -> Path:
+        """The staging folder under ``.git/gitxp/`` where the run's files wait until it is committed."""
+        return self._run.path
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.id} {self.name} {self.status}>"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters, read-only (ParamsReadOnlyError on a write): change them with :meth:`log_param`.
+
+        A write straight into the dict would skip log_param's type check and
+        fail only at commit, leaving the run staged. ``copy.deepcopy`` gives
+        a plain dict.
+        """
+        if self._params_view is None:
+            from gitxp.params import frozen
+
+            self._params_view = frozen(self._params)
+        return self._params_view
+
+    @params.setter
+    def params(self, _value: Any) -> None:
+        from gitxp.errors import ParamsReadOnlyError
+
+        raise ParamsReadOnlyError()
+
+    # ------------------------------------------------------------------ logging
+
+    def log_metric(self, name: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
+        """Record one value; buffered in memory, flushed to staging within a second.
+
+        ``step`` defaults to one more than the metric's last step (from 0).
+        Raises MetricValueError (a ValueError and TypeError) on an empty
+        name, a non-numeric value or a negative/non-int step.
+        """
+        if name.__class__ is not str or not name:
+            raise _bad_metric(name, value, step)
+        add = self._adders.get(name)
+        if add is None:  # a name not seen before (checked once), or logging has ended
+            add = self._new_series(name)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise _bad_metric(name, value, step) from None
+        if step is None:
+            step = self._steps[name] + 1
+        elif step.__class__ is not int or step < 0 or step > _MAX_STEP:
+            if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= _MAX_STEP:
+                raise _bad_metric(name, value, step)
+            step = step.__index__()
+        t = time.time() if timestamp is None else _timestamp(timestamp)
+        self._steps[name] = step
+        add_step, add_value, add_time = add
+        add_step(step)  # in this order: a flush counts complete points by their time
+        add_value(v)
+        add_time(t)
+
+    def _new_series(self, name: str) -> tuple[Any, Any, Any]:
+        if self._refuse is not None:
+            raise self._refuse()
+        series = self._series.get(name)
+        if series is None:
+            self._check_new_metric(name)
+            series = self._series[name] = metrics.Series()
+            self._steps.setdefault(name, -1)
+        self._adders[name] = series.add
+        return series.add
+
+    def _check_new_metric(self, name: str) -> None:
+        """A name not logged before: one line of text, and within what experiment.yaml can summarise."""
+        if layout.text_problem(name):
+            raise MetricValueError(f"metric name {name[:80]!r} has a {layout.text_problem(name)}", "use printable characters only, on one line")
+        if len(name) > layout.MAX_NAME_CHARS:
+            raise MetricValueError(f"metric name {name[:40]!r}... is longer than {layout.MAX_NAME_CHARS} characters", "use a shorter name")
+        if len(self._steps) >= layout.MAX_METRIC_NAMES:
+            raise MetricValueError(
+                f"this experiment already has {layout.MAX_METRIC_NAMES} metric names, the most experiment.yaml summarises; {name[:40]!r} was not logged",
+                "log a table (log_table) for per-item values",
+            )
+
+    def log_metrics(self, values: Mapping[str, float], step: int | None = None, timestamp: Any = None) -> None:
+        """Several metrics at one step (e.g. ``{"loss": 0.4, "acc": 0.9}``)."""
+        if not isinstance(values, Mapping):
+            raise MetricValueError(f"log_metrics takes a mapping of name to value, got {type(values).__name__}", "e.g. xp.log_metrics({'loss': 0.4}, step=3)")
+        t = time.time() if timestamp is None else _timestamp(timestamp)
+        for k, v in values.items():
+            self.log_metric(k, v, step, t)
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Add or change one parameter (``params.yaml``); ParamTypeError on a type the store can't hold."""
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Add or update parameters (nested mappings allowed); TypeError on other types."""
+        checked = check_params(params)
+        merged = deep_merge(self._params, checked)
+        problem = layout.params_size_problem(merged)
+        if problem:
+            raise ParamError(problem, "store large values with log_artifact or log_table")
+        if not self._owner:
+            self._say_overrides(checked)
+        self._params, self._params_view = merged, None
+
+    def _say_overrides(self, params: Mapping[str, Any]) -> None:
+        """The script replaces a value given to `gitxp start -p`: record it, but say so (once per key).
+
+        What the script used is what ran, so it wins; a silent loss of the
+        command-line value would mislead whoever reads the experiment later.
+        """
+        from gitxp.store.tables import flatten
+
+        given: dict[str, Any] = {}
+        flatten("", dict(getattr(self, "_given", None) or {}), given)
+        new: dict[str, Any] = {}
+        flatten("", dict(params), new)
+        said = self.__dict__.setdefault("_said", set())
+        for key, value in new.items():
+            if key in given and key not in said and not (value == given[key] and type(value) is type(given[key])):
+                said.add(key)
+                print(f"gitxp: param {key[1:]}: recording the script's {value!r}, not {given[key]!r} given to gitxp start",
+                      file=sys.stderr, flush=True)
+
+    def set_tags(self, tags: Mapping[str, Any] | None = None, **more: Any) -> None:
+        """Add or change tags; UsageError on a name or value with a control character."""
+        new = layout.check_tags({**(tags or {}), **more})
+        layout.check_tag_count({**self.tags, **new})
+        self.tags.update(new)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Add or change one tag; see :meth:`set_tags`."""
+        self.set_tags({key: value})
+
+    def note(self, text: str) -> None:
+        """Append a note (newlines and tabs allowed, other control characters refused)."""
+        layout.check_text(str(text), "note", multiline=True)
+        self._meta["notes"] = layout.check_notes(((self._meta.get("notes") or "") + "\n" + str(text)).strip())
+
+    def log_table(self, name: str, table: Any) -> None:
+        """Store a table as ``tables/<name>.parquet`` (pyarrow Table or pandas DataFrame)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        layout.table_name(name)
+        if not isinstance(table, pa.Table):
+            if hasattr(table, "to_arrow"):
+                table = table.to_arrow()
+            elif type(table).__module__.startswith("pandas"):
+                table = pa.Table.from_pandas(table, preserve_index=False)
+            elif isinstance(table, Mapping):
+                table = pa.table(dict(table))
+            else:
+                raise UsageError(f"log_table needs a pyarrow Table, a pandas DataFrame or a mapping of columns, got {type(table).__name__}", "convert it first")
+        for n, most, what in ((table.num_columns, metrics.MAX_PARQUET_COLUMNS, "columns"), (table.num_rows, metrics.MAX_PARQUET_ROWS, "rows"),
+                              (table.nbytes, metrics.MAX_PARQUET_BYTES, "bytes")):
+            if n > most:  # what every reader of the store would refuse
+                raise UsageError(f"table {name!r} has {n} {what}, over the {most} limit of a stored table", "split it, or log it as an artifact")
+        d = self._run.path / "tables"
+        d.mkdir(exist_ok=True)
+        tmp = d / f".{name}.{os.getpid()}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, d / f"{name}.parquet")
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, *, encrypt: bool = True) -> None:
+        """Store a file as an artifact (AES-256-GCM encrypted unless ``encrypt=False``).
+
+        The file is streamed into git objects right away, in bounded memory;
+        the manifest entry is staged and committed with the experiment.
+        """
+        from gitxp.artifacts import files as artifacts
+        from gitxp.artifacts import keys
+
+        src = Path(path)
+        if not src.is_file():
+            raise UsageError(f"artifact {str(path)!r} is not a file", "pass a file; use log_artifacts() for a folder")
+        store = self._writer_store()
+        rel = name if name is not None else _artifact_name(src)
+        key = keys.store_key(store) if encrypt else None
+        size = src.stat().st_size
+        show = artifacts.terminal_progress(f"gitxp: {'encrypting and ' if encrypt else ''}storing {rel}", size) if size >= artifacts.PROGRESS_MIN_SIZE else None
+        entry = artifacts.store_file(store.repo, src, rel, key=key, progress=show)
+        store.repo.keep_objects(self._run.keep_ref, entry.objects)
+        artifacts.stage(self._run.path, entry)
+        if encrypt:  # the plaintext stays in the work tree: later code snapshots must leave it out
+            from gitxp.artifacts import withheld
+
+            withheld.remember(src)
+
+    def log_artifacts(self, folder: str | os.PathLike[str], prefix: str | None = None, *, encrypt: bool = True) -> None:
+        """Every file under ``folder``, keeping relative paths (under ``prefix`` if given)."""
+        root = Path(folder)
+        if not root.is_dir():
+            raise UsageError(f"{str(folder)!r} is not a folder", "use log_artifact() for a single file")
+        base = prefix if prefix is not None else _artifact_name(root)
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and not p.is_symlink():
+                self.log_artifact(p, f"{base}/{p.relative_to(root).as_posix()}", encrypt=encrypt)
+
+    def alert_on(self, condition: str, text: str | None = None, *, once: bool = True) -> None:
+        """Be told when ``condition`` (the ``--where`` language) first holds over the values being logged.
+
+        Checked at each flush (within about a second), never by
+        ``log_metric`` itself; ``status == 'failed'`` or ``'crashed'`` is
+        checked when the run ends. A firing is recorded under ``alerts:``,
+        printed on stderr and runs ``GITXP_ALERT_COMMAND`` / ``git config
+        gitxp.alertCommand`` in the background. ``once=False`` fires on
+        every transition into the condition. Raises QueryError on a bad
+        condition.
+        """
+        from gitxp.store import alerts
+
+        self._alerts.append(alerts.Alert(condition, text, once=once))
+        alerts.stage_specs(self._run, [a for a in self._alerts if not getattr(a, "inherited", False)])
+
+    def _check_alerts(self) -> None:
+        """Note each alert metric's newest point, then test the conditions; fire those that just came to hold.
+
+        Runs in the flush thread before the series are taken: one read of
+        the newest point per metric the alerts name, nothing per logged value.
+        """
+        from gitxp.store import alerts
+
+        for name in set().union(*(a.names for a in self._alerts)):
+            series = self._series.get(name)
+            newest = series.last() if series is not None else None
+            if newest is not None:
+                self._last[name] = newest
+        record = alerts.metrics_record(self._last, self._params)
+        new = [got for a in self._alerts if (got := a.check(record, self._last)) is not None]
+        if not new:
+            return
+        if self._alert_command is False:
+            self._alert_command = alerts.command(getattr(self._writer_store().repo, "config", None))
+        for got in new:
+            self._fired.append(got)
+            alerts.fire(got, self.id, self._alert_command)
+        alerts.stage_fired(self._run, self._fired)
+
+    def log_input(self, path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
+        """Record a file or folder the run reads: size, file count and content digest.
+
+        Named after the file or folder without extension unless ``name`` is
+        given (``data/train.csv`` → ``train``); a name logged again replaces
+        the earlier entry. Digests are cached by path, size and mtime, so
+        unchanged data is not read again. Returns the recorded entry.
+        """
+        from gitxp.store import inputs
+
+        store = self._writer_store()
+        root = store.repo.root
+        if root is None:  # a script under `gitxp start` opened the store by its git dir: the work tree is where it runs
+            from gitxp.errors import NotARepositoryError
+            from gitxp.plumbing.repo import discover
+
+            try:
+                root = discover(Path.cwd())[0]
+            except NotARepositoryError:
+                root = None
+        entry = inputs.describe(path, name, repo_root=root, cache_dir=store.repo.gitxp_dir / "cache")
+        staged = [e for e in (self._run.read_yaml(f"inputs-{os.getpid()}.yaml", []) or []) if e.get("name") != entry["name"]]
+        self._run.write_yaml(f"inputs-{os.getpid()}.yaml", [*staged, entry])
+        return entry
+
+    def _writer_store(self) -> Any:
+        if self._store is None:
+            from gitxp.store.store import Store
+
+            self._store = Store.open(self._run.path.parents[2])
+        return self._store
+
+    # ------------------------------------------------------------------ staging
+
+    def _flush_loop(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.2):
+            if time.monotonic() - last >= FLUSH_INTERVAL or sum(map(len, list(self._series.values()))) >= FLUSH_ROWS:
+                try:
+                    self.flush()
+                except Exception as exc:  # never kill the user's run over staging; finish() retries
+                    if threading.main_thread().is_alive():  # not a failure of Python shutting down under us
+                        print(f"gitxp: could not stage metrics (will retry): {exc}", file=sys.stderr)
+                last = time.monotonic()
+
+    def flush(self) -> None:
+        """Write what was logged since the last flush to staging (atomic files)."""
+        with self._flush_lock:
+            if self._alerts:
+                try:
+                    self._check_alerts()
+                except Exception as exc:  # an alert must never cost the run its data
+                    print(f"gitxp: warning: alert check failed: {exc}", file=sys.stderr)
+            self._points += metrics.flush_series(self._series, self._seg_dir, self._tag)
+            if self._points >= metrics.MAX_METRIC_POINTS and self._refuse is None:
+                self._refuse = _full
+                self._adders = {}  # a call racing this still lands in its series: flushed next time
+            state = (repr(self._params), repr(self.summary), repr(self.tags), self._meta.get("notes"))
+            if state != self._last_saved:
+                suffix = "" if self._owner else f"-{os.getpid()}"
+                self._run.write_yaml(f"params{suffix}.yaml", self._params)
+                self._run.write_yaml(f"extra{suffix}.yaml", {"summary": _plain(self.summary), "tags": _plain(self.tags, one_line=True), "notes": self._meta.get("notes")})
+                self._last_saved = state
+            self._run.heartbeat()
+
+    def _stop_background(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        if self._hardware is not None:
+            try:
+                self._hardware.stop()
+            except Exception as exc:
+                print(f"gitxp: hardware sampling failed: {exc}", file=sys.stderr)
+        if self._env_thread is not None:
+            self._env_thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ finishing
+
+    def finish(
+        self, status: str = "completed", *, exit_code: int | None = None, error: BaseException | str | None = None,
+        recording_errors: Sequence[str] = (), ended_at: str | None = None,
+    ) -> None:
+        """End the experiment: stage the rest and (when owned) commit it to the store.
+
+        Idempotent. ``status`` is one of completed, failed, interrupted.
+        ``recording_errors`` (one line each) name what could not be
+        recorded; they go to ``recording_errors`` in experiment.yaml.
+        ``ended_at`` (ISO 8601) is the end time when it is not now: an
+        imported run's (:func:`gitxp.run.begin.record`).
+        """
+        global _current
+        with _lock:
+            if self._finished:
+                return
+            self._finished = True
+        atexit.unregister(self._exit_hook)
+        self._stop_background()
+        if error is not None:
+            try:
+                self._record_error(error)
+            except OSError as exc:  # a full disk: the run is still committed, with what was staged
+                print(f"gitxp: could not stage the error: {exc}", file=sys.stderr)
+        try:
+            self.flush()
+        except Exception as exc:
+            self._record_lost(exc)
+        self._refuse = _closed
+        self._adders = {}
+        self.status = status
+        if _current is self:
+            _current = None
+        if self._record_imports:
+            from gitxp.environment.imports import record_process
+
+            record_process(self._run.path)  # for `imported: true` in environment.yaml
+        if not self._owner:
+            self._settle_alerts()
+            return
+        from gitxp.run.finish import commit_run
+
+        if status == "completed" and _lost_data(self._run):
+            status = self.status = "failed"  # completed without what it logged would be untrue
+        try:
+            self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors, ended_at=ended_at)
+        except (GitxpError, OSError) as exc:  # a full disk, a stale ref lock: the run stays staged
+            raise RunNotStoredError(self.id, describe_failure(exc)) from exc
+        finally:
+            self._settle_alerts()
+
+    def _settle_alerts(self) -> None:
+        if "gitxp.store.alerts" in sys.modules:  # only a run that fired an alert ever imports it
+            sys.modules["gitxp.store.alerts"].settle()
+
+    end = finish
+
+    def _record_error(self, error: BaseException | str) -> None:
+        if isinstance(error, BaseException):
+            info: dict[str, str | None] = {"type": type(error).__name__, "message": _clip(str(error)),
+                                           "traceback": _clip("".join(traceback.format_exception(error)), keep_end=True)}
+        else:
+            info = {"type": "Error", "message": _clip(str(error)), "traceback": None}
+        self._run.write_yaml(f"error-{os.getpid()}.yaml", info)
+
+    def _record_lost(self, exc: BaseException) -> None:
+        """Staging failed for good: say so, and record it so the run is not called completed."""
+        message = f"could not save what this process logged ({sum(map(len, list(self._series.values())))} metric values, params, tags): {type(exc).__name__}: {exc}"
+        print(f"gitxp: {message}", file=sys.stderr)
+        try:
+            self._run.write_yaml(f"error-{os.getpid()}.yaml", {"type": "StagingError", "message": message, "traceback": None, _LOST: True})
+        except Exception as exc2:
+            print(f"gitxp: could not record that failure either: {exc2}", file=sys.stderr)
+
+    def _atexit(self) -> None:
+        if not self._finished:
+            try:
+                self.finish("completed" if self._owner else "running")
+            except Exception as exc:  # one line at exit, not a traceback; the run stays staged
+                print(f"gitxp: could not finish experiment {self.id}: {exc}; run `gitxp recover` to commit what was staged", file=sys.stderr)
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.finish("completed")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("interrupted", error=exc)
+        else:
+            self.finish("failed", error=exc)
+
+
+_LOST = "lost"  # key of the error record of a process whose logged data could not be staged
+
+
+def _lost_data(run: staging.RunDir) -> bool:
+    """Whether any process of the run (this one or an attached script) failed to stage its data."""
+    for p in run.path.glob("error-*.yaml"):
+        try:
+            info = run.read_yaml(p.name)
+        except Exception:
+            continue
+        if isinstance(info, dict) and info.get(_LOST):
+            return True
+    return False
+
+
+_ERROR_CHARS = 32_768  # of an error's message and of its traceback, in experiment.yaml (within the reader's limit)
+
+
+def _clip(text: str, *, keep_end: bool = False) -> str:
+    """An error's text as recorded: a huge message (a repr of a big array) is cut, and says so."""
+    if len(text) <= _ERROR_CHARS:
+        return text
+    mark = f" [... {len(text) - _ERROR_CHARS} characters left out] "
+    return mark + text[-_ERROR_CHARS:] if keep_end else text[:_ERROR_CHARS] + mark
+
+
+def _plain(d: Mapping[str, Any], *, one_line: bool = False) -> dict[str, Any]:
+    """Summary or tags as stored, whatever was assigned to ``xp.summary``/``xp.tags`` directly.
+
+    Names (and, with ``one_line``, text values: tags) get any control
+    character replaced by ``?``: the store's reader refuses them.
+    """
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = layout.CONTROL_RE.sub("?", str(k))
+        try:
+            v = _check_value(key, v)
+        except ParamTypeError:
+            v = float(v) if _is_number(v) else str(v)
+        if one_line and isinstance(v, (list, dict)):
+            v = str(v)  # a tag is a single value
+        out[key] = layout.CONTROL_RE.sub("?", v) if one_line and isinstance(v, str) else v
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return not isinstance(v, str)
+    except (TypeError, ValueError):
+        return False
+
+
+def _artifact_name(path: Path) -> str:
+    """Repository-relative when inside the current folder, else the file name."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def default_name() -> str:
+    """The calling script's stem; the notebook's in Jupyter; ``stdin`` / ``python`` for ``python -`` / ``-c``."""
+    from gitxp.run.notebook import in_kernel, notebook_path
+
+    nb = notebook_path()
+    if nb is not None:
+        return nb.stem
+    if in_kernel():
+        return "notebook"
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else None)
+    if path in ("<stdin>", "-"):
+        return "stdin"
+    if path:
+        stem = Path(path).stem
+        return stem if stem not in ("__main__", "") else Path(path).parent.name or "python"
+    return "python"
+
+
+def current() -> Experiment | None:
+    """The experiment this process logs into: one it started, or the enclosing ``gitxp start``."""
+    global _current
+    if _current is not None:
+        return _current
+    exp_id = os.environ.get(ENV_ID)
+    run_path = os.environ.get(ENV_RUN_DIR)
+    if not exp_id or not run_path:
+        return None
+    with _lock:
+        if _current is None:
+            run = staging.RunDir(Path(run_path))
+            if not run.exists():
+                return None
+            meta = run.read_meta()
+            params = run.read_yaml("params.yaml", {}) or {}
+            _current = Experiment(None, run, meta, dict(params), owner=False)
+            _current._given = dict(params)  # type: ignore[attr-defined]  # what `gitxp start -p` set
+            _inherit_alerts(_current)
+    return _current
+
+
+def _inherit_alerts(exp: Experiment) -> None:
+    """A script under ``gitxp start --alert``: the wrapper's conditions apply to what the script logs."""
+    from gitxp.store import alerts
+
+    for spec in alerts.staged_specs(exp._run):
+        try:
+            alert = alerts.Alert(spec["condition"], spec.get("text"), once=bool(spec.get("once", True)))
+        except Exception:  # checked by the wrapper already
+            continue
+        alert.inherited = True  # type: ignore[attr-defined]  # staged by the wrapper: not staged again
+        exp._alerts.append(alert)
+
+
+def start(
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    *,
+    notes: str | None = None,
+    log_hardware: bool = True,
+    hardware_interval: float = 1.0,
+    code_dir: str | os.PathLike[str] | None = None,
+    capture_code: bool = True,
+    capture_env: bool = True,
+    env_vars: Sequence[str] = (),
+    parent: str | None = None,
+    resume: str | None = None,
+    repo: str | os.PathLike[str] = ".",
+    command: Sequence[str] | None = None,
+) -> Experiment:
+    """Start recording an experiment; use it as a context manager or call ``finish()``.
+
+    Inside a script run by ``gitxp start``, this joins that experiment
+    (params and metrics go to it) instead of creating a second one.
+    """
+    if command is None:
+        outer = current()
+        if outer is not None and not outer._owner:
+            if params:
+                outer.log_params(params)
+            if tags:
+                outer.set_tags(tags)
+            if notes:
+                outer.note(notes)
+            return outer
+    from gitxp.run.begin import begin
+
+    return begin(
+        name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
+        code_dir=code_dir, capture_code=capture_code, capture_env=capture_env, env_vars=env_vars, parent=parent,
+        resume=resume, repo=repo, command=command,
+    )
+
+
+def _set_current(exp: Experiment) -> None:
+    global _current
+    _current = exp

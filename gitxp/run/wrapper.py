@@ -1,0 +1,247 @@
+"""``gitxp start -- CMD``: one experiment around an unchanged command.
+
+The wrapper owns the run: it snapshots the code, samples hardware for the
+child's process tree, tees the output, forwards signals, and commits when
+the child ends. The child finds the run through ``GITXP_EXPERIMENT`` and
+``GITXP_RUN_DIR``, so ``gitxp.current()`` in the script logs into it.
+
+The artifact key never travels in the child's environment, where a script
+that prints ``os.environ`` (or a crash reporter that dumps it) would put it
+in ``output.log``: ``GITXP_KEY`` is replaced by ``GITXP_KEY_FILE``, a 0600
+file in the run's staging folder that is deleted when the child ends. Any
+key text that still shows up in the output is masked before it is written.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gitxp import text as render
+from gitxp.errors import GitxpError, RunNotStoredError, StoreError, UsageError, describe_failure
+from gitxp.run.experiment import ENV_ID, ENV_RUN_DIR
+
+
+def _check_command(command: Sequence[str]) -> None:
+    """Refuse a command that cannot start before an experiment is created for it."""
+    prog = command[0]
+    if os.sep in prog:
+        if not os.path.exists(prog):
+            raise UsageError(f"command not found: {prog}", "check the command after `--`")
+        if not os.access(prog, os.X_OK) or os.path.isdir(prog):
+            raise UsageError(f"command not executable: {prog}", "chmod +x it, or run it through its interpreter")
+    elif shutil.which(prog) is None:
+        raise UsageError(f"command not found: {prog}", "check the command after `--`")
+
+
+def run_wrapped(
+    command: list[str],
+    *,
+    repo: str,
+    name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, Any],
+    notes: str | None,
+    parent: str | None,
+    resume: str | None,
+    artifact_globs: Sequence[str],
+    log_hardware: bool,
+    hardware_interval: float,
+    capture_code: bool,
+    code_dir: str | None,
+    capture_output: bool,
+    scalars: bool,
+    env_vars: Sequence[str],
+    scalar_patterns: Sequence[str] = (),
+    sync: str | None = None,
+    sync_interval: float = 60.0,
+    inputs: Sequence[str] = (),
+    alert_specs: Sequence[str] = (),
+) -> int:
+    """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
+    from gitxp.artifacts import crypto
+    from gitxp.run import process as runner
+    from gitxp.run.begin import begin
+
+    patterns = [runner.ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
+    from gitxp.store import alerts as _alerts
+    from gitxp.store import inputs as _inputs
+
+    conditions = [_alerts.Alert(*_alerts.split_spec(spec)) for spec in alert_specs]  # so does a bad condition
+    wanted = [_inputs.parse_spec(spec) for spec in inputs]
+    for _name, path in wanted:
+        _inputs.check_path(path)
+    _check_command(command)
+    try:
+        exp = begin(
+            name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
+            code_dir=code_dir, capture_code=capture_code, capture_env=True, env_vars=env_vars, parent=parent, resume=resume,
+            repo=repo, command=command, artifact_globs=artifact_globs,
+        )
+    except OSError as exc:  # a full disk before anything ran: say so, run nothing
+        raise StoreError(f"could not set up the experiment: {describe_failure(exc)}", "free some disk space, then run the command again") from exc
+    try:
+        for name_, path in wanted:  # hashed before the command can change them
+            exp.log_input(path, name_)
+        exp._alerts.extend(conditions)
+        if conditions:
+            _alerts.stage_specs(exp._run, conditions)  # the script's gitxp.current() checks them too
+    except BaseException as exc:
+        exp.finish("failed", error=exc)
+        raise
+    env = dict(os.environ)
+    env[ENV_ID] = exp.id
+    env[ENV_RUN_DIR] = str(exp.run_dir)
+    from gitxp.redact import secret_values
+
+    secrets = crypto.known_key_texts(exp._store.store_id) + secret_values(command)
+    key_file = _hand_over_key(env, exp.run_dir)
+    from gitxp.environment.imports import inject
+
+    exp._record_imports = False  # the wrapper's own modules are not the command's
+    inject(env, exp.run_dir)  # which distributions the command imports (gitxp.environment.imports)
+
+    def on_spawn(pid: int) -> None:
+        if exp._hardware is not None:
+            exp._hardware.set_pid(pid)
+
+    def on_line(line: str) -> None:
+        taken = set()
+        for pat in patterns:
+            got = pat.match(line)
+            if got is not None:
+                exp.log_metric(pat.name, got[0], step=_output_step(got[1]))
+                taken.add(pat.name)
+        found = runner.parse_scalars(line) if scalars else {}
+        if not found:
+            return
+        step_i = _output_step(found.pop("step", None))
+        for key, value in found.items():
+            if key not in taken:
+                exp.log_metric(key, value, step=step_i)
+
+    live = None
+    if sync is not None:
+        from gitxp.run.live import LiveSync
+
+        live = LiveSync(exp, repo, sync or None, sync_interval)
+        live.start()
+    result = None
+    try:
+        result = runner.run_child(
+            command,
+            env=env,
+            output_path=exp.run_dir / "output.log" if capture_output else None,
+            output_cap=exp._store.config.output_max_size,
+            on_line=on_line if scalars or patterns else None,
+            on_spawn=on_spawn,
+            mask=secrets,
+        )
+    except BaseException as exc:
+        if live is not None:
+            live.stop()
+        exp.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=exc)
+        raise
+    finally:
+        if key_file is not None:
+            key_file.unlink(missing_ok=True)
+    if live is not None:
+        live.stop()
+    if result.returncode == 0:
+        status = "completed"
+    elif result.interrupted:
+        status = "interrupted"
+    else:
+        status = "failed"
+    problems = [f"output: {result.capture_error}"] if result.capture_error else []
+    if artifact_globs:
+        try:
+            _collect_artifacts(exp, artifact_globs)
+        except (GitxpError, OSError) as exc:
+            problems.append(f"artifacts: {describe_failure(exc)}")
+    for problem in problems:
+        print(f"gitxp: not recorded: {problem}", file=sys.stderr)
+    # The command's own exit code is recorded whatever failed after it ran;
+    # a successful command whose results were not all recorded is `failed`
+    # (see recording_errors) and gitxp exits 1 for it.
+    exit_status = result.exit_status
+    if problems and status == "completed":
+        status, exit_status = "failed", 1
+    try:
+        exp.finish(status, exit_code=result.returncode, recording_errors=problems)
+    except RunNotStoredError as exc:
+        exc.exit_code = exit_status or 1  # still the command's status
+        raise
+    _report(exp, exp.status, result)
+    if live is not None:
+        live.push_final()
+    return exit_status
+
+
+def _hand_over_key(env: dict[str, str], run_dir: Path) -> Path | None:
+    """Move ``GITXP_KEY`` out of the child's environment into a 0600 file it is told about.
+
+    Returns the file to delete when the child ends, or None when there was
+    no usable key to pass (a malformed ``GITXP_KEY`` is dropped: the
+    wrapper's own use of it reports the error).
+    """
+    from gitxp.artifacts import crypto
+
+    text = env.pop(crypto.KEY_ENV, "")
+    if not text.strip():
+        return None
+    try:
+        key = crypto.decode_key(text)
+    except UsageError:
+        return None
+    path = crypto.write_key_file(run_dir / "key", key)
+    env[crypto.KEY_FILE_ENV] = str(path)
+    return path
+
+
+def _output_step(step: float | None) -> int | None:
+    """A step printed by the command, or None (count up) when no step can hold it (``step=1e30``, ``-3``, ``1.5``)."""
+    from gitxp.store.parquet import MAX_STEP
+
+    if step is None or not 0 <= step <= MAX_STEP or not float(step).is_integer():
+        return None
+    return int(step)
+
+
+def _collect_artifacts(exp: Any, patterns: Sequence[str]) -> None:
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True))
+        if not matches:
+            print(f"gitxp: --artifact {pattern!r} matched no file", file=sys.stderr)
+        for m in matches:
+            if os.path.isdir(m):
+                exp.log_artifacts(m)
+            else:
+                exp.log_artifact(m)
+
+
+def _recorded_duration(exp: Any) -> float | None:
+    """``duration_s`` as committed, so this line and ``gitxp show`` give one number."""
+    from gitxp.store import layout
+
+    try:
+        repo = exp._store.repo
+        tree = repo.read_commit(exp.commit)["tree"]
+        data = repo.read_path(tree, f"{layout.experiment_dir(exp.id)}/{layout.EXPERIMENT_FILE}")
+        value = layout.load_yaml(data).get("duration_s") if data else None
+    except Exception:  # the run is committed; a summary line must not fail it
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _report(exp: Any, status: str, result: Any) -> None:
+    colour = render.use_colour(sys.stderr)
+    word = render.style(status, render.status_colour(status), colour)
+    duration = _recorded_duration(exp)
+    took = render.fmt_duration(result.duration_s if duration is None else duration)
+    print(f"gitxp: {exp.id} {exp.name} {word} in {took} (gitxp show {exp.id.rsplit('-', 1)[-1][:8]})", file=sys.stderr)

@@ -1,0 +1,565 @@
+"""The store: one branch of the user's repository holding every experiment.
+
+:class:`Store` opens the branch, creates it on first write, commits
+experiments and amendments, and lists experiments through a derived index
+under ``.git/gitxp/cache/`` that is brought up to date from the branch's new
+trees (only day folders whose tree id changed are re-read), so listing
+20,000 experiments never walks 20,000 directories. :class:`Record` is a
+read-only view of one stored experiment.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sys
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gitxp import env as _config
+from gitxp.store import layout
+from gitxp.store import staging
+from gitxp.errors import RefError, StoreError, UnsafeDataError
+from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
+
+
+
+class Record:
+    """A stored experiment, read-only. Heavy files load on demand.
+
+    Listings build thousands of these from the index cache, so the metadata
+    stays an encoded blob until someone reads ``meta`` or ``params``.
+    """
+
+    __slots__ = {
+        "store": "The :class:`Store` this record was read from.",
+        "id": "The experiment id, ``YYYYMMDD-HHMMSS-<12 hex>``: unique, sortable by start time.",
+        "tree": "The git tree id of the experiment's folder at the store tip it was read from.",
+        "_meta": None, "_params": None, "_where": None,
+    }
+
+    def __init__(self, store: Store, id: str, tree: str, meta: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None, *, where: tuple[int, int] | None = None) -> None:
+        self.store = store
+        self.id = id
+        self.tree = tree
+        self._meta = meta
+        self._params = params
+        self._where = where
+
+    def _decode(self) -> None:
+        meta, params = self.store._record_data(self.id, self.tree, self._where)
+        self._meta = self._meta if self._meta is not None else meta
+        self._params = self._params if self._params is not None else params
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """``experiment.yaml`` as a mapping (status, times, command, source, summary, tags, metrics, error…); docs/format.md lists the fields."""
+        if self._meta is None:
+            self._decode()
+        return self._meta  # type: ignore[return-value]
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """``params.yaml``: the parameters as logged (nested mappings kept)."""
+        if self._params is None:
+            self._decode()
+        return self._params  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"<Record {self.id} {self.name} {self.status}>"
+
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a record: its fields as a table, escaped."""
+        from gitxp.run.notebook import record_html
+
+        return record_html(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and (self.id, self.tree) == (other.id, other.tree)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.tree))
+
+    @property
+    def name(self) -> str:
+        """The experiment's name (the script's, or ``name=``/``--name``); names repeat, ids don't."""
+        return str(self.meta.get("name", ""))
+
+    @property
+    def status(self) -> str:
+        """``running`` (a live run pushed with --sync), ``completed``, ``failed``, ``interrupted`` or ``crashed``."""
+        return str(self.meta.get("status", ""))
+
+    @property
+    def summary(self) -> Mapping[str, Any]:
+        """What the script put in ``xp.summary`` (final values it chose to report); ``{}`` when nothing."""
+        return self.meta.get("summary") or {}
+
+    @property
+    def tags(self) -> Mapping[str, Any]:
+        """Tags set at start, by ``set_tag(s)`` or by ``gitxp tag``; ``{}`` when none."""
+        return self.meta.get("tags") or {}
+
+    @property
+    def source(self) -> Mapping[str, Any]:
+        """Where the code came from: ``branch``, ``commit`` and ``dirty`` (uncommitted edits recorded in :attr:`code_tree`)."""
+        return self.meta.get("source") or {}
+
+    @property
+    def metric_summary(self) -> Mapping[str, Mapping[str, Any]]:
+        """Per metric: ``last``, ``min``, ``max``, ``count``, ``last_step``, computed at commit, so listings need not read Parquet."""
+        return self.meta.get("metrics") or {}
+
+    @property
+    def created(self) -> str:
+        """When the run started, ISO 8601 in UTC (``2026-11-22T11:05:12.345Z``)."""
+        return str(self.meta.get("created", ""))
+
+    @property
+    def environment(self) -> Mapping[str, Any] | None:
+        """``environment.yaml``, or None when not recorded.
+
+        Raises:
+            UnsafeDataError: the file does not parse or has mistyped fields.
+        """
+        data = self.read_file(layout.ENVIRONMENT_FILE)
+        if data is None:
+            return None
+        doc = layout.load_yaml(data, what=f"{self.id}/{layout.ENVIRONMENT_FILE}")
+        problems = layout.environment_problems(doc)
+        if problems:
+            raise UnsafeDataError(f"{self.id}/{layout.ENVIRONMENT_FILE}: {problems[0]}", "the store may be damaged or hostile; see `git show`")
+        return doc
+
+    def read_file(self, path: str) -> bytes | None:
+        """The bytes of ``path`` inside the experiment's folder (``metrics.parquet``, ``output.log``…), or None."""
+        return self.store.repo.read_path(self.tree, path)
+
+    def entry(self, path: str) -> Entry | None:
+        """The git tree entry (mode, sha) of ``path`` inside the experiment's folder, or None."""
+        return self.store.repo.lookup(self.tree, path)
+
+    def metrics(self) -> Any:
+        """The metric log as a pyarrow Table (empty with the schema when none)."""
+        from gitxp.store import parquet as _metrics
+
+        data = self.read_file(layout.METRICS_FILE)
+        if data is None:
+            return _metrics.schema().empty_table()
+        return _metrics.from_parquet_bytes(data)
+
+    def hardware(self) -> Any:
+        """The hardware samples (CPU, memory, GPU, disk, network per time) as a pyarrow Table, or None when not sampled."""
+        from gitxp.store import parquet as _metrics
+
+        data = self.read_file(layout.HARDWARE_FILE)
+        return None if data is None else _metrics.from_parquet_bytes(data, what=layout.HARDWARE_FILE)
+
+    def table(self, name: str) -> Any:
+        """A table logged with ``log_table`` as a pyarrow Table; StoreError when there is none by that name."""
+        from gitxp.store import parquet as _metrics
+
+        data = self.read_file(f"{layout.TABLES_DIR}/{layout.table_name(name)}.parquet")
+        if data is None:
+            raise StoreError(f"experiment {self.id} has no table {name!r}", f"see `gitxp show {self.id}`")
+        return _metrics.from_parquet_bytes(data, what=f"table {name}")
+
+    def tables(self) -> list[str]:
+        """The names of the tables logged with ``log_table``, sorted."""
+        e = self.entry(layout.TABLES_DIR)
+        if e is None or not e.is_tree:
+            return []
+        return sorted(x.name[: -len(".parquet")] for x in self.store.repo.read_tree(e.sha) if x.name.endswith(".parquet"))
+
+    def output(self) -> str | None:
+        """What the wrapped command printed (stdout and stderr, capped), or None when not captured."""
+        data = self.read_file(layout.OUTPUT_FILE)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    @property
+    def code_tree(self) -> str | None:
+        """The git tree id of the code as it ran (uncommitted edits included), or None without a snapshot."""
+        e = self.entry(layout.CODE_DIR)
+        return e.sha if e is not None and e.is_tree else None
+
+    def read_artifact(self, path: str) -> bytes:
+        """An artifact's verified, decrypted content (for small files; see extract_artifact)."""
+        from gitxp.artifacts import files as artifacts
+        from gitxp.artifacts import crypto
+
+        key = crypto.load_key(self.store.store_id)
+        return artifacts.read_bytes(self, path, key=key)
+
+    def extract_artifact(self, path: str | None = None, dest: str | os.PathLike[str] | None = None) -> list[Path]:
+        """Write an artifact (or a folder of them, or all) to ``dest``; see ``gitxp get``."""
+        from gitxp.artifacts import files as artifacts
+        from gitxp.artifacts import keys
+
+        return artifacts.extract(self, path, dest, key_loader=keys.key_loader(self.store))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape queries and tables work on."""
+        d = dict(self.meta)
+        d["params"] = dict(self.params)
+        return d
+
+
+class Records(list):  # type: ignore[type-arg]
+    """A listing of records (what :meth:`Store.experiments` returns); a table in Jupyter."""
+
+    def _repr_html_(self) -> str:
+        from gitxp.run.notebook import records_html
+
+        return records_html(self)
+
+
+class Store:
+    """The experiments of one repository (branch ``gitxp`` unless configured)."""
+
+    def __init__(self, repo: Repo, cfg: _config.Config | None = None) -> None:
+        self.repo = repo
+        self.config = cfg or _config.load(repo)
+        self.branch = self.config.branch
+        self._doc: tuple[str | None, dict[str, Any]] | None = None
+        self._index: tuple[str | None, list[tuple[Any, ...]]] | None = None
+        self._cache: Any = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = ".") -> Store:
+        return cls(Repo(path))
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+        self.repo.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def tip(self) -> str | None:
+        return self.repo.ref(self.branch)
+
+    def exists(self) -> bool:
+        return self.tip is not None
+
+    def document(self) -> dict[str, Any] | None:
+        """``gitxp.yaml`` of the branch tip, validated (None if no store yet)."""
+        tip = self.tip
+        if self._doc is not None and self._doc[0] == tip:
+            return self._doc[1]
+        if tip is None:
+            return None
+        tree = self.repo.read_commit(tip)["tree"]
+        data = self.repo.read_path(tree, layout.STORE_FILE)
+        if data is None:
+            raise StoreError(f"branch {self.branch!r} exists but holds no {layout.STORE_FILE}", f"it is not a gitxp store; choose another with `git config gitxp.branch NAME`")
+        doc = layout.check_store_document(layout.load_yaml(data, what=layout.STORE_FILE))
+        self._doc = (tip, doc)
+        return doc
+
+    @property
+    def store_id(self) -> str:
+        doc = self.ensure()
+        return str(doc["store_id"])
+
+    def ensure(self, *, quiet: bool = False) -> dict[str, Any]:
+        """Create the store branch if missing (one notice on stderr); return gitxp.yaml."""
+        doc = self.document()
+        if doc is not None:
+            return doc
+        store_id = str(uuid.uuid4())
+        body = layout.dump_yaml(layout.store_document(store_id))
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str] | None:
+            if tip is not None:
+                return None  # someone else created it meanwhile
+            blob = self.repo.write_blob(body.encode())
+            t = self.repo.write_tree([Entry(layout.STORE_FILE, FILE_MODE, blob)])
+            return t, f"gitxp: init store {store_id}\n\nformat {layout.FORMAT_VERSION}\n"
+
+        made = self.repo.commit_to_branch(self.branch, build)
+        if made and not quiet:
+            print(f"gitxp: created the experiment store on branch '{self.branch}'", file=sys.stderr)
+        self._doc = None
+        doc = self.document()
+        assert doc is not None
+        return doc
+
+    def set_keys(self, fingerprints: list[str]) -> None:
+        """Record key fingerprints in gitxp.yaml (a new commit if they changed)."""
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str] | None:
+            doc = dict(self.document() or {})
+            keys = list(doc.get("keys") or [])
+            new = [k for k in fingerprints if k not in keys]
+            if not new:
+                return None
+            doc["keys"] = keys + new
+            blob = self.repo.write_blob(layout.dump_yaml(doc).encode())
+            t = self.repo.update_tree(tree, {layout.STORE_FILE: Entry(layout.STORE_FILE, FILE_MODE, blob)})
+            return t, f"gitxp: add key {', '.join(new)}\n"
+
+        self.ensure()
+        self.repo.commit_to_branch(self.branch, build)
+        self._doc = None
+
+    # ------------------------------------------------------------------ writing
+
+    def commit_experiment(self, exp_id: str, files: Mapping[str, bytes | Entry | None], message: str) -> str:
+        """Write an experiment's directory (overlaying what is already stored) in one commit.
+
+        ``files`` maps directory-relative paths to content, to an existing
+        object (an Entry, e.g. the code snapshot tree), or None to delete.
+        """
+        self.ensure()
+        changes: dict[str, Entry | None] = {}
+        for rel, content in files.items():
+            if content is None or isinstance(content, Entry):
+                changes[rel] = content
+            else:
+                changes[rel] = Entry(rel.rsplit("/", 1)[-1], FILE_MODE, self.repo.write_blob(content))
+        base = layout.experiment_dir(exp_id)
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str]:
+            old = self.repo.lookup(tree, base)
+            sub = self.repo.update_tree(old.sha if old is not None and old.is_tree else None, changes)
+            return self.repo.update_tree(tree, {base: Entry(exp_id, TREE_MODE, sub)}), message
+
+        commit = self.repo.commit_to_branch(self.branch, build)
+        assert commit is not None
+        self._index = None
+        return commit
+
+    def amend(self, ref: str, *, tags: Mapping[str, Any] | None = None, note: str | None = None, remove: bool = False) -> Record:
+        """Tag, annotate or remove an experiment: each a new store commit.
+
+        A removed experiment's directory leaves the branch tip, so it vanishes
+        from listings; history still holds it.
+        """
+        tags = layout.check_tags(tags) if tags else tags
+        if note is not None:
+            layout.check_text(note, "note", multiline=True)
+        rec = self.get(ref)
+        base = layout.experiment_dir(rec.id)
+
+        def build(tip: str | None, tree: str | None) -> tuple[str, str]:
+            old = self.repo.lookup(tree, base)
+            if old is None:
+                raise RefError(rec.id, "it was removed meanwhile")
+            if remove:
+                return self.repo.update_tree(tree, {base: None}), f"gitxp: rm {rec.id} {rec.name}\n"
+            meta = dict(layout.load_yaml(self.repo.read_path(old.sha, layout.EXPERIMENT_FILE) or b"{}", what=layout.EXPERIMENT_FILE) or {})
+            what = []
+            if tags:
+                meta["tags"] = {**(meta.get("tags") or {}), **tags}
+                layout.check_tag_count(meta["tags"])
+                what.append("tag " + " ".join(f"{k}={v}" for k, v in tags.items()))
+            if note is not None:
+                meta["notes"] = layout.check_notes((str(meta.get("notes") or "") + ("\n" if meta.get("notes") else "") + note).strip())
+                what.append("note")
+            blob = self.repo.write_blob(layout.dump_yaml(meta).encode())
+            sub = self.repo.update_tree(old.sha, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, blob)})
+            return self.repo.update_tree(tree, {base: Entry(rec.id, TREE_MODE, sub)}), f"gitxp: {' and '.join(what) or 'amend'} {rec.id} {rec.name}\n"
+
+        self.repo.commit_to_branch(self.branch, build)
+        self._index = None
+        return rec if remove else self.get(rec.id)
+
+    # ------------------------------------------------------------------ reading
+
+    def index(self) -> list[Record]:
+        """Every stored experiment, newest first, from the derived cache."""
+        return [Record(self, h[1], h[5], where=(h[6], h[7])) for h in self._headers()]
+
+    def _headers(self) -> list[tuple[Any, ...]]:
+        tip = self.tip
+        if self._index is not None and self._index[0] == tip:
+            return self._index[1]
+        if tip is None:
+            self._index = (None, [])
+            return []
+        self.document()  # format gate before reading anything else
+        if self._cache is None:
+            from gitxp.store.index import IndexCache
+
+            self._cache = IndexCache(self.repo.gitxp_dir / "cache", self.branch)
+        headers = self._cache.headers(tip, lambda old: self._refresh(tip, old))
+        self._index = (tip, headers)
+        return headers
+
+    def _record_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An experiment's (meta, params): from the cache's blobs, else from git."""
+        import marshal
+
+        blob = None
+        if self._cache is not None:
+            blob = self._cache.pending_blob(exp_id)
+            if blob is None and where is not None and where[0] >= 0:
+                blob = self._cache.read_blob(*where)
+        if blob is not None:
+            try:
+                meta, params = marshal.loads(blob)
+                if meta.get("id") == exp_id:
+                    return meta, params
+            except (ValueError, EOFError, TypeError, AttributeError):
+                pass
+        return self._read_summary(tree, exp_id)
+
+    def _refresh(self, tip: str, old_days: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+        from gitxp.store.index import encode
+
+        root = self.repo.read_commit(tip)["tree"]
+        exps = self.repo.lookup(root, layout.EXPERIMENTS_DIR)
+        days: dict[str, Any] = {}
+        pending: dict[str, bytes] = {}
+        if exps is None or not exps.is_tree:
+            return days, pending
+        for day in self.repo.read_tree(exps.sha):
+            if not day.is_tree:
+                continue
+            prev = old_days.get(day.name)
+            if prev is not None and prev[0] == day.sha:
+                days[day.name] = prev
+                continue
+            prev_exps = prev[1] if prev else {}
+            found: dict[str, tuple[Any, ...]] = {}
+            for e in self.repo.read_tree(day.sha):
+                if not e.is_tree or not layout.is_id(e.name):
+                    continue
+                p = prev_exps.get(e.name)
+                if p is not None and p[5] == e.sha:
+                    found[e.name] = p
+                    continue
+                meta, params = self._read_summary(e.sha, e.name)
+                src: dict[str, Any] = meta["source"] if isinstance(meta.get("source"), dict) else {}
+                blob = encode((meta, params))
+                pending[e.name] = blob
+                found[e.name] = (
+                    str(meta.get("created") or ""), e.name, src.get("branch"), str(meta.get("status") or ""),
+                    str(meta.get("name") or ""), e.sha, -1, len(blob),
+                )
+            days[day.name] = (day.sha, found)
+        return days, pending
+
+    def _read_summary(self, tree: str, exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(meta, params) of one stored experiment; a damaged one never raises.
+
+        An experiment whose files do not parse or whose fields have the wrong
+        type (data stored before pull validated it, or edited by hand) reads
+        as status ``damaged``, with what is wrong in ``meta["damaged"]`` and
+        only its well-formed fields kept, so that it never stops a listing.
+        """
+        entries = {e.name: e for e in self.repo.read_tree(tree)}
+        damage: list[str] = []
+
+        def load(name: str) -> Any:
+            e = entries.get(name)
+            if e is None or e.mode not in (FILE_MODE, EXEC_MODE):
+                if name == layout.EXPERIMENT_FILE:
+                    damage.append(f"{name} is missing")
+                return None
+            try:
+                return layout.load_yaml(self.repo.read_blob(e.sha), what=name)
+            except UnsafeDataError as exc:
+                damage.append(exc.message)
+                return None
+
+        meta: Any = load(layout.EXPERIMENT_FILE)
+        params: Any = load(layout.PARAMS_FILE)
+        if meta is not None and not isinstance(meta, dict):
+            damage.append(f"{layout.EXPERIMENT_FILE} is not a mapping")
+        meta = meta if isinstance(meta, dict) else {}
+        problems = layout.experiment_problems(meta)
+        if problems:
+            damage += problems
+            meta = {k: v for k, v in meta.items() if not layout.experiment_problems({k: v})}
+        problems = layout.params_problems(params)
+        if problems:
+            damage += [f"{layout.PARAMS_FILE}: {p}" for p in problems]
+            params = {}
+        if damage:
+            meta["status"] = "damaged"
+            meta["damaged"] = damage
+        meta["id"] = exp_id
+        return meta, params if isinstance(params, dict) else {}
+
+    def experiments(
+        self,
+        branch: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        where: str | None = None,
+        limit: int | None = None,
+    ) -> Records:
+        """Stored experiments, newest first, filtered (a list that Jupyter shows as a table).
+
+        ``branch`` is the source branch the code was on; ``name`` is a glob;
+        ``where`` is a query such as ``"params.lr < 0.01 and metrics.acc > 0.9"``.
+        """
+        import fnmatch
+
+        heads = self._headers()
+        if branch is not None:
+            heads = [h for h in heads if h[2] == branch]
+        if status is not None:
+            wanted = {s.strip() for s in status.split(",")}
+            heads = [h for h in heads if h[3] in wanted]
+        if name is not None:
+            heads = [h for h in heads if fnmatch.fnmatchcase(h[4], name)]
+        if where:
+            from gitxp.store.query import compile_filter
+
+            keep = compile_filter(where)
+            recs = [r for r in (Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads) if keep(r.as_dict())]
+            return Records(recs[:limit] if limit is not None else recs)
+        if limit is not None:
+            heads = heads[: max(limit, 0)]
+        return Records(Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads)
+
+    def get(self, ref: str) -> Record:
+        """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``."""
+        from gitxp.store.resolve import ALIAS_PREFIX, resolve
+
+        return resolve(self.index(), ref, self.aliases() if ref.strip().startswith(ALIAS_PREFIX) else None)
+
+    def aliases(self) -> dict[str, str]:
+        """``{alias: experiment id}`` of the aliases set on the store branch (``gitxp alias``)."""
+        from gitxp.store import aliases
+
+        return aliases.live(aliases.entries(self))
+
+    def table(self, where: str | None = None, columns: Iterable[str] | None = None) -> Any:
+        """One row per experiment: id, name, status, created, params.*, metrics.*, summary.*."""
+        from gitxp.store.tables import experiments_table
+
+        return experiments_table(self.experiments(where=where), columns=columns)
+
+    def running(self) -> list[Record]:
+        """Experiments still running (staged, owner alive), newest first; not yet in the store."""
+        out = []
+        for run in reversed(staging.list_runs(self.repo.gitxp_dir)):
+            if run.is_dead():
+                continue
+            try:
+                meta = run.read_meta()
+                params = run.read_yaml("params.yaml", {}) or {}
+            except (OSError, UnsafeDataError):
+                continue  # finishing right now
+            out.append(Record(self, run.id, "", meta=meta, params=params))
+        return out
+
+    def unrecovered(self) -> list[str]:
+        return [r.id for r in staging.dead_runs(self.repo.gitxp_dir)]
+
+
+def open(path: str | os.PathLike[str] = ".") -> Store:  # noqa: A001 - the public name is gitxp.open
+    """Open the experiment store of the repository at or above ``path``."""
+    return Store.open(path)

@@ -1,0 +1,103 @@
+"""Experiments as rows: flattening params/metrics into columns for tables and exports."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+BASE_COLUMNS = ("id", "name", "status", "created", "duration_s")
+
+
+def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}", v, out)
+    else:
+        out[prefix] = value
+
+
+def row(record: Any) -> dict[str, Any]:
+    """One flat row: base columns, ``params.*``, ``metrics.<name>`` (last), ``summary.*``, ``tags.*``."""
+    meta = record.meta
+    out: dict[str, Any] = {c: meta.get(c) for c in BASE_COLUMNS}
+    out["id"] = record.id
+    for group, values in (("params", record.params), ("summary", meta.get("summary")), ("tags", meta.get("tags"))):
+        if group == "summary":
+            for name, stats in (meta.get("metrics") or {}).items():
+                out[f"metrics.{name}"] = stats.get("last") if isinstance(stats, Mapping) else stats
+        if isinstance(values, Mapping) and values:  # no always-empty `params`/`summary`/`tags` column
+            flatten(group, dict(values), out)
+    for k in [k for k, v in out.items() if isinstance(v, Mapping) and not v]:
+        out[k] = None
+    return out
+
+
+#: Column groups in the order a table shows them; within a group, first seen first.
+GROUPS = ("params.", "metrics.", "summary.", "tags.")
+_METRIC_STAT = re.compile(r"metrics\.(.+)\.(last|min|max|count|last_step)")
+
+
+def _group(name: str) -> int:
+    return next((i + 1 for i, g in enumerate(GROUPS) if name.startswith(g)), 0 if name in BASE_COLUMNS else len(GROUPS) + 1)
+
+
+def select(rows: list[dict[str, Any]], columns: Iterable[str] | None, records: Sequence[Any] | None = None) -> list[str]:
+    """Column names: base, then params, metrics, summary, tags; ``columns`` are globs; id and name always first.
+
+    ``metrics.<name>.<last|min|max|count|last_step>`` (as ``--where`` takes
+    it) adds that statistic to ``rows`` when ``records`` are given. A name
+    that matches no column is an error (a typo must not silently drop a
+    column); so is a glob, unless it is inside a group that may just be
+    empty here (``tags.*``).
+
+    Raises:
+        UsageError: a column that no experiment has.
+    """
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            seen.setdefault(k, None)
+    names = sorted(seen, key=_group)  # stable: first-seen order within a group
+    if columns:
+        pats = [p.strip() for c in columns for p in c.split(",") if p.strip()]
+        chosen: list[str] = []
+        for pat in pats:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, pat)]
+            stat = _METRIC_STAT.fullmatch(pat)
+            if not hits and stat and records is not None:
+                metric, which = stat.groups()
+                found = False
+                for r, rec in zip(rows, records):
+                    s = (rec.meta.get("metrics") or {}).get(metric)
+                    r[pat] = s.get(which) if isinstance(s, Mapping) else None
+                    found = found or isinstance(s, Mapping)
+                if found:
+                    hits = [pat]
+            if not hits and (not any(c in pat for c in "*?[") or not pat.startswith(GROUPS)):
+                from gitxp.errors import UsageError
+
+                close = [n for n in names if n.split(".")[-1] == pat.split(".")[-1]] or names
+                raise UsageError(f"no column {pat!r} in these experiments",
+                                 f"choose from: {', '.join(close[:12])}{' …' if len(close) > 12 else ''}")
+            chosen += hits
+        names = list(dict.fromkeys(["id", "name", *chosen]))
+    return names
+
+
+def experiments_table(records: Iterable[Any], columns: Iterable[str] | None = None) -> Any:
+    """A pyarrow Table, one row per experiment; mixed-type columns become strings."""
+    import pyarrow as pa
+
+    records = list(records)
+    rows = [row(r) for r in records]
+    names = select(rows, columns, records) if rows else list(BASE_COLUMNS)
+    arrays = {}
+    for n in names:
+        values = [r.get(n) for r in rows]
+        try:
+            arrays[n] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[n] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.table(arrays)

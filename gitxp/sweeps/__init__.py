@@ -1,0 +1,1 @@
+"""Sweeps: spec files, the cross-process queue and the runner."""
