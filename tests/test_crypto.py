@@ -389,7 +389,7 @@ def test_ensure_key_creates_private_file(config_home: Path) -> None:
 
 
 def test_ensure_key_concurrent_processes_agree(config_home: Path) -> None:
-    code = "import sys; from gitxp import crypto; print(crypto.fingerprint(crypto.ensure_key(sys.argv[1])))"
+    code = "import sys; from gitxp.artifacts import crypto; print(crypto.fingerprint(crypto.ensure_key(sys.argv[1])))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen([sys.executable, "-c", code, "race"], stdout=subprocess.PIPE, env=env, text=True)

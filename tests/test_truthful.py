@@ -150,7 +150,7 @@ def test_read_parquet_leaves_no_thread_behind(tmp_path: Path) -> None:
 
     data = tmp_path / "m.parquet"
     data.write_bytes(metrics.to_parquet_bytes(pa.table({"x": list(range(200_000)), "y": [float(i) for i in range(200_000)]})))
-    code = f"from gitxp import metrics; import pyarrow as pa; metrics.read_parquet({str(data)!r}); metrics.from_parquet_bytes(open({str(data)!r}, 'rb').read(), what='t.parquet')"
+    code = f"from gitxp.store import parquet as metrics; import pyarrow as pa; metrics.read_parquet({str(data)!r}); metrics.from_parquet_bytes(open({str(data)!r}, 'rb').read(), what='t.parquet')"
     codes = []
     for _ in range(10):
         procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]

@@ -262,10 +262,11 @@ def test_recover_commits_every_run_it_can_and_reports_the_rest(git_repo: Path) -
     (git_repo / "die.py").write_text(DIE_SCRIPT)
     for name in ("first", "broken", "third"):
         subprocess.run([sys.executable, "die.py", name], cwd=git_repo, check=False)
-    runs = staged_runs(git_repo)
-    assert len(runs) == 3
-    run_git(git_repo, "gc", "-q", "--prune=now")  # dead runs keep their objects too
     base = git_repo / ".git" / "gitxp" / "runs"
+    # Ids started in the same second sort by their random part: order by name.
+    by_name = {yaml.safe_load((base / run / "meta.yaml").read_text())["name"]: run for run in staged_runs(git_repo)}
+    runs = [by_name["first"], by_name["broken"], by_name["third"]]
+    run_git(git_repo, "gc", "-q", "--prune=now")  # dead runs keep their objects too
     for run in runs:
         os.utime(base / run / "heartbeat", (time.time() - 60, time.time() - 60))
     broken = runs[1]
