@@ -39,6 +39,20 @@ class ImportResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def unreadable(self, tool: str, source: str, exc: BaseException, say: Progress) -> None:
+        """A run that could not be imported: skipped, and said, while the others go on."""
+        self.skipped.append((source, "unreadable"))
+        self.warnings.append(f"{tool} run {source}: not imported: {exc}")
+        say(self.warnings[-1])
+
+    def added(self, tool: str, source: str, exp_id: str, warnings: list[str], say: Progress, detail: str = "") -> None:
+        """A run stored as ``exp_id``, with what was left out of it said."""
+        self.imported.append((source, exp_id))
+        self.warnings += [f"{tool} run {source}: {w}" for w in warnings]
+        say(f"{tool} run {source} -> {exp_id}{detail}")
+        for w in warnings:
+            say(f"  warning: {w}")
+
     def summary(self) -> str:
         """``imported 3 runs, skipped 2 already imported``: the line the CLI ends with."""
         n = len(self.imported)

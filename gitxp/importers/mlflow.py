@@ -179,16 +179,10 @@ def import_mlflow(root: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
         try:
             exp_id = _import_run(record, repo, exp, run_dir, meta, done, warn)
         except (GitxpError, OSError) as exc:
-            result.skipped.append((run_id, "unreadable"))
-            result.warnings.append(f"mlflow run {run_id}: not imported: {exc}")
-            say(result.warnings[-1])
+            result.unreadable("mlflow", run_id, exc, say)
             continue
         done[run_id] = exp_id
-        result.imported.append((run_id, exp_id))
-        result.warnings += [f"mlflow run {run_id}: {w}" for w in warnings]
-        say(f"mlflow run {run_id} -> {exp_id}")
-        for w in warnings:
-            say(f"  warning: {w}")
+        result.added("mlflow", run_id, exp_id, warnings, say)
     return result
 
 

@@ -148,14 +148,8 @@ def import_tensorboard(logdir: str | os.PathLike[str], *, repo: str | os.PathLik
                 status="completed", tags={"tensorboard.run": label[:1000], RUN_ID_TAG: rid}, metrics=rows,
             ))
         except (GitxpError, OSError) as exc:
-            result.skipped.append((label, "unreadable"))
-            result.warnings.append(f"tensorboard run {label}: not imported: {exc}")
-            say(result.warnings[-1])
+            result.unreadable("tensorboard", label, exc, say)
             continue
         done[rid] = exp_id
-        result.imported.append((label, exp_id))
-        result.warnings += [f"tensorboard run {label}: {w}" for w in warnings]
-        say(f"tensorboard run {label} -> {exp_id} ({len({r[0] for r in rows})} scalars, {len(rows)} points)")
-        for w in warnings:
-            say(f"  warning: {w}")
+        result.added("tensorboard", label, exp_id, warnings, say, f" ({len({r[0] for r in rows})} scalars, {len(rows)} points)")
     return result
