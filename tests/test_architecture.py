@@ -117,7 +117,6 @@ def test_imports_flow_one_way() -> None:
 KNOWN_FOREIGN: dict[tuple[str, str], str] = {
     ("gitxp/remote/sync.py", "dulwich"): "the dulwich fetch/push/merge-base engine; to move to plumbing/transport.py",
     ("gitxp/remote/sync.py", "git"): "the git CLI fetch/push engine; to move to plumbing/transport.py",
-    ("gitxp/store/validate.py", "dulwich"): "parses pulled .gitmodules with dulwich's config reader; to go through plumbing",
     ("gitxp/remote/hooks.py", "git"): "runs `git config core.hooksPath`/`git rev-parse`; to go through plumbing's one git runner",
 }
 

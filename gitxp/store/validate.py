@@ -333,23 +333,21 @@ _ATTR_MAX_FILE = 100 * 2**20
 
 def gitmodules_problems(data: bytes) -> list[str]:
     """git fsck's errors for the content of a ``.gitmodules`` blob (an unparsable one is only a notice)."""
-    from io import BytesIO
     from urllib.parse import unquote_to_bytes
 
-    from dulwich.config import ConfigFile
+    from gitxp.plumbing.gitconfig import parse_config
 
-    try:
-        config = ConfigFile.from_file(BytesIO(data))
-    except Exception:  # noqa: BLE001 - git reports gitmodulesParse as information only
+    sections = parse_config(data)
+    if sections is None:  # git reports gitmodulesParse as information only
         return []
     out: list[str] = []
-    for section in config.sections():
+    for section, items in sections:
         if len(section) != 2 or section[0].lower() != b"submodule":
             continue
         name = section[1]
         if not name or b".." in re.split(rb"[/\\]", name):
             out.append("gitmodulesName")
-        for key, value in config.items(section):
+        for key, value in items:
             key = key.lower()
             if key == b"url" and (value.startswith(b"-") or (
                 value.startswith((b"./", b"../", b"git://", b"http://", b"https://", b"ftp://", b"ftps://"))
