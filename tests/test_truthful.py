@@ -76,6 +76,26 @@ def test_api_script_that_never_finishes_keeps_everything(git_repo: Path) -> None
 
 
 @pytest.mark.usefixtures("with_pandas")
+def test_metric_flush_does_not_import_pandas(git_repo: Path) -> None:
+    """Staging builds Arrow arrays from raw buffers: importing pandas cost the first flush seconds."""
+    script = _script(git_repo, "flush.py", """
+        import sys, gitxp
+        xp = gitxp.start(name='short', params={'lr': 0.1}, log_hardware=False)
+        xp.log_metric("loss", 1.0, step=5)
+        xp.log_metric("loss", 0.5, step=2)
+        xp.log_metric("acc", 0.9)
+        xp.flush()
+        assert any(xp._seg_dir.glob("*.parquet")), "nothing staged"
+        assert 'pandas' not in sys.modules
+        xp.finish()
+    """)
+    r = _python(git_repo, script)
+    assert r.returncode == 0, r.stderr
+    rec = _only(git_repo)
+    assert rec.metric_summary["loss"]["count"] == 2 and rec.metric_summary["acc"]["count"] == 1
+
+
+@pytest.mark.usefixtures("with_pandas")
 def test_api_with_block_keeps_everything(git_repo: Path) -> None:
     body = "import gitxp\nwith gitxp.start(name='short', params={'lr': 0.1}) as xp:\n" + textwrap.indent(textwrap.dedent(LOGS), "    ")
     r = _python(git_repo, _script(git_repo, "short.py", body))

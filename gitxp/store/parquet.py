@@ -123,21 +123,40 @@ MERGED_ROW_GROUP = 1 << 18
 
 def _series_columns(chunks: list[tuple[Any, Any, Any]]) -> list[tuple[Any, Any, Any, Any]]:
     """Columns handed to Arrow as buffers (no per-point conversion); steps sorted per name if needed."""
+    from array import array
+
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # No Python value is converted by Arrow here (not even a scalar like 1e6):
+    # that conversion imports pandas on its first call, seconds on a busy machine.
+    million = pa.Array.from_buffers(pa.float64(), 1, [None, pa.py_buffer(array("d", [1e6]))])[0]
+    stamp = pa.timestamp("us", tz="UTC")
     out = []
     for i, (steps, values, times) in enumerate(chunks):
         n = len(steps)
         st = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(steps)])
         va = pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(values)])
         ts = pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(times)])
-        micros = pc.cast(pc.multiply(ts, 1e6), pa.int64(), safe=False).cast(pa.timestamp("us", tz="UTC"))
+        micros = pc.cast(pc.multiply(ts, million), pa.int64(), safe=False).cast(stamp)
         if n > 1 and not pc.all(pc.greater_equal(st.slice(1), st.slice(0, n - 1))).as_py():
             order = pc.sort_indices(st)  # stable: equal steps keep their logging order
             st, va, micros = pc.take(st, order), pc.take(va, order), pc.take(micros, order)
-        out.append((st, va, micros, pa.repeat(pa.scalar(i, pa.int32()), n)))
+        out.append((st, va, micros, pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(array("i", [i]) * n)])))
     return out
+
+
+def _string_array(names: list[str]) -> Any:
+    """A string array built from raw buffers: ``pa.array`` on Python strings imports
+    pandas on its first call, which held up the first metric flush for seconds."""
+    from array import array
+    from itertools import accumulate
+
+    import pyarrow as pa
+
+    encoded = [n.encode() for n in names]
+    offsets = array("i", [0, *accumulate(len(b) for b in encoded)])
+    return pa.Array.from_buffers(pa.string(), len(names), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
 def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[Any, Any, Any]]) -> None:
@@ -147,7 +166,7 @@ def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    dictionary = pa.array(names, pa.string())
+    dictionary = _string_array(names)
     cols = _series_columns(chunks)
     info = [[nm, len(c[0]), c[0][0].as_py() if len(c[0]) else 0, c[0][-1].as_py() if len(c[0]) else 0] for nm, c in zip(names, cols)]
     sch = schema().with_metadata({_SEGMENT_KEY: json.dumps(info).encode()})
@@ -283,7 +302,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
     names = sorted(holders)
     if not names:
         return None
-    dictionary = pa.array(names, pa.string())
+    dictionary = _string_array(names)
     summary: dict[str, dict[str, Any]] = {}
     whole: dict[Path, Any] = {}  # ungrouped segments, read once, dropped after their last name
     last_name = {seg[0]: max(seg[1]) for seg in segs if seg[1]}
