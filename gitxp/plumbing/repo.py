@@ -4,9 +4,9 @@ This is the only module that imports dulwich. Objects are written by a
 streaming loose-object writer of our own (temp file + atomic rename), which
 avoids dulwich's whole-object buffering and the ``FileLocked`` races it has
 when several processes write the same object. Reading goes through dulwich,
-which understands packs. Branch updates happen under a file lock plus
-compare-and-swap on the ref, retried when another writer (or plain git)
-moved it first.
+which understands packs. Branch updates (the ref half, :mod:`refs`) happen
+under a file lock plus compare-and-swap on the ref, retried when another
+writer (or plain git) moved it first.
 """
 
 from __future__ import annotations
@@ -18,36 +18,28 @@ import socket
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from gitxp import shutdown
 from gitxp.errors import NotARepositoryError, StoreError
+from gitxp.plumbing.refs import Refs
+from gitxp.plumbing.trees import (  # the modes, Entry and EMPTY_TREE: callers across the package take them from here
+    BIG_TREE,
+    EMPTY_TREE,
+    EXEC_MODE,
+    FILE_MODE,
+    FIXED_OVERHEAD,
+    GITLINK_MODE,
+    TREE_MODE,
+    Entry,
+    bisect_records,
+    fixed_records,
+    splice_records,
+)
 
-TREE_MODE = 0o040000
-FILE_MODE = 0o100644
-EXEC_MODE = 0o100755
-LINK_MODE = 0o120000
-GITLINK_MODE = 0o160000
-
-ZERO_SHA = "0" * 40
-#: A ref's ``.lock`` file older than this, while we hold gitxp's own lock, was
-#: left by a killed process (git holds one for milliseconds; its own lock
-#: timeout is 100 ms).
-STALE_REF_LOCK_S = 5.0
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    mode: int
-    sha: str
-
-    @property
-    def is_tree(self) -> bool:
-        return self.mode == TREE_MODE
+__all__ = ["EMPTY_TREE", "EXEC_MODE", "FILE_MODE", "GITLINK_MODE", "TREE_MODE", "Entry", "Repo", "discover", "init_repository"]
 
 
 def _read_gitfile(path: Path) -> Path:
@@ -105,7 +97,7 @@ def _close_all() -> None:
 shutdown.register_last(_close_all)
 
 
-class Repo:
+class Repo(Refs):
     """One git repository as gitxp sees it.
 
     ``root`` is the work tree (None when bare); ``git_dir`` is this work
@@ -373,8 +365,8 @@ class Repo:
         """The entry ``name`` of a tree; a day folder's is found by bisection, without parsing it."""
         data, size = self._day_tree(tree)
         nb = name.encode("utf-8", "surrogateescape")
-        if size and len(nb) == size - _FIXED_OVERHEAD:
-            pos = _bisect_records(data, size, nb)
+        if size and len(nb) == size - FIXED_OVERHEAD:
+            pos = bisect_records(data, size, nb)
             if pos < len(data) and data[pos + 6 : pos + size - 21] == nb:
                 return Entry(name, TREE_MODE, data[pos + size - 20 : pos + size].hex())
             return None
@@ -408,7 +400,7 @@ class Repo:
             if spliced is not None:
                 # a busy day's tree is mostly 20-byte ids that zlib barely shrinks: storing it
                 # uncompressed keeps the commit's cost flat (git gc packs it with deltas later)
-                return self.write_object("tree", spliced, level=0 if len(spliced) >= _BIG_TREE else 1)
+                return self.write_object("tree", spliced, level=0 if len(spliced) >= BIG_TREE else 1)
         current = {e.name: e for e in self.read_tree(tree)} if tree else {}
         for name, sub in nested.items():
             old = current.get(name)
@@ -431,389 +423,17 @@ class Repo:
         kind, data = self.read_raw(tree)
         if kind != "tree":
             return data, 0
-        size = _fixed_records(data)
-        if len(data) >= _BIG_TREE:
+        size = fixed_records(data)
+        if len(data) >= BIG_TREE:
             self._last_tree = (tree, data, size)
         return data, size
 
     def _splice(self, tree: str, direct: Mapping[str, Entry | None]) -> bytes | None:
-        """A day folder's new raw tree with ``direct`` set or removed in place, or None to take the slow path.
-
-        A day folder holds only subtrees named by ids of one length, so its
-        raw bytes are fixed-size records in git's order: the new entry is
-        spliced in at its place (found by bisection; ids sort by time, so
-        nearly always at the end) instead of parsing and re-sorting every
-        entry, which made a commit's cost grow with how busy the day was.
-        Anything else (mixed modes or name lengths) returns None.
-        """
+        """A day folder's new raw tree with ``direct`` set or removed in place, or None to take the slow path (see trees.splice_records)."""
         data, size = self._day_tree(tree)
         if not size:
             return None
-        out = data
-        for name, entry in direct.items():
-            nb = name.encode("utf-8", "surrogateescape")
-            if len(nb) != size - _FIXED_OVERHEAD or (entry is not None and entry.mode != TREE_MODE) or b"\0" in nb or b"/" in nb:
-                return None
-            pos = _bisect_records(out, size, nb)
-            end = pos + size if pos < len(out) and out[pos + 6 : pos + size - 21] == nb else pos
-            record = b"" if entry is None or entry.sha == EMPTY_TREE else b"40000 " + nb + b"\0" + bytes.fromhex(entry.sha)
-            out = out[:pos] + record + out[end:]
-        return out
-
-    # ------------------------------------------------------------ refs
-
-    def ref(self, branch: str) -> str | None:
-        """The commit a branch points at, read without dulwich (loose, then packed)."""
-        return self.read_ref(f"refs/heads/{branch}")
-
-    def read_ref(self, name: str) -> str | None:
-        """The object a ref (full name, ``refs/…``) points at: loose, then packed."""
-        try:
-            value = (self.common_dir / name).read_text().strip()
-            if value.startswith("ref:"):
-                return self.read_ref(value[4:].strip())
-            return value or None
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            pass
-        try:
-            with open(self.common_dir / "packed-refs", "rb") as f:
-                target = b" " + name.encode()
-                for line in f:
-                    line = line.rstrip(b"\n")
-                    if line.endswith(target) and not line.startswith((b"#", b"^")):
-                        return line[:40].decode()
-        except FileNotFoundError:
-            pass
-        return None
-
-    def head(self) -> tuple[str | None, str | None]:
-        """(commit, branch) of this work tree's HEAD; either may be None."""
-        try:
-            text = (self.git_dir / "HEAD").read_text().strip()
-        except FileNotFoundError:
-            return None, None
-        if text.startswith("ref:"):
-            ref = text[4:].strip()
-            branch = ref.removeprefix("refs/heads/")
-            return self.ref(branch), branch
-        return text, None
-
-    def cas_ref(self, branch: str, old: str | None, new: str, *, message: str = "") -> bool:
-        """Move a branch from ``old`` (None: create it) to ``new`` only if it still points at ``old``.
-
-        Git's own protocol: take ``<ref>.lock`` with O_EXCL, re-read the ref
-        (loose, else packed), write, rename over. Returns False when the ref
-        moved or another writer (gitxp or git) holds the lock. A reflog entry
-        is appended when the repository keeps reflogs for branches.
-        """
-        if not self.set_ref(f"refs/heads/{branch}", old, new):
-            return False
-        self._reflog(branch, old or ZERO_SHA, new, message)
-        return True
-
-    def set_ref(self, name: str, old: str | None, new: str) -> bool:
-        """Compare-and-swap of any ref (full name) as a loose ref; see :meth:`cas_ref`."""
-        path = self.common_dir / name
-        lock = path.with_name(path.name + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        try:
-            with os.fdopen(fd, "w") as f:
-                if self.read_ref(name) != old:
-                    return False
-                f.write(new + "\n")
-            os.replace(lock, path)
-        finally:
-            lock.unlink(missing_ok=True)
-        return True
-
-    def delete_refs(self, name: str) -> None:
-        """Remove the ref ``name`` and every ref under ``name/``, loose and packed; absent is fine.
-
-        Follows git's protocol: loose files go, then ``packed-refs`` (``git
-        gc`` packs refs) is rewritten under ``packed-refs.lock`` without
-        those lines. A lock held by someone else leaves the packed lines for
-        a later call.
-        """
-        import shutil
-
-        loose = self.common_dir / name
-        if loose.is_dir():
-            shutil.rmtree(loose, ignore_errors=True)
-        else:
-            loose.unlink(missing_ok=True)
-        packed = self.common_dir / "packed-refs"
-        try:
-            lines = packed.read_bytes().splitlines(keepends=True)
-        except FileNotFoundError:
-            return
-        exact, under = name.encode(), name.encode() + b"/"
-        kept: list[bytes] = []
-        dropping = False
-        for line in lines:
-            if line.startswith(b"^"):  # the peeled value of the line before
-                if not dropping:
-                    kept.append(line)
-                continue
-            ref = line.rstrip(b"\n").partition(b" ")[2]
-            dropping = not line.startswith(b"#") and (ref == exact or ref.startswith(under))
-            if not dropping:
-                kept.append(line)
-        if len(kept) == len(lines):
-            return
-        lock = packed.with_name("packed-refs.lock")
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if packed.read_bytes().splitlines(keepends=True) != lines:
-                    return  # changed meanwhile: leave it to the next call
-                f.write(b"".join(kept))
-            os.replace(lock, packed)
-        finally:
-            lock.unlink(missing_ok=True)
-
-    def keep_objects(self, name: str, shas: Iterable[str]) -> None:
-        """Point a ref ``<name>/<sha>`` at each object so that ``git gc`` never prunes it.
-
-        A live run's objects (its code snapshot, its artifacts) are referenced
-        by nothing until it commits; ``git gc --prune=now`` would delete
-        them. A ref may point at a tree or a blob (``git log --all`` shows
-        nothing for it); one loose ref file per object costs no new object
-        and no read-modify-write, whatever the run's size.
-        """
-        folder = self.common_dir / name
-        for sha in shas:
-            path = folder / sha
-            if path.exists():
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            lock = path.with_name(sha + ".lock")  # git skips *.lock when it lists refs
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                continue  # another process of the run is writing the same ref
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(sha + "\n")
-                os.replace(lock, path)
-            finally:
-                lock.unlink(missing_ok=True)
-
-    def _reflog(self, branch: str, old: str, new: str, message: str) -> None:
-        log = self.common_dir / "logs" / "refs" / "heads" / branch
-        if not log.parent.is_dir():
-            return  # git creates logs/ in non-bare repositories; respect its absence
-        name, email = self.identity()
-        ts = int(time.time())
-        line = f"{old} {new} {name} <{email}> {ts} +0000\t{message.splitlines()[0] if message else 'gitxp'}\n"
-        try:
-            with open(log, "a", encoding="utf-8") as f:
-                f.write(line)
-        except OSError:
-            pass
-
-    def stale_ref_lock(self, branch: str) -> Path | None:
-        """``refs/heads/<branch>.lock`` when it is older than STALE_REF_LOCK_S (a killed writer left it)."""
-        lock = self.common_dir / "refs" / "heads" / f"{branch}.lock"
-        try:
-            age = time.time() - lock.stat().st_mtime
-        except OSError:
-            return None
-        return lock if age > STALE_REF_LOCK_S else None
-
-    def commit_to_branch(
-        self,
-        branch: str,
-        build: Callable[[str | None, str | None], tuple[str, str] | None],
-        *,
-        timeout: float = 600.0,
-    ) -> str | None:
-        """Commit on ``branch`` without checking it out; retried until it lands.
-
-        ``build(tip_commit, tip_tree)`` returns ``(tree, message)`` for the new
-        commit (or None to commit nothing); it runs again if another writer
-        moved the branch meanwhile. A file lock orders gitxp writers, the CAS
-        protects against everyone else (git itself included). A busy lock
-        waits with backoff; it never fails a user's run.
-        """
-        from filelock import FileLock
-
-        from gitxp.errors import StaleLockError
-
-        self.gitxp_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.gitxp_dir / "store.lock"))
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        with lock.acquire(timeout=timeout):
-            while True:
-                tip = self.ref(branch)
-                tip_tree = self.read_commit(tip)["tree"] if tip else None
-                built = build(tip, tip_tree)
-                if built is None:
-                    return None
-                tree, message = built
-                commit = self.write_commit(tree, [tip] if tip else [], message)
-                if self.cas_ref(branch, tip, commit, message=message.splitlines()[0]):
-                    return commit
-                # We hold store.lock, so no gitxp writer holds the ref's lock now:
-                # a git holds it for milliseconds; one that lasts was left by a kill.
-                stale = self.stale_ref_lock(branch)
-                if stale is not None:
-                    raise StaleLockError(stale)
-                attempt += 1
-                if time.monotonic() > deadline:
-                    raise StoreError(f"could not update branch {branch!r}: it kept moving or stayed locked", f"remove a stale {self.common_dir}/refs/heads/{branch}.lock if no git process runs")
-                time.sleep(min(0.5, 0.002 * 2**min(attempt, 8)) * (0.5 + random.random()))
-
-    def log(self, branch: str, *, limit: int | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
-        """First-parent history of a branch, newest first."""
-        sha = self.ref(branch)
-        n = 0
-        while sha and (limit is None or n < limit):
-            info = self.read_commit(sha)
-            yield sha, info
-            n += 1
-            sha = info["parents"][0] if info["parents"] else None
-
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-
-#: A tree this large (a day with thousands of experiments) is written uncompressed and its last read kept.
-_BIG_TREE = 1 << 16
-#: Bytes of a subtree record besides its name: ``40000 `` + NUL + 20-byte id.
-_FIXED_OVERHEAD = 27
-
-
-def _fixed_records(data: bytes) -> int:
-    """The record size when a raw tree holds only subtrees whose names share one length (≥ 3), else 0.
-
-    Checked column by column with strided slices (C speed, no per-entry
-    Python): the mode and space, the NUL after every name, and no NUL or
-    ``/`` inside any name, so the records are exactly the entries git reads.
-    """
-    if not data.startswith(b"40000 "):
-        return 0
-    nul = data.find(b"\0", 6)
-    if nul < 9:
-        return 0
-    size = nul + 21
-    n, rest = divmod(len(data), size)
-    if rest:
-        return 0
-    for j, c in enumerate(b"40000 "):
-        if data[j::size] != bytes((c,)) * n:
-            return 0
-    if data[nul::size] != b"\0" * n:
-        return 0
-    for j in range(6, nul):
-        column = data[j::size]
-        if b"\0" in column or b"/" in column:
-            return 0
-    return size
-
-
-def _bisect_records(data: bytes, size: int, name: bytes) -> int:
-    """Offset of the first fixed-size record whose name is ≥ ``name`` (equal-length subtree names sort as git sorts them)."""
-    end = size - 21
-    hi = len(data) // size
-    if hi and data[(hi - 1) * size + 6 : (hi - 1) * size + end] < name:
-        return hi * size  # the usual case: a new id is the newest of its day
-    lo = 0
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if data[mid * size + 6 : mid * size + end] < name:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo * size
-
-#: Pack files move in this order, the index last, so a reader never finds an index without its pack.
-_PACK_ORDER = {".pack": 0, ".rev": 1, ".bitmap": 2, ".mtimes": 3, ".idx": 4}
-
-
-class Quarantine:
-    """A temporary object folder inside ``objects/`` that fetched objects go to first.
-
-    git's own answer to the same problem (``tmp_objdir``, what receive-pack
-    uses): nothing fetched enters the repository's object store until it
-    was checked. While open, the repository reads through it (as an
-    alternate), so validation and the merge see the fetched commits;
-    :meth:`migrate` moves the objects in, :meth:`close` deletes whatever is
-    still there. A refused pull therefore leaves not one object behind.
-    """
-
-    def __init__(self, repo: Repo) -> None:
-        import tempfile
-
-        from dulwich.object_store import DiskObjectStore
-
-        self.repo = repo
-        repo.objects_dir.mkdir(parents=True, exist_ok=True)
-        self._sweep_stale()
-        self.path = Path(tempfile.mkdtemp(prefix="tmp_objdir-gitxp-", dir=repo.objects_dir))
-        (self.path / "pack").mkdir()
-        self._store = DiskObjectStore(str(self.path))
-        repo.dulwich.object_store.alternates.append(self._store)
-
-    def _sweep_stale(self, age: float = 86400.0) -> None:
-        """Remove quarantines a killed pull left behind (a day old: no pull takes that long)."""
-        import shutil
-
-        for d in self.repo.objects_dir.glob("tmp_objdir-gitxp-*"):
-            try:
-                if time.time() - d.stat().st_mtime > age:
-                    shutil.rmtree(d, ignore_errors=True)
-            except OSError:
-                pass
-
-    def __contains__(self, sha: str) -> bool:
-        """True for an object the fetch brought (not one the repository already had)."""
-        store: Any = self._store
-        return (self.path / sha[:2] / sha[2:]).exists() or bool(store.contains_packed(sha.encode()))
-
-    def git_env(self) -> dict[str, str]:
-        """Environment for a ``git`` subprocess that must write here and read the repository too."""
-        alternates = [str(self.repo.objects_dir)]
-        if os.environ.get("GIT_ALTERNATE_OBJECT_DIRECTORIES"):
-            alternates.append(os.environ["GIT_ALTERNATE_OBJECT_DIRECTORIES"])
-        return {"GIT_OBJECT_DIRECTORY": str(self.path), "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
-
-    def migrate(self) -> None:
-        """Move every object into the repository (loose objects first, then packs, index last)."""
-        dest = self.repo.objects_dir
-        for sub in sorted(self.path.iterdir()):
-            if len(sub.name) == 2 and sub.is_dir():
-                for f in sub.iterdir():
-                    target = dest / sub.name / f.name
-                    if not target.exists():
-                        target.parent.mkdir(exist_ok=True)
-                        os.replace(f, target)
-        packs = [f for f in (self.path / "pack").iterdir() if f.suffix in _PACK_ORDER]
-        (dest / "pack").mkdir(exist_ok=True)
-        for f in sorted(packs, key=lambda f: (_PACK_ORDER[f.suffix], f.name)):
-            if not (dest / "pack" / f.name).exists():
-                os.replace(f, dest / "pack" / f.name)
-
-    def close(self) -> None:
-        import shutil
-
-        alternates = self.repo.dulwich.object_store.alternates
-        if self._store in alternates:
-            alternates.remove(self._store)
-        self._store.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def __enter__(self) -> Quarantine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return splice_records(data, size, direct)
 
 
 class _StoredDeflate:

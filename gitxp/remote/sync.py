@@ -67,7 +67,8 @@ from gitxp.store import aliases
 from gitxp.store import layout
 from gitxp.store import validate
 from gitxp.errors import ForeignStoreError, GitxpError, RemoteError, StoreError, UnsafeDataError, UsageError
-from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Quarantine, Repo
+from gitxp.plumbing.quarantine import Quarantine
+from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
 
 PUSH_ATTEMPTS = 10
 #: git fsck message ids for entry names (what :func:`validate.git_name_problem` returns), always errors.
