@@ -38,7 +38,7 @@ RANK = {
 KNOWN: dict[tuple[str, str], str] = {
     ("gitxp.environment.capture", "gitxp.run.hardware"): "the GPU description is read from the sampler's module (run by path in a foreign interpreter)",
     ("gitxp.params", "gitxp.store.layout"): "the branch default and the limited YAML loader live in store/layout.py; they belong in the base",
-    ("gitxp.store.aliases", "gitxp.remote.sync"): "borrows the timestamp/user helpers of remote and run",
+    ("gitxp.store.aliases", "gitxp.remote.merge"): "borrows the timestamp/user helpers of remote and run",
     ("gitxp.store.aliases", "gitxp.run.begin"): "borrows the timestamp/user helpers of remote and run",
     ("gitxp.store.store", "gitxp.artifacts.crypto"): "Record reads artifacts and the key through artifacts (artifacts take a Record: the cycle to break)",
     ("gitxp.store.store", "gitxp.artifacts.files"): "Record reads artifacts and the key through artifacts (artifacts take a Record: the cycle to break)",
@@ -115,9 +115,6 @@ def test_imports_flow_one_way() -> None:
 
 # (file, library or "git"): why it is still outside its room.
 KNOWN_FOREIGN: dict[tuple[str, str], str] = {
-    ("gitxp/remote/sync.py", "dulwich"): "the dulwich fetch/push/merge-base engine; to move to plumbing/transport.py",
-    ("gitxp/remote/sync.py", "git"): "the git CLI fetch/push engine; to move to plumbing/transport.py",
-    ("gitxp/remote/hooks.py", "git"): "runs `git config core.hooksPath`/`git rev-parse`; to go through plumbing's one git runner",
 }
 
 

@@ -108,7 +108,7 @@ def test_metrics_of_one_experiment_changed_on_both_sides_are_unioned(two_clones:
     from gitxp.store import layout
     from gitxp.store import parquet as metrics
     from gitxp.plumbing.repo import Repo
-    from gitxp.remote.sync import _union_metrics
+    from gitxp.remote.merge import _union_metrics
 
     rows_a = metrics.rows_to_table([("loss", 0, 1.0, 1), ("loss", 1, 0.5, 2)])
     rows_b = metrics.rows_to_table([("acc", 0, 0.1, 1), ("loss", 1, 0.5, 2), ("loss", 2, 0.2, 3)])

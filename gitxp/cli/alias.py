@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gitxp.cli import _store
+from gitxp.cli._common import store_of as _store
 
 
 @click.group()

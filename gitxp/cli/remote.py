@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -13,12 +15,26 @@ def _repo(ctx: click.Context) -> str:
     return (ctx.obj or {}).get("repo", ".")
 
 
-@click.command()
-@click.argument("remote", required=False)
-@click.option("--force", is_flag=True, help="Merge even a store with a different store id.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-@click.option("--hook", is_flag=True, hidden=True, help="Called from the pre-push hook: quiet, no store is fine.")
-@click.pass_context
+def _sync_command(hook_help: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """`push` and `pull` take the same REMOTE, --force, -q and hidden --hook (whose help differs)."""
+
+    def decorate(f: Callable[..., Any]) -> click.Command:
+        decorators: list[Callable[[Any], Any]] = [
+            click.command(),
+            click.argument("remote", required=False),
+            click.option("--force", is_flag=True, help="Merge even a store with a different store id."),
+            click.option("-q", "--quiet", is_flag=True, help="Print nothing on success."),
+            click.option("--hook", is_flag=True, hidden=True, help=hook_help),
+            click.pass_context,
+        ]
+        for deco in reversed(decorators):
+            f = deco(f)
+        return f  # type: ignore[return-value]
+
+    return decorate
+
+
+@_sync_command("Called from the pre-push hook: quiet, no store is fine.")
 def push(ctx: click.Context, remote: str | None, force: bool, quiet: bool, hook: bool) -> None:
     """Push the experiment store to REMOTE (default: its upstream, else origin).
 
@@ -44,12 +60,7 @@ def push(ctx: click.Context, remote: str | None, force: bool, quiet: bool, hook:
         click.echo(result.describe("push"))
 
 
-@click.command()
-@click.argument("remote", required=False)
-@click.option("--force", is_flag=True, help="Merge even a store with a different store id.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-@click.option("--hook", is_flag=True, hidden=True, help="Called from the post-merge hook: quiet, no remote is fine.")
-@click.pass_context
+@_sync_command("Called from the post-merge hook: quiet, no remote is fine.")
 def pull(ctx: click.Context, remote: str | None, force: bool, quiet: bool, hook: bool) -> None:
     """Fetch REMOTE's experiment store, check it, and merge it into yours.
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from gitxp.cli import OutputFile
+from gitxp.cli._common import OutputFile, gather
 from gitxp.errors import UsageError
 
 
@@ -121,13 +121,9 @@ def plot(ctx: click.Context, refs: tuple[str, ...], where: str | None, metrics: 
 
     if not refs and where is None:
         raise UsageError("name experiments (REF...) or a filter (--where)", "e.g. gitxp plot @~1 @ -m loss -o loss.svg")
-    store = _store(ctx)
-    recs = review.get_all(store, refs) if refs else []
-    if where is not None:
-        seen = {r.id for r in recs}
-        recs += [r for r in store.experiments(where=where) if r.id not in seen]
-        if not recs:
-            raise UsageError(f"no experiment matches {where!r}", "see `gitxp table --where ...`")
+    recs = gather(_store(ctx), refs, where)
+    if where is not None and not recs:
+        raise UsageError(f"no experiment matches {where!r}", "see `gitxp table --where ...`")
     path = charts.plot(recs, metrics, output, log_y=log_y)
     missing = [review.label(r) for r in recs if not any(review.series(r, m) for m in metrics)]
     if missing:

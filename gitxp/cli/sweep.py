@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 
-from gitxp.cli import run_options  # noqa: E402  (cli imports this module only lazily)
+from gitxp.cli.start import run_options  # noqa: E402  (cli imports this module only lazily)
 from gitxp.errors import UsageError  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     from pathlib import Path
 
     from gitxp.sweeps import runner as lib
-    from gitxp.cli import _kv
+    from gitxp.cli._common import kv as _kv
     from gitxp.sweeps.spec import list_warnings, load, parse_split
 
     if opts["show_status"]:

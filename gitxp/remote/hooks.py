@@ -29,11 +29,11 @@ pre-commit's script is just the chained original. The store push made from
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from gitxp.errors import GitxpError
+from gitxp.plumbing import gitcli
 
 HOOK_NAMES = ("pre-push", "post-merge", "prepare-commit-msg")
 MARKER = "# gitxp-hook:"
@@ -63,19 +63,7 @@ def source_dir() -> Path:
 
 def hooks_dir(path: str | os.PathLike[str] = ".") -> Path:
     """Where git looks for hooks: ``core.hooksPath`` if set, else ``<common git dir>/hooks``."""
-    from gitxp.plumbing.repo import Repo
-
-    repo = Repo(path)
-    cwd = repo.root or repo.git_dir
-    try:
-        out = subprocess.run(["git", "rev-parse", "--git-path", "hooks"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        return (Path(cwd) / out).resolve()
-    except (OSError, subprocess.CalledProcessError):
-        custom = repo.config("core", "hooksPath")
-        if custom:
-            p = Path(os.path.expanduser(custom))
-            return p if p.is_absolute() else (Path(cwd) / p).resolve()
-        return repo.common_dir / "hooks"
+    return gitcli.hooks_dir(path)
 
 
 def _is_ours(path: Path) -> bool:
@@ -92,6 +80,14 @@ def _render(name: str) -> str:
     return text.replace("@GITXP_PYTHON@", python)
 
 
+def _hook_files(d: Path, name: str) -> tuple[Path, Path, Path, bool]:
+    """(the hook, the chained original, pre-commit's ``.legacy``, whether gitxp's script is that ``.legacy``)."""
+    target = d / name
+    chained = d / (name + CHAINED_SUFFIX)
+    legacy = d / (name + LEGACY_SUFFIX)
+    return target, chained, legacy, not _is_ours(target) and _is_ours(legacy)
+
+
 def _write_executable(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.gitxp-tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -105,10 +101,8 @@ def install(path: str | os.PathLike[str] = ".") -> list[str]:
     d.mkdir(parents=True, exist_ok=True)
     done = []
     for name in HOOK_NAMES:
-        target = d / name
-        chained = d / (name + CHAINED_SUFFIX)
-        legacy = d / (name + LEGACY_SUFFIX)
-        if not _is_ours(target) and _is_ours(legacy):
+        target, chained, legacy, ours_is_legacy = _hook_files(d, name)
+        if ours_is_legacy:
             _write_executable(legacy, _render(name))
             done.append(f"updated {legacy} (run by the pre-commit framework's {name})")
             continue
@@ -133,10 +127,8 @@ def uninstall(path: str | os.PathLike[str] = ".") -> list[str]:
     d = hooks_dir(path)
     done = []
     for name in HOOK_NAMES:
-        target = d / name
-        chained = d / (name + CHAINED_SUFFIX)
-        legacy = d / (name + LEGACY_SUFFIX)
-        if not _is_ours(target) and _is_ours(legacy):
+        target, chained, legacy, ours_is_legacy = _hook_files(d, name)
+        if ours_is_legacy:
             legacy.unlink()
             done.append(f"removed {legacy}")
             if chained.exists() or chained.is_symlink():
@@ -173,10 +165,8 @@ def trailer_for(path: str | os.PathLike[str] = ".") -> str | None:
     try:
         if not store.exists():
             return None
-        cwd = store.repo.root or store.repo.git_dir
-        r = subprocess.run(["git", "write-tree"], cwd=cwd, capture_output=True, text=True, check=False)
-        tree = r.stdout.strip()
-        if r.returncode != 0 or not tree:
+        tree = gitcli.write_index_tree(store.repo.root or store.repo.git_dir)
+        if tree is None:
             return None
         items = []
         for rec in store.experiments():
@@ -224,8 +214,5 @@ def add_trailer(message_file: str | os.PathLike[str], path: str | os.PathLike[st
     value = trailer_for(path)
     if not value:
         return False
-    subprocess.run(
-        ["git", "interpret-trailers", "--in-place", "--if-exists", "replace", "--trailer", f"{TRAILER}: {value}", str(msg)],
-        cwd=str(Path(path).resolve()), check=True, capture_output=True,
-    )
+    gitcli.add_trailer(msg, f"{TRAILER}: {value}", Path(path).resolve())
     return True

@@ -90,7 +90,7 @@ def live(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
 
 def _when(entry: Mapping[str, Any]) -> tuple[float, str]:
-    from gitxp.remote.sync import _timestamp
+    from gitxp.remote.merge import _timestamp
 
     stamp = _timestamp(entry.get("set_at"))
     return (float("-inf") if stamp is None else stamp, str(entry.get("id") or ""))
