@@ -149,6 +149,19 @@ for i in range(int(sys.argv[2])):
 """
 
 
+def test_listing_from_the_cache_needs_no_yaml_parser(populated: Path) -> None:
+    """gitxp.yaml is cached parsed by blob id (validated every time): a warm listing imports no YAML parser."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gitxp\ns = gitxp.open(sys.argv[1])\nrecs = s.experiments(limit=3)\n"
+            "assert all(r.meta and r.params is not None for r in recs)\nprint('yaml' in sys.modules)")
+    for expected in ("True", "False"):  # the first call builds the index from YAML, the second reads only caches
+        r = subprocess.run([sys.executable, "-c", code, str(populated)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == expected
+
+
 def test_cache_is_never_wrong_under_interleaved_writes(git_repo: Path) -> None:
     import subprocess
     import sys

@@ -258,11 +258,42 @@ class Store:
         if tip is None:
             return None
         tree = self.repo.read_commit(tip)["tree"]
-        data = self.repo.read_path(tree, layout.STORE_FILE)
-        if data is None:
+        entry = self.repo.lookup(tree, layout.STORE_FILE)
+        if entry is None or entry.mode not in (FILE_MODE, EXEC_MODE):
             raise StoreError(f"branch {self.branch!r} exists but holds no {layout.STORE_FILE}", f"it is not a gitxp store; choose another with `git config gitxp.branch NAME`")
-        doc = layout.check_store_document(layout.load_yaml(data, what=layout.STORE_FILE))
+        doc = layout.check_store_document(self._store_file(entry.sha))
         self._doc = (tip, doc)
+        return doc
+
+    def _store_file(self, sha: str) -> Any:
+        """``gitxp.yaml`` as parsed, through a one-entry cache keyed by its blob id.
+
+        Listings read everything else from the index cache; this keeps them
+        from importing the YAML parser (tens of ms) for one small file. The
+        parsed value is validated by the caller every time, cached or not;
+        a value marshal cannot hold exactly is never cached.
+        """
+        import marshal
+
+        path = self.repo.gitxp_dir / "cache" / "store-file.marshal"
+        try:
+            cached_sha, doc = marshal.loads(path.read_bytes())
+            if cached_sha == sha:
+                return doc
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+        doc = layout.load_yaml(self.repo.read_blob(sha), what=layout.STORE_FILE)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            body = marshal.dumps((sha, doc))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(body)
+            os.replace(tmp, path)
+        except (OSError, ValueError):  # read-only .git, or a value marshal cannot hold: just not cached
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
         return doc
 
     @property
