@@ -128,7 +128,7 @@ def test_venv_never_runs_a_pulled_setup_py(pulled: tuple[Path, dict[str, str], l
 
 
 def test_hostile_package_names_never_reach_pip_as_options() -> None:
-    from gitxp.environment.capture import _pin, requirements_txt
+    from gitxp.environment.describe import _pin, requirements_txt
 
     env = {"packages": [
         {"name": "--index-url=http://evil.example/simple", "version": "1.0"},

@@ -14,15 +14,8 @@ import yaml
 
 from gitxp.environment import capture as environment
 from gitxp.environment import recreate
-from gitxp.environment.capture import (
-    capture,
-    capture_interpreter,
-    conda_environment_yml,
-    diff,
-    format_diff,
-    requirements_txt,
-    summary,
-)
+from gitxp.environment.capture import capture, capture_interpreter
+from gitxp.environment.describe import conda_environment_yml, diff, format_diff, requirements_txt, summary
 from gitxp.environment.recreate import recreate_venv
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gitxp.environment import capture as environment
+from gitxp.environment import describe as environment
 from gitxp.environment import recreate
 from gitxp.cli import render
 from gitxp.errors import GitxpError, UsageError

@@ -266,7 +266,7 @@ def _env_lines(rec: Any) -> list[str]:
         return [f"  (damaged: {exc.message})"]
     if env is None:
         return ["  (not recorded)"]
-    from gitxp.environment import capture as environment
+    from gitxp.environment import describe as environment
 
     return ["  " + line for line in environment.summary(env).splitlines()]
 

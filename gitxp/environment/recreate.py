@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitxp.environment.capture import _norm, _pin, conda_environment_yml, needs_allow_urls, package_source
+from gitxp.environment.capture import _norm
+from gitxp.environment.describe import _pin, conda_environment_yml, needs_allow_urls, package_source
 
 if TYPE_CHECKING:
     import subprocess

@@ -420,7 +420,7 @@ def env_diff_text(a: Any, b: Any) -> str:
     missing = [label(r) for r, e in ((a, ea), (b, eb)) if not isinstance(e, Mapping)]
     if missing:
         return f"(environment not recorded for {' and '.join(missing)})"
-    from gitxp.environment import capture as environment
+    from gitxp.environment import describe as environment
 
     text = environment.format_diff(environment.diff(ea, eb))
     return text or "(identical)"

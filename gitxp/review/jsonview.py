@@ -203,7 +203,7 @@ def diff(a: Any, b: Any, *, code: bool = False, env: bool = False) -> dict[str, 
             diffs = review.code_diff(a.store.repo, a.code_tree, b.code_tree)
             out["code"] = [{"path": f.path, "status": f.status, "binary": f.binary, "insertions": f.insertions, "deletions": f.deletions} for f in diffs]
     if env:
-        from gitxp.environment import capture as environment
+        from gitxp.environment import describe as environment
 
         ea, eb = a.environment, b.environment
         out["environment"] = environment.diff(ea, eb) if isinstance(ea, Mapping) and isinstance(eb, Mapping) else None

@@ -248,6 +248,7 @@ def _capture_environment(run: staging.RunDir, env_vars: tuple[str, ...], command
     """Runs in a thread so the wrapped command starts at once; failures only warn."""
     try:
         from gitxp.environment import capture as environment
+        from gitxp.environment import describe
 
         python = _command_python(command)
         if python is None:
@@ -262,7 +263,7 @@ def _capture_environment(run: staging.RunDir, env_vars: tuple[str, ...], command
 
             staging.atomic_write(run.path / OWNERS_FILE, json.dumps(owners))
         run.write_yaml(layout.ENVIRONMENT_FILE, env)
-        staging.atomic_write(run.path / layout.REQUIREMENTS_FILE, environment.requirements_txt(env, allow_urls=True))  # the record of this environment, as it is
+        staging.atomic_write(run.path / layout.REQUIREMENTS_FILE, describe.requirements_txt(env, allow_urls=True))  # the record of this environment, as it is
     except Exception as exc:  # a missing environment never fails a run
         print(f"gitxp: could not record the environment: {exc}", file=sys.stderr)
 
