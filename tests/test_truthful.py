@@ -77,7 +77,7 @@ def test_api_script_that_never_finishes_keeps_everything(git_repo: Path) -> None
 
 @pytest.mark.usefixtures("with_pandas")
 def test_metric_flush_does_not_import_pandas(git_repo: Path) -> None:
-    """Staging builds Arrow arrays from raw buffers: importing pandas cost the first flush seconds."""
+    """Staging and the merge build Arrow arrays from raw buffers: importing pandas cost the first flush seconds."""
     script = _script(git_repo, "flush.py", """
         import sys, gitxp
         xp = gitxp.start(name='short', params={'lr': 0.1}, log_hardware=False)
@@ -88,6 +88,7 @@ def test_metric_flush_does_not_import_pandas(git_repo: Path) -> None:
         assert any(xp._seg_dir.glob("*.parquet")), "nothing staged"
         assert 'pandas' not in sys.modules
         xp.finish()
+        assert 'pandas' not in sys.modules, "the merge at finish imported pandas"
     """)
     r = _python(git_repo, script)
     assert r.returncode == 0, r.stderr

@@ -270,6 +270,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
     if not paths:
         return None  # no metrics: don't pay for importing pyarrow
     import json
+    from array import array
 
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -334,7 +335,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
                 if t.num_rows == 0:
                     return
                 t = t.cast(pa.schema([schema().field(c) for c in ("step", "value", "timestamp")]), safe=False)
-                idx = pa.repeat(pa.scalar(code, pa.int32()), t.num_rows)
+                idx = pa.Array.from_buffers(pa.int32(), t.num_rows, [None, pa.py_buffer(array("i", [code]) * t.num_rows)])  # no pa.scalar: it imports pandas
                 pending.append(pa.Table.from_arrays([pa.DictionaryArray.from_arrays(idx, dictionary), *t.columns], schema=schema()))
                 held += t.num_rows
                 _account(summary, names[code], t)
