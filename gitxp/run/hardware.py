@@ -490,7 +490,7 @@ class HardwareSampler:
                 if k not in seen:
                     seen.add(k)
                     names.append(k)
-        # Arrays from raw buffers, as metrics.flush_rows does: pa.array() on
+        # Arrays from raw buffers, as metric staging (store/parquet.py) does: pa.array() on
         # Python lists imports pandas on its first call, which held the first
         # segment back by seconds on a busy machine.
         n = len(rows)
@@ -650,6 +650,7 @@ def read(out_dir: Path, dest: Path | None = None) -> Any:
     if table.num_rows > 1:
         ts = table["timestamp"]
         keep = pc.not_equal(ts.slice(1), ts.slice(0, table.num_rows - 1))
-        keep = pa.concat_arrays([pa.array([True]), keep.combine_chunks()])
+        first = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(b"\x01")])  # not pa.array([True]): it imports pandas
+        keep = pa.concat_arrays([first, keep.combine_chunks()])
         table = table.filter(keep)
     return table
