@@ -128,27 +128,34 @@ def _series_columns(chunks: list[tuple[Any, Any, Any]]) -> list[tuple[Any, Any, 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # No Python value is converted by Arrow here (not even a scalar like 1e6):
-    # that conversion imports pandas on its first call, seconds on a busy machine.
-    million = pa.Array.from_buffers(pa.float64(), 1, [None, pa.py_buffer(array("d", [1e6]))])[0]
+    million = from_buffer(pa.float64(), array("d", [1e6]))[0]  # not a Python scalar: see from_buffer
     stamp = pa.timestamp("us", tz="UTC")
     out = []
     for i, (steps, values, times) in enumerate(chunks):
         n = len(steps)
-        st = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(steps)])
-        va = pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(values)])
-        ts = pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(times)])
+        st, va, ts = from_buffer(pa.int64(), steps, n), from_buffer(pa.float64(), values, n), from_buffer(pa.float64(), times, n)
         micros = pc.cast(pc.multiply(ts, million), pa.int64(), safe=False).cast(stamp)
         if n > 1 and not pc.all(pc.greater_equal(st.slice(1), st.slice(0, n - 1))).as_py():
             order = pc.sort_indices(st)  # stable: equal steps keep their logging order
             st, va, micros = pc.take(st, order), pc.take(va, order), pc.take(micros, order)
-        out.append((st, va, micros, pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(array("i", [i]) * n)])))
+        out.append((st, va, micros, from_buffer(pa.int32(), array("i", [i]) * n)))
     return out
 
 
-def _string_array(names: list[str]) -> Any:
-    """A string array built from raw buffers: ``pa.array`` on Python strings imports
-    pandas on its first call, which held up the first metric flush for seconds."""
+def from_buffer(arrow_type: Any, data: Any, n: int | None = None) -> Any:
+    """An Arrow array over ``data`` (an ``array.array`` or bytes of ``arrow_type``'s width).
+
+    The one way gitxp builds arrays from values it holds: Arrow never converts
+    a Python value here (``pa.array``/``pa.scalar`` import pandas on their first
+    call, seconds on a busy machine, and impossible while Python exits).
+    """
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(arrow_type, len(data) if n is None else n, [None, pa.py_buffer(data)])
+
+
+def strings(names: list[str]) -> Any:
+    """A string array built from raw buffers, like :func:`from_buffer`."""
     from array import array
     from itertools import accumulate
 
@@ -166,7 +173,7 @@ def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    dictionary = _string_array(names)
+    dictionary = strings(names)
     cols = _series_columns(chunks)
     info = [[nm, len(c[0]), c[0][0].as_py() if len(c[0]) else 0, c[0][-1].as_py() if len(c[0]) else 0] for nm, c in zip(names, cols)]
     sch = schema().with_metadata({_SEGMENT_KEY: json.dumps(info).encode()})
@@ -303,7 +310,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
     names = sorted(holders)
     if not names:
         return None
-    dictionary = _string_array(names)
+    dictionary = strings(names)
     summary: dict[str, dict[str, Any]] = {}
     whole: dict[Path, Any] = {}  # ungrouped segments, read once, dropped after their last name
     last_name = {seg[0]: max(seg[1]) for seg in segs if seg[1]}
@@ -335,7 +342,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
                 if t.num_rows == 0:
                     return
                 t = t.cast(pa.schema([schema().field(c) for c in ("step", "value", "timestamp")]), safe=False)
-                idx = pa.Array.from_buffers(pa.int32(), t.num_rows, [None, pa.py_buffer(array("i", [code]) * t.num_rows)])  # no pa.scalar: it imports pandas
+                idx = from_buffer(pa.int32(), array("i", [code]) * t.num_rows)
                 pending.append(pa.Table.from_arrays([pa.DictionaryArray.from_arrays(idx, dictionary), *t.columns], schema=schema()))
                 held += t.num_rows
                 _account(summary, names[code], t)
