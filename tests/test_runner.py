@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from gitxp.errors import UsageError
-from gitxp.run.process import ChildResult, parse_scalars, run_child
+from gitxp.run.process import ChildResult, run_child
+from gitxp.run.scalars import parse_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -112,7 +112,7 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
         return 0
     if opts["slurm"]:
         return _slurm(ctx, file, command, spec, opts)
-    from gitxp.run.process import ScalarPattern
+    from gitxp.run.scalars import ScalarPattern
 
     for pattern in opts["scalar_patterns"]:
         ScalarPattern(pattern)  # a bad --scalar fails before the sweep starts

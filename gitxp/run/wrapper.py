@@ -67,8 +67,9 @@ def run_wrapped(
     from gitxp.artifacts import crypto
     from gitxp.run import process as runner
     from gitxp.run.begin import begin
+    from gitxp.run.scalars import ScalarPattern, parse_scalars
 
-    patterns = [runner.ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
+    patterns = [ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
     from gitxp.store import alerts as _alerts
     from gitxp.store import inputs as _inputs
 
@@ -117,7 +118,7 @@ def run_wrapped(
             if got is not None:
                 exp.log_metric(pat.name, got[0], step=_output_step(got[1]))
                 taken.add(pat.name)
-        found = runner.parse_scalars(line) if scalars else {}
+        found = parse_scalars(line) if scalars else {}
         if not found:
             return
         step_i = _output_step(found.pop("step", None))
