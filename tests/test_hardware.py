@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gitxp.run.hardware import HardwareSampler, finalize, gpu_info
+from gitxp.run.hardware import HardwareSampler, gpu_info
+from gitxp.run.hardware_parquet import finalize
 
 # Burns at least 3 s of wall time and 1.5 s of its own CPU time (on a loaded
 # machine the wall time stretches until it got that CPU), then writes the CPU

@@ -123,7 +123,7 @@ def gather(
         merged.unlink(missing_ok=True)
     hw = run.path / "hardware.parquet"
     try:
-        from gitxp.run.hardware import finalize as _hw_finalize
+        from gitxp.run.hardware_parquet import finalize as _hw_finalize
 
         if not live and _hw_finalize(run.path / "hardware", hw):  # finalising writes to staging: final commit only
             files[layout.HARDWARE_FILE] = hw.read_bytes()

@@ -7,8 +7,8 @@ through NVML. Samples are kept in memory only until the next flush: every
 ``flush_every`` seconds (never more than 2 s, the crash-safety promise in
 the README) they are written as a new ``hardware-<seq>.parquet`` segment in
 the staging directory, through a temporary name and ``os.replace`` so a
-crash never leaves half a file. :func:`finalize` merges the segments into
-the experiment's ``hardware.parquet``; ``gitxp recover`` calls it too.
+crash never leaves half a file. :mod:`gitxp.run.hardware_parquet` writes
+them and merges them into the experiment's ``hardware.parquet``.
 
 Column types: ``timestamp`` is ``timestamp[us, tz=UTC]``; every other
 column is float64, byte counts included, so that a quantity that cannot be
@@ -34,11 +34,10 @@ import re
 import sys
 import threading
 import time
-from array import array as _array
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HardwareSampler", "finalize", "gpu_info", "read", "SEGMENT_GLOB"]
+__all__ = ["HardwareSampler", "gpu_info", "SEGMENT_GLOB"]
 
 #: Name pattern of the segments a sampler writes into its ``out_dir``.
 SEGMENT_GLOB = "hardware-*.parquet"
@@ -380,6 +379,8 @@ class HardwareSampler:
                 if not prepared:  # the writer's import, done while the command runs, not when it ends
                     import pyarrow.parquet  # noqa: F401
 
+                    from gitxp.run import hardware_parquet  # noqa: F401
+
                     prepared = True
                 self._stop.wait(self.interval)
         except Exception as exc:
@@ -480,28 +481,9 @@ class HardwareSampler:
             return
         rows, times = self._rows, self._times
         self._rows, self._times = [], []
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        from gitxp.run.hardware_parquet import write_segment
 
-        names = list(BASE_COLUMNS)
-        seen = set(names)
-        for r in rows:
-            for k in r:
-                if k not in seen:
-                    seen.add(k)
-                    names.append(k)
-        # Arrays from raw buffers, as metric staging (store/parquet.py) does: pa.array() on
-        # Python lists imports pandas on its first call, which held the first
-        # segment back by seconds on a busy machine.
-        n = len(rows)
-        arrays = [pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(_array("q", times))])]
-        arrays += [pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(_array("d", [r.get(k, _NAN) for r in rows]))]) for k in names]
-        table = pa.Table.from_arrays(arrays, names=["timestamp", *names])
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        final = self.out_dir / f"hardware-{self._seq:06d}.parquet"
-        tmp = self.out_dir / f".hardware-{self._seq:06d}.parquet.tmp"
-        pq.write_table(table, tmp, compression="zstd", write_statistics=False)
-        os.replace(tmp, final)
+        write_segment(self.out_dir, self._seq, rows, times)
         self._seq += 1
         self.segments_written += 1
 
@@ -554,103 +536,3 @@ def _rate(cur: Any, prev: Any, attr: str, dt: float) -> float:
     delta = getattr(cur, attr) - getattr(prev, attr)
     # Counters wrap or reset (a NIC going away): a negative rate is noise.
     return delta / dt if delta >= 0 else _NAN
-
-
-def _column_order(names: list[str]) -> list[str]:
-    def key(name: str) -> tuple[int, int, int, str]:
-        if name == "timestamp":
-            return (0, 0, 0, name)
-        if name in BASE_COLUMNS:
-            return (1, BASE_COLUMNS.index(name), 0, name)
-        m = re.match(r"^gpu(\d+)_(.*)$", name)
-        if m:
-            field = m.group(2)
-            pos = GPU_FIELDS.index(field) if field in GPU_FIELDS else len(GPU_FIELDS)
-            return (2, int(m.group(1)), pos, field)
-        return (3, 0, 0, name)
-
-    return sorted(names, key=key)
-
-
-def finalize(out_dir: Path, dest: Path, *, remove_segments: bool = True) -> bool:
-    """Merge the segments in ``out_dir`` into ``dest`` (hardware.parquet).
-
-    Rows are sorted by timestamp and exact duplicate timestamps dropped, so
-    calling it twice, or after a crash between writing ``dest`` and removing
-    the segments, gives the same file. Segments with different column sets
-    (a GPU that appeared or vanished) are unified; missing values are null.
-    A segment that cannot be read (a crash mid-write of an old version, a
-    truncated copy) is skipped. If ``dest`` already exists (a resumed run)
-    its rows are kept and the new segments appended.
-
-    Args:
-        out_dir: where :class:`HardwareSampler` wrote ``hardware-*.parquet``.
-        dest: the file to write, atomically (temporary name + ``os.replace``).
-        remove_segments: delete the merged segments once ``dest`` is written.
-
-    Returns:
-        True when ``dest`` holds samples; False (and nothing written) when
-        there were none.
-    """
-    out_dir = Path(out_dir)
-    dest = Path(dest)
-    segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name)) if out_dir.is_dir() else []
-    table = read(out_dir, dest if dest.exists() else None)
-    if table is None:
-        return False
-    import pyarrow.parquet as pq
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, dest)
-    if remove_segments:
-        for seg in segments:
-            try:
-                seg.unlink()
-            except OSError:
-                pass
-    return True
-
-
-def read(out_dir: Path, dest: Path | None = None) -> Any:
-    """The samples so far: ``dest``'s rows (if given) plus the segments in ``out_dir``.
-
-    Sorted by timestamp with exact duplicate timestamps dropped; None when
-    there are none. :func:`finalize` writes this; ``gitxp ui`` shows it live.
-    """
-    out_dir = Path(out_dir)
-    if dest is None and not (out_dir.is_dir() and any(out_dir.glob(SEGMENT_GLOB))):
-        return None  # nothing sampled (e.g. --no-hardware): don't import pyarrow
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from gitxp.store.parquet import read_parquet
-
-    segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name)) if out_dir.is_dir() else []
-    tables = []
-    if dest is not None:
-        try:
-            tables.append(read_parquet(dest))
-        except Exception:
-            pass
-    for seg in segments:
-        try:
-            t = read_parquet(seg)
-        except Exception:
-            continue
-        if "timestamp" in t.column_names and t.num_rows:
-            tables.append(t)
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return None
-    table = pa.concat_tables(tables, promote_options="permissive")
-    table = table.select(_column_order(table.column_names))
-    table = table.sort_by("timestamp")
-    if table.num_rows > 1:
-        ts = table["timestamp"]
-        keep = pc.not_equal(ts.slice(1), ts.slice(0, table.num_rows - 1))
-        first = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(b"\x01")])  # not pa.array([True]): it imports pandas
-        keep = pa.concat_arrays([first, keep.combine_chunks()])
-        table = table.filter(keep)
-    return table

@@ -413,11 +413,11 @@ class Api:
 
     def hardware(self, ref: str, *, max_points: int = DEFAULT_MAX_POINTS) -> dict[str, Any]:
         """``{"series": [...]}``, one per hardware column (empty without samples)."""
-        from gitxp.run import hardware
+        from gitxp.run import hardware_parquet
 
         with self._lock:
             rec, run = self._resolve(ref)
-            table = hardware.read(run.path / "hardware") if run is not None else self._table(rec, "hardware", rec.hardware)
+            table = hardware_parquet.read(run.path / "hardware") if run is not None else self._table(rec, "hardware", rec.hardware)
         return {"id": rec.id, "series": hardware_series(table, max_points)}
 
     def _table(self, rec: Any, what: str, load: Any) -> Any:
