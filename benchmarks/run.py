@@ -318,10 +318,10 @@ def w_artifact(kind: str, src: str, tmp: str) -> dict[str, Any]:
     tmpd = Path(tmp)
     if kind in ("gitxp", "gitxp-plain", "gitxp-again"):
         try:
-            from gitxp.artifacts import files as artifacts
+            from gitxp.artifacts import write as artifacts
             store_file = artifacts.store_file
         except (ImportError, AttributeError) as exc:
-            return {"skip": f"gitxp.artifacts.files.store_file unavailable ({exc})"}
+            return {"skip": f"gitxp.artifacts.write.store_file unavailable ({exc})"}
         from gitxp.plumbing.repo import Repo
 
         repo = Repo(git_init(tmpd / "repo"))

@@ -1,4 +1,4 @@
-"""Tests for gitxp.artifacts.files: storing, committing, reading and extracting artifacts.
+"""Tests for gitxp.artifacts (manifest, write, read): storing, committing, reading and extracting artifacts.
 
 Real git repositories made with the git CLI, real keys and real cryptography;
 tampering is done by writing altered objects and pointing trees at them, and
@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from gitxp.artifacts import files as artifacts
-from gitxp.artifacts import crypto
+from gitxp.artifacts import write as artifacts
+from gitxp.artifacts import crypto, keys
 from gitxp.store import layout
-from gitxp.artifacts.files import ArtifactEntry, extract, iter_artifact, read_bytes, read_manifest, stage, staged, store_file, tree_changes
+from gitxp.artifacts.manifest import read_manifest
+from gitxp.artifacts.read import extract, iter_artifact, read_bytes
+from gitxp.artifacts.write import ArtifactEntry, stage, staged, store_file, tree_changes
 from gitxp.errors import DecryptionError, KeyMissingError, StoreError, UnsafeDataError, UsageError
 from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry, Repo
 from gitxp.store.store import Record, Store
@@ -41,7 +43,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var, value in {"NAME": "Test", "EMAIL": "test@example.com"}.items():
         monkeypatch.setenv(f"GIT_AUTHOR_{var}", value)
         monkeypatch.setenv(f"GIT_COMMITTER_{var}", value)
-    monkeypatch.delenv(crypto.KEY_ENV, raising=False)
+    monkeypatch.delenv(keys.KEY_ENV, raising=False)
     monkeypatch.delenv("GIT_DIR", raising=False)
 
 
@@ -66,7 +68,7 @@ def repo(repo_path: Path) -> Repo:
 
 @pytest.fixture()
 def key() -> bytes:
-    return crypto.generate_key()
+    return keys.generate_key()
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -110,7 +112,7 @@ def objects_size(repo: Repo) -> int:
 
 def loader(key: bytes):
     def load(fp: str) -> bytes:
-        if fp != crypto.fingerprint(key):
+        if fp != keys.fingerprint(key):
             raise KeyMissingError(f"no artifact key {fp}")
         return key
 
@@ -141,7 +143,7 @@ def test_round_trip_small_chunks_and_git_sees_valid_objects(tmp_path: Path, repo
         if encrypt:
             assert e.storage_path == f"artifacts/{e.path}.gxp"
             assert len(stored) == crypto.ciphertext_size(len(body), C)
-            assert crypto.parse_header(stored).fingerprint == crypto.fingerprint(key) == e.key
+            assert crypto.parse_header(stored).fingerprint == keys.fingerprint(key) == e.key
             assert e.digest.startswith("hmac-sha256:") and e.digest[12:] != hashlib.sha256(body).hexdigest()
         else:
             assert e.storage_path == f"artifacts/{e.path}" and stored == body and e.key is None
@@ -210,7 +212,7 @@ def test_no_object_holds_the_plaintext_its_hash_or_the_key(tmp_path: Path, repo:
             assert hashlib.sha256(body).digest() not in haystack
         assert b"recognisable secret" not in haystack
         assert key not in haystack
-        assert crypto.encode_key(key).encode() not in haystack
+        assert keys.encode_key(key).encode() not in haystack
         assert base64.b64encode(key) not in haystack and key.hex().encode() not in haystack
 
 
@@ -223,7 +225,7 @@ def test_same_file_and_key_dedups_to_the_same_objects(tmp_path: Path, repo: Repo
     regrown = objects_size(repo) - before - grown
     assert first.objects == second.objects and first.digest == second.digest and first.parts == 3
     assert grown > 5 * 10**6 and regrown < 0.1 * grown
-    other = store_file(repo, src, "w.bin", key=crypto.generate_key(), part_size=2 * MiB)
+    other = store_file(repo, src, "w.bin", key=keys.generate_key(), part_size=2 * MiB)
     assert set(other.objects).isdisjoint(first.objects) and other.digest != first.digest
     assert not list((repo.root / ".git" / "objects").glob("tmp_obj_*"))
 
@@ -336,8 +338,8 @@ def test_swapped_and_reordered_parts(tmp_path: Path, repo: Repo, key: bytes) -> 
 
 def test_wrong_or_missing_key_names_the_fingerprint(tmp_path: Path, repo: Repo, key: bytes) -> None:
     data, entries, rec = _two_artifacts(tmp_path, repo, key)
-    fp = crypto.fingerprint(key)
-    other = crypto.generate_key()
+    fp = keys.fingerprint(key)
+    other = keys.generate_key()
     for wrong in (other, None):
         with pytest.raises(KeyMissingError, match=fp) as info:
             iter_artifact(rec, "a.bin", key=wrong)
@@ -348,7 +350,7 @@ def test_wrong_or_missing_key_names_the_fingerprint(tmp_path: Path, repo: Repo, 
     assert not dest.exists() or list(dest.iterdir()) == []
     # the manifest's key field is only a hint: the header decides
     manifest = read_manifest(rec)
-    manifest[0]["key"] = crypto.fingerprint(other)
+    manifest[0]["key"] = keys.fingerprint(other)
     rec2 = record_for(repo, apply(repo, {layout.ARTIFACTS_FILE: layout.dump_yaml(manifest).encode()}, rec.tree))
     with pytest.raises(KeyMissingError, match=fp):
         read_bytes(rec2, "a.bin", key=other)
@@ -517,7 +519,7 @@ def test_stage_and_staged_last_entry_per_path_wins(tmp_path: Path, repo: Repo, k
     stage(run, one)
     code = f"""
         import json, sys
-        from gitxp.artifacts.files import ArtifactEntry, stage
+        from gitxp.artifacts.write import ArtifactEntry, stage
         stage(sys.argv[1], ArtifactEntry(**{{**json.loads(sys.argv[2]), "objects": tuple(json.loads(sys.argv[3]))}}))
     """
     fields = {"path": other.path, "size": other.size, "digest": other.digest, "encrypted": False, "parts": other.parts, "key": None}
@@ -579,15 +581,15 @@ def test_memory_stays_bounded_for_a_300_mb_artifact(tmp_path: Path, repo: Repo, 
     src = _random_file(tmp_path / "huge.bin", 300 * 10**6)
     code = """
         import resource, sys
-        from gitxp.artifacts import files as artifacts
-        from gitxp.artifacts import crypto
+        from gitxp.artifacts import write as artifacts
+        from gitxp.artifacts import keys
         from gitxp.plumbing.repo import Repo
         repo = Repo(sys.argv[1])
-        e = artifacts.store_file(repo, sys.argv[2], "huge.bin", key=crypto.decode_key(sys.argv[3]))
+        e = artifacts.store_file(repo, sys.argv[2], "huge.bin", key=keys.decode_key(sys.argv[3]))
         print(e.parts, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), str(repo.root), str(src), crypto.encode_key(key)],
+        [sys.executable, "-c", textwrap.dedent(code), str(repo.root), str(src), keys.encode_key(key)],
         check=True, capture_output=True, text=True, cwd=ROOT,
     ).stdout.split()
     parts, rss_kib = int(out[0]), int(out[1])

@@ -103,5 +103,5 @@ def test_4gib_artifact_in_bounded_memory(git_repo: Path, tmp_path: Path) -> None
     peak_mib = int(r.stdout.strip().splitlines()[-1])
     assert peak_mib < 300, f"peak RSS {peak_mib} MiB"
     rec = gitxp.open(str(git_repo)).get("big")
-    (entry,) = [a for a in __import__("gitxp.artifacts.files").artifacts.files.read_manifest(rec)]
+    (entry,) = [a for a in __import__("gitxp.artifacts.manifest").artifacts.manifest.read_manifest(rec)]
     assert entry["size"] == mib << 20 and entry["parts"] == -(-((mib << 20) + 16 * mib + 49) // (50 << 20))

@@ -27,17 +27,19 @@ from gitxp.artifacts.crypto import (
     KeyedHasher,
     StreamEncryptor,
     ciphertext_size,
-    decode_key,
     decrypt_stream,
-    encode_key,
     encrypt_file,
+    parse_header,
+)
+from gitxp.artifacts.keys import (
+    decode_key,
+    encode_key,
     ensure_key,
     fingerprint,
     generate_key,
     key_dir,
     key_path,
     load_key,
-    parse_header,
     require_key,
     save_key,
 )
@@ -389,7 +391,7 @@ def test_ensure_key_creates_private_file(config_home: Path) -> None:
 
 
 def test_ensure_key_concurrent_processes_agree(config_home: Path) -> None:
-    code = "import sys; from gitxp.artifacts import crypto; print(crypto.fingerprint(crypto.ensure_key(sys.argv[1])))"
+    code = "import sys; from gitxp.artifacts import keys; print(keys.fingerprint(keys.ensure_key(sys.argv[1])))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen([sys.executable, "-c", code, "race"], stdout=subprocess.PIPE, env=env, text=True)
@@ -481,10 +483,10 @@ def test_keyed_hashers() -> None:
 
 def test_import_does_not_load_cryptography() -> None:
     code = (
-        "import sys, gitxp.artifacts.crypto\n"
+        "import sys, gitxp.artifacts.crypto, gitxp.artifacts.keys\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] == 'cryptography']\n"
         "assert not heavy, heavy\n"
-        "gitxp.artifacts.crypto.fingerprint(bytes(32)); gitxp.artifacts.crypto.encode_key(bytes(32))\n"
+        "gitxp.artifacts.keys.fingerprint(bytes(32)); gitxp.artifacts.keys.encode_key(bytes(32))\n"
         "assert 'cryptography' not in sys.modules\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -17,7 +17,7 @@ import pytest
 from conftest import fsck, gitxp as run_gitxp, run_git
 from test_remote import GOOD_ID, _experiment, _push_crafted, _tree, record
 
-from gitxp.store import validate
+from gitxp.plumbing import fsck as git_rules
 
 ENGINES = ["git", "dulwich"]
 
@@ -74,7 +74,7 @@ def test_name_rules_match_git_fsck(tmp_path: Path) -> None:
     """One function, the same verdict as the installed git's fsck for every spelling."""
     raws = [n.encode() for n in NAMES] + [b".git\xff", b".g\xffit"]
     for raw in raws:
-        assert validate.git_name_problem(raw) == _git_fsck_verdict(tmp_path, raw), raw
+        assert git_rules.git_name_problem(raw) == _git_fsck_verdict(tmp_path, raw), raw
 
 
 TREES = [
@@ -103,7 +103,7 @@ def test_tree_rules_match_git_fsck(tmp_path: Path) -> None:
         tree = run_git(d, "hash-object", "-w", "-t", "tree", "--literally", "--stdin", input=data).strip()
         r = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=d, capture_output=True, text=True)
         git = {ln.split(": ")[1] for ln in (r.stdout + r.stderr).splitlines() if tree in ln and ": " in ln}
-        assert {what for _name, what in validate.tree_object_problems(data)} == git, entries
+        assert {what for _name, what in git_rules.tree_object_problems(data)} == git, entries
 
 
 IDENT = b"A U Thor <a@example.com> 1700000000 +0000"
@@ -136,7 +136,7 @@ def test_commit_rules_match_git_fsck(tmp_path: Path) -> None:
         commit = run_git(d, "hash-object", "-w", "-t", "commit", "--literally", "--stdin", input=data).strip()
         r = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=d, capture_output=True, text=True)
         git = {ln.split(": ")[1] for ln in (r.stdout + r.stderr).splitlines() if commit in ln and ": " in ln}
-        assert set(validate.commit_object_problems(data)) == git, case
+        assert set(git_rules.commit_object_problems(data)) == git, case
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -184,9 +184,9 @@ def test_special_file_rules_match_git_fsck(tmp_path: Path) -> None:
         tree = run_git(d, "hash-object", "-w", "-t", "tree", "--literally", "--stdin", input=data).strip()
         r = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=d, capture_output=True, text=True)
         git = {ln.split(": ")[1] for ln in (r.stdout + r.stderr).splitlines() if (tree in ln or sha in ln) and ": " in ln} - notices
-        mine = {what for _n, what in validate.tree_object_problems(data)}
-        for needle, short, check in (("gitmodules", b"gi7eba", validate.gitmodules_problems), ("gitattributes", b"gi7d29", validate.gitattributes_problems)):
-            if validate._special(name, needle, short) and mode != b"120000":
+        mine = {what for _n, what in git_rules.tree_object_problems(data)}
+        for needle, short, check in (("gitmodules", b"gi7eba", git_rules.gitmodules_problems), ("gitattributes", b"gi7d29", git_rules.gitattributes_problems)):
+            if git_rules._special(name, needle, short) and mode != b"120000":
                 mine |= {f"{needle}Blob"} if mode == b"40000" else set(check(content))
         assert mine == git, (name, mode, content[:60])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import gitxp
-from gitxp.artifacts import files as artifacts
+from gitxp.artifacts import manifest as artifacts
 from gitxp.store import layout
 from conftest import fsck, gitxp as run_gitxp
 

@@ -141,9 +141,9 @@ def test_escape_sequences_in_package_sources_never_reach_the_terminal(mine: Path
 
 def test_key_text_never_reaches_the_store_the_cache_or_any_file_under_git(git_repo: Path) -> None:
     """The key pasted by mistake into a param, a tag, a note, an argument or a recorded variable stays out of .git."""
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
 
-    key = crypto.encode_key(crypto.generate_key())
+    key = keys.encode_key(keys.generate_key())
     env = {"GITXP_KEY": key, "HF_HOME": f"/cache/{key}", "GITXP_SEED": key}
     run_gitxp(git_repo, "start", "--no-hardware", "--name", "oops", "-p", f"seed={key}", "--tag", f"t={key}",
               "--note", f"key is {key}", "--", sys.executable, "-c", "import sys; print(sys.argv)", key, env=env)
@@ -160,10 +160,10 @@ def test_key_text_never_reaches_the_store_the_cache_or_any_file_under_git(git_re
 @pytest.mark.parametrize("engine", ["git", "dulwich"])
 def test_a_file_holding_the_key_text_is_never_snapshotted(git_repo: Path, engine: str) -> None:
     """`.env` with `GITXP_KEY=...` among other lines, or a tracked config edited to hold the key: left out, in both engines."""
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
     from gitxp.plumbing.snapshot import Withhold, capture as capture_snapshot
 
-    key = crypto.encode_key(crypto.generate_key())
+    key = keys.encode_key(keys.generate_key())
     (git_repo / ".env").write_text(f"HF_HOME=/data\nGITXP_KEY={key}\nOTHER=1\n")
     (git_repo / "train.py").write_text(f"KEY = '{key}'  # edited by mistake\n")
     (git_repo / "notes.txt").write_text("nothing secret\n")

@@ -18,9 +18,9 @@ import pytest
 
 import gitxp
 from conftest import fsck, gitxp as run_gitxp, run_git
-from gitxp.artifacts import crypto
+from gitxp.artifacts import keys
 from gitxp.store import layout
-from gitxp.artifacts.files import read_manifest
+from gitxp.artifacts.manifest import read_manifest
 from gitxp.environment.capture import capture as capture_environment
 from gitxp.errors import KeyMissingError
 from gitxp.redact import StreamMasker, looks_secret, mask_argv, mask_url
@@ -163,7 +163,7 @@ def test_secret_options_are_masked_in_sweep_commands(git_repo: Path) -> None:
 
 
 def test_gitxp_key_never_reaches_output_or_the_record(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key_text = crypto.encode_key(crypto.generate_key())
+    key_text = keys.encode_key(keys.generate_key())
     monkeypatch.setenv("GITXP_KEY", key_text)
     script = (
         "import os, sys, gitxp\n"
@@ -196,7 +196,7 @@ def test_gitxp_key_never_reaches_output_or_the_record(git_repo: Path, monkeypatc
 def test_key_file_contents_are_masked_too(git_repo: Path) -> None:
     run_gitxp(git_repo, "init")
     store = gitxp.open(str(git_repo))
-    key_text = crypto.key_path(store.store_id).read_text().strip()
+    key_text = keys.key_path(store.store_id).read_text().strip()
     run_gitxp(git_repo, "start", "--no-hardware", "--", sys.executable, "-c",
               f"import sys; print('{key_text[:30]}' + '{key_text[30:]}')")
     x = gitxp.open(str(git_repo)).get("@")
@@ -370,13 +370,13 @@ def test_readme_has_a_security_paragraph() -> None:
 
 
 def test_gitxp_key_file_is_read_and_a_missing_one_is_never_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = crypto.generate_key()
-    path = crypto.write_key_file(tmp_path / "k", key)
+    key = keys.generate_key()
+    path = keys.write_key_file(tmp_path / "k", key)
     assert path.stat().st_mode & 0o777 == 0o600
     monkeypatch.setenv("GITXP_KEY_FILE", str(path))
-    assert crypto.load_key("store-a") == key and crypto.key_source("store-a") == str(path)
-    assert crypto.known_key_texts("store-a") == [crypto.encode_key(key)]
+    assert keys.load_key("store-a") == key and keys.key_source("store-a") == str(path)
+    assert keys.known_key_texts("store-a") == [keys.encode_key(key)]
     path.unlink()
     with pytest.raises(KeyMissingError, match="GITXP_KEY_FILE"):
-        crypto.ensure_key("store-a")
-    assert not crypto.key_path("store-a").exists()
+        keys.ensure_key("store-a")
+    assert not keys.key_path("store-a").exists()

@@ -82,7 +82,7 @@ def rules(repo_root: Path, gitxp_dir: Path, *, artifact_globs: tuple[str, ...] =
 
     ``artifact_globs`` (``gitxp start --artifact``, relative to the current
     folder) name files this run is about to log encrypted: what they match
-    already is left out too. ``key_texts`` (:func:`gitxp.artifacts.crypto.known_key_texts`)
+    already is left out too. ``key_texts`` (:func:`gitxp.artifacts.keys.known_key_texts`)
     make a copy of the key file anywhere in the work tree (``gitxp key export
     > team.key``), or a changed file holding the key's text (``.env``),
     withheld like the key folder itself.
@@ -127,15 +127,15 @@ def _blob_id(data: bytes) -> str:
 
 
 def _key_folder() -> Path | None:
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
 
-    return crypto.key_dir()
+    return keys.key_dir()
 
 
 def _key_file() -> Path | None:
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
 
-    path = os.environ.get(crypto.KEY_FILE_ENV, "").strip()
+    path = os.environ.get(keys.KEY_FILE_ENV, "").strip()
     return Path(path) if path else None
 
 

@@ -99,7 +99,7 @@ def artifacts(ctx: click.Context, ref: str, fmt: str) -> None:
       gitxp artifacts @
       gitxp artifacts @ --format json
     """
-    from gitxp.artifacts import files as _artifacts
+    from gitxp.artifacts.manifest import read_manifest
     from gitxp.cli import render
     from gitxp.cli import views
 
@@ -109,7 +109,7 @@ def artifacts(ctx: click.Context, ref: str, fmt: str) -> None:
 
         views.emit(jsonview.dumps({"id": rec.id, "name": rec.name, "artifacts": jsonview.artifact_list(rec, full=True)}), None)
         return
-    rows = [[a["path"], views._size(a["size"]), "yes" if a.get("encrypted") else "no", a.get("parts"), str(a.get("digest", ""))[:24]] for a in _artifacts.read_manifest(rec)]
+    rows = [[a["path"], views._size(a["size"]), "yes" if a.get("encrypted") else "no", a.get("parts"), str(a.get("digest", ""))[:24]] for a in read_manifest(rec)]
     if not rows:
         click.echo(f"experiment {rec.id} has no artifacts", err=True)
         return
@@ -136,8 +136,8 @@ def get(ctx: click.Context, ref: str, path: str | None, dest: str | None) -> Non
       gitxp get @ model.pt -o best.pt
       gitxp get a3f9 outputs/ -o ./a3f9-outputs
     """
-    from gitxp.artifacts import files as _artifacts
     from gitxp.artifacts import keys
+    from gitxp.artifacts import read as _artifacts
     from gitxp.cli import render
 
     store = store_of(ctx)
@@ -172,18 +172,18 @@ def key_show(ctx: click.Context, fmt: str) -> None:
       gitxp key show
       gitxp key show --format json
     """
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
 
     store = store_of(ctx)
     store_id = store.store_id
-    k = crypto.load_key(store_id)
-    where = crypto.key_source(store_id)
+    k = keys.load_key(store_id)
+    where = keys.key_source(store_id)
     if fmt == "json":
         from gitxp.review import jsonview
         from gitxp.cli import views
 
         doc = {"store": store_id, "store_keys": list((store.document() or {}).get("keys") or []),
-               "key": None if k is None else crypto.fingerprint(k), "key_source": str(where)}
+               "key": None if k is None else keys.fingerprint(k), "key_source": str(where)}
         views.emit(jsonview.dumps(doc), None)
         return
     click.echo(f"store:       {store_id}")
@@ -191,7 +191,7 @@ def key_show(ctx: click.Context, fmt: str) -> None:
     if k is None:
         click.echo(f"your key:    none (it would be created at {where})")
     else:
-        click.echo(f"your key:    {crypto.fingerprint(k)} ({where})")
+        click.echo(f"your key:    {keys.fingerprint(k)} ({where})")
 
 
 @key.command("export")
@@ -203,14 +203,13 @@ def key_export(ctx: click.Context) -> None:
     Example:
       gitxp key export > key.txt   # then: gitxp key import - < key.txt
     """
-    from gitxp.artifacts import crypto
     from gitxp.artifacts import keys
 
     store = store_of(ctx)
     keys.ensure_store_key(store)
-    k = crypto.load_key(store.store_id)
+    k = keys.load_key(store.store_id)
     assert k is not None
-    click.echo(crypto.encode_key(k))
+    click.echo(keys.encode_key(k))
 
 
 @key.command("import")
@@ -224,13 +223,13 @@ def key_import(ctx: click.Context, value: str) -> None:
       gitxp key import "$GITXP_SHARED_KEY"
       gitxp key import - < key.txt
     """
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
 
     text = sys.stdin.read() if value == "-" else value
-    k = crypto.decode_key(text)
+    k = keys.decode_key(text)
     store = store_of(ctx)
-    path = crypto.save_key(store.store_id, k)
-    fp = crypto.fingerprint(k)
+    path = keys.save_key(store.store_id, k)
+    fp = keys.fingerprint(k)
     known = (store.document() or {}).get("keys") or []
     if known and fp not in known:
         click.echo(f"gitxp: warning: key {fp} is not one this store's artifacts use ({', '.join(known)})", err=True)

@@ -211,10 +211,10 @@ def _metric_table(rec: Any) -> str:
 
 
 def _artifacts_lines(rec: Any) -> list[str]:
-    from gitxp.artifacts import files as artifacts
+    from gitxp.artifacts.manifest import read_manifest
 
     try:
-        manifest = artifacts.read_manifest(rec)
+        manifest = read_manifest(rec)
     except Exception as exc:
         return [f"  (unreadable manifest: {exc})"]
     sizes = [_size(a.get("size")) for a in manifest]

@@ -24,7 +24,7 @@ from gitxp.plumbing.repo import Repo
 if TYPE_CHECKING:
     from gitxp.plumbing.quarantine import Quarantine
 
-#: git fsck message ids for entry names (what :func:`gitxp.store.validate.git_name_problem` returns), always errors.
+#: git fsck message ids for entry names (what :func:`gitxp.plumbing.fsck.git_name_problem` returns), always errors.
 _FSCK_ERRORS = (
     "hasDotgit", "hasDot", "hasDotdot", "fullPathname", "emptyName", "badFilemode", "zeroPaddedFilemode", "duplicateEntries", "treeNotSorted",
     "gitmodulesSymlink", "gitmodulesBlob", "gitmodulesName", "gitmodulesUrl", "gitmodulesPath", "gitmodulesUpdate",

@@ -5,10 +5,11 @@ Transport (fetch, push, the git CLI and dulwich engines) lives in
 
 Pull: fetch only the remote's store branch into a private ref
 (``refs/gitxp/incoming/<pid>-<n>``), validate what is new in it
-(:mod:`gitxp.store.validate`), then move ``refs/remotes/<remote>/<branch>`` (named
-remotes only) and merge into the local store branch. A refused store leaves
-the local branch exactly as it was. A clone without a local store branch gets
-one pointing at the validated remote commit.
+(:mod:`gitxp.plumbing.fsck`, :mod:`gitxp.store.validate`), then move
+``refs/remotes/<remote>/<branch>`` (named remotes only) and merge into the
+local store branch. A refused store leaves the local branch exactly as it
+was. A clone without a local store branch gets one pointing at the validated
+remote commit.
 
 Push: push the store branch; when the remote moved on, fetch, validate,
 merge and push again, with jittered backoff (``PUSH_ATTEMPTS`` tries), so
@@ -31,6 +32,7 @@ from typing import Any
 
 from gitxp import env as _config
 from gitxp.errors import ForeignStoreError, RemoteError, UsageError
+from gitxp.plumbing import fsck
 from gitxp.plumbing.quarantine import Quarantine
 from gitxp.plumbing.repo import Repo
 from gitxp.plumbing.transport import engine, fetch, push_once, read_ref, remote_config, set_ref
@@ -150,7 +152,7 @@ def _pull_into(repo: Repo, target: str, name: str | None, branch: str, *, eng: s
             ours = repo.ref(branch)
             if eng == "dulwich":
                 # What git's fetch.fsckObjects did for the git engine.
-                validate.check_fetched(repo, theirs, lambda sha: sha in quarantine, source=target)
+                fsck.check_fetched(repo, theirs, lambda sha: sha in quarantine, source=target)
             ours_tree = repo.read_commit(ours)["tree"] if ours else None
             theirs_tree = repo.read_commit(theirs)["tree"]
             if theirs_tree != ours_tree:

@@ -117,10 +117,10 @@ def environment_summary(env: Any) -> dict[str, Any] | None:
 
 def artifact_list(rec: Any, *, full: bool = False) -> list[dict[str, Any]]:
     """``path``, ``size``, ``encrypted`` of each artifact (``full``: also ``parts`` and ``digest``)."""
-    from gitxp.artifacts import files as artifacts
+    from gitxp.artifacts.manifest import read_manifest
 
     keys = ("path", "size", "encrypted", "parts", "digest") if full else ("path", "size", "encrypted")
-    return [{k: a.get(k) for k in keys} for a in artifacts.read_manifest(rec)]
+    return [{k: a.get(k) for k in keys} for a in read_manifest(rec)]
 
 
 def describe(rec: Any) -> dict[str, Any]:

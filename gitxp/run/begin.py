@@ -168,7 +168,7 @@ def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_glob
         commit, branch = repo.head()
         return {"branch": branch, "commit": commit, "dirty": None, "tree": None}
     cd = _check_snapshot_dir(repo.root, code_dir)
-    from gitxp.artifacts.crypto import known_key_texts
+    from gitxp.artifacts.keys import known_key_texts
 
     rules = withheld.rules(repo.root, repo.gitxp_dir, artifact_globs=artifact_globs,
                            key_texts=known_key_texts(store.store_id))

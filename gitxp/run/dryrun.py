@@ -48,7 +48,7 @@ def plan(
 
         root = Path(store.repo.root)
         cd = _check_snapshot_dir(root, code_dir)
-        from gitxp.artifacts.crypto import known_key_texts
+        from gitxp.artifacts.keys import known_key_texts
 
         rules = withheld.rules(root, store.repo.gitxp_dir, artifact_globs=tuple(artifact_globs),
                                key_texts=known_key_texts(store.store_id if store.exists() else None))

@@ -338,8 +338,8 @@ class Experiment:
         The file is streamed into git objects right away, in bounded memory;
         the manifest entry is staged and committed with the experiment.
         """
-        from gitxp.artifacts import files as artifacts
         from gitxp.artifacts import keys
+        from gitxp.artifacts import write as artifacts
 
         src = Path(path)
         if not src.is_file():

@@ -229,13 +229,13 @@ def _alerts_at_end(store: Any, run: staging.RunDir, meta: dict[str, Any], params
 
 def _known_secrets(store: Any) -> list[str]:
     """The artifact key's text as this process knows it: never recorded, whatever logged it."""
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
 
     try:
         store_id = store.store_id
     except Exception:  # no readable gitxp.yaml: only the environment's key can be known
         store_id = None
-    return crypto.known_key_texts(store_id)
+    return keys.known_key_texts(store_id)
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:
@@ -266,7 +266,7 @@ def _span(s: Any) -> float:
 
 def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str, problems: list[str]) -> dict[str, bytes | Entry | None]:
     """The artifact part of the commit; an artifact whose objects are gone is left out and named in ``problems``."""
-    from gitxp.artifacts import files as artifacts
+    from gitxp.artifacts import write as artifacts
 
     entries = []
     for e in artifacts.staged(run.path):

@@ -64,7 +64,7 @@ def run_wrapped(
     alert_specs: Sequence[str] = (),
 ) -> int:
     """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
     from gitxp.run import process as runner
     from gitxp.run.begin import begin
     from gitxp.run.scalars import ScalarPattern, parse_scalars
@@ -100,7 +100,7 @@ def run_wrapped(
     env[ENV_RUN_DIR] = str(exp.run_dir)
     from gitxp.redact import secret_values
 
-    secrets = crypto.known_key_texts(exp._store.store_id) + secret_values(command)
+    secrets = keys.known_key_texts(exp._store.store_id) + secret_values(command)
     key_file = _hand_over_key(env, exp.run_dir)
     from gitxp.environment.imports import inject
 
@@ -191,17 +191,17 @@ def _hand_over_key(env: dict[str, str], run_dir: Path) -> Path | None:
     no usable key to pass (a malformed ``GITXP_KEY`` is dropped: the
     wrapper's own use of it reports the error).
     """
-    from gitxp.artifacts import crypto
+    from gitxp.artifacts import keys
 
-    text = env.pop(crypto.KEY_ENV, "")
+    text = env.pop(keys.KEY_ENV, "")
     if not text.strip():
         return None
     try:
-        key = crypto.decode_key(text)
+        key = keys.decode_key(text)
     except UsageError:
         return None
-    path = crypto.write_key_file(run_dir / "key", key)
-    env[crypto.KEY_FILE_ENV] = str(path)
+    path = keys.write_key_file(run_dir / "key", key)
+    env[keys.KEY_FILE_ENV] = str(path)
     return path
 
 

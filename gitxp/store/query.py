@@ -1,4 +1,4 @@
-"""The ``--where`` language: a tokenizer, a recursive-descent parser and an evaluator.
+"""The ``--where`` language: a tokenizer and a recursive-descent parser (the evaluator is :mod:`gitxp.store.query_eval`).
 
 Expressions read like Python comparisons over an experiment's fields::
 
@@ -44,13 +44,13 @@ Semantics, chosen for what a user filtering a list expects:
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitxp.errors import QueryError
+from gitxp.store.query_eval import METRIC_STATS, And, Compare, Field, In, Literal, Node, Not, Operand, Or
 
 __all__ = ["Query", "compile_filter", "parse", "FIELD_ROOTS", "SCALAR_FIELDS", "METRIC_STATS"]
 
@@ -61,8 +61,6 @@ SCALAR_FIELDS = frozenset(
 )
 #: Fields that are mappings and need a key after a dot (``params.lr``).
 FIELD_ROOTS = frozenset({"params", "metrics", "summary", "tags", "source", "inputs"})
-#: The per-metric statistics experiment.yaml keeps; ``metrics.acc`` means ``.last``.
-METRIC_STATS = ("last", "min", "max", "count", "last_step")
 
 _KEYWORDS = frozenset({"and", "or", "not", "in"})
 _CONSTANTS: dict[str, Any] = {
@@ -77,8 +75,6 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 # arithmetic in the language, so '-' inside a path is never ambiguous.
 _NAME = re.compile(r"[A-Za-z_]\w*(?:\.[\w/\-]*)*")
 _WORD_CHAR = re.compile(r"[\w.]")
-
-_MISSING: Any = object()
 
 
 # --------------------------------------------------------------------------- tokens
@@ -181,207 +177,6 @@ def _scan_string(expression: str, start: int) -> tuple[str, str, int]:
     raise QueryError(f"unterminated string starting with {quote}", expression, start + 1)
 
 
-# --------------------------------------------------------------------------- syntax tree
-
-
-class _Node:
-    """A node of the parsed expression; evaluation never raises."""
-
-    def evaluate(self, record: Mapping[str, Any]) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def field_paths(self) -> set[str]:
-        return set()
-
-
-@dataclass(frozen=True)
-class _Field:
-    """A field path such as ``params.optim.lr``; ``parts`` is the path split on dots."""
-
-    path: str
-    parts: tuple[str, ...]
-
-    def resolve(self, record: Mapping[str, Any]) -> Any:
-        root = self.parts[0]
-        value = record.get(root, _MISSING) if isinstance(record, Mapping) else _MISSING
-        if len(self.parts) == 1:
-            return _normalize(value)
-        if root == "inputs":  # a list of {name, ...}: reached by name
-            from gitxp.store.inputs import by_name
-
-            value = by_name(value)
-        if not isinstance(value, Mapping):
-            return _MISSING
-        if root == "metrics":
-            return _normalize(_metric(value, self.parts[1:]))
-        return _normalize(_lookup(value, self.parts[1:]))
-
-
-@dataclass(frozen=True)
-class _Literal:
-    value: Any
-
-
-_Operand = _Field | _Literal
-
-
-@dataclass(frozen=True)
-class _Compare(_Node):
-    op: str
-    left: _Operand
-    right: _Operand
-
-    def evaluate(self, record: Mapping[str, Any]) -> bool:
-        return _compare(self.op, _value(self.left, record), _value(self.right, record))
-
-    def field_paths(self) -> set[str]:
-        return {o.path for o in (self.left, self.right) if isinstance(o, _Field)}
-
-
-@dataclass(frozen=True)
-class _In(_Node):
-    operand: _Operand
-    choices: tuple[Any, ...]
-    negate: bool
-
-    def evaluate(self, record: Mapping[str, Any]) -> bool:
-        value = _value(self.operand, record)
-        found = any(_equal(value, choice) for choice in self.choices)
-        return found != self.negate
-
-    def field_paths(self) -> set[str]:
-        return {self.operand.path} if isinstance(self.operand, _Field) else set()
-
-
-@dataclass(frozen=True)
-class _Not(_Node):
-    item: _Node
-
-    def evaluate(self, record: Mapping[str, Any]) -> bool:
-        return not self.item.evaluate(record)
-
-    def field_paths(self) -> set[str]:
-        return self.item.field_paths()
-
-
-@dataclass(frozen=True)
-class _And(_Node):
-    items: tuple[_Node, ...]
-
-    def evaluate(self, record: Mapping[str, Any]) -> bool:
-        return all(item.evaluate(record) for item in self.items)
-
-    def field_paths(self) -> set[str]:
-        return set().union(*(item.field_paths() for item in self.items))
-
-
-@dataclass(frozen=True)
-class _Or(_Node):
-    items: tuple[_Node, ...]
-
-    def evaluate(self, record: Mapping[str, Any]) -> bool:
-        return any(item.evaluate(record) for item in self.items)
-
-    def field_paths(self) -> set[str]:
-        return set().union(*(item.field_paths() for item in self.items))
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def _value(operand: _Operand, record: Mapping[str, Any]) -> Any:
-    return operand.resolve(record) if isinstance(operand, _Field) else operand.value
-
-
-def _lookup(mapping: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
-    """Walk ``parts`` through nested mappings (and list indices).
-
-    A key that itself contains dots (``{"optim.lr": 0.1}``) is found too:
-    the longest joined prefix that is a key wins.
-    """
-    if not parts:
-        return mapping
-    if isinstance(mapping, Mapping):
-        for k in range(len(parts), 0, -1):
-            key = ".".join(parts[:k])
-            if key in mapping:
-                found = _lookup(mapping[key], parts[k:])
-                if found is not _MISSING:
-                    return found
-        return _MISSING
-    if isinstance(mapping, list) and parts[0].isdigit() and int(parts[0]) < len(mapping):
-        return _lookup(mapping[int(parts[0])], parts[1:])
-    return _MISSING
-
-
-def _metric(metrics: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
-    """``metrics.acc`` → the last value; ``metrics.acc.min`` → that statistic.
-
-    The whole dotted name is tried as a metric name first, so a metric
-    literally called ``val.acc`` is still reachable.
-    """
-    name = ".".join(parts)
-    if name in metrics:
-        entry = metrics[name]
-        return entry.get("last", _MISSING) if isinstance(entry, Mapping) else entry
-    if len(parts) >= 2 and parts[-1] in METRIC_STATS:
-        entry = metrics.get(".".join(parts[:-1]), _MISSING)
-        if isinstance(entry, Mapping):
-            return entry.get(parts[-1], _MISSING)
-    return _MISSING
-
-
-def _normalize(value: Any) -> Any:
-    """Datetimes become the ISO strings experiment.yaml holds, so both compare alike."""
-    if isinstance(value, _dt.datetime):
-        text = value.isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
-    if isinstance(value, _dt.date):
-        return value.isoformat()
-    return value
-
-
-def _kind(value: Any) -> str:
-    if value is None or value is _MISSING:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return type(value).__name__
-
-
-def _equal(left: Any, right: Any) -> bool:
-    kind = _kind(left)
-    if kind != _kind(right):
-        return False
-    if kind == "null":
-        return True
-    try:
-        return bool(left == right)
-    except Exception:  # an exotic value with a hostile __eq__ must not break a listing
-        return False
-
-
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if op in ("==", "="):
-        return _equal(left, right)
-    if op == "!=":
-        return not _equal(left, right)
-    kind = _kind(left)
-    if kind not in ("number", "string") or kind != _kind(right):
-        return False
-    if op == "<":
-        return bool(left < right)
-    if op == "<=":
-        return bool(left <= right)
-    if op == ">":
-        return bool(left > right)
-    return bool(left >= right)
-
-
 # --------------------------------------------------------------------------- parser
 
 
@@ -417,7 +212,7 @@ class _Parser:
         return "the end" if token.kind == "end" else repr(token.text)
 
     # rules
-    def parse(self) -> _Node:
+    def parse(self) -> Node:
         if self.peek().kind == "end":
             raise self.fail("empty expression", self.peek())
         node = self.or_()
@@ -428,27 +223,27 @@ class _Parser:
             raise self.fail(f"unexpected {self.describe(token)}; join comparisons with 'and'/'or'", token)
         return node
 
-    def or_(self) -> _Node:
+    def or_(self) -> Node:
         items = [self.and_()]
         while self.is_kw("or"):
             self.advance()
             items.append(self.and_())
-        return items[0] if len(items) == 1 else _Or(tuple(items))
+        return items[0] if len(items) == 1 else Or(tuple(items))
 
-    def and_(self) -> _Node:
+    def and_(self) -> Node:
         items = [self.not_()]
         while self.is_kw("and"):
             self.advance()
             items.append(self.not_())
-        return items[0] if len(items) == 1 else _And(tuple(items))
+        return items[0] if len(items) == 1 else And(tuple(items))
 
-    def not_(self) -> _Node:
+    def not_(self) -> Node:
         if self.is_kw("not"):
             self.advance()
-            return _Not(self.not_())
+            return Not(self.not_())
         return self.atom()
 
-    def atom(self) -> _Node:
+    def atom(self) -> Node:
         token = self.peek()
         if token.kind == "(":
             self.advance()
@@ -464,23 +259,23 @@ class _Parser:
             return node
         return self.comparison()
 
-    def comparison(self) -> _Node:
+    def comparison(self) -> Node:
         left = self.operand(None)
         token = self.peek()
         if token.kind == "op":
             self.advance()
             op = "==" if token.text == "=" else token.text
-            return _Compare(op, left, self.operand((left, token.text)))
+            return Compare(op, left, self.operand((left, token.text)))
         if self.is_kw("in"):
             self.advance()
-            return _In(left, self.choices(), negate=False)
+            return In(left, self.choices(), negate=False)
         if self.is_kw("not") and self.is_kw("in", 1):
             self.advance()
             self.advance()
-            return _In(left, self.choices(), negate=True)
+            return In(left, self.choices(), negate=True)
         if self.is_kw("not"):
             raise self.fail("expected 'in' after 'not'", self.peek(1))
-        what = left.path if isinstance(left, _Field) else self.tokens[self.pos - 1].text
+        what = left.path if isinstance(left, Field) else self.tokens[self.pos - 1].text
         if token.kind == "(":
             raise self.fail(f"unexpected '(' after {what!r}: there are no function calls", token)
         raise self.fail(
@@ -489,10 +284,10 @@ class _Parser:
             token,
         )
 
-    def operand(self, context: tuple[_Operand, str] | None) -> _Operand:
+    def operand(self, context: tuple[Operand, str] | None) -> Operand:
         token = self.advance()
         if token.kind in ("number", "string", "const"):
-            return _Literal(token.value)
+            return Literal(token.value)
         if token.kind == "name":
             return self.field(token, context)
         after = f" after {context[1]!r}" if context else ""
@@ -500,7 +295,7 @@ class _Parser:
             f"expected a field or a value{after}, got {self.describe(token)}", token
         )
 
-    def field(self, token: _Token, context: tuple[_Operand, str] | None) -> _Field:
+    def field(self, token: _Token, context: tuple[Operand, str] | None) -> Field:
         parts = tuple(token.text.split("."))
         root = parts[0]
         if root in SCALAR_FIELDS:
@@ -511,7 +306,7 @@ class _Parser:
                 raise self.fail(f"{root!r} needs a key, e.g. {root}.{_EXAMPLE_KEYS[root]}", token)
             if "" in parts[1:]:
                 raise self.fail(f"empty part in field {token.text!r}", token)
-        elif context is not None and isinstance(context[0], _Field):
+        elif context is not None and isinstance(context[0], Field):
             raise self.fail(
                 f"unknown field {token.text!r}; quote strings: "
                 f"{context[0].path} {context[1]} {token.text!r}",
@@ -524,7 +319,7 @@ class _Parser:
                 f"{', '.join(sorted(SCALAR_FIELDS))}; quote strings: status == 'completed'",
                 token,
             )
-        return _Field(token.text, parts)
+        return Field(token.text, parts)
 
     def choices(self) -> tuple[Any, ...]:
         token = self.advance()
@@ -569,7 +364,7 @@ class Query:
     """
 
     expression: str
-    root: _Node = field(repr=False, compare=False)
+    root: Node = field(repr=False, compare=False)
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         """Whether ``record`` satisfies the expression.

@@ -1,9 +1,12 @@
-"""Artifacts: files kept with an experiment, encrypted unless asked not to.
+"""Logging artifacts: files streamed into the object store, staged, then committed.
 
 Logging an artifact streams it straight into the repository's object store
 (loose objects, unreferenced until the experiment commits, which is
 harmless) and stages a small manifest line; nothing is copied into staging,
-so a 4 GiB checkpoint is read twice and written once.
+so a 4 GiB checkpoint is read twice and written once. Content larger than
+the part size is cut into parts (:mod:`gitxp.artifacts.manifest` has the
+layout); at commit, :func:`tree_changes` merges the staged lines into
+``artifacts.yaml``.
 
 Encrypted artifacts use *convergent* encryption with a keyed hash, as
 restic and borg derive their dedup ids with a keyed MAC: pass 1 reads the
@@ -15,29 +18,10 @@ never make one salt seal two different plaintexts (which would reuse GCM
 nonces). Same plaintext + same key → byte-identical ciphertext → identical
 blobs: git stores a re-logged file once, and only key holders can tell
 which stored file is which.
-
-Layout inside an experiment directory (docs/format.md, "Artifacts"):
-
-* encrypted: ``artifacts/<path>.gxp``, one blob, or a folder
-  ``artifacts/<path>.gxp/`` of blobs ``000000``, ``000001``, … whose
-  concatenation is the stream, when it is larger than the part size
-  (default 50 MiB: forges refuse blobs over 100 MB);
-* unencrypted: ``artifacts/<path>``, or ``artifacts/<path>.parts/000000`` …
-  split the same way;
-* ``artifacts.yaml``: a list of ``{path, size, digest, encrypted, parts}``
-  (plus ``key: <fingerprint>`` for encrypted ones), sorted by path.
-
-Reading treats the manifest and the objects as untrusted (a pulled store):
-paths are checked, the number and names of parts are checked, the stream is
-authenticated chunk by chunk and the plaintext is compared with the digest
-and size after the last chunk. :func:`extract` writes to temporary files and
-renames them only once everything verified, and never outside its
-destination.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -51,34 +35,29 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeGuard
+from typing import IO, TYPE_CHECKING, Any
 
 from gitxp.artifacts import crypto
-from gitxp.store import layout
-from gitxp.errors import DecryptionError, KeyMissingError, StoreError, UnsafeDataError, UsageError
+from gitxp.artifacts.manifest import MAX_PARTS, artifact_name, check_item, find_clash, storage_path
+from gitxp.errors import StoreError, UnsafeDataError, UsageError
 from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry
+from gitxp.store import layout
 
 if TYPE_CHECKING:
     from gitxp.plumbing.repo import Repo
-    from gitxp.store.store import Record
 
 __all__ = [
-    "PART_SIZE", "ArtifactEntry", "artifact_name", "extract", "iter_artifact", "read_bytes",
-    "read_manifest", "stage", "staged", "storage_path", "store_file", "terminal_progress", "tree_changes",
+    "PART_SIZE", "PROGRESS_MIN_SIZE", "ArtifactEntry", "stage", "staged", "store_file", "terminal_progress",
+    "tree_changes",
 ]
 
 #: Bytes per stored part: under the 100 MB blob limit of GitHub and GitLab.
 PART_SIZE = 50 * 2**20
 #: Read size for unencrypted artifacts (encrypted ones read one crypto chunk at a time).
 PIECE_SIZE = 1 << 20
-#: Part names have six digits, so at most this many parts.
-MAX_PARTS = 10**6
-ENCRYPTED_SUFFIX = ".gxp"
-PARTS_SUFFIX = ".parts"
 
 _DEDUP_LABEL = b"gitxp artifact salt v1\0"
-_DIGEST_RE = re.compile(r"(hmac-sha256|sha256):[0-9a-f]{64}")
-_FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}")
+
 _STAGE_LOCK = threading.Lock()
 
 
@@ -108,23 +87,6 @@ class ArtifactEntry:
         if self.encrypted:
             item["key"] = self.key
         return item
-
-
-def storage_path(path: str, *, encrypted: bool, parts: int) -> str:
-    """``artifacts/<path>.gxp`` (blob or folder of parts), ``artifacts/<path>`` or ``….parts``."""
-    base = f"{layout.ARTIFACTS_DIR}/{path}"
-    if encrypted:
-        return base + ENCRYPTED_SUFFIX
-    return base if parts == 1 else base + PARTS_SUFFIX
-
-
-def artifact_name(name: str | os.PathLike[str]) -> str:
-    """Normalise a user-given artifact name; absolute paths and ``..`` are usage errors."""
-    text = os.fspath(name) if isinstance(name, os.PathLike) else name
-    try:
-        return layout.safe_relpath(text, what="artifact name")  # type: ignore[arg-type]
-    except UnsafeDataError as exc:
-        raise UsageError(exc.message, "name artifacts with a relative path such as 'model.pt' or 'outputs/a.csv'") from exc
 
 
 # ------------------------------------------------------------------ writing
@@ -534,7 +496,7 @@ def staged(run_path: str | os.PathLike[str]) -> list[ArtifactEntry]:
 
 
 def _entry_from_item(obj: Any, *, what: str) -> ArtifactEntry:
-    item = _check_item(obj, what=what)
+    item = check_item(obj, what=what)
     objects = obj.get("objects")
     if (
         not isinstance(objects, list)
@@ -563,7 +525,7 @@ def tree_changes(
         UsageError: two artifact names would occupy the same place (``x`` and ``x/y``).
         UnsafeDataError: the previous manifest is malformed.
     """
-    items = {it["path"]: it for it in (_check_item(x, what=layout.ARTIFACTS_FILE) for x in previous_manifest or [])}
+    items = {it["path"]: it for it in (check_item(x, what=layout.ARTIFACTS_FILE) for x in previous_manifest or [])}
     changes: dict[str, bytes | Entry | None] = {}
     removed: set[str] = set()
     for e in entries:
@@ -584,7 +546,7 @@ def tree_changes(
         items[e.path] = e.manifest_item()
         removed.discard(e.storage_path)
         changes[e.storage_path] = _object_entry(repo, e)
-    clash = _clash(list(items.values())) or next(
+    clash = find_clash(list(items.values())) or next(
         (k for k in changes if changes[k] is not None and any(k.startswith(r + "/") for r in removed)), None
     )
     if clash:
@@ -600,403 +562,3 @@ def _object_entry(repo: Repo, e: ArtifactEntry) -> Entry:
         return Entry(name, FILE_MODE, e.objects[0])
     tree = repo.write_tree([Entry(f"{i:06d}", FILE_MODE, sha) for i, sha in enumerate(e.objects)])
     return Entry(name, TREE_MODE, tree)
-
-
-def _clash(items: list[dict[str, Any]]) -> str | None:
-    """A description of two artifacts whose storage paths collide, or None."""
-    owner: dict[str, str] = {}
-    for it in items:
-        sp = storage_path(it["path"], encrypted=it["encrypted"], parts=it["parts"])
-        if sp in owner:
-            return f"{owner[sp]!r} and {it['path']!r} are both stored at {sp}"
-        owner[sp] = it["path"]
-    for sp, path in owner.items():
-        parts = sp.split("/")
-        for k in range(2, len(parts)):
-            prefix = "/".join(parts[:k])
-            if prefix in owner:
-                return f"{owner[prefix]!r} is stored at {prefix}, where {path!r} needs a folder"
-    paths = set(owner.values())
-    for path in sorted(paths):
-        parts = path.split("/")
-        for k in range(1, len(parts)):
-            prefix = "/".join(parts[:k])
-            if prefix in paths:
-                return f"{prefix!r} is a file, where {path!r} needs a folder"
-    return None
-
-
-# ------------------------------------------------------------------ reading
-
-
-def _check_item(item: Any, *, what: str) -> dict[str, Any]:
-    """Validate one manifest line (untrusted: it may come from a pulled store)."""
-    hint = "the store may be damaged or hostile; see `git log -p` of artifacts.yaml"
-    if not isinstance(item, dict):
-        raise UnsafeDataError(f"{what}: an entry is not a mapping", hint)
-    raw = item.get("path")
-    path = layout.safe_relpath(raw, what=f"artifact path in {what}")  # type: ignore[arg-type]
-    if path != raw:
-        raise UnsafeDataError(f"{what}: artifact path {raw!r} is not normalised", hint)
-
-    def is_int(v: Any) -> TypeGuard[int]:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    size, parts, encrypted, digest = item.get("size"), item.get("parts"), item.get("encrypted"), item.get("digest")
-    if not is_int(size) or size < 0:
-        raise UnsafeDataError(f"{what}: artifact {path!r} has a bad size {size!r}", hint)
-    if not is_int(parts) or not 1 <= parts <= MAX_PARTS:
-        raise UnsafeDataError(f"{what}: artifact {path!r} has a bad part count {parts!r}", hint)
-    if not isinstance(encrypted, bool):
-        raise UnsafeDataError(f"{what}: artifact {path!r} has a bad 'encrypted' flag {encrypted!r}", hint)
-    m = _DIGEST_RE.fullmatch(digest) if isinstance(digest, str) else None
-    if m is None or (m.group(1) == "hmac-sha256") != encrypted:
-        raise UnsafeDataError(f"{what}: artifact {path!r} has a bad digest {str(digest)[:80]!r}", hint)
-    out: dict[str, Any] = {"path": path, "size": size, "digest": digest, "encrypted": encrypted, "parts": parts}
-    key = item.get("key")
-    if encrypted:
-        if key is not None and not (isinstance(key, str) and _FINGERPRINT_RE.fullmatch(key)):
-            raise UnsafeDataError(f"{what}: artifact {path!r} has a bad key fingerprint {str(key)[:40]!r}", hint)
-        out["key"] = key
-    elif key is not None:
-        raise UnsafeDataError(f"{what}: unencrypted artifact {path!r} names a key", hint)
-    return out
-
-
-def read_manifest(record: Record) -> list[dict[str, Any]]:
-    """The validated ``artifacts.yaml`` of a stored experiment, sorted by path ([] when none).
-
-    Raises:
-        UnsafeDataError: malformed YAML, a path that could escape (absolute,
-            ``..``, ``.git``), wrong types, duplicates or clashing paths.
-    """
-    data = record.read_file(layout.ARTIFACTS_FILE)
-    if data is None:
-        return []
-    what = f"{record.id}/{layout.ARTIFACTS_FILE}"
-    return check_manifest(layout.load_yaml(data, what=what), what=what)
-
-
-def check_manifest(doc: Any, *, what: str) -> list[dict[str, Any]]:
-    """A parsed ``artifacts.yaml`` validated (see :func:`read_manifest`), sorted by path.
-
-    Also what ``gitxp pull`` checks, so that a store which ``gitxp get``
-    would refuse never merges.
-    """
-    if doc is None:
-        return []
-    if not isinstance(doc, list):
-        raise UnsafeDataError(f"{what} is not a list", "the store may be damaged or hostile")
-    items = [_check_item(x, what=what) for x in doc]
-    seen: set[str] = set()
-    for it in items:
-        if it["path"] in seen:
-            raise UnsafeDataError(f"{what} lists artifact {it['path']!r} twice", "the store may be damaged or hostile")
-        seen.add(it["path"])
-    clash = _clash(items)
-    if clash:
-        raise UnsafeDataError(f"{what}: {clash}", "the store may be damaged or hostile")
-    return sorted(items, key=lambda it: it["path"])
-
-
-def _find(record: Record, manifest: list[dict[str, Any]], path: str) -> dict[str, Any]:
-    wanted = artifact_name(path)
-    for it in manifest:
-        if it["path"] == wanted:
-            return it
-    raise _unknown(record, manifest, wanted)
-
-
-def _unknown(record: Record, manifest: list[dict[str, Any]], wanted: str) -> UsageError:
-    names = [it["path"] for it in manifest]
-    folders = sorted({p.rsplit("/", 1)[0] for p in names if "/" in p})
-    close = difflib.get_close_matches(wanted, names + folders, n=5, cutoff=0.5)
-    if not names:
-        return UsageError(f"experiment {record.id} has no artifacts", "log some with xp.log_artifact() or `gitxp start --artifact GLOB`")
-    listed = close or names[:5]
-    more = "" if close or len(names) <= 5 else f" (and {len(names) - 5} more)"
-    label = "did you mean" if close else "it has"
-    return UsageError(
-        f"experiment {record.id} has no artifact {wanted!r}",
-        f"{label}: {', '.join(listed)}{more}; see `gitxp artifacts {record.id}`",
-    )
-
-
-def _part_shas(record: Record, item: dict[str, Any]) -> list[str]:
-    """The blob of each part, after checking the stored shape against the manifest."""
-    sp = storage_path(item["path"], encrypted=item["encrypted"], parts=item["parts"])
-    hint = "the store is incomplete or was altered; fetch it again (`gitxp pull`)"
-    e = record.entry(sp)
-    if e is None:
-        raise DecryptionError(f"artifact {item['path']!r} of experiment {record.id} is missing ({sp} is not stored)", hint)
-    if item["parts"] == 1:
-        if e.mode != FILE_MODE:
-            raise DecryptionError(f"artifact {item['path']!r}: {sp} is not a file", hint)
-        return [e.sha]
-    if not e.is_tree:
-        raise DecryptionError(f"artifact {item['path']!r}: {sp} is not a folder of parts", hint)
-    stored = {x.name: x for x in record.store.repo.read_tree(e.sha)}
-    expected = [f"{i:06d}" for i in range(item["parts"])]
-    if sorted(stored) != expected or any(x.mode != FILE_MODE for x in stored.values()):
-        raise DecryptionError(
-            f"artifact {item['path']!r} should have {item['parts']} parts in {sp}, found {len(stored)} "
-            "(missing, extra or misnamed parts)",
-            hint,
-        )
-    return [stored[n].sha for n in expected]
-
-
-def _stream_fingerprint(record: Record, item: dict[str, Any]) -> str:
-    """The key fingerprint an encrypted artifact needs: the manifest's, else its header's."""
-    if item.get("key"):
-        return str(item["key"])
-    shas = _part_shas(record, item)
-    head = b""
-    for piece in record.store.repo.iter_blob(shas[0]):
-        head += piece
-        if len(head) >= crypto.HEADER_SIZE:
-            break
-    return crypto.parse_header(head).fingerprint
-
-
-def _need_key(fp: str, have: bytes | None) -> KeyMissingError:
-    if have is None:
-        err = KeyMissingError(f"artifact key {fp} is needed to read this artifact", "get it from a colleague (`gitxp key export`) and run `gitxp key import`")
-    else:
-        err = KeyMissingError(
-            f"artifact was encrypted with key {fp}, not with the given key {crypto.fingerprint(have)}",
-            "import it with `gitxp key import`",
-        )
-    err.fingerprint = fp  # type: ignore[attr-defined]
-    return err
-
-
-def iter_artifact(record: Record, path: str, *, key: bytes | None) -> Iterator[bytes]:
-    """Stream an artifact's plaintext, verified.
-
-    Lookup, the stored shape and the key are checked before this returns;
-    the stream authenticates chunk by chunk, and the digest and size are
-    compared after the last chunk: a mismatch raises there, so callers must
-    write to a temporary file and keep it only when iteration finished.
-
-    Raises:
-        UsageError: no such artifact (the message lists close names).
-        KeyMissingError: encrypted, and ``key`` is None or another key.
-        DecryptionError: tampering, truncation, swapped or missing parts, digest mismatch.
-        UnsafeDataError: a malformed manifest.
-    """
-    return _open(record, _find(record, read_manifest(record), path), key)
-
-
-def _open(record: Record, item: dict[str, Any], key: bytes | None) -> Iterator[bytes]:
-    """:func:`iter_artifact` for a manifest line already looked up (extract reads the manifest once)."""
-    shas = _part_shas(record, item)
-    if item["encrypted"]:
-        fp = _stream_fingerprint(record, item)
-        if key is None or crypto.fingerprint(key) != fp:
-            raise _need_key(fp, key)
-    return _verified(record, item, shas, key)
-
-
-def _verified(record: Record, item: dict[str, Any], shas: list[str], key: bytes | None) -> Iterator[bytes]:
-    repo = record.store.repo
-
-    def stored() -> Iterator[bytes]:
-        for sha in shas:
-            yield from repo.iter_blob(sha)
-
-    hasher: Any
-    if item["encrypted"]:
-        assert key is not None
-        hasher, prefix, pieces = crypto.KeyedHasher(key, purpose="digest"), "hmac-sha256:", crypto.decrypt_stream(key, stored())
-    else:
-        hasher, prefix, pieces = hashlib.sha256(), "sha256:", stored()
-    size = item["size"]
-    done = 0
-    mismatch = DecryptionError(
-        f"artifact {item['path']!r} of experiment {record.id} does not match its recorded digest and size "
-        "(parts swapped, altered or damaged)",
-        "fetch a fresh copy (`gitxp pull`) or restore it from another clone",
-    )
-    for piece in pieces:
-        done += len(piece)
-        if done > size:
-            raise mismatch
-        hasher.update(piece)
-        yield piece
-    if done != size or prefix + hasher.hexdigest() != item["digest"]:
-        raise mismatch
-
-
-def read_bytes(record: Record, path: str, *, key: bytes | None) -> bytes:
-    """An artifact's whole verified content (for small files: ``rec.read_artifact``)."""
-    return b"".join(iter_artifact(record, path, key=key))
-
-
-# ------------------------------------------------------------------ extracting
-
-
-def extract(
-    record: Record,
-    path: str | None,
-    dest: str | os.PathLike[str] | None,
-    *,
-    key_loader: Callable[[str], bytes],
-    progress: bool = False,
-) -> list[Path]:
-    """Write artifacts out, verified, as ``gitxp get REF [PATH] [-o DEST]`` does.
-
-    ``path`` names one artifact, a folder of artifacts, or (None) all of
-    them. One artifact goes to ``dest`` (default: its basename in the current
-    folder; inside ``dest`` if that is an existing folder). A folder or
-    everything goes into the folder ``dest`` (default ``./<id>/``) keeping
-    artifact-relative paths (``outputs/a.csv`` → ``DEST/outputs/a.csv``).
-    Everything is decrypted into temporary files first and renamed into
-    place only when every artifact verified, so a failure leaves no output.
-    Nothing is written outside ``dest``: manifest paths are validated, every
-    target is resolved and checked, and symlinked folders below ``dest`` are
-    refused. ``key_loader(fingerprint)`` returns the key (or raises
-    :class:`KeyMissingError`); keys are loaded before anything is written.
-
-    Returns the paths written, in artifact order.
-    """
-    manifest = read_manifest(record)
-    if path is None:
-        selected, single = manifest, False
-    else:
-        wanted = artifact_name(path)
-        exact = [it for it in manifest if it["path"] == wanted]
-        selected = exact or [it for it in manifest if it["path"].startswith(wanted + "/")]
-        single = bool(exact)
-        if not selected:
-            raise _unknown(record, manifest, wanted)
-    if not selected:
-        return []
-
-    keys: dict[str, bytes] = {}
-    key_of: dict[str, bytes] = {}
-    for it in selected:
-        if it["encrypted"]:
-            fp = _stream_fingerprint(record, it)
-            if fp not in keys:
-                keys[fp] = key_loader(fp)
-            key_of[it["path"]] = keys[fp]
-
-    if single:
-        item = selected[0]
-        base = item["path"].rsplit("/", 1)[-1]
-        target = Path(dest) if dest is not None else Path.cwd() / base
-        if target.is_dir():
-            target = target / base
-            if target.is_dir() and not target.is_symlink():
-                raise UsageError(f"{target} is a folder", "choose another destination with -o DEST")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        plan = [(item, target.parent.resolve() / target.name)]
-        tmp_dir = plan[0][1].parent
-    else:
-        root = Path(dest) if dest is not None else Path.cwd() / record.id
-        if root.exists() and not root.is_dir():
-            raise UsageError(f"{root} exists and is not a folder", "choose another destination with -o DEST")
-        return _extract_folder(record, selected, root, key_of, progress)
-
-    item, target = plan[0]
-    tmp = _write_temp(tmp_dir, _open(record, item, key_of.get(item["path"])), item, progress)
-    try:
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return [target]
-
-
-def _extract_folder(record: Record, selected: list[dict[str, Any]], root: Path, key_of: dict[str, bytes], progress: bool) -> list[Path]:
-    """All or nothing: everything is written and verified in a folder beside ``root``, then moved in.
-
-    A new ``root`` is that folder renamed; into an existing one, every
-    target is checked before anything is written, and files already moved
-    are taken back if a later move fails. On any failure nothing is left.
-    """
-    import shutil
-    import tempfile
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    existed = root.is_dir()
-    final = root.resolve() if existed else root.parent.resolve() / root.name
-    if existed:
-        for it in selected:
-            _target_in(final, it["path"])  # a conflict with what is there is found before anything is written
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.gitxp-get-", dir=final.parent))
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # it becomes DEST: a folder as mkdir makes it, not mkdtemp's 0700
-    moved: list[Path] = []
-    made: list[Path] = []
-    try:
-        for it in selected:
-            target = _target_in(staging, it["path"], create=True)
-            os.replace(_write_temp(target.parent, _open(record, it, key_of.get(it["path"])), it, progress), target)
-        if not existed:
-            os.rename(staging, final)
-            return [final / it["path"] for it in selected]
-        for it in selected:
-            folder = final
-            for part in it["path"].split("/")[:-1]:
-                folder = folder / part
-                if not folder.exists():
-                    folder.mkdir()
-                    made.append(folder)
-            target = _target_in(final, it["path"])
-            os.replace(staging / it["path"], target)
-            moved.append(target)
-        moved = []
-        made = []
-        return [final / it["path"] for it in selected]
-    finally:
-        for f in moved:
-            f.unlink(missing_ok=True)
-        for d in reversed(made):
-            try:
-                d.rmdir()
-            except OSError:
-                pass
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _target_in(root: Path, rel: str, *, create: bool = False) -> Path:
-    """``root/rel`` checked to stay inside ``root`` with no symlinked folder on the way."""
-    rel = layout.safe_relpath(rel, what="artifact path")
-    parts = rel.split("/")
-    folder = root
-    for part in parts[:-1]:
-        folder = folder / part
-        if folder.is_symlink():
-            raise UnsafeDataError(f"refusing to write through the symbolic link {folder}", "remove the link or choose another destination")
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"{folder} is a file where artifact {rel!r} needs a folder", "choose another destination with -o DEST")
-        if create:
-            folder.mkdir(exist_ok=True)
-    target = folder / parts[-1]
-    if target.is_dir() and not target.is_symlink():
-        raise UsageError(f"{target} is a folder where artifact {rel!r} is a file", "choose another destination with -o DEST")
-    real = target.parent.resolve() / target.name if target.parent.exists() else target
-    if os.path.commonpath([str(root), str(real)]) != str(root):
-        raise UnsafeDataError(f"artifact {rel!r} would be written outside {root}", "the store may be hostile")
-    return target
-
-
-def _write_temp(folder: Path, pieces: Iterator[bytes], item: dict[str, Any], progress: bool) -> Path:
-    """Write ``pieces`` to a new temporary file in ``folder``; removed if anything fails."""
-    tmp = folder / f".gitxp-get-{os.getpid()}-{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    show = terminal_progress(item["path"], item["size"]) if progress and item["size"] >= PROGRESS_MIN_SIZE else None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            done = 0
-            for piece in pieces:
-                out.write(piece)
-                done += len(piece)
-                if show:
-                    show(done)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
