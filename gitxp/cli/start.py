@@ -5,13 +5,18 @@ Registered lazily by :mod:`gitxp.cli` (``LAZY_COMMANDS``); :func:`run_options` i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gitxp.cli._common import kv, store_of
 from gitxp.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitxp.run.options import RunOptions
 
 
 def default_command_name(command: list[str]) -> str:
@@ -51,6 +56,18 @@ def run_options(f: Any) -> Any:
     ]):
         f = opt(f)
     return f
+
+
+def recording_options(opts: Mapping[str, Any]) -> RunOptions:
+    """The :class:`RunOptions` that :func:`run_options`' flags and ``--tag``/``--note`` give (both commands have them)."""
+    from gitxp.run.options import RunOptions
+
+    return RunOptions(
+        tags=kv(opts["tags"], "--tag"), notes=opts["note"], artifact_globs=opts["artifact_globs"],
+        log_hardware=not opts["no_hardware"], hardware_interval=opts["hardware_interval"], capture_code=not opts["no_code"],
+        code_dir=opts["code_dir"], capture_output=not opts["no_capture"], scalars=opts["scalars"],
+        scalar_patterns=opts["scalar_patterns"], env_vars=opts["env_vars"],
+    )
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -144,29 +161,10 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
         from gitxp.remote.sync import check_remote_name
 
         check_remote_name(opts["sync"])  # before the command runs, not at its first push
-    return run_wrapped(
-        list(command),
-        repo=ctx.obj["repo"],
-        name=opts["name"] or default_command_name(list(command)),
-        params=params,
-        tags=kv(opts["tags"], "--tag"),
-        notes=opts["note"],
-        parent=opts["parent"],
-        resume=opts["resume"],
-        artifact_globs=opts["artifact_globs"],
-        log_hardware=not opts["no_hardware"],
-        hardware_interval=opts["hardware_interval"],
-        capture_code=not opts["no_code"],
-        code_dir=opts["code_dir"],
-        capture_output=not opts["no_capture"],
-        scalars=opts["scalars"],
-        env_vars=opts["env_vars"],
-        scalar_patterns=opts["scalar_patterns"],
-        sync=opts["sync"],
-        sync_interval=parse_interval(opts["sync_interval"]),
-        inputs=opts["inputs"],
-        alert_specs=opts["alert_specs"],
-    )
+    name = opts["name"] or default_command_name(list(command))
+    options = replace(recording_options(opts), parent=opts["parent"], resume=opts["resume"], sync=opts["sync"],
+                      sync_interval=parse_interval(opts["sync_interval"]), inputs=opts["inputs"], alert_specs=opts["alert_specs"])
+    return run_wrapped(list(command), repo=ctx.obj["repo"], name=name, params=params, options=options)
 
 
 

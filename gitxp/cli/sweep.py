@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 
-from gitxp.cli.start import run_options  # noqa: E402  (cli imports this module only lazily)
+from gitxp.cli.start import recording_options, run_options  # noqa: E402  (cli imports this module only lazily)
 from gitxp.errors import UsageError  # noqa: E402
 
 
@@ -81,7 +81,6 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     from pathlib import Path
 
     from gitxp.sweeps import runner as lib
-    from gitxp.cli._common import kv as _kv
     from gitxp.sweeps.spec import list_warnings, load, parse_split
 
     if opts["show_status"]:
@@ -116,13 +115,7 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
 
     for pattern in opts["scalar_patterns"]:
         ScalarPattern(pattern)  # a bad --scalar fails before the sweep starts
-    options = lib.ChildOptions(
-        artifact_globs=tuple(opts["artifact_globs"]), log_hardware=not opts["no_hardware"],
-        hardware_interval=opts["hardware_interval"], capture_code=not opts["no_code"], code_dir=opts["code_dir"],
-        capture_output=not opts["no_capture"], scalars=opts["scalars"],
-        scalar_patterns=tuple(opts["scalar_patterns"]), env_vars=tuple(opts["env_vars"]),
-        tags=_kv(opts["tags"], "--tag"), notes=opts["note"],
-    )
+    options = recording_options(opts)
     result = lib.run(
         file, list(command), repo=ctx.obj["repo"], jobs=opts["jobs"], split=split, queue=opts["queue"],
         fail_fast=opts["fail_fast"], rerun=opts["rerun"], name=opts["name"],

@@ -21,6 +21,7 @@ from gitxp.store import layout
 from gitxp.store import staging
 from gitxp.errors import ParamError, RefError, UsageError
 from gitxp.run.experiment import Experiment, _set_current, check_params, default_name
+from gitxp.run.options import RunOptions
 
 
 def _user() -> str:
@@ -47,24 +48,15 @@ def begin(
     *,
     name: str | None,
     params: Mapping[str, Any] | None,
-    tags: Mapping[str, Any] | None,
-    notes: str | None,
-    log_hardware: bool,
-    hardware_interval: float,
-    code_dir: str | os.PathLike[str] | None,
-    capture_code: bool,
-    capture_env: bool,
-    env_vars: Sequence[str],
-    parent: str | None,
-    resume: str | None,
     repo: str | os.PathLike[str],
     command: Sequence[str] | None,
-    artifact_globs: Sequence[str] = (),
+    options: RunOptions = RunOptions(),
     at: Any = None,
 ) -> Experiment:
     """Create the run and capture what is known at start.
 
-    ``artifact_globs`` are the files the run will log encrypted
+    ``options`` says how it is recorded (:class:`~gitxp.run.options.RunOptions`);
+    its ``artifact_globs`` are the files the run will log encrypted
     (``--artifact``): what they match now is left out of the snapshot.
     ``at`` (a UTC datetime) is the start time when it is not now: the id
     and ``created``/``started`` of an imported run (:func:`record`).
@@ -76,16 +68,17 @@ def begin(
     problem = layout.params_size_problem(params)
     if problem:
         raise ParamError(problem, "store large values as artifacts, or pass a smaller --params-file")
-    tags = layout.check_tags(tags)
+    tags = layout.check_tags(options.tags)
     layout.check_tag_count(tags)
     name = layout.check_name(name) if name else None
+    notes = options.notes
     if notes:
         layout.check_notes(notes)
     for i, arg in enumerate(command or ()):  # recorded as text in experiment.yaml and the commit message
         if isinstance(arg, str) and layout.utf8_problem(arg):
             raise UsageError(f"argument {i + 1} of the command, {arg[:80]!r}, has a {layout.utf8_problem(arg)}", layout.NOT_UTF8_HINT)
-    if hardware_interval <= 0:
-        raise UsageError(f"hardware interval must be positive, got {hardware_interval}", "e.g. --hardware-interval 0.5")
+    if options.hardware_interval <= 0:
+        raise UsageError(f"hardware interval must be positive, got {options.hardware_interval}", "e.g. --hardware-interval 0.5")
     store = Store.open(repo)
     store.ensure()
     stale = store.repo.stale_ref_lock(store.branch)
@@ -95,8 +88,8 @@ def begin(
         print(f"gitxp: warning: {StaleLockError(stale)}; until then experiments cannot be stored", file=sys.stderr)
     gitxp_dir = store.repo.gitxp_dir
     now = at if at is not None else layout.utcnow()
-    if resume is not None:
-        rec = store.get(resume)
+    if options.resume is not None:
+        rec = store.get(options.resume)
         exp_id = rec.id
         run = staging.run_dir(gitxp_dir, exp_id)
         if run.exists() and not run.is_dead():
@@ -118,7 +111,7 @@ def begin(
         meta = {
             "id": exp_id,
             "name": layout.check_name(name or default_name()),
-            "parent": resolve_parent(store, parent) if parent else None,
+            "parent": resolve_parent(store, options.parent) if options.parent else None,
             "status": "running",
             "created": layout.isotime(now),
         }
@@ -135,11 +128,11 @@ def begin(
         host=socket.gethostname(),
         user=_user(),
     )
-    if resume is not None and notes:
+    if options.resume is not None and notes:
         meta["notes"] = ((meta.get("notes") or "") + "\n" + notes).strip()
     run.claim()
-    if capture_code:
-        meta["source"] = _snapshot(store, code_dir, tuple(artifact_globs))
+    if options.capture_code:
+        meta["source"] = _snapshot(store, options.code_dir, tuple(options.artifact_globs))
         if meta["source"].get("tree") and meta["source"].get("dirty"):  # new objects belong to nothing yet: keep them from `git gc`
             store.repo.keep_objects(run.keep_ref, [meta["source"]["tree"]])
     else:
@@ -149,11 +142,11 @@ def begin(
     run.write_yaml("params.yaml", params)
     exp = Experiment(store, run, meta, params, owner=True)
     exp.flush()
-    if capture_env:
-        exp._env_thread = threading.Thread(target=_capture_environment, args=(run, tuple(env_vars), command), daemon=True)
+    if options.capture_env:
+        exp._env_thread = threading.Thread(target=_capture_environment, args=(run, tuple(options.env_vars), command), daemon=True)
         exp._env_thread.start()
-    if log_hardware:
-        exp._hardware = _start_hardware(run, hardware_interval, os.getpid())
+    if options.log_hardware:
+        exp._hardware = _start_hardware(run, options.hardware_interval, os.getpid())
     if command is None:
         _set_current(exp)
     return exp
@@ -348,11 +341,8 @@ def record(
     """
     if status not in RECORDED_STATUSES:
         raise UsageError(f"cannot record a run with status {status!r}", f"use one of: {', '.join(RECORDED_STATUSES)}")
-    exp = begin(
-        name=name, params=params, tags=tags, notes=notes, log_hardware=False, hardware_interval=1.0, code_dir=None,
-        capture_code=False, capture_env=False, env_vars=(), parent=parent, resume=None, repo=repo,
-        command=list(command), at=started,
-    )
+    options = RunOptions(tags=tags or {}, notes=notes, parent=parent, log_hardware=False, capture_code=False, capture_env=False)
+    exp = begin(name=name, params=params, repo=repo, command=list(command), options=options, at=started)
     try:
         store = exp._writer_store()
         known = isinstance(source_commit, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", source_commit) and store.repo.has_object(source_commit)

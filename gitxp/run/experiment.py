@@ -727,12 +727,13 @@ def start(
                 outer.note(notes)
             return outer
     from gitxp.run.begin import begin
+    from gitxp.run.options import RunOptions
 
-    return begin(
-        name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
-        code_dir=code_dir, capture_code=capture_code, capture_env=capture_env, env_vars=env_vars, parent=parent,
-        resume=resume, repo=repo, command=command,
+    options = RunOptions(
+        tags=tags or {}, notes=notes, parent=parent, resume=resume, log_hardware=log_hardware, hardware_interval=hardware_interval,
+        code_dir=code_dir, capture_code=capture_code, capture_env=capture_env, env_vars=tuple(env_vars),
     )
+    return begin(name=name, params=params, repo=repo, command=command, options=options)
 
 
 def _set_current(exp: Experiment) -> None:

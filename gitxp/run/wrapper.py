@@ -25,6 +25,7 @@ from typing import Any
 from gitxp import text as render
 from gitxp.errors import GitxpError, RunNotStoredError, StoreError, UsageError, describe_failure
 from gitxp.run.experiment import ENV_ID, ENV_RUN_DIR
+from gitxp.run.options import RunOptions
 
 
 def _check_command(command: Sequence[str]) -> None:
@@ -45,23 +46,7 @@ def run_wrapped(
     repo: str,
     name: str,
     params: Mapping[str, Any],
-    tags: Mapping[str, Any],
-    notes: str | None,
-    parent: str | None,
-    resume: str | None,
-    artifact_globs: Sequence[str],
-    log_hardware: bool,
-    hardware_interval: float,
-    capture_code: bool,
-    code_dir: str | None,
-    capture_output: bool,
-    scalars: bool,
-    env_vars: Sequence[str],
-    scalar_patterns: Sequence[str] = (),
-    sync: str | None = None,
-    sync_interval: float = 60.0,
-    inputs: Sequence[str] = (),
-    alert_specs: Sequence[str] = (),
+    options: RunOptions = RunOptions(),
 ) -> int:
     """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
     from gitxp.artifacts import keys
@@ -69,21 +54,17 @@ def run_wrapped(
     from gitxp.run.begin import begin
     from gitxp.run.scalars import ScalarPattern, parse_scalars
 
-    patterns = [ScalarPattern(p) for p in scalar_patterns]  # a bad regex fails before anything runs
+    patterns = [ScalarPattern(p) for p in options.scalar_patterns]  # a bad regex fails before anything runs
     from gitxp.store import alerts as _alerts
     from gitxp.store import inputs as _inputs
 
-    conditions = [_alerts.Alert(*_alerts.split_spec(spec)) for spec in alert_specs]  # so does a bad condition
-    wanted = [_inputs.parse_spec(spec) for spec in inputs]
+    conditions = [_alerts.Alert(*_alerts.split_spec(spec)) for spec in options.alert_specs]  # so does a bad condition
+    wanted = [_inputs.parse_spec(spec) for spec in options.inputs]
     for _name, path in wanted:
         _inputs.check_path(path)
     _check_command(command)
     try:
-        exp = begin(
-            name=name, params=params, tags=tags, notes=notes, log_hardware=log_hardware, hardware_interval=hardware_interval,
-            code_dir=code_dir, capture_code=capture_code, capture_env=True, env_vars=env_vars, parent=parent, resume=resume,
-            repo=repo, command=command, artifact_globs=artifact_globs,
-        )
+        exp = begin(name=name, params=params, repo=repo, command=command, options=options)
     except OSError as exc:  # a full disk before anything ran: say so, run nothing
         raise StoreError(f"could not set up the experiment: {describe_failure(exc)}", "free some disk space, then run the command again") from exc
     try:
@@ -118,7 +99,7 @@ def run_wrapped(
             if got is not None:
                 exp.log_metric(pat.name, got[0], step=_output_step(got[1]))
                 taken.add(pat.name)
-        found = parse_scalars(line) if scalars else {}
+        found = parse_scalars(line) if options.scalars else {}
         if not found:
             return
         step_i = _output_step(found.pop("step", None))
@@ -127,19 +108,19 @@ def run_wrapped(
                 exp.log_metric(key, value, step=step_i)
 
     live = None
-    if sync is not None:
+    if options.sync is not None:
         from gitxp.run.live import LiveSync
 
-        live = LiveSync(exp, repo, sync or None, sync_interval)
+        live = LiveSync(exp, repo, options.sync or None, options.sync_interval)
         live.start()
     result = None
     try:
         result = runner.run_child(
             command,
             env=env,
-            output_path=exp.run_dir / "output.log" if capture_output else None,
+            output_path=exp.run_dir / "output.log" if options.capture_output else None,
             output_cap=exp._store.config.output_max_size,
-            on_line=on_line if scalars or patterns else None,
+            on_line=on_line if options.scalars or patterns else None,
             on_spawn=on_spawn,
             mask=secrets,
         )
@@ -160,9 +141,9 @@ def run_wrapped(
     else:
         status = "failed"
     problems = [f"output: {result.capture_error}"] if result.capture_error else []
-    if artifact_globs:
+    if options.artifact_globs:
         try:
-            _collect_artifacts(exp, artifact_globs)
+            _collect_artifacts(exp, options.artifact_globs)
         except (GitxpError, OSError) as exc:
             problems.append(f"artifacts: {describe_failure(exc)}")
     for problem in problems:

@@ -33,32 +33,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from gitxp.sweeps import queue as sweep_queue
 from gitxp.sweeps import spec as sweep_spec
 from gitxp.errors import UsageError
+from gitxp.run.options import RunOptions
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@dataclass(frozen=True)
-class ChildOptions:
-    """The ``gitxp start`` options every configuration of a sweep is run with."""
-
-    artifact_globs: tuple[str, ...] = ()
-    log_hardware: bool = True
-    hardware_interval: float = 1.0
-    capture_code: bool = True
-    code_dir: str | None = None
-    capture_output: bool = True
-    scalars: bool = False
-    scalar_patterns: tuple[str, ...] = ()
-    env_vars: tuple[str, ...] = ()
-    tags: Mapping[str, Any] = field(default_factory=dict)
-    notes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,15 +200,10 @@ def _describe(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k[1:]}={sweep_spec.substitute(['{x}'], {'x': v})[0]}" for k, v in flat.items())
 
 
-def _child_spec(p: Planned, *, parent: str, repo: str, name: str, options: ChildOptions) -> dict[str, Any]:
-    return {
-        "command": p.command, "repo": repo, "name": name, "params": p.params, "parent": parent,
-        "tags": {**options.tags, "sweep": parent, "sweep_index": p.index, "sweep_key": p.key},
-        "notes": options.notes, "artifact_globs": list(options.artifact_globs), "log_hardware": options.log_hardware,
-        "hardware_interval": options.hardware_interval, "capture_code": options.capture_code,
-        "code_dir": options.code_dir, "capture_output": options.capture_output, "scalars": options.scalars,
-        "scalar_patterns": list(options.scalar_patterns), "env_vars": list(options.env_vars), "ppid": os.getpid(),
-    }
+def _child_spec(p: Planned, *, parent: str, repo: str, name: str, options: RunOptions) -> dict[str, Any]:
+    """What one child process is told (as JSON): the sweep's options, with this configuration's parent and tags."""
+    child = replace(options, parent=parent, resume=None, tags={**options.tags, "sweep": parent, "sweep_index": p.index, "sweep_key": p.key})
+    return {"command": p.command, "repo": repo, "name": name, "params": p.params, "options": child.to_json(), "ppid": os.getpid()}
 
 
 def _child_main() -> None:
@@ -269,7 +248,8 @@ def _child_main() -> None:
     if os.getppid() != spec.pop("ppid"):
         sys.exit(128 + signal.SIGTERM)  # the worker died before we could ask
     try:
-        status = run_wrapped(spec.pop("command"), resume=None, **spec)
+        status = run_wrapped(spec["command"], repo=spec["repo"], name=spec["name"], params=spec["params"],
+                             options=RunOptions.from_json(spec["options"]))
     except GitxpError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         status = exc.exit_code
@@ -292,7 +272,7 @@ def _pump(src: IO[bytes], dst: IO[bytes], prefix: bytes, lock: threading.Lock) -
 _OWN_GROUP: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
 
 
-def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: ChildOptions, prefix: bool) -> Callable[[Planned], int]:
+def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: RunOptions, prefix: bool) -> Callable[[Planned], int]:
     out_lock = threading.Lock()
 
     def launch(p: Planned) -> int:
@@ -396,7 +376,7 @@ def _counts(store: Any, parent_id: str, sw: _Sweep, total: int) -> dict[str, Any
 def run(path: str | os.PathLike[str], command: Sequence[str], *, repo: str = ".", jobs: int = 1,
         split: tuple[int, int] | None = None, queue: bool = False, fail_fast: bool = False, rerun: bool = False,
         name: str | None = None, child_name: str, claim_timeout: float | None = None,
-        options: ChildOptions = ChildOptions(), log: Callable[[str], None] | None = None, index: int | None = None) -> SweepResult:
+        options: RunOptions = RunOptions(), log: Callable[[str], None] | None = None, index: int | None = None) -> SweepResult:
     """Run the sweep file at ``path`` (what ``gitxp sweep`` does); returns every outcome.
 
     Store: a parent experiment and one child per configuration on the store
