@@ -109,8 +109,6 @@ def recreate_venv(
     Raises:
         EnvironmentRecreateError: the venv itself could not be created.
     """
-    import shutil
-
     from gitxp.errors import EnvironmentRecreateError
 
     dest = Path(dest)
@@ -118,7 +116,26 @@ def recreate_venv(
         raise EnvironmentRecreateError(f"{dest} exists and is not empty", "choose a new directory or remove it")
     if only_imported:
         imported_only(env)  # refuses a record without imports before anything is created
-    base = python or sys.executable
+    uv, vpy = _create_venv(dest, python or sys.executable)
+    warnings = _python_warnings(env, vpy)
+    for w in warnings:
+        echo(w)
+    plan = _plan_packages(env, echo=echo, allow_urls=allow_urls, only_imported=only_imported)
+    per_pin = _install_pins(plan, uv, vpy, progress=progress, only_imported=only_imported)
+    failed = list(plan.failed)
+    installed = _verify_pins(plan.pins, per_pin, _installed_versions(vpy), failed)
+    echo(f"{dest}: installed {len(installed)} of {len(installed) + len(failed)} packages"
+         + (f", {len(failed)} failed" if failed else ""))
+    return RecreateResult(path=dest, python=vpy, installed=tuple(installed), failed=tuple(failed),
+                          skipped=tuple(plan.skipped), warnings=tuple(warnings), not_allowed=tuple(plan.not_allowed))
+
+
+def _create_venv(dest: Path, base: str) -> tuple[str | None, Path]:
+    """An empty venv at ``dest`` from ``base`` (with ``uv`` when on PATH): (uv or None, its python)."""
+    import shutil
+
+    from gitxp.errors import EnvironmentRecreateError
+
     uv = shutil.which("uv")
     if uv:
         cmd = [uv, "venv", "--seed", "--python", base, str(dest)]
@@ -133,58 +150,77 @@ def recreate_venv(
         why = _failure_reason(r.stderr + r.stdout)
         raise EnvironmentRecreateError(f"could not create a venv at {dest}: {why}",
                                        "check that the interpreter has the venv module (python3-venv)")
-    warnings: list[str] = []
+    return uv, vpy
+
+
+def _python_warnings(env: Mapping[str, Any], vpy: Path) -> list[str]:
+    """A warning when the new venv's Python differs (major.minor) from the recorded one."""
     got = _run([str(vpy), "-c", "import platform; print(platform.python_version())"]).stdout.strip()
     want = (env.get("python") or {}).get("version", "")
     if want and got and want.split(".")[:2] != got.split(".")[:2]:
-        warnings.append(f"warning: recorded Python {want}, the new venv has Python {got}; some pins may not install")
-    for w in warnings:
-        echo(w)
+        return [f"warning: recorded Python {want}, the new venv has Python {got}; some pins may not install"]
+    return []
 
-    pins: list[tuple[str, str, str | None]] = []  # (requirement, name, version)
-    failed: list[tuple[str, str]] = []
-    skipped: list[str] = []
-    not_allowed: list[str] = []
-    constraints: list[str] = []
+
+@dataclass
+class _Plan:
+    """What :func:`recreate_venv` installs, and what it leaves out before installing anything."""
+
+    pins: list[tuple[str, str, str | None]] = field(default_factory=list)  # (requirement, name, version)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    not_allowed: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+
+
+def _plan_packages(env: Mapping[str, Any], *, echo: Callable[[str], Any], allow_urls: bool, only_imported: bool) -> _Plan:
+    """Sort the recorded packages into pins to install, constraints, and what is skipped, refused or failed."""
+    plan = _Plan()
     packages = [p for p in env.get("packages") or () if isinstance(p, Mapping)]
     for pkg in packages:
         req, why = _pin(pkg, allow_urls=allow_urls)
         label = f"{pkg.get('name')}=={pkg.get('version')}"
         if only_imported and pkg.get("imported") is not True:
             if req and "==" in req and _norm(str(pkg.get("name"))) != "gitxp":
-                constraints.append(req)
+                plan.constraints.append(req)
             continue
         if _norm(str(pkg.get("name"))) == "gitxp":
             req, how = _running_gitxp()
-            pins.append((req, "gitxp", None))
+            plan.pins.append((req, "gitxp", None))
             echo(f"gitxp: installing the running gitxp {how} (recorded: {pkg.get('version')})")
         elif req is None and needs_allow_urls(pkg) and not allow_urls:
-            not_allowed.append(f"{pkg.get('name')} {pkg.get('version') or ''} from {package_source(pkg)}".replace("  ", " "))
+            plan.not_allowed.append(f"{pkg.get('name')} {pkg.get('version') or ''} from {package_source(pkg)}".replace("  ", " "))
         elif req:
-            pins.append((req, pkg["name"], pkg.get("version")))
+            plan.pins.append((req, pkg["name"], pkg.get("version")))
         elif why == "installer tooling":
-            skipped.append(label)
+            plan.skipped.append(label)
         elif why.startswith("local path"):
-            skipped.append(f"{label}: {why}, a folder on the recording machine; install it yourself with `pip install PATH` if you have it")
+            plan.skipped.append(f"{label}: {why}, a folder on the recording machine; install it yourself with `pip install PATH` if you have it")
         else:
-            failed.append((label, why))
+            plan.failed.append((label, why))
+    return plan
 
-    def install(reqs: list[str], *, deps: bool, show: bool = False) -> subprocess.CompletedProcess[str]:
-        if uv:
-            cmd = [uv, "pip", "install", "--python", str(vpy)]
-        else:
-            cmd = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-        if constraints:
-            cmd += ["-c", str(constraints_file)]
-        cmd += ([] if deps else ["--no-deps"]) + reqs
-        return _run_showing(cmd) if show else _run(cmd)
 
+def _install_pins(plan: _Plan, uv: str | None, vpy: Path, *, progress: bool, only_imported: bool) -> dict[str, str]:
+    """Install every pin in one resolver run, else each alone; returns the reason for each pin that failed alone."""
     import tempfile
 
+    pins = plan.pins
     per_pin: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="gitxp-env-") as tmp:
         constraints_file = Path(tmp) / "constraints.txt"
-        constraints_file.write_text("".join(f"{c}\n" for c in constraints))
+        constraints_file.write_text("".join(f"{c}\n" for c in plan.constraints))
+
+        def install(reqs: list[str], *, deps: bool, show: bool = False) -> subprocess.CompletedProcess[str]:
+            if uv:
+                cmd = [uv, "pip", "install", "--python", str(vpy)]
+            else:
+                cmd = [str(vpy), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+            if plan.constraints:
+                cmd += ["-c", str(constraints_file)]
+            cmd += ([] if deps else ["--no-deps"]) + reqs
+            return _run_showing(cmd) if show else _run(cmd)
+
         if pins:
             if progress:
                 print(f"installing {len(pins)} package(s) with {'uv' if uv else 'pip'}" + (" and their dependencies" if only_imported else ""),
@@ -197,15 +233,24 @@ def recreate_venv(
                     r1 = install([req], deps=only_imported or name == "gitxp")
                     if r1.returncode != 0:
                         per_pin[req] = _failure_reason(r1.stderr + r1.stdout)
+    return per_pin
 
+
+def _installed_versions(vpy: Path) -> dict[str, str]:
+    """``{normalised name: version}`` of every distribution in the new interpreter."""
     code = ("import importlib.metadata as m, json, re;"
             "print(json.dumps({re.sub(r'[-_.]+','-',d.metadata['Name']).lower(): d.version"
             " for d in m.distributions() if d.metadata['Name']}))")
     r = _run([str(vpy), "-c", code])
     try:
-        have = json.loads(r.stdout or "{}")
+        have: dict[str, str] = json.loads(r.stdout or "{}")
     except ValueError:
         have = {}
+    return have
+
+
+def _verify_pins(pins: list[tuple[str, str, str | None]], per_pin: Mapping[str, str], have: Mapping[str, str], failed: list[tuple[str, str]]) -> list[str]:
+    """The pins verified in the new interpreter; each other one is appended to ``failed`` with its reason."""
     installed = []
     for req, name, version in pins:
         now = have.get(_norm(name))
@@ -217,10 +262,7 @@ def recreate_venv(
             failed.append((req, f"got {now} instead"))
         else:
             installed.append(req)
-    echo(f"{dest}: installed {len(installed)} of {len(installed) + len(failed)} packages"
-         + (f", {len(failed)} failed" if failed else ""))
-    return RecreateResult(path=dest, python=vpy, installed=tuple(installed), failed=tuple(failed),
-                          skipped=tuple(skipped), warnings=tuple(warnings), not_allowed=tuple(not_allowed))
+    return installed
 
 
 def imported_only(env: Mapping[str, Any]) -> dict[str, Any]:
