@@ -69,10 +69,7 @@ def logger_class(namespace: str | None = None) -> type:
         """
 
         def __init__(self, name: str | None = None, *, log_checkpoints: bool | str = False, **options: Any) -> None:
-            if log_checkpoints not in (True, False, "all"):
-                from gitxp.errors import UsageError
-
-                raise UsageError(f"log_checkpoints must be True, False or 'all', got {log_checkpoints!r}", "e.g. GitxpLogger(log_checkpoints=True)")
+            _check_log_checkpoints(log_checkpoints)
             super().__init__(name, **options)
             self._log_checkpoints = log_checkpoints
             self._checkpoint_callback: Any = None
@@ -82,31 +79,23 @@ def logger_class(namespace: str | None = None) -> type:
 
         @property
         def name(self) -> str | None:
-            if rank_zero_only.rank != 0:
-                return None
-            return str(self.experiment.name)
+            return str(self.experiment.name) if rank_zero_only.rank == 0 else None
 
         @property
         def version(self) -> str | None:
-            if rank_zero_only.rank != 0:
-                return None
-            return str(self.experiment.id)
+            return str(self.experiment.id) if rank_zero_only.rank == 0 else None
 
         # -------------------------------------------------------------- logging
 
         @rank_zero_only
         def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-            if params is None:
-                return
-            if not isinstance(params, dict):
-                params = vars(params) if hasattr(params, "__dict__") else dict(params)
+            params = _params_dict(params)
             if params:
                 self.experiment.log_params(param_safe(params))
 
         @rank_zero_only
         def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-            values = {k: v for k, v in ((k, numeric(v)) for k, v in metrics.items()) if v is not None}
-            if values:
+            if values := _numeric_values(metrics, numeric):
                 self.experiment.log_metrics(values, step=step)
 
         @rank_zero_only
@@ -116,17 +105,7 @@ def logger_class(namespace: str | None = None) -> type:
                 self._store_checkpoints(checkpoint_callback)
 
         def _store_checkpoints(self, cb: Any) -> None:
-            paths = [getattr(cb, "best_model_path", ""), getattr(cb, "last_model_path", "")]
-            if self._log_checkpoints == "all":
-                paths += list(getattr(cb, "best_k_models", {}) or {})
-            for p in dict.fromkeys(str(p) for p in paths if p):
-                if not os.path.isfile(p):
-                    continue
-                mtime = os.stat(p).st_mtime
-                if self._logged_checkpoints.get(p) == mtime:
-                    continue
-                self.experiment.log_artifact(p, f"checkpoints/{os.path.basename(p)}")
-                self._logged_checkpoints[p] = mtime
+            _store_checkpoint_files(self, cb)
 
         @rank_zero_only
         def save(self) -> None:
@@ -136,21 +115,59 @@ def logger_class(namespace: str | None = None) -> type:
         @rank_zero_only
         def finalize(self, status: str) -> None:
             """Lightning says ``success``, ``failed`` or ``finished``; an owned experiment is committed."""
-            if not self._session.started:
-                return
-            if self._log_checkpoints and self._checkpoint_callback is not None:
-                self._store_checkpoints(self._checkpoint_callback)
-            exc = sys.exc_info()[1]  # Lightning calls this from its except block
-            if status != "failed":
-                self._session.finish("completed")
-            elif isinstance(exc, KeyboardInterrupt):
-                self._session.finish("interrupted", error=exc)
-            else:
-                self._session.finish("failed", error=exc)
+            _finalize(self, status, sys.exc_info()[1])  # Lightning calls this from its except block
 
     GitxpLogger.__module__ = __name__
     _classes[ns] = GitxpLogger
     return GitxpLogger
+
+
+def _check_log_checkpoints(value: Any) -> None:
+    if value not in (True, False, "all"):
+        from gitxp.errors import UsageError
+
+        raise UsageError(f"log_checkpoints must be True, False or 'all', got {value!r}", "e.g. GitxpLogger(log_checkpoints=True)")
+
+
+def _params_dict(params: Any) -> dict[str, Any] | None:
+    """Lightning's hyperparameters (a dict, a Namespace, pairs) as a dict; None stays None."""
+    if params is None or isinstance(params, dict):
+        return params
+    return vars(params) if hasattr(params, "__dict__") else dict(params)
+
+
+def _numeric_values(metrics: dict[str, Any], numeric: Any) -> dict[str, Any]:
+    """The metrics that are numbers (tensors included), as plain numbers."""
+    return {k: v for k, v in ((k, numeric(v)) for k, v in metrics.items()) if v is not None}
+
+
+def _store_checkpoint_files(logger: Any, cb: Any) -> None:
+    """Store the best and last checkpoints of ``cb`` (every one with ``"all"``) that changed since last stored."""
+    paths = [getattr(cb, "best_model_path", ""), getattr(cb, "last_model_path", "")]
+    if logger._log_checkpoints == "all":
+        paths += list(getattr(cb, "best_k_models", {}) or {})
+    for p in dict.fromkeys(str(p) for p in paths if p):
+        if not os.path.isfile(p):
+            continue
+        mtime = os.stat(p).st_mtime
+        if logger._logged_checkpoints.get(p) == mtime:
+            continue
+        logger.experiment.log_artifact(p, f"checkpoints/{os.path.basename(p)}")
+        logger._logged_checkpoints[p] = mtime
+
+
+def _finalize(logger: Any, status: str, exc: BaseException | None) -> None:
+    """The end of training: checkpoints stored, an owned experiment committed as completed, interrupted or failed."""
+    if not logger._session.started:
+        return
+    if logger._log_checkpoints and logger._checkpoint_callback is not None:
+        logger._store_checkpoints(logger._checkpoint_callback)
+    if status != "failed":
+        logger._session.finish("completed")
+    elif isinstance(exc, KeyboardInterrupt):
+        logger._session.finish("interrupted", error=exc)
+    else:
+        logger._session.finish("failed", error=exc)
 
 
 __getattr__ = lazy_class(__name__, "GitxpLogger", logger_class, cached=False)
