@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,47 @@ def capture_dulwich(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: in
 
 def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int,  # type: ignore[no-untyped-def]
                    commit: str | None, branch: str | None, withhold: Withhold) -> Snapshot:
-    from dulwich.index import ConflictedIndexEntry, Index, cleanup_mode
-    from dulwich.object_store import tree_lookup_path
+    from dulwich.index import Index
 
     store = repo.object_store
     index_path = git_dir / "index"
     index = Index(str(index_path)) if index_path.is_file() else None
     index_mtime = index_path.stat().st_mtime_ns if index else 0
-    filemode = _config_bool(repo, b"filemode", True)
     head_tree = store[commit.encode()].tree if commit else None
+    in_head = _in_head(store, head_tree)
+    entries, oversized, tracked = _tracked_entries(index, repo_root, rel_dir, cap, index_mtime=index_mtime,
+                                                   filemode=_config_bool(repo, b"filemode", True), in_head=in_head)
+    dirty_untracked, untracked = _add_untracked(repo, repo_root, rel_dir, cap, tracked, entries, oversized)
+
+    ignored = _xpignored(repo_root, set(entries) | oversized)
+    withheld = {p for p, (sha, mode, hashed) in entries.items() if p not in ignored and (
+        withhold.always_covers(p) or (mode != _GITLINK and (
+            withhold.covers(p, sha.decode()) or (hashed and withhold.holds_text(repo_root / p)))
+            and not in_head(p, sha, mode)))}
+    moved = {p for p in oversized if withhold.covers(p)}
+    withheld |= moved
+    oversized -= moved
+    skipped = tuple(sorted(p for p in ignored | oversized | withheld if os.path.lexists(repo_root / p)))
+    kept = {p: e for p, e in entries.items() if p not in ignored and p not in withheld}
+    for path, (sha, mode, new) in kept.items():
+        if new:
+            _write_blob(store, repo_root / path, mode, sha)
+    tree = _commit_tree(store, kept) if kept else None
+    head_sub = _head_subtree(store, head_tree, rel_dir)
+    if oversized:
+        dirty = True
+    elif ignored or withheld:
+        from dulwich.object_store import MemoryObjectStore
+        dirty = _commit_tree(MemoryObjectStore(), entries) != head_sub
+    else:
+        dirty = tree != head_sub or (tree is None and dirty_untracked)
+    notable = _notable(repo_root, untracked - ignored - withheld)
+    return Snapshot(tree, commit, branch, dirty, skipped, rel_dir, notable)
+
+
+def _in_head(store, head_tree: Any) -> Callable[[str, bytes, int], bool]:  # type: ignore[no-untyped-def]
+    """``in_head(path, sha, mode)``: does HEAD's tree hold exactly this blob at ``path``?"""
+    from dulwich.object_store import tree_lookup_path
 
     def in_head(path: str, sha: bytes, mode: int) -> bool:
         if head_tree is None:
@@ -61,7 +94,19 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
             head_mode, head_sha = tree_lookup_path(store.__getitem__, head_tree, os.fsencode(path))
         except KeyError:
             return False
-        return head_sha == sha and head_mode == mode
+        return bool(head_sha == sha and head_mode == mode)
+
+    return in_head
+
+
+def _tracked_entries(index, repo_root: Path, rel_dir: str | None, cap: int, *, index_mtime: int, filemode: bool,  # type: ignore[no-untyped-def]
+                     in_head: Callable[[str, bytes, int], bool]) -> tuple[dict[str, tuple[bytes, int, bool]], set[str], set[str]]:
+    """The index's files as they are in the work tree: (entries, oversized paths, every tracked path).
+
+    ``entries`` maps a path to (sha, mode, needs writing); a file whose stat
+    data and mode match its index entry keeps the entry's id unread.
+    """
+    from dulwich.index import ConflictedIndexEntry, cleanup_mode
 
     entries: dict[str, tuple[bytes, int, bool]] = {}   # path -> (sha, mode, needs writing)
     oversized: set[str] = set()
@@ -105,6 +150,13 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
                 oversized.add(path)
             continue
         entries[path] = (_blob_id(full, st), mode, True)
+    return entries, oversized, tracked
+
+
+def _add_untracked(repo, repo_root: Path, rel_dir: str | None, cap: int, tracked: set[str],  # type: ignore[no-untyped-def]
+                   entries: dict[str, tuple[bytes, int, bool]], oversized: set[str]) -> tuple[bool, set[str]]:
+    """Add the untracked files (and nested repositories) to ``entries``/``oversized``: (any found, the files added)."""
+    from dulwich.index import cleanup_mode
 
     dirty_untracked = False
     untracked: set[str] = set()
@@ -117,31 +169,7 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
         else:
             entries[path] = (_blob_id(repo_root / path, st), cleanup_mode(st.st_mode), True)
             untracked.add(path)
-
-    ignored = _xpignored(repo_root, set(entries) | oversized)
-    withheld = {p for p, (sha, mode, hashed) in entries.items() if p not in ignored and (
-        withhold.always_covers(p) or (mode != _GITLINK and (
-            withhold.covers(p, sha.decode()) or (hashed and withhold.holds_text(repo_root / p)))
-            and not in_head(p, sha, mode)))}
-    moved = {p for p in oversized if withhold.covers(p)}
-    withheld |= moved
-    oversized -= moved
-    skipped = tuple(sorted(p for p in ignored | oversized | withheld if os.path.lexists(repo_root / p)))
-    kept = {p: e for p, e in entries.items() if p not in ignored and p not in withheld}
-    for path, (sha, mode, new) in kept.items():
-        if new:
-            _write_blob(store, repo_root / path, mode, sha)
-    tree = _commit_tree(store, kept) if kept else None
-    head_sub = _head_subtree(store, head_tree, rel_dir)
-    if oversized:
-        dirty = True
-    elif ignored or withheld:
-        from dulwich.object_store import MemoryObjectStore
-        dirty = _commit_tree(MemoryObjectStore(), entries) != head_sub
-    else:
-        dirty = tree != head_sub or (tree is None and dirty_untracked)
-    notable = _notable(repo_root, untracked - ignored - withheld)
-    return Snapshot(tree, commit, branch, dirty, skipped, rel_dir, notable)
+    return dirty_untracked, untracked
 
 
 def _ns(value: object) -> int:
