@@ -131,30 +131,9 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
     from gitxp.run.live import parse_interval
     from gitxp.run.wrapper import run_wrapped
 
-    params: dict[str, Any] = {}
-    if opts["params_file"]:
-        from gitxp.run.experiment import deep_merge
-        from gitxp.params import yaml12_load
-
-        loaded = yaml12_load(Path(opts["params_file"]).read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise UsageError(f"--params-file {opts['params_file']} must hold a mapping", "write key: value lines")
-        params = deep_merge(loaded or {}, kv(opts["params"], "-p"))
-    else:
-        params = kv(opts["params"], "-p")
+    params = _params(opts)
     if opts["dry_run"]:
-        from gitxp.run import dryrun
-
-        plan = dryrun.plan(command, repo=ctx.obj["repo"], name=opts["name"] or default_command_name(list(command)), params=params,
-                           tags=kv(opts["tags"], "--tag"), code_dir=opts["code_dir"], capture_code=not opts["no_code"],
-                           artifact_globs=opts["artifact_globs"], inputs=opts["inputs"], alert_specs=opts["alert_specs"])
-        if opts["fmt"] == "json":
-            import json
-
-            click.echo(json.dumps(plan, indent=2, default=str))
-        else:
-            click.echo(dryrun.render(plan))
-        return 0
+        return _dry_run(ctx, command, params, opts)
     elif opts["fmt"] != "text":
         raise UsageError("--format applies to --dry-run only", "add --dry-run, or leave --format out")
     if opts["sync"]:
@@ -166,6 +145,34 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
                       sync_interval=parse_interval(opts["sync_interval"]), inputs=opts["inputs"], alert_specs=opts["alert_specs"])
     return run_wrapped(list(command), repo=ctx.obj["repo"], name=name, params=params, options=options)
 
+
+def _params(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """``--params-file`` (a YAML mapping) with ``-p`` on top."""
+    if not opts["params_file"]:
+        return kv(opts["params"], "-p")
+    from gitxp.run.experiment import deep_merge
+    from gitxp.params import yaml12_load
+
+    loaded = yaml12_load(Path(opts["params_file"]).read_text())
+    if loaded is not None and not isinstance(loaded, dict):
+        raise UsageError(f"--params-file {opts['params_file']} must hold a mapping", "write key: value lines")
+    return deep_merge(loaded or {}, kv(opts["params"], "-p"))
+
+
+def _dry_run(ctx: click.Context, command: tuple[str, ...], params: dict[str, Any], opts: Mapping[str, Any]) -> int:
+    """``--dry-run``: print what the run would record; run and commit nothing."""
+    from gitxp.run import dryrun
+
+    plan = dryrun.plan(command, repo=ctx.obj["repo"], name=opts["name"] or default_command_name(list(command)), params=params,
+                       tags=kv(opts["tags"], "--tag"), code_dir=opts["code_dir"], capture_code=not opts["no_code"],
+                       artifact_globs=opts["artifact_globs"], inputs=opts["inputs"], alert_specs=opts["alert_specs"])
+    if opts["fmt"] == "json":
+        import json
+
+        click.echo(json.dumps(plan, indent=2, default=str))
+    else:
+        click.echo(dryrun.render(plan))
+    return 0
 
 
 @click.command()

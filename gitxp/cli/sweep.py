@@ -80,17 +80,11 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     """
     from pathlib import Path
 
-    from gitxp.sweeps import runner as lib
     from gitxp.sweeps.spec import list_warnings, load, parse_split
 
     if opts["show_status"]:
         return _status(ctx, file, opts["name"])
-    if not command:
-        raise UsageError("missing COMMAND", "put the command after `--`, e.g. gitxp sweep grid.yaml -- python train.py --lr {lr}")
-    if (opts["sbatch_opts"] or opts["max_parallel"] or opts["print_only"]) and not opts["slurm"]:
-        raise UsageError("--sbatch-opt, --max-parallel and --print go with --slurm", "add --slurm")
-    if opts["index"] is not None and (opts["split"] or opts["queue"] or opts["slurm"]):
-        raise UsageError("--index runs one configuration: it does not combine with --split, --queue or --slurm", "drop one of them")
+    _check_flags(command, opts)
     split = parse_split(opts["split"]) if opts["split"] else None
     spec = load(Path(file))
     for warning in list_warnings(spec, command):
@@ -98,19 +92,44 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
     if opts["fmt"] == "json" and not opts["dry_run"]:
         raise UsageError("--format json describes a plan: add --dry-run", "e.g. gitxp sweep grid.yaml --dry-run --format json -- python train.py --lr {lr}")
     if opts["dry_run"]:
-        plan = list(lib.plan(spec.configurations, command, split=split))
-        if opts["fmt"] == "json":
-            from gitxp.review import jsonview
-            from gitxp.cli import views
-
-            configs = [{"index": p.index, "params": p.params, "command": list(p.command)} for p in plan]
-            views.emit(jsonview.dumps({"total": len(configs), "configurations": configs}), None)
-            return 0
-        for p in plan:
-            click.echo(f"#{p.index} {lib._describe(p.params)}\n  {shlex.join(p.command)}")
-        return 0
+        return _dry_run(spec, command, split, opts["fmt"])
     if opts["slurm"]:
         return _slurm(ctx, file, command, spec, opts)
+    return _run(ctx, file, command, split, opts)
+
+
+def _check_flags(command: tuple[str, ...], opts: dict[str, Any]) -> None:
+    """Refuse a missing COMMAND and options that do not go together, before the sweep file is read."""
+    if not command:
+        raise UsageError("missing COMMAND", "put the command after `--`, e.g. gitxp sweep grid.yaml -- python train.py --lr {lr}")
+    if (opts["sbatch_opts"] or opts["max_parallel"] or opts["print_only"]) and not opts["slurm"]:
+        raise UsageError("--sbatch-opt, --max-parallel and --print go with --slurm", "add --slurm")
+    if opts["index"] is not None and (opts["split"] or opts["queue"] or opts["slurm"]):
+        raise UsageError("--index runs one configuration: it does not combine with --split, --queue or --slurm", "drop one of them")
+
+
+def _dry_run(spec: Any, command: tuple[str, ...], split: tuple[int, int] | None, fmt: str) -> int:
+    """``--dry-run``: each configuration's params and command, as text or JSON."""
+    from gitxp.sweeps import runner as lib
+
+    plan = list(lib.plan(spec.configurations, command, split=split))
+    if fmt == "json":
+        from gitxp.review import jsonview
+        from gitxp.cli import views
+
+        configs = [{"index": p.index, "params": p.params, "command": list(p.command)} for p in plan]
+        views.emit(jsonview.dumps({"total": len(configs), "configurations": configs}), None)
+        return 0
+    for p in plan:
+        click.echo(f"#{p.index} {lib._describe(p.params)}\n  {shlex.join(p.command)}")
+    return 0
+
+
+def _run(ctx: click.Context, file: str, command: tuple[str, ...], split: tuple[int, int] | None, opts: dict[str, Any]) -> int:
+    """Run the sweep here (one child per configuration) and print the closing table."""
+    from pathlib import Path
+
+    from gitxp.sweeps import runner as lib
     from gitxp.run.scalars import ScalarPattern
 
     for pattern in opts["scalar_patterns"]:

@@ -62,61 +62,15 @@ def begin(
     and ``created``/``started`` of an imported run (:func:`record`).
     """
     from gitxp.redact import mask_argv
-    from gitxp.store.store import Store
 
-    params = check_params(params or {})
-    problem = layout.params_size_problem(params)
-    if problem:
-        raise ParamError(problem, "store large values as artifacts, or pass a smaller --params-file")
-    tags = layout.check_tags(options.tags)
-    layout.check_tag_count(tags)
-    name = layout.check_name(name) if name else None
+    params, tags, name = _checked_start(params, options, name, command)
     notes = options.notes
-    if notes:
-        layout.check_notes(notes)
-    for i, arg in enumerate(command or ()):  # recorded as text in experiment.yaml and the commit message
-        if isinstance(arg, str) and layout.utf8_problem(arg):
-            raise UsageError(f"argument {i + 1} of the command, {arg[:80]!r}, has a {layout.utf8_problem(arg)}", layout.NOT_UTF8_HINT)
-    if options.hardware_interval <= 0:
-        raise UsageError(f"hardware interval must be positive, got {options.hardware_interval}", "e.g. --hardware-interval 0.5")
-    store = Store.open(repo)
-    store.ensure()
-    stale = store.repo.stale_ref_lock(store.branch)
-    if stale is not None:  # say it now, not after hours of training
-        from gitxp.errors import StaleLockError
-
-        print(f"gitxp: warning: {StaleLockError(stale)}; until then experiments cannot be stored", file=sys.stderr)
-    gitxp_dir = store.repo.gitxp_dir
+    store = _open_store(repo)
     now = at if at is not None else layout.utcnow()
     if options.resume is not None:
-        rec = store.get(options.resume)
-        exp_id = rec.id
-        run = staging.run_dir(gitxp_dir, exp_id)
-        if run.exists() and not run.is_dead():
-            raise UsageError(f"experiment {exp_id} is already running", "wait for it to finish")
-        run.remove()
-        run.create()
-        meta = dict(rec.meta)
-        meta.pop("error", None)
-        sessions = list(meta.get("sessions") or [{"started": meta.get("started"), "ended": meta.get("ended"), "status": meta.get("status")}])
-        meta["sessions"] = sessions
-        params = {**dict(rec.params), **params}
-        _stage_previous(rec, run)
-        if name:
-            meta["name"] = layout.check_name(name)
-        meta["tags"] = {**(meta.get("tags") or {}), **tags}
+        run, meta, params = _reopen(store, options.resume, name, tags, params)
     else:
-        exp_id = layout.new_id(now)
-        run = staging.run_dir(gitxp_dir, exp_id).create()
-        meta = {
-            "id": exp_id,
-            "name": layout.check_name(name or default_name()),
-            "parent": resolve_parent(store, options.parent) if options.parent else None,
-            "status": "running",
-            "created": layout.isotime(now),
-        }
-        meta["tags"] = tags
-        meta["notes"] = notes
+        run, meta = _create(store, now, name, tags, options)
     meta.update(
         status="running",
         started=layout.isotime(now),
@@ -131,13 +85,7 @@ def begin(
     if options.resume is not None and notes:
         meta["notes"] = ((meta.get("notes") or "") + "\n" + notes).strip()
     run.claim()
-    if options.capture_code:
-        meta["source"] = _snapshot(store, options.code_dir, tuple(options.artifact_globs))
-        if meta["source"].get("tree") and meta["source"].get("dirty"):  # new objects belong to nothing yet: keep them from `git gc`
-            store.repo.keep_objects(run.keep_ref, [meta["source"]["tree"]])
-    else:
-        commit, branch = store.repo.head()
-        meta.setdefault("source", {"branch": branch, "commit": commit, "dirty": None, "tree": None})
+    _record_source(store, run, meta, options)
     run.write_meta(meta)
     run.write_yaml("params.yaml", params)
     exp = Experiment(store, run, meta, params, owner=True)
@@ -150,6 +98,91 @@ def begin(
     if command is None:
         _set_current(exp)
     return exp
+
+
+def _checked_start(
+    params: Mapping[str, Any] | None, options: RunOptions, name: str | None, command: Sequence[str] | None,
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """Params, tags and name as stored; every check that can fail runs before the store is touched."""
+    params = check_params(params or {})
+    problem = layout.params_size_problem(params)
+    if problem:
+        raise ParamError(problem, "store large values as artifacts, or pass a smaller --params-file")
+    tags = layout.check_tags(options.tags)
+    layout.check_tag_count(tags)
+    name = layout.check_name(name) if name else None
+    if options.notes:
+        layout.check_notes(options.notes)
+    for i, arg in enumerate(command or ()):  # recorded as text in experiment.yaml and the commit message
+        if isinstance(arg, str) and layout.utf8_problem(arg):
+            raise UsageError(f"argument {i + 1} of the command, {arg[:80]!r}, has a {layout.utf8_problem(arg)}", layout.NOT_UTF8_HINT)
+    if options.hardware_interval <= 0:
+        raise UsageError(f"hardware interval must be positive, got {options.hardware_interval}", "e.g. --hardware-interval 0.5")
+    return params, tags, name
+
+
+def _open_store(repo: str | os.PathLike[str]) -> Any:
+    """The store, created if need be; a stale ref lock is named now, not after hours of training."""
+    from gitxp.store.store import Store
+
+    store = Store.open(repo)
+    store.ensure()
+    stale = store.repo.stale_ref_lock(store.branch)
+    if stale is not None:  # say it now, not after hours of training
+        from gitxp.errors import StaleLockError
+
+        print(f"gitxp: warning: {StaleLockError(stale)}; until then experiments cannot be stored", file=sys.stderr)
+    return store
+
+
+def _reopen(
+    store: Any, ref: str, name: str | None, tags: dict[str, Any], params: dict[str, Any],
+) -> tuple[staging.RunDir, dict[str, Any], dict[str, Any]]:
+    """``--resume``: stage a stored experiment again as a new session; its metrics, hardware and output carry over."""
+    rec = store.get(ref)
+    exp_id = rec.id
+    run = staging.run_dir(store.repo.gitxp_dir, exp_id)
+    if run.exists() and not run.is_dead():
+        raise UsageError(f"experiment {exp_id} is already running", "wait for it to finish")
+    run.remove()
+    run.create()
+    meta = dict(rec.meta)
+    meta.pop("error", None)
+    sessions = list(meta.get("sessions") or [{"started": meta.get("started"), "ended": meta.get("ended"), "status": meta.get("status")}])
+    meta["sessions"] = sessions
+    params = {**dict(rec.params), **params}
+    _stage_previous(rec, run)
+    if name:
+        meta["name"] = layout.check_name(name)
+    meta["tags"] = {**(meta.get("tags") or {}), **tags}
+    return run, meta, params
+
+
+def _create(store: Any, now: Any, name: str | None, tags: dict[str, Any], options: RunOptions) -> tuple[staging.RunDir, dict[str, Any]]:
+    """A new experiment: its id (from the start time) and staging folder."""
+    exp_id = layout.new_id(now)
+    run = staging.run_dir(store.repo.gitxp_dir, exp_id).create()
+    meta: dict[str, Any] = {
+        "id": exp_id,
+        "name": layout.check_name(name or default_name()),
+        "parent": resolve_parent(store, options.parent) if options.parent else None,
+        "status": "running",
+        "created": layout.isotime(now),
+    }
+    meta["tags"] = tags
+    meta["notes"] = options.notes
+    return run, meta
+
+
+def _record_source(store: Any, run: staging.RunDir, meta: dict[str, Any], options: RunOptions) -> None:
+    """``source`` in experiment.yaml: the code snapshot, or (``--no-code``) only HEAD."""
+    if options.capture_code:
+        meta["source"] = _snapshot(store, options.code_dir, tuple(options.artifact_globs))
+        if meta["source"].get("tree") and meta["source"].get("dirty"):  # new objects belong to nothing yet: keep them from `git gc`
+            store.repo.keep_objects(run.keep_ref, [meta["source"]["tree"]])
+    else:
+        commit, branch = store.repo.head()
+        meta.setdefault("source", {"branch": branch, "commit": commit, "dirty": None, "tree": None})
 
 
 def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_globs: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -97,15 +97,7 @@ def gather(
     live = end_time is None
     meta = run.read_meta()
     exp_id = run.id
-    params: dict[str, Any] = run.read_yaml("params.yaml", {}) or {}
-    for child in _children(run, "params"):
-        params = deep_merge(params, child or {})
-    extra: dict[str, Any] = {"summary": {}, "tags": dict(meta.get("tags") or {}), "notes": meta.get("notes")}
-    for e in [run.read_yaml("extra.yaml", {}) or {}, *_children(run, "extra")]:
-        extra["summary"].update(e.get("summary") or {})
-        extra["tags"].update(e.get("tags") or {})
-        if e.get("notes"):
-            extra["notes"] = e["notes"]
+    params, extra = _merged_staging(run, meta)
     errors = _children(run, "error")
     if meta.get("inputs") or any(run.path.glob("inputs-*.yaml")):
         from gitxp.store.inputs import merged as merged_inputs
@@ -113,62 +105,17 @@ def gather(
         meta["inputs"] = merged_inputs([meta.get("inputs"), *_children(run, "inputs")])
 
     files: dict[str, bytes | Entry | None] = {}
-    merged = run.path / f".merged-{os.getpid()}.parquet"  # streamed to disk, then into git: bounded memory
-    try:
-        summary = metrics.write_merged(run.path / "metrics", merged)
-        if summary is not None:
-            files[layout.METRICS_FILE] = store.repo.write_file(merged, level=0)  # zstd inside: zlib would gain nothing
-        summary = summary or {}
-    finally:
-        merged.unlink(missing_ok=True)
-    hw = run.path / "hardware.parquet"
-    try:
-        from gitxp.run.hardware_parquet import finalize as _hw_finalize
-
-        if not live and _hw_finalize(run.path / "hardware", hw):  # finalising writes to staging: final commit only
-            files[layout.HARDWARE_FILE] = hw.read_bytes()
-    except OSError as exc:
-        problems.append(f"hardware: {describe_failure(exc)}")
-    for name in (layout.ENVIRONMENT_FILE, layout.REQUIREMENTS_FILE):
-        p = run.path / name
-        if p.exists():
-            files[name] = p.read_bytes()
-    if isinstance(files.get(layout.ENVIRONMENT_FILE), bytes):
-        from gitxp.environment.imports import mark
-
-        files[layout.ENVIRONMENT_FILE] = mark(files[layout.ENVIRONMENT_FILE], run.path)  # type: ignore[arg-type]
-    out = b""
-    for p in (run.path / "output-previous.log", run.path / layout.OUTPUT_FILE):
-        if p.exists():
-            out += p.read_bytes()
-    stopped = [p.removeprefix("output: ") for p in problems if p.startswith("output: ")]
-    if out or stopped or (run.path / layout.OUTPUT_FILE).exists():
-        kept = _tail(out, store.config.output_max_size)
-        if stopped and kept and not kept.endswith(b"\n"):
-            kept += b"\n"  # capture stopped mid-line
-        files[layout.OUTPUT_FILE] = kept + b"".join(f"[gitxp: output {p}]\n".encode() for p in stopped)
+    summary = _metrics_file(store, run, files)
+    _hardware_file(run, files, live, problems)
+    _environment_files(run, files)
+    _output_file(store, run, files, problems)
     tables = run.path / "tables"
     for p in sorted(tables.glob("*.parquet")) if tables.is_dir() else []:
         files[f"{layout.TABLES_DIR}/{p.name}"] = p.read_bytes()
     if not live:
         files.update(_artifact_changes(store, run, exp_id, problems))
 
-    ended = end_time
-    started = meta.get("started")
-    duration = None
-    if isinstance(started, str) and not live:
-        try:
-            duration = round((ended - layout.parse_time(started)).total_seconds(), 3)
-        except ValueError:
-            duration = None
-    if status == "crashed":
-        beat = run.path / "heartbeat"
-        if beat.exists():
-            ended = layout.parse_time(layout.isotime(beat.stat().st_mtime))
-    sessions = meta.get("sessions")
-    if isinstance(sessions, list) and not live:
-        sessions.append({"started": started, "ended": layout.isotime(ended), "status": status})
-        duration = round(sum(_span(s) for s in sessions), 3)
+    ended, duration = _end_and_duration(run, meta, status, end_time)
     meta.update(
         status=status,
         ended=None if live else layout.isotime(ended),
@@ -200,12 +147,100 @@ def gather(
     tree = source.get("tree") if isinstance(source, dict) else None
     if tree and store.repo.has_object(tree):
         files[layout.CODE_DIR] = Entry(layout.CODE_DIR, TREE_MODE, tree)
+    return files, _commit_message(exp_id, ordered, status)
+
+
+def _merged_staging(run: staging.RunDir, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The params and the summary/tags/notes that the owner and every attached process staged, merged."""
+    params: dict[str, Any] = run.read_yaml("params.yaml", {}) or {}
+    for child in _children(run, "params"):
+        params = deep_merge(params, child or {})
+    extra: dict[str, Any] = {"summary": {}, "tags": dict(meta.get("tags") or {}), "notes": meta.get("notes")}
+    for e in [run.read_yaml("extra.yaml", {}) or {}, *_children(run, "extra")]:
+        extra["summary"].update(e.get("summary") or {})
+        extra["tags"].update(e.get("tags") or {})
+        if e.get("notes"):
+            extra["notes"] = e["notes"]
+    return params, extra
+
+
+def _metrics_file(store: Any, run: staging.RunDir, files: dict[str, bytes | Entry | None]) -> dict[str, Any]:
+    """Merge the metric segments into ``metrics.parquet`` (in ``files``); returns the metrics summary."""
+    merged = run.path / f".merged-{os.getpid()}.parquet"  # streamed to disk, then into git: bounded memory
+    try:
+        summary = metrics.write_merged(run.path / "metrics", merged)
+        if summary is not None:
+            files[layout.METRICS_FILE] = store.repo.write_file(merged, level=0)  # zstd inside: zlib would gain nothing
+        return summary or {}
+    finally:
+        merged.unlink(missing_ok=True)
+
+
+def _hardware_file(run: staging.RunDir, files: dict[str, bytes | Entry | None], live: bool, problems: list[str]) -> None:
+    hw = run.path / "hardware.parquet"
+    try:
+        from gitxp.run.hardware_parquet import finalize as _hw_finalize
+
+        if not live and _hw_finalize(run.path / "hardware", hw):  # finalising writes to staging: final commit only
+            files[layout.HARDWARE_FILE] = hw.read_bytes()
+    except OSError as exc:
+        problems.append(f"hardware: {describe_failure(exc)}")
+
+
+def _environment_files(run: staging.RunDir, files: dict[str, bytes | Entry | None]) -> None:
+    for name in (layout.ENVIRONMENT_FILE, layout.REQUIREMENTS_FILE):
+        p = run.path / name
+        if p.exists():
+            files[name] = p.read_bytes()
+    if isinstance(files.get(layout.ENVIRONMENT_FILE), bytes):
+        from gitxp.environment.imports import mark
+
+        files[layout.ENVIRONMENT_FILE] = mark(files[layout.ENVIRONMENT_FILE], run.path)  # type: ignore[arg-type]
+
+
+def _output_file(store: Any, run: staging.RunDir, files: dict[str, bytes | Entry | None], problems: list[str]) -> None:
+    """``output.log``: a resumed run's earlier output, then this session's, capped; a stopped capture says so at the end."""
+    out = b""
+    for p in (run.path / "output-previous.log", run.path / layout.OUTPUT_FILE):
+        if p.exists():
+            out += p.read_bytes()
+    stopped = [p.removeprefix("output: ") for p in problems if p.startswith("output: ")]
+    if out or stopped or (run.path / layout.OUTPUT_FILE).exists():
+        kept = _tail(out, store.config.output_max_size)
+        if stopped and kept and not kept.endswith(b"\n"):
+            kept += b"\n"  # capture stopped mid-line
+        files[layout.OUTPUT_FILE] = kept + b"".join(f"[gitxp: output {p}]\n".encode() for p in stopped)
+
+
+def _end_and_duration(run: staging.RunDir, meta: dict[str, Any], status: str, end_time: Any) -> tuple[Any, float | None]:
+    """The end time (a crashed run's last heartbeat) and ``duration_s`` (over every session of a resumed run); a live run has neither."""
+    live = end_time is None
+    ended = end_time
+    started = meta.get("started")
+    duration = None
+    if isinstance(started, str) and not live:
+        try:
+            duration = round((ended - layout.parse_time(started)).total_seconds(), 3)
+        except ValueError:
+            duration = None
+    if status == "crashed":
+        beat = run.path / "heartbeat"
+        if beat.exists():
+            ended = layout.parse_time(layout.isotime(beat.stat().st_mtime))
+    sessions = meta.get("sessions")
+    if isinstance(sessions, list) and not live:
+        sessions.append({"started": started, "ended": layout.isotime(ended), "status": status})
+        duration = round(sum(_span(s) for s in sessions), 3)
+    return ended, duration
+
+
+def _commit_message(exp_id: str, ordered: dict[str, Any], status: str) -> str:
     message = f"gitxp: {exp_id} {ordered.get('name')} {status}"
     head = headline(ordered)
     if head:
         message += f" {head}"
     body = [f"command: {' '.join(map(str, ordered.get('command') or []))}"[:500]]
-    return files, message + "\n\n" + "\n".join(body) + "\n"
+    return message + "\n\n" + "\n".join(body) + "\n"
 
 
 _ORDER = (

@@ -136,8 +136,6 @@ def run_child(
     Raises :class:`UsageError` (exit 2) when the command cannot be started
     (not found, not executable, missing ``cwd``).
     """
-    import subprocess
-
     if not argv:
         raise UsageError("no command given", "put the command after `--`, e.g. `gitxp start -- python train.py`")
     argv = [os.fspath(a) for a in argv]
@@ -145,13 +143,7 @@ def run_child(
     child_env = dict(os.environ if env is None else env)
     if capture:
         child_env.setdefault("PYTHONUNBUFFERED", "1")
-
-    for stream in (sys.stdout, sys.stderr):  # what we printed must come before the child's output
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
+    _flush_own_streams()
     in_main = threading.current_thread() is threading.main_thread()
     guard = _SignalGuard() if in_main else None
     log = _BoundedLog(output_path, output_cap) if output_path is not None else None
@@ -161,34 +153,12 @@ def run_child(
     try:
         if guard is not None:
             guard.install()
-        group_kwargs: dict[str, object] = {}
-        if in_main:
-            if sys.version_info >= (3, 11):
-                group_kwargs["process_group"] = 0
-            else:  # pragma: no cover - Python 3.10
-                group_kwargs["preexec_fn"] = os.setpgrp
-        pipe = subprocess.PIPE if capture else None
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - argv comes from the user on purpose
-                argv, env=child_env, cwd=cwd, stdout=pipe, stderr=pipe, **group_kwargs  # type: ignore[call-overload]
-            )
-        except FileNotFoundError as exc:
-            if cwd is not None and exc.filename == cwd:
-                raise UsageError(f"working directory not found: {cwd}", "run gitxp from an existing directory") from exc
-            raise UsageError(f"command not found: {argv[0]}", "check the command after `--`") from exc
-        except PermissionError as exc:
-            raise UsageError(f"command not executable: {argv[0]}", "check the command after `--` (chmod +x?)") from exc
-        except OSError as exc:
-            raise UsageError(
-                f"cannot run {argv[0]}: {exc.strerror or exc}", "check the command after `--`"
-            ) from exc
+        proc = _spawn(argv, child_env, cwd, capture=capture, own_group=in_main)
         started = time.monotonic()
         if guard is not None:
             guard.attach(proc.pid)
         if capture:
-            assert proc.stdout is not None and proc.stderr is not None
-            tee = _Tee(proc.stdout, proc.stderr, log, on_line, mask)
-            tee.start()
+            tee = _start_tee(proc, log, on_line, mask)
         if on_spawn is not None:
             on_spawn(proc.pid)
         status = _wait(proc.pid, guard)
@@ -202,20 +172,75 @@ def run_child(
         if guard is not None:
             guard.release_terminal()
         try:
-            if tee is not None:
-                tee.finish()
-                capture_error = tee.capture_error
-            if log is not None:
-                try:
-                    log.close()
-                except OSError as exc:  # trimming to the cap needs room too
-                    capture_error = capture_error or _capture_stopped(log, exc)
+            capture_error = _close_capture(tee, log)
         finally:
             # Only now: a Ctrl-C while the last output drains is still ours.
             if guard is not None:
                 guard.restore_handlers()
+    return _result(proc.returncode, guard, duration, capture_error)
 
-    rc = proc.returncode
+
+def _flush_own_streams() -> None:
+    """What we printed must come before the child's output."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _spawn(argv: list[str], env: dict[str, str], cwd: str | None, *, capture: bool, own_group: bool) -> subprocess.Popen[bytes]:
+    """Start the child (in its own process group when ``own_group``); UsageError when it cannot start."""
+    import subprocess
+
+    group_kwargs: dict[str, object] = {}
+    if own_group:
+        if sys.version_info >= (3, 11):
+            group_kwargs["process_group"] = 0
+        else:  # pragma: no cover - Python 3.10
+            group_kwargs["preexec_fn"] = os.setpgrp
+    pipe = subprocess.PIPE if capture else None
+    try:
+        return subprocess.Popen(  # noqa: S603 - argv comes from the user on purpose
+            argv, env=env, cwd=cwd, stdout=pipe, stderr=pipe, **group_kwargs  # type: ignore[call-overload]
+        )
+    except FileNotFoundError as exc:
+        if cwd is not None and exc.filename == cwd:
+            raise UsageError(f"working directory not found: {cwd}", "run gitxp from an existing directory") from exc
+        raise UsageError(f"command not found: {argv[0]}", "check the command after `--`") from exc
+    except PermissionError as exc:
+        raise UsageError(f"command not executable: {argv[0]}", "check the command after `--` (chmod +x?)") from exc
+    except OSError as exc:
+        raise UsageError(
+            f"cannot run {argv[0]}: {exc.strerror or exc}", "check the command after `--`"
+        ) from exc
+
+
+def _start_tee(proc: subprocess.Popen[bytes], log: _BoundedLog | None, on_line: Callable[[str], None] | None, mask: Sequence[str]) -> _Tee:
+    """Start reading the child's pipes (see :class:`_Tee`)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    tee = _Tee(proc.stdout, proc.stderr, log, on_line, mask)
+    tee.start()
+    return tee
+
+
+def _close_capture(tee: _Tee | None, log: _BoundedLog | None) -> str | None:
+    """Drain the pipes and close output.log; returns why capture stopped, or None."""
+    capture_error: str | None = None
+    if tee is not None:
+        tee.finish()
+        capture_error = tee.capture_error
+    if log is not None:
+        try:
+            log.close()
+        except OSError as exc:  # trimming to the cap needs room too
+            capture_error = capture_error or _capture_stopped(log, exc)
+    return capture_error
+
+
+def _result(rc: int, guard: _SignalGuard | None, duration: float, capture_error: str | None) -> ChildResult:
+    """How the child ended, as :class:`ChildResult` tells it."""
     sig = -rc if rc < 0 else None
     interrupted = (
         (guard is not None and guard.received > 0)

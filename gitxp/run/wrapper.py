@@ -18,7 +18,7 @@ import glob
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,70 +49,23 @@ def run_wrapped(
     options: RunOptions = RunOptions(),
 ) -> int:
     """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
-    from gitxp.artifacts import keys
     from gitxp.run import process as runner
     from gitxp.run.begin import begin
-    from gitxp.run.scalars import ScalarPattern, parse_scalars
 
-    patterns = [ScalarPattern(p) for p in options.scalar_patterns]  # a bad regex fails before anything runs
-    from gitxp.store import alerts as _alerts
-    from gitxp.store import inputs as _inputs
-
-    conditions = [_alerts.Alert(*_alerts.split_spec(spec)) for spec in options.alert_specs]  # so does a bad condition
-    wanted = [_inputs.parse_spec(spec) for spec in options.inputs]
-    for _name, path in wanted:
-        _inputs.check_path(path)
+    patterns, conditions, wanted = _checked_options(options)
     _check_command(command)
     try:
         exp = begin(name=name, params=params, repo=repo, command=command, options=options)
     except OSError as exc:  # a full disk before anything ran: say so, run nothing
         raise StoreError(f"could not set up the experiment: {describe_failure(exc)}", "free some disk space, then run the command again") from exc
-    try:
-        for name_, path in wanted:  # hashed before the command can change them
-            exp.log_input(path, name_)
-        exp._alerts.extend(conditions)
-        if conditions:
-            _alerts.stage_specs(exp._run, conditions)  # the script's gitxp.current() checks them too
-    except BaseException as exc:
-        exp.finish("failed", error=exc)
-        raise
-    env = dict(os.environ)
-    env[ENV_ID] = exp.id
-    env[ENV_RUN_DIR] = str(exp.run_dir)
-    from gitxp.redact import secret_values
-
-    secrets = keys.known_key_texts(exp._store.store_id) + secret_values(command)
-    key_file = _hand_over_key(env, exp.run_dir)
-    from gitxp.environment.imports import inject
-
-    exp._record_imports = False  # the wrapper's own modules are not the command's
-    inject(env, exp.run_dir)  # which distributions the command imports (gitxp.environment.imports)
+    _record_at_start(exp, wanted, conditions)
+    env, secrets, key_file = _child_environment(exp, command)
 
     def on_spawn(pid: int) -> None:
         if exp._hardware is not None:
             exp._hardware.set_pid(pid)
 
-    def on_line(line: str) -> None:
-        taken = set()
-        for pat in patterns:
-            got = pat.match(line)
-            if got is not None:
-                exp.log_metric(pat.name, got[0], step=_output_step(got[1]))
-                taken.add(pat.name)
-        found = parse_scalars(line) if options.scalars else {}
-        if not found:
-            return
-        step_i = _output_step(found.pop("step", None))
-        for key, value in found.items():
-            if key not in taken:
-                exp.log_metric(key, value, step=step_i)
-
-    live = None
-    if options.sync is not None:
-        from gitxp.run.live import LiveSync
-
-        live = LiveSync(exp, repo, options.sync or None, options.sync_interval)
-        live.start()
+    live = _start_live_sync(exp, repo, options)
     result = None
     try:
         result = runner.run_child(
@@ -120,7 +73,7 @@ def run_wrapped(
             env=env,
             output_path=exp.run_dir / "output.log" if options.capture_output else None,
             output_cap=exp._store.config.output_max_size,
-            on_line=on_line if options.scalars or patterns else None,
+            on_line=_metric_reader(exp, patterns, options.scalars) if options.scalars or patterns else None,
             on_spawn=on_spawn,
             mask=secrets,
         )
@@ -134,6 +87,95 @@ def run_wrapped(
             key_file.unlink(missing_ok=True)
     if live is not None:
         live.stop()
+    exit_status = _finish_run(exp, result, options)
+    if live is not None:
+        live.push_final()
+    return exit_status
+
+
+def _checked_options(options: RunOptions) -> tuple[list[Any], list[Any], list[tuple[str | None, str]]]:
+    """``--scalar`` patterns, ``--alert`` conditions and ``--input`` paths, parsed and checked before anything runs."""
+    from gitxp.run.scalars import ScalarPattern
+
+    patterns = [ScalarPattern(p) for p in options.scalar_patterns]  # a bad regex fails before anything runs
+    from gitxp.store import alerts as _alerts
+    from gitxp.store import inputs as _inputs
+
+    conditions = [_alerts.Alert(*_alerts.split_spec(spec)) for spec in options.alert_specs]  # so does a bad condition
+    wanted = [_inputs.parse_spec(spec) for spec in options.inputs]
+    for _name, path in wanted:
+        _inputs.check_path(path)
+    return patterns, conditions, wanted
+
+
+def _record_at_start(exp: Any, wanted: Sequence[tuple[str | None, str]], conditions: Sequence[Any]) -> None:
+    """Hash the ``--input`` data and stage the ``--alert`` conditions; a failure here fails the run."""
+    from gitxp.store import alerts as _alerts
+
+    try:
+        for name_, path in wanted:  # hashed before the command can change them
+            exp.log_input(path, name_)
+        exp._alerts.extend(conditions)
+        if conditions:
+            _alerts.stage_specs(exp._run, conditions)  # the script's gitxp.current() checks them too
+    except BaseException as exc:
+        exp.finish("failed", error=exc)
+        raise
+
+
+def _child_environment(exp: Any, command: Sequence[str]) -> tuple[dict[str, str], list[str], Path | None]:
+    """The child's environment (run id, staging folder, key file, import recording), the texts to mask, the key file."""
+    from gitxp.artifacts import keys
+
+    env = dict(os.environ)
+    env[ENV_ID] = exp.id
+    env[ENV_RUN_DIR] = str(exp.run_dir)
+    from gitxp.redact import secret_values
+
+    secrets = keys.known_key_texts(exp._store.store_id) + secret_values(command)
+    key_file = _hand_over_key(env, exp.run_dir)
+    from gitxp.environment.imports import inject
+
+    exp._record_imports = False  # the wrapper's own modules are not the command's
+    inject(env, exp.run_dir)  # which distributions the command imports (gitxp.environment.imports)
+    return env, secrets, key_file
+
+
+def _metric_reader(exp: Any, patterns: Sequence[Any], scalars: bool) -> Callable[[str], None]:
+    """The ``on_line`` callback: ``--scalar`` patterns first, then (with ``--scalars``) the ``KEY=NUMBER`` tokens."""
+    from gitxp.run.scalars import parse_scalars
+
+    def on_line(line: str) -> None:
+        taken = set()
+        for pat in patterns:
+            got = pat.match(line)
+            if got is not None:
+                exp.log_metric(pat.name, got[0], step=_output_step(got[1]))
+                taken.add(pat.name)
+        found = parse_scalars(line) if scalars else {}
+        if not found:
+            return
+        step_i = _output_step(found.pop("step", None))
+        for key, value in found.items():
+            if key not in taken:
+                exp.log_metric(key, value, step=step_i)
+
+    return on_line
+
+
+def _start_live_sync(exp: Any, repo: str, options: RunOptions) -> Any:
+    """``--sync``: the started :class:`~gitxp.run.live.LiveSync`, or None."""
+    if options.sync is None:
+        return None
+    from gitxp.run.live import LiveSync
+
+    live = LiveSync(exp, repo, options.sync or None, options.sync_interval)
+    live.start()
+    return live
+
+
+def _finish_run(exp: Any, result: Any, options: RunOptions) -> int:
+    """Map the child's result to a status, collect ``--artifact`` files, commit; returns gitxp's exit status."""
     if result.returncode == 0:
         status = "completed"
     elif result.interrupted:
@@ -151,7 +193,7 @@ def run_wrapped(
     # The command's own exit code is recorded whatever failed after it ran;
     # a successful command whose results were not all recorded is `failed`
     # (see recording_errors) and gitxp exits 1 for it.
-    exit_status = result.exit_status
+    exit_status: int = result.exit_status
     if problems and status == "completed":
         status, exit_status = "failed", 1
     try:
@@ -160,8 +202,6 @@ def run_wrapped(
         exc.exit_code = exit_status or 1  # still the command's status
         raise
     _report(exp, exp.status, result)
-    if live is not None:
-        live.push_final()
     return exit_status
 
 
