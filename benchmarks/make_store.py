@@ -23,12 +23,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gitxp.store import layout  # noqa: E402
+from gitxp.store import layout, listing  # noqa: E402
 from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry, Repo  # noqa: E402
 from gitxp.store.store import Store  # noqa: E402
 
@@ -50,8 +51,8 @@ def _init_repo(path: Path) -> None:
         subprocess.run(["git", "-C", str(path), "config", k, v], check=True)
 
 
-def experiment_files(rng: random.Random, exp_id: str, created: dt.datetime, source_commit: str, index: int) -> tuple[bytes, bytes]:
-    """(experiment.yaml, params.yaml) bytes shaped like a finished real run."""
+def experiment_docs(rng: random.Random, exp_id: str, created: dt.datetime, source_commit: str, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(experiment.yaml, params.yaml) documents shaped like a finished real run."""
     lr = round(10 ** rng.uniform(-5, -1), 6)
     params = {
         "lr": lr,
@@ -91,15 +92,17 @@ def experiment_files(rng: random.Random, exp_id: str, created: dt.datetime, sour
     }
     if meta["status"] == "failed":
         meta["exit_code"] = 1
-    return layout.dump_yaml(meta).encode(), layout.dump_yaml(params).encode()
+    return meta, params
 
 
 def make_store(path: str | os.PathLike[str], n: int, *, per_day: int = 200, commits: int = 1, seed: int = 0,
-               now: dt.datetime | None = None, quiet: bool = False, same_day: bool = False) -> str:
+               now: dt.datetime | None = None, quiet: bool = False, same_day: bool = False, rows: bool = True) -> str:
     """Create (or extend) the store at ``path`` with ``n`` experiments; returns the new tip commit.
 
     ``same_day``: all of them in today's day folder (a sweep day), spread
-    between midnight UTC and ``now``.
+    between midnight UTC and ``now``. ``rows``: write the store's listing
+    index (``listing/``) as one commit per experiment would have; without
+    it the store looks like one written before the index existed.
     """
     path = Path(path)
     _init_repo(path)
@@ -132,19 +135,34 @@ def make_store(path: str | os.PathLike[str], n: int, *, per_day: int = 200, comm
             break
         changes: dict[str, Entry | None] = {}
         by_day: dict[str, list[Entry]] = {}
+        day_rows: dict[str, list[bytes]] = {}
         for day, exp_id, created, i in chunk:
-            meta, params = experiment_files(rng, exp_id, created, source_commit, i)
+            meta, params = experiment_docs(rng, exp_id, created, source_commit, i)
             sub = repo.write_tree([
-                Entry(layout.EXPERIMENT_FILE, FILE_MODE, repo.write_blob(meta)),
-                Entry(layout.PARAMS_FILE, FILE_MODE, repo.write_blob(params)),
+                Entry(layout.EXPERIMENT_FILE, FILE_MODE, repo.write_blob(layout.dump_yaml(meta).encode())),
+                Entry(layout.PARAMS_FILE, FILE_MODE, repo.write_blob(layout.dump_yaml(params).encode())),
             ])
             by_day.setdefault(day, []).append(Entry(exp_id, TREE_MODE, sub))
+            line = listing.encode_row(exp_id, sub, meta, params)
+            if rows and line is not None:
+                day_rows.setdefault(day, []).append(line)
         tip_tree = repo.read_commit(tip)["tree"] if tip else None
         for day, entries in by_day.items():
             old = repo.lookup(tip_tree, f"{layout.EXPERIMENTS_DIR}/{day}")
             merged = {e.name: e for e in (repo.read_tree(old.sha) if old is not None and old.is_tree else [])}
             merged.update({e.name: e for e in entries})
             changes[f"{layout.EXPERIMENTS_DIR}/{day}"] = Entry(day, TREE_MODE, repo.write_tree(merged.values()))
+        for day, lines in day_rows.items():
+            # what one commit per experiment leaves: sealed files of SEAL_ROWS rows, the rest pending
+            # (a generated batch on top of an existing pending file simply seals it first)
+            folder = listing.day_path(day)
+            old_pending = repo.lookup(tip_tree, f"{folder}/{listing.PENDING_FILE}")
+            if old_pending is not None:
+                changes[f"{folder}/rows-{old_pending.sha[:12]}.jsonl"] = old_pending
+            for k in range(0, len(lines), listing.SEAL_ROWS):
+                sha = repo.write_blob(b"".join(lines[k : k + listing.SEAL_ROWS]))
+                name = listing.PENDING_FILE if k + listing.SEAL_ROWS >= len(lines) else f"rows-{sha[:12]}.jsonl"
+                changes[f"{folder}/{name}"] = Entry(name, FILE_MODE, sha)
         tree = repo.update_tree(tip_tree, changes)
         commit = repo.write_commit(tree, [tip] if tip else [], f"bench: {len(chunk)} generated experiments\n")
         if not repo.cas_ref(store.branch, tip, commit, message="bench: generated experiments"):
@@ -165,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commits", type=int, default=1, help="spread them over this many commits (default 1)")
     ap.add_argument("--same-day", action="store_true", help="all in today's day folder (a sweep day)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-rows", action="store_true", help="no listing index (listing/), like a store written before it existed")
     a = ap.parse_args(argv)
     t = time.perf_counter()
-    tip = make_store(a.path, a.n, per_day=a.per_day, commits=a.commits, seed=a.seed, same_day=a.same_day)
+    tip = make_store(a.path, a.n, per_day=a.per_day, commits=a.commits, seed=a.seed, same_day=a.same_day, rows=not a.no_rows)
     print(f"make_store: {a.n} experiments in {a.path} ({time.perf_counter() - t:.1f}s), tip {tip[:12]}", file=sys.stderr)
     return 0
 

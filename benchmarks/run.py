@@ -203,7 +203,7 @@ def w_commit(path: str, k: int) -> dict[str, Any]:
     import random
 
     sys.path.insert(0, str(HERE))
-    from make_store import experiment_files
+    from make_store import experiment_docs
     from gitxp.store import layout
     from gitxp.plumbing.repo import Repo
     from gitxp.store.store import Store
@@ -215,7 +215,7 @@ def w_commit(path: str, k: int) -> dict[str, Any]:
     for j in range(k + 1):
         now = dt.datetime.now(dt.timezone.utc)
         exp_id = layout.new_id(now)
-        meta, params = experiment_files(rng, exp_id, now, head, j)
+        meta, params = (layout.dump_yaml(d).encode() for d in experiment_docs(rng, exp_id, now, head, j))
         files = {layout.EXPERIMENT_FILE: meta, layout.PARAMS_FILE: params, layout.OUTPUT_FILE: b"epoch 1 loss 0.5\n" * 20}
         t0 = time.perf_counter()
         store.commit_experiment(exp_id, files, f"gitxp: {exp_id} bench completed\n")

@@ -50,7 +50,7 @@ def test_bad_alias_names_are_refused(git_repo: Path, bad: str) -> None:
     record(git_repo, "one")
     r = run_gitxp(git_repo, "alias", "set", bad, "@", check=False)
     assert r.returncode == 2 and r.stderr.startswith("Error: alias name") and "Traceback" not in r.stderr
-    assert run_git(git_repo, "ls-tree", "--name-only", "gitxp").split() == ["experiments", "gitxp.yaml"]
+    assert run_git(git_repo, "ls-tree", "--name-only", "gitxp").split() == ["experiments", "gitxp.yaml", "listing"]  # no aliases.yaml
 
 
 def test_rm_of_an_unknown_alias(git_repo: Path) -> None:

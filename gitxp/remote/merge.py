@@ -22,7 +22,10 @@ stays deleted). When both sides changed the same entry:
 * ``metrics.parquet`` keeps both sides' rows (union, identical rows once,
   sorted by name, step) and the winner's metric summary is recomputed from it;
 * ``artifacts.yaml`` is the union of both manifests by path, winner first;
-* ``gitxp.yaml`` keeps ours with the union of both key lists.
+* ``gitxp.yaml`` keeps ours with the union of both key lists;
+* ``listing/<day>/pending.jsonl`` keeps every row of both sides (the
+  listing index is derived: a row is used only while it names the
+  experiment's current tree, so an extra row is never wrong).
 
 The loser's versions stay in history: the merge commit has both parents
 (ours first).
@@ -40,6 +43,7 @@ from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
 from gitxp.plumbing.transport import merge_bases
 from gitxp.store import aliases
 from gitxp.store import layout
+from gitxp.store import listing
 
 #: Seconds a recorded time may lie in the future (clock skew between machines) and still count in a merge.
 CLOCK_SKEW_S = 300
@@ -147,9 +151,22 @@ class _TreeMerger:
                 return self._store_file(o, t)
             if path == aliases.FILE and not o.is_tree and not t.is_tree:
                 return self._aliases(o, t)
+            if path == listing.LISTING_DIR and o.is_tree and t.is_tree:
+                return Entry(o.name, TREE_MODE, self._three(self._sub(b), o.sha, t.sha, path, self._listing_day))
             return self._generic(b, o, t, path, prefer_theirs=False)
 
         return self._three(base, ours, theirs, "", both)
+
+    def _listing_day(self, b: Entry | None, o: Entry, t: Entry, path: str) -> Entry:
+        def both(bb: Entry | None, oo: Entry, tt: Entry, p: str) -> Entry:
+            if oo.name == listing.PENDING_FILE and not oo.is_tree and not tt.is_tree:
+                data = listing.merge_pending(self.repo.read_blob(oo.sha), self.repo.read_blob(tt.sha))
+                return Entry(oo.name, FILE_MODE, self.repo.write_blob(data))
+            return oo  # a sealed file is named after its content: same name, same rows
+
+        if not (o.is_tree and t.is_tree):
+            return o
+        return Entry(o.name, TREE_MODE, self._three(self._sub(b), o.sha, t.sha, path, both))
 
     def _day(self, b: Entry | None, o: Entry, t: Entry, path: str) -> Entry:
         if not (o.is_tree and t.is_tree):

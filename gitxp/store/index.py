@@ -109,7 +109,19 @@ class IndexCache:
 
     # ------------------------------------------------------------ writing
 
-    def _publish(self, tip: str, doc: dict[str, Any], days: dict[str, Any], pending: dict[str, bytes]) -> dict[str, Any]:
+    def replace_blobs(self, tip: str, blobs: dict[str, bytes]) -> None:
+        """Swap some experiments' blobs for new ones (rows of the store's listing index, now checked).
+
+        Appends only: records already handed out keep valid offsets.
+        """
+        doc = self._load()
+        if doc.get("tip") != tip or not self._usable(doc) or doc["blobs"] != self._blobs_name:
+            return
+        days = {day: (sha, {k: (*h[:6], -1, len(blobs[k])) if k in blobs else h for k, h in exps.items()})
+                for day, (sha, exps) in doc["days"].items()}
+        self._publish(tip, doc, days, blobs, compact=False)
+
+    def _publish(self, tip: str, doc: dict[str, Any], days: dict[str, Any], pending: dict[str, bytes], *, compact: bool = True) -> dict[str, Any]:
         """Store new blobs (append, or rewrite when mostly garbage) and the new headers."""
         from filelock import FileLock, Timeout
 
@@ -122,7 +134,7 @@ class IndexCache:
                 size = int(current.get("size") or 0)
                 live = sum(h[7] for _, exps in days.values() for h in exps.values() if h[6] >= 0)
                 old_name = self._blobs_name
-                if name is None or name != old_name or os.path.getsize(self.folder / name) != size or live < size // 2:
+                if name is None or name != old_name or os.path.getsize(self.folder / name) != size or (compact and live < size // 2):
                     name, size, days = self._rewrite(days, pending)
                 else:
                     days, size = self._append(name, size, days, pending)

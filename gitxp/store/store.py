@@ -186,16 +186,16 @@ class Record:
 
     def read_artifact(self, path: str) -> bytes:
         """An artifact's verified, decrypted content (for small files; see extract_artifact)."""
-        from gitxp.artifacts import files as artifacts
-        from gitxp.artifacts import crypto
+        from gitxp.artifacts import keys
+        from gitxp.artifacts import read as artifacts
 
-        key = crypto.load_key(self.store.store_id)
+        key = keys.load_key(self.store.store_id)
         return artifacts.read_bytes(self, path, key=key)
 
     def extract_artifact(self, path: str | None = None, dest: str | os.PathLike[str] | None = None) -> list[Path]:
         """Write an artifact (or a folder of them, or all) to ``dest``; see ``gitxp get``."""
-        from gitxp.artifacts import files as artifacts
         from gitxp.artifacts import keys
+        from gitxp.artifacts import read as artifacts
 
         return artifacts.extract(self, path, dest, key_loader=keys.key_loader(self.store))
 
@@ -225,6 +225,7 @@ class Store:
         self._doc: tuple[str | None, dict[str, Any]] | None = None
         self._index: tuple[str | None, list[tuple[Any, ...]]] | None = None
         self._cache: Any = None
+        self._checked: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ opening
 
@@ -234,6 +235,7 @@ class Store:
 
     def close(self) -> None:
         if self._cache is not None:
+            self._checked_rows("", None)
             self._cache.close()
         self.repo.close()
 
@@ -362,7 +364,8 @@ class Store:
         def build(tip: str | None, tree: str | None) -> tuple[str, str]:
             old = self.repo.lookup(tree, base)
             sub = self.repo.update_tree(old.sha if old is not None and old.is_tree else None, changes)
-            return self.repo.update_tree(tree, {base: Entry(exp_id, TREE_MODE, sub)}), message
+            row = self._listing_row(tree, exp_id, sub, files)
+            return self.repo.update_tree(tree, {base: Entry(exp_id, TREE_MODE, sub), **row}), message
 
         commit = self.repo.commit_to_branch(self.branch, build)
         assert commit is not None
@@ -396,13 +399,35 @@ class Store:
             if note is not None:
                 meta["notes"] = layout.check_notes((str(meta.get("notes") or "") + ("\n" if meta.get("notes") else "") + note).strip())
                 what.append("note")
-            blob = self.repo.write_blob(layout.dump_yaml(meta).encode())
-            sub = self.repo.update_tree(old.sha, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, blob)})
-            return self.repo.update_tree(tree, {base: Entry(rec.id, TREE_MODE, sub)}), f"gitxp: {' and '.join(what) or 'amend'} {rec.id} {rec.name}\n"
+            data = layout.dump_yaml(meta).encode()
+            sub = self.repo.update_tree(old.sha, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, self.repo.write_blob(data))})
+            row = self._listing_row(tree, rec.id, sub, {layout.EXPERIMENT_FILE: data})
+            return self.repo.update_tree(tree, {base: Entry(rec.id, TREE_MODE, sub), **row}), f"gitxp: {' and '.join(what) or 'amend'} {rec.id} {rec.name}\n"
 
         self.repo.commit_to_branch(self.branch, build)
         self._index = None
         return rec if remove else self.get(rec.id)
+
+    def _listing_row(self, root: str | None, exp_id: str, sub: str, files: Mapping[str, bytes | Entry | None]) -> dict[str, Entry | None]:
+        """The store's listing-index changes for an experiment now at tree ``sub`` (see :mod:`gitxp.store.listing`).
+
+        The YAML is what this commit writes, else what the experiment holds;
+        an experiment whose files would read as damaged gets no row.
+        """
+        from gitxp.store import listing
+
+        docs = []
+        for name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE):
+            content = files.get(name)
+            data = content if isinstance(content, bytes) else self.repo.read_path(sub, name)
+            try:
+                docs.append(layout.load_yaml(data, what=name) if data is not None else None)
+            except UnsafeDataError:
+                return {}
+        meta, params = docs
+        if not isinstance(meta, dict) or layout.experiment_problems(meta) or layout.params_problems(params):
+            return {}
+        return listing.changes_for(self.repo, root, exp_id, sub, meta, params)
 
     # ------------------------------------------------------------------ reading
 
@@ -427,7 +452,12 @@ class Store:
         return headers
 
     def _record_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """An experiment's (meta, params): from the cache's blobs, else from git."""
+        """An experiment's (meta, params): from the cache's blobs, else from git.
+
+        A blob starting with ``J`` is a row of the store's listing index
+        (pulled, so checked here like the files it stands for); any other is
+        this machine's own marshal of already-checked documents.
+        """
         import marshal
 
         blob = None
@@ -435,7 +465,16 @@ class Store:
             blob = self._cache.pending_blob(exp_id)
             if blob is None and where is not None and where[0] >= 0:
                 blob = self._cache.read_blob(*where)
-        if blob is not None:
+        if blob is not None and blob[:1] == b"J":
+            from gitxp.store import listing
+
+            rows = list(listing.parse_rows(blob[1:]))
+            docs = listing.decode_doc(rows[0]) if len(rows) == 1 and rows[0].id == exp_id and rows[0].tree == tree else None
+            if docs is not None:
+                meta, params = checked_summary(exp_id, docs[0], docs[1], [])
+                self._checked_rows(exp_id, (meta, params))
+                return meta, params
+        elif blob is not None:
             try:
                 meta, params = marshal.loads(blob)
                 if meta.get("id") == exp_id:
@@ -443,6 +482,25 @@ class Store:
             except (ValueError, EOFError, TypeError, AttributeError):
                 pass
         return self._read_summary(tree, exp_id)
+
+    def _checked_rows(self, exp_id: str, docs: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
+        """Keep checked listing rows in the cache in this machine's form, so the checks run once.
+
+        Written once, when the store closes or the process exits (each
+        write reloads the cache's headers); ``docs`` None writes what is kept.
+        """
+        from gitxp.store.index import encode
+
+        if docs is not None:
+            if not self._checked:
+                import atexit
+
+                atexit.register(self._checked_rows, "", None)
+            self._checked[exp_id] = encode(docs)
+            return
+        if self._checked and self._cache is not None and self._index is not None and self._index[0] is not None:
+            self._cache.replace_blobs(self._index[0], self._checked)
+        self._checked = {}
 
     def _refresh(self, tip: str, old_days: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
         from gitxp.store.index import encode
@@ -462,12 +520,22 @@ class Store:
                 continue
             prev_exps = prev[1] if prev else {}
             found: dict[str, tuple[Any, ...]] = {}
+            unknown = []
             for e in self.repo.read_tree(day.sha):
                 if not e.is_tree or not layout.is_id(e.name):
                     continue
                 p = prev_exps.get(e.name)
                 if p is not None and p[5] == e.sha:
                     found[e.name] = p
+                else:
+                    unknown.append(e)
+            rows = self._listing_rows(root, day.name) if len(unknown) > ROWS_WORTH_READING else {}
+            for e in unknown:
+                row = rows.get((e.name, e.sha))
+                if row is not None:
+                    blob = b"J" + row.line
+                    pending[e.name] = blob
+                    found[e.name] = (row.created, e.name, row.branch, row.status, row.name, e.sha, -1, len(blob))
                     continue
                 meta, params = self._read_summary(e.sha, e.name)
                 src: dict[str, Any] = meta["source"] if isinstance(meta.get("source"), dict) else {}
@@ -480,14 +548,13 @@ class Store:
             days[day.name] = (day.sha, found)
         return days, pending
 
-    def _read_summary(self, tree: str, exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(meta, params) of one stored experiment; a damaged one never raises.
+    def _listing_rows(self, root: str, day: str) -> dict[tuple[str, str], Any]:
+        from gitxp.store import listing
 
-        An experiment whose files do not parse or whose fields have the wrong
-        type (data stored before pull validated it, or edited by hand) reads
-        as status ``damaged``, with what is wrong in ``meta["damaged"]`` and
-        only its well-formed fields kept, so that it never stops a listing.
-        """
+        return listing.day_rows(self.repo, root, day)
+
+    def _read_summary(self, tree: str, exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(meta, params) of one stored experiment, read from its files; a damaged one never raises."""
         entries = {e.name: e for e in self.repo.read_tree(tree)}
         damage: list[str] = []
 
@@ -503,24 +570,7 @@ class Store:
                 damage.append(exc.message)
                 return None
 
-        meta: Any = load(layout.EXPERIMENT_FILE)
-        params: Any = load(layout.PARAMS_FILE)
-        if meta is not None and not isinstance(meta, dict):
-            damage.append(f"{layout.EXPERIMENT_FILE} is not a mapping")
-        meta = meta if isinstance(meta, dict) else {}
-        problems = layout.experiment_problems(meta)
-        if problems:
-            damage += problems
-            meta = {k: v for k, v in meta.items() if not layout.experiment_problems({k: v})}
-        problems = layout.params_problems(params)
-        if problems:
-            damage += [f"{layout.PARAMS_FILE}: {p}" for p in problems]
-            params = {}
-        if damage:
-            meta["status"] = "damaged"
-            meta["damaged"] = damage
-        meta["id"] = exp_id
-        return meta, params if isinstance(params, dict) else {}
+        return checked_summary(exp_id, load(layout.EXPERIMENT_FILE), load(layout.PARAMS_FILE), damage)
 
     def experiments(
         self,
@@ -589,6 +639,36 @@ class Store:
 
     def unrecovered(self) -> list[str]:
         return [r.id for r in staging.dead_runs(self.repo.gitxp_dir)]
+
+
+#: A changed day folder with more experiments new to this machine than this reads the store's listing index.
+ROWS_WORTH_READING = 16
+
+
+def checked_summary(exp_id: str, meta: Any, params: Any, damage: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(meta, params) as listings show them; a damaged experiment never raises.
+
+    An experiment whose files do not parse or whose fields have the wrong
+    type (data stored before pull validated it, or edited by hand) reads
+    as status ``damaged``, with what is wrong in ``meta["damaged"]`` and
+    only its well-formed fields kept, so that it never stops a listing.
+    """
+    if meta is not None and not isinstance(meta, dict):
+        damage.append(f"{layout.EXPERIMENT_FILE} is not a mapping")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    problems = layout.experiment_problems(meta)
+    if problems:
+        damage += problems
+        meta = {k: v for k, v in meta.items() if not layout.experiment_problems({k: v})}
+    problems = layout.params_problems(params)
+    if problems:
+        damage += [f"{layout.PARAMS_FILE}: {p}" for p in problems]
+        params = {}
+    if damage:
+        meta["status"] = "damaged"
+        meta["damaged"] = damage
+    meta["id"] = exp_id
+    return meta, params if isinstance(params, dict) else {}
 
 
 def open(path: str | os.PathLike[str] = ".") -> Store:  # noqa: A001 - the public name is gitxp.open

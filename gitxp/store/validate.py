@@ -18,7 +18,9 @@ walks what is new in its tree and collects every problem it finds:
 * every YAML file parses with the safe loader under the size limit, into a
   mapping (a list for ``artifacts.yaml``) whose paths stay inside their folder;
 * ``metrics.parquet``, ``hardware.parquet`` and ``tables/*.parquet`` are
-  Parquet with the expected columns.
+  Parquet with the expected columns;
+* ``listing/`` holds day folders of listing files (:mod:`gitxp.store.listing`)
+  whose rows say exactly what the files of the experiments they name say.
 
 Only folders whose tree id the local store does not already hold are
 walked, so pulling an unchanged 5,000-experiment store again reads one
@@ -36,7 +38,8 @@ from typing import Any
 
 from gitxp.store import aliases
 from gitxp.store import layout
-from gitxp.errors import UnsafeDataError
+from gitxp.store import listing
+from gitxp.errors import StoreError, UnsafeDataError
 from gitxp.plumbing.fsck import MAX_PROBLEMS, git_name_problem, refusal
 from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
 
@@ -67,6 +70,7 @@ class Checker:
         self.known = known or set()
         self.problems: list[str] = []
         self.experiments_checked = 0
+        self.parsed: dict[str, Any] = {}  # blob id -> document, for the listing rows' check
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -116,6 +120,9 @@ class Checker:
                     self.problem(f"{layout.EXPERIMENTS_DIR}: not a folder")
                 elif exps.sha not in self.known:
                     self.check_days(exps.sha)
+            rows = entries.pop(listing.LISTING_DIR, None)
+            if rows is not None:
+                self.check_listing(tree, rows)
             alias_file = entries.get(aliases.FILE)
             if alias_file is not None and alias_file.mode in (FILE_MODE, EXEC_MODE) and alias_file.sha not in self.known:
                 data = self.blob(alias_file, aliases.FILE)
@@ -145,6 +152,46 @@ class Checker:
                 if xp.sha in self.known:
                     continue
                 self.check_experiment(xp, day.name)
+
+    def check_listing(self, root: str, folder: Entry) -> None:
+        """The listing index: day folders of listing files, each new row true to its experiment's files."""
+        where = listing.LISTING_DIR
+        if folder.mode != TREE_MODE:
+            self.problem(f"{where}: not a folder")
+            return
+        if folder.sha in self.known:
+            return
+        files: list[tuple[str, Entry]] = []
+        for day in self.entries(folder.sha, where):
+            path = f"{where}/{day.name}"
+            if day.mode != TREE_MODE or not _day_ok(day.name):
+                self.problem(f"{path}: not a day folder named YYYY-MM-DD")
+                continue
+            if day.sha in self.known:
+                continue
+            for e in self.entries(day.sha, path):
+                if e.mode != FILE_MODE:
+                    self.problem(f"{path}/{e.name}: not a regular file")
+                elif e.sha not in self.known:
+                    files.append((f"{path}/{e.name}", e))
+        for problem in listing.row_problems(self.repo, root, files, self.experiment_docs):
+            self.problem(problem)
+
+    def experiment_docs(self, tree: str, exp_id: str) -> tuple[Any, Any]:
+        """An experiment's experiment.yaml and params.yaml as parsed (None where missing or unreadable)."""
+        out: list[Any] = []
+        for name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE):
+            try:
+                e = self.repo.lookup(tree, name)
+                if e is None or e.is_tree:
+                    out.append(None)
+                elif e.sha in self.parsed:
+                    out.append(self.parsed[e.sha])
+                else:
+                    out.append(layout.load_yaml(self.repo.read_blob(e.sha), what=name))
+            except (UnsafeDataError, StoreError):
+                out.append(None)
+        return out[0], out[1]
 
     def check_experiment(self, xp: Entry, day: str) -> None:
         where = f"{layout.EXPERIMENTS_DIR}/{day}/{xp.name}"
@@ -209,6 +256,8 @@ class Checker:
         except UnsafeDataError as exc:
             self.problem(exc.message)
             return
+        if e.name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE):
+            self.parsed[e.sha] = doc
         if e.name == layout.ARTIFACTS_FILE:
             self.check_manifest(doc, path)
         elif e.name == layout.PARAMS_FILE and doc is None:
@@ -292,6 +341,13 @@ def known_trees(repo: Repo, tree: str | None, incoming: str | None = None) -> se
             out.add(e.sha)
         return {d.name: d.sha for d in repo.read_tree(e.sha) if d.is_tree}
 
+    rows = repo.lookup(tree, listing.LISTING_DIR)
+    if rows is not None and rows.is_tree:
+        out.add(rows.sha)
+        for day in repo.read_tree(rows.sha):
+            if day.is_tree:
+                out.add(day.sha)
+                out.update(f.sha for f in repo.read_tree(day.sha))
     ours = days(tree)
     theirs = days(incoming) if incoming else None
     for name, sha in ours.items():
