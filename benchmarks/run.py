@@ -48,6 +48,9 @@ def env(**extra: str) -> dict[str, str]:
     e.update(GIT_ID)
     e.pop("GITXP_EXPERIMENT", None)
     e.pop("GITXP_RUN_DIR", None)
+    # timed as users run it: with bytecode caches (a sandbox's PYTHONDONTWRITEBYTECODE=1
+    # adds ~0.1 s of compiling gitxp's sources to every command)
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
     e.update(extra)
     return e
 

@@ -241,3 +241,39 @@ def test_recreate_conda_without_conda(tmp_path: Path, monkeypatch: pytest.Monkey
     assert recreate.find_conda() is None
     with pytest.raises(EnvironmentRecreateError, match="no conda, mamba or micromamba on PATH"):
         recreate.recreate_conda({"packages": []}, "x")
+
+
+def _dist(site: Path, name: str, module: str) -> None:
+    """A real, minimal installed distribution (as pip leaves one) providing ``module``."""
+    (site / module).mkdir(parents=True)
+    (site / module / "__init__.py").write_text("")
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "RECORD").write_text(f"{module}/__init__.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="packages_distributions needs Python 3.10")
+def test_module_owners_are_cached_until_the_environment_changes(tmp_path: Path) -> None:
+    """RECORD files are read once per environment; an install invalidates the cache."""
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    _dist(site, "alpha-dist", "alpha_mod")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def owners() -> dict:
+        code = ("import json,sys;from gitxp.environment.capture import module_owners;"
+                "json.dump(module_owners(sys.argv[1]),sys.stdout)")
+        return json.loads(subprocess.run([sys.executable, "-c", code, str(cache)], env=env, capture_output=True, text=True, check=True).stdout)
+
+    assert owners()["alpha_mod"] == ["alpha-dist"]
+    cached = list(cache.glob("module-owners-*.json"))
+    assert len(cached) == 1
+    # the cache is what is read while nothing changes: an edit to it shows through
+    doc = json.loads(cached[0].read_text())
+    doc["alpha_mod"] = ["from-the-cache"]
+    cached[0].write_text(json.dumps(doc))
+    assert owners()["alpha_mod"] == ["from-the-cache"]
+    _dist(site, "beta-dist", "beta_mod")  # an install: new metadata folder, new digest
+    fresh = owners()
+    assert fresh["alpha_mod"] == ["alpha-dist"] and fresh["beta_mod"] == ["beta-dist"]
+    assert len(list(cache.glob("module-owners-*.json"))) == 2

@@ -63,18 +63,62 @@ def _norm(name: str) -> str:
 # ---------------------------------------------------------------- capture
 
 
-def module_owners() -> dict[str, list[str]]:
-    """Top-level module name -> the distributions providing it (``{}`` before Python 3.10)."""
+def module_owners(cache_dir: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+    """Top-level module name -> the distributions providing it (``{}`` before Python 3.10).
+
+    ``importlib.metadata`` reads every distribution's RECORD for this (torch's
+    lists thousands of files: 0.3 s of a run's start in an ML environment), so
+    with ``cache_dir`` the result is kept there under a digest of the
+    metadata folders' paths, sizes and modification times: any install,
+    upgrade or removal changes it, an unchanged environment reads no RECORD.
+    """
+    cache = key = None
+    if cache_dir is not None:
+        import hashlib
+
+        h = hashlib.sha256()
+        for meta, _ in _metadata_dirs():
+            try:
+                st = os.stat(meta)
+            except OSError:
+                continue
+            h.update(f"{meta}\0{st.st_mtime_ns}\0{st.st_size}\n".encode("utf-8", "surrogateescape"))
+        key = h.hexdigest()[:24]
+        cache = Path(cache_dir) / f"module-owners-{key}.json"
+        try:
+            doc = json.loads(cache.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and all(isinstance(k, str) and isinstance(v, list) for k, v in doc.items()):
+                return doc
+        except (OSError, ValueError):
+            pass
     try:
         import importlib.metadata as md
 
         owners = md.packages_distributions()  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - an odd distribution must not cost the environment record
         return {}
-    return {k: sorted(set(v)) for k, v in owners.items()}
+    result = {k: sorted(set(v)) for k, v in owners.items()}
+    if cache is not None:
+        _keep(cache, json.dumps(result))
+    return result
 
 
-def capture(*, extra_env_vars: Sequence[str] = (), with_module_owners: bool = False) -> dict[str, Any]:
+def _keep(path: Path, text: str, *, keep: int = 8) -> None:
+    """Write a cache file atomically and drop all but the newest ``keep`` of its kind; errors are ignored."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        kind = path.name.rsplit("-", 1)[0]
+        old = sorted(path.parent.glob(f"{kind}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for p in old[keep:]:
+            p.unlink()
+    except OSError:
+        pass
+
+
+def capture(*, extra_env_vars: Sequence[str] = (), with_module_owners: bool = False, cache_dir: str | None = None) -> dict[str, Any]:
     """Describe the running interpreter and machine for ``environment.yaml``.
 
     Args:
@@ -87,7 +131,7 @@ def capture(*, extra_env_vars: Sequence[str] = (), with_module_owners: bool = Fa
         ``python``, ``platform``, ``cpu``, ``memory_total_bytes``, ``gpus``,
         ``cuda``, ``packages``, ``conda`` and ``env_vars``; with
         ``with_module_owners`` also ``module_owners`` (:func:`module_owners`,
-        kept in staging by gitxp, not in the record).
+        kept in staging by gitxp, not in the record; cached in ``cache_dir``).
     """
     cpuinfo = _cpu()
     gpus = _gpu_info()
@@ -112,7 +156,7 @@ def capture(*, extra_env_vars: Sequence[str] = (), with_module_owners: bool = Fa
         "packages": _packages(),
         "conda": _conda(sys.prefix, os.environ),
         "env_vars": _env_vars(os.environ, extra_env_vars),
-        **({"module_owners": module_owners()} if with_module_owners else {}),
+        **({"module_owners": module_owners(cache_dir)} if with_module_owners else {}),
     }
 
 
@@ -126,7 +170,8 @@ def _gpu_info() -> list[dict[str, Any]]:
     return gpu_info()  # type: ignore[no-any-return]
 
 
-def capture_interpreter(python: str, *, extra_env_vars: Sequence[str] = (), timeout: float = 60.0, with_module_owners: bool = False) -> dict[str, Any]:
+def capture_interpreter(python: str, *, extra_env_vars: Sequence[str] = (), timeout: float = 60.0, with_module_owners: bool = False,
+                        cache_dir: str | None = None) -> dict[str, Any]:
     """:func:`capture` as seen from another interpreter.
 
     ``gitxp start -- python train.py`` runs the script with whatever
@@ -145,9 +190,9 @@ def capture_interpreter(python: str, *, extra_env_vars: Sequence[str] = (), time
 
     # sys.path[0] is the probe's cwd ('' for -c), not something the script would see: drop it
     code = ("import json,runpy,sys;sys.path.pop(0);m=runpy.run_path(sys.argv[1],run_name='gitxp_env_probe');"
-            f"json.dump(m['capture'](extra_env_vars=sys.argv[2:],with_module_owners={bool(with_module_owners)}),sys.stdout)")
+            f"json.dump(m['capture'](extra_env_vars=sys.argv[3:],with_module_owners={bool(with_module_owners)},cache_dir=sys.argv[2] or None),sys.stdout)")
     try:
-        r = subprocess.run([python, "-c", code, str(Path(__file__).resolve()), *extra_env_vars],
+        r = subprocess.run([python, "-c", code, str(Path(__file__).resolve()), cache_dir or "", *extra_env_vars],
                            capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise ValueError((r.stderr.strip().splitlines() or ["no output"])[-1])

@@ -277,10 +277,11 @@ def _capture_environment(run: staging.RunDir, env_vars: tuple[str, ...], command
         from gitxp.environment import describe
 
         python = _command_python(command)
+        cache = str(run.path.parent.parent / "cache")  # .git/gitxp/cache, beside the runs folder
         if python is None:
-            env = environment.capture(extra_env_vars=env_vars, with_module_owners=True)
+            env = environment.capture(extra_env_vars=env_vars, with_module_owners=True, cache_dir=cache)
         else:
-            env = environment.capture_interpreter(python, extra_env_vars=env_vars, with_module_owners=True)
+            env = environment.capture_interpreter(python, extra_env_vars=env_vars, with_module_owners=True, cache_dir=cache)
         owners = env.pop("module_owners", None)
         if isinstance(owners, dict):  # for `imported: true`, marked at commit (gitxp.environment.imports)
             import json
