@@ -150,7 +150,7 @@ def _params(opts: Mapping[str, Any]) -> dict[str, Any]:
     """``--params-file`` (a YAML mapping) with ``-p`` on top."""
     if not opts["params_file"]:
         return kv(opts["params"], "-p")
-    from gitxp.run.experiment import deep_merge
+    from gitxp.run.logged import deep_merge
     from gitxp.params import yaml12_load
 
     loaded = yaml12_load(Path(opts["params_file"]).read_text())

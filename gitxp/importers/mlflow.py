@@ -102,7 +102,7 @@ def _values(folder: Path, what: str, warn: Any) -> dict[str, str]:
 
 
 def _params(texts: dict[str, str], warn: Any) -> dict[str, Any]:
-    from gitxp.run.experiment import check_params
+    from gitxp.run.logged import check_params
     from gitxp.params import parse_scalar, set_dotted
 
     out: dict[str, Any] = {}

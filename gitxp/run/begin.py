@@ -20,7 +20,8 @@ from typing import Any
 from gitxp.store import layout
 from gitxp.store import staging
 from gitxp.errors import ParamError, RefError, UsageError
-from gitxp.run.experiment import Experiment, _set_current, check_params, default_name
+from gitxp.run.experiment import Experiment, _set_current, default_name
+from gitxp.run.logged import check_params
 from gitxp.run.options import RunOptions
 
 

@@ -22,7 +22,7 @@ def plan(
     from gitxp.store import layout
     from gitxp.artifacts import withheld
     from gitxp.store import inputs as _inputs
-    from gitxp.run.experiment import check_params
+    from gitxp.run.logged import check_params
     from gitxp.run.begin import _check_snapshot_dir
     from gitxp.redact import mask_argv
     from gitxp.store.store import Store

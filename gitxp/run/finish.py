@@ -17,7 +17,7 @@ from gitxp.store import layout
 from gitxp.store import parquet as metrics
 from gitxp.store import staging
 from gitxp.errors import GitxpError, describe_failure
-from gitxp.run.experiment import deep_merge
+from gitxp.run.logged import deep_merge
 from gitxp.plumbing.repo import TREE_MODE, Entry
 
 OUTPUT_MARK = b"[gitxp: %d bytes of earlier output dropped]\n"
