@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from gitxp.store import layout
@@ -18,9 +17,9 @@ from gitxp.store import parquet as metrics
 from gitxp.store import staging
 from gitxp.errors import GitxpError, describe_failure
 from gitxp.run.logged import deep_merge
+from gitxp.run.output import OUTPUT_MARK
 from gitxp.plumbing.repo import TREE_MODE, Entry
 
-OUTPUT_MARK = b"[gitxp: %d bytes of earlier output dropped]\n"
 #: The status a finished run meant to commit, staged in case the commit fails.
 FINAL_FILE = "final.yaml"
 
