@@ -60,7 +60,8 @@ if _typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-    from gitxp.store.store import Record, Store
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
 
 __all__ = [
     "AmbiguousRefError",
@@ -207,8 +208,12 @@ def histories(refs_or_where: str | Iterable[Any], metrics: str | Iterable[str] |
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Store", "Record"):
-        from gitxp.store import store
+    if name == "Store":
+        from gitxp.store.store import Store
 
-        return getattr(store, name)
+        return Store
+    if name == "Record":
+        from gitxp.store.record import Record
+
+        return Record
     raise AttributeError(f"module 'gitxp' has no attribute {name!r}")

@@ -40,9 +40,9 @@ KNOWN: dict[tuple[str, str], str] = {
     ("gitxp.params", "gitxp.store.layout"): "the branch default and the limited YAML loader live in store/layout.py; they belong in the base",
     ("gitxp.store.aliases", "gitxp.remote.merge"): "borrows the timestamp/user helpers of remote and run",
     ("gitxp.store.aliases", "gitxp.run.begin"): "borrows the timestamp/user helpers of remote and run",
-    ("gitxp.store.store", "gitxp.artifacts.keys"): "Record reads artifacts and the key through artifacts (artifacts take a Record: the cycle to break)",
-    ("gitxp.store.store", "gitxp.artifacts.read"): "Record reads artifacts and the key through artifacts (artifacts take a Record: the cycle to break)",
-    ("gitxp.store.store", "gitxp.run.notebook"): "notebook detection used for a record's display",
+    ("gitxp.store.record", "gitxp.artifacts.keys"): "Record reads artifacts and the key through artifacts (artifacts take a Record: the cycle to break)",
+    ("gitxp.store.record", "gitxp.artifacts.read"): "Record reads artifacts and the key through artifacts (artifacts take a Record: the cycle to break)",
+    ("gitxp.store.record", "gitxp.run.notebook"): "notebook detection used for a record's display",
     ("gitxp.store.validate", "gitxp.artifacts.manifest"): "a pulled manifest is checked with artifacts' own rules",
     ("gitxp.text", "gitxp.store.layout"): "to be moved where it belongs",
 }

@@ -27,7 +27,8 @@ from gitxp.artifacts.read import extract, iter_artifact, read_bytes
 from gitxp.artifacts.write import ArtifactEntry, stage, staged, store_file, tree_changes
 from gitxp.errors import DecryptionError, KeyMissingError, StoreError, UnsafeDataError, UsageError
 from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry, Repo
-from gitxp.store.store import Record, Store
+from gitxp.store.record import Record
+from gitxp.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP_ID = "20260101-000000-abcdefabcdef"

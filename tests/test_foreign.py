@@ -474,7 +474,7 @@ def test_newline_in_a_name_never_injects_commit_trailers(mine: Path) -> None:
     name = '"x\\nSigned-off-by: Mallory <m@evil>\\nCo-authored-by: Mallory <m@evil>"'
     craft(mine, {"experiment.yaml": experiment_yaml(name=name, source=f"{{branch: main, commit: null, dirty: false, tree: {head_tree}}}")})
     from gitxp.remote import hooks
-    from gitxp.store.store import Record
+    from gitxp.store.record import Record
 
     with gitxp.open(str(mine)) as store:  # a record as an older reader kept it, name and all
         raw = Record(store, BAD_ID, "", meta={"name": "x\nSigned-off-by: M <m@evil>", "summary": {"a\nb": 1.0}}, params={})

@@ -26,7 +26,7 @@ from gitxp.errors import UnsafeDataError, UsageError
 from gitxp.store import layout
 
 if TYPE_CHECKING:
-    from gitxp.store.store import Record
+    from gitxp.store.record import Record
 
 __all__ = [
     "ENCRYPTED_SUFFIX", "MAX_PARTS", "PARTS_SUFFIX", "artifact_name", "check_item", "check_manifest",

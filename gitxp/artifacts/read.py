@@ -25,7 +25,7 @@ from gitxp.plumbing.repo import FILE_MODE
 from gitxp.store import layout
 
 if TYPE_CHECKING:
-    from gitxp.store.store import Record
+    from gitxp.store.record import Record
 
 __all__ = ["extract", "iter_artifact", "read_bytes"]
 

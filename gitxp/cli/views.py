@@ -1,6 +1,6 @@
 """What the browsing commands print: log, show, table and metric exports.
 
-Pure formatting over :class:`gitxp.store.store.Record`; the commands in
+Pure formatting over :class:`gitxp.store.record.Record`; the commands in
 :mod:`gitxp.cli` only pick options and call one of these.
 """
 

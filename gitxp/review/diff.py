@@ -1,6 +1,6 @@
 """Reviewing results: diff two experiments and check an experiment's code out.
 
-Everything here reads stored experiments (:class:`gitxp.store.store.Record`) and
+Everything here reads stored experiments (:class:`gitxp.store.record.Record`) and
 returns text or plain data; :mod:`gitxp.cli.review` only picks options and
 prints. The params, metrics and code comparisons here are the base the
 other review modules build on: :mod:`gitxp.review.charts` draws :func:`series`,

@@ -106,7 +106,7 @@ def history_table(records: Iterable[Any], metrics: str | Iterable[str] | None = 
 def _records(store: Any, refs_or_where: Any) -> list[Any]:
     """Records from a --where expression, a ref, Records, refs or a runs() frame's ``id`` column."""
     from gitxp.store.query import parse
-    from gitxp.store.store import Record
+    from gitxp.store.record import Record
 
     if isinstance(refs_or_where, str):
         try:
