@@ -99,9 +99,9 @@ def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False
     import gitxp
 
     if hold_flush:
-        from gitxp.run import experiment
+        from gitxp.run import logged
 
-        experiment.FLUSH_INTERVAL, experiment.FLUSH_ROWS = 1e9, 10**15
+        logged.FLUSH_INTERVAL, logged.FLUSH_ROWS = 1e9, 10**15
 
     repo = git_init(Path(tmp) / "repo")
     # reference: the cheapest thing a logger could do per call
