@@ -1,18 +1,104 @@
-"""Runs of the ``git`` binary for transport and hooks: the hooks folder, ``write-tree``, trailers."""
+"""The one way gitxp runs the ``git`` binary, and the few git commands it needs by name.
+
+Environment policy of :func:`run` (:func:`environment` builds it; ``os.environ`` is never changed):
+
+* The caller's environment is inherited, with ``extra_env`` laid on top
+  (a quarantine's ``GIT_OBJECT_DIRECTORY``, for instance).
+* ``GIT_TERMINAL_PROMPT=0`` when ``prompt=False`` and our stdin is not a
+  terminal: a git asking for credentials with nobody to answer would hang.
+* ``git_dir`` (with ``work_tree``) pins the repository: ``GIT_DIR`` and
+  ``GIT_WORK_TREE`` are set, and the caller's ``GIT_INDEX_FILE`` (a hook's
+  index) is dropped unless ``index`` names the one to use. Without
+  ``git_dir`` the inherited ``GIT_DIR``/``GIT_WORK_TREE``/``GIT_INDEX_FILE``
+  stay, so a run inside a git hook sees the index git is using.
+* ``background=True``, for runs the user did not ask for (the code snapshot):
+  ``GIT_OPTIONAL_LOCKS=0``, ``GIT_AUTO_GC=0`` and ``LC_ALL=C`` so output and
+  messages parse the same in every locale.
+* ``in_hook=True`` sets ``GITXP_IN_HOOK=1`` (a push that runs the user's
+  pre-push hook: gitxp's own hook knows it was called by gitxp).
+
+stdin is ``input`` when given, else ``/dev/null``; stdout is captured; stderr
+is captured unless ``show_stderr`` lets git's progress reach the terminal.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+IN_HOOK_ENV = "GITXP_IN_HOOK"
 
-def run(args: list[str], cwd: str | os.PathLike[str], **options: Any) -> subprocess.CompletedProcess[Any]:
-    """``git ARGS`` in ``cwd``; ``options`` go to :func:`subprocess.run` (``text`` defaults to True, ``check`` to False)."""
-    options.setdefault("text", True)
-    options.setdefault("check", False)
-    return subprocess.run(["git", *args], cwd=cwd, **options)
+
+def available() -> bool:
+    """Whether the ``git`` command is on PATH."""
+    return shutil.which("git") is not None
+
+
+def environment(
+    *,
+    extra_env: dict[str, str] | None = None,
+    prompt: bool = True,
+    git_dir: str | os.PathLike[str] | None = None,
+    work_tree: str | os.PathLike[str] | None = None,
+    index: str | os.PathLike[str] | None = None,
+    background: bool = False,
+    in_hook: bool = False,
+) -> dict[str, str]:
+    """The child environment of :func:`run` (the policy in this module's docstring)."""
+    env = {**os.environ, **(extra_env or {})}
+    if not prompt and not sys.stdin.isatty():
+        env["GIT_TERMINAL_PROMPT"] = "0"
+    if git_dir is not None:
+        env.pop("GIT_INDEX_FILE", None)
+        env["GIT_DIR"] = str(git_dir)
+        if work_tree is not None:
+            env["GIT_WORK_TREE"] = str(work_tree)
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(index)
+    if background:
+        env.update(GIT_OPTIONAL_LOCKS="0", GIT_AUTO_GC="0", LC_ALL="C")
+    if in_hook:
+        env[IN_HOOK_ENV] = "1"
+    return env
+
+
+def run(
+    args: list[str],
+    cwd: str | os.PathLike[str],
+    *,
+    input: str | bytes | None = None,
+    text: bool = True,
+    check: bool = False,
+    show_stderr: bool = False,
+    extra_env: dict[str, str] | None = None,
+    prompt: bool = True,
+    git_dir: str | os.PathLike[str] | None = None,
+    work_tree: str | os.PathLike[str] | None = None,
+    index: str | os.PathLike[str] | None = None,
+    background: bool = False,
+    in_hook: bool = False,
+) -> subprocess.CompletedProcess[Any]:
+    """``git ARGS`` in ``cwd``; the environment keywords are :func:`environment`'s.
+
+    Raises:
+        OSError: git could not be started.
+        subprocess.CalledProcessError: ``check`` and git failed.
+    """
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=environment(extra_env=extra_env, prompt=prompt, git_dir=git_dir, work_tree=work_tree, index=index, background=background, in_hook=in_hook),
+        input=input,
+        stdin=subprocess.DEVNULL if input is None else None,
+        stdout=subprocess.PIPE,
+        stderr=None if show_stderr else subprocess.PIPE,
+        text=text,
+        check=check,
+    )
 
 
 def hooks_dir(path: str | os.PathLike[str] = ".") -> Path:
@@ -22,7 +108,7 @@ def hooks_dir(path: str | os.PathLike[str] = ".") -> Path:
     repo = Repo(path)
     cwd = repo.root or repo.git_dir
     try:
-        out = run(["rev-parse", "--git-path", "hooks"], cwd, capture_output=True, check=True).stdout.strip()
+        out = run(["rev-parse", "--git-path", "hooks"], cwd, check=True).stdout.strip()
         return (Path(cwd) / out).resolve()
     except (OSError, subprocess.CalledProcessError):
         custom = repo.config("core", "hooksPath")
@@ -34,7 +120,7 @@ def hooks_dir(path: str | os.PathLike[str] = ".") -> Path:
 
 def write_index_tree(cwd: str | os.PathLike[str]) -> str | None:
     """``git write-tree`` of the index git is using (``GIT_INDEX_FILE`` included); None when it fails."""
-    r = run(["write-tree"], cwd, capture_output=True)
+    r = run(["write-tree"], cwd)
     tree = r.stdout.strip()
     return tree if r.returncode == 0 and tree else None
 
@@ -45,4 +131,17 @@ def add_trailer(message_file: str | os.PathLike[str], trailer: str, cwd: str | o
     Raises:
         subprocess.CalledProcessError: git refused.
     """
-    run(["interpret-trailers", "--in-place", "--if-exists", "replace", "--trailer", trailer, str(message_file)], str(cwd), text=False, check=True, capture_output=True)
+    run(["interpret-trailers", "--in-place", "--if-exists", "replace", "--trailer", trailer, str(message_file)], str(cwd), text=False, check=True)
+
+
+def worktree_add(cwd: str | os.PathLike[str], dest: str | os.PathLike[str], *, branch: str | None = None, commit: str | None = None) -> str | None:
+    """``git worktree add`` of ``branch`` (or ``commit``, detached) at ``dest``; None, or git's last line when it failed.
+
+    Raises:
+        OSError: git could not be started.
+    """
+    where = ["--", str(dest), branch] if branch else ["--detach", "--", str(dest), str(commit)]
+    r = run(["worktree", "add", "-q", *where], cwd)
+    if r.returncode == 0:
+        return None
+    return (r.stderr.strip().splitlines() or ["failed"])[-1]

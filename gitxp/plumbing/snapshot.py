@@ -35,7 +35,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from gitxp.errors import NotARepositoryError, StoreError, UsageError
+from gitxp.plumbing import gitcli
 
 __all__ = ["Snapshot", "Withhold", "capture", "head_info"]
 
@@ -214,12 +214,9 @@ def _resolve_ref(git_dir: Path, ref: str, depth: int = 0) -> str | None:
 
 def _head_via_git(repo_root: Path, git_dir: Path) -> str | None:
     """HEAD's commit for ref formats the file reader does not know (reftable)."""
-    if shutil.which("git") is None:
+    if not gitcli.available():
         return None
-    proc = subprocess.run(
-        ["git", "rev-parse", "-q", "--verify", "HEAD^{commit}"],
-        cwd=repo_root, env=_git_env(repo_root, git_dir), capture_output=True, text=True,
-    )
+    proc = gitcli.run(["rev-parse", "-q", "--verify", "HEAD^{commit}"], repo_root, **_git_env(repo_root, git_dir))
     return proc.stdout.strip() or None
 
 
@@ -272,8 +269,8 @@ def capture(
         )
     rel_dir = _relative_code_dir(repo_root, code_dir)
     if engine == "auto":
-        engine = "git" if shutil.which("git") else "dulwich"
-    elif engine == "git" and shutil.which("git") is None:
+        engine = "git" if gitcli.available() else "dulwich"
+    elif engine == "git" and not gitcli.available():
         raise StoreError("the git engine was asked for but `git` is not on PATH",
                          "install git or use engine='dulwich'")
     if engine == "git":
@@ -322,21 +319,14 @@ def _under(path: str, rel_dir: str | None) -> bool:
 # --------------------------------------------------------------------------- #
 
 
-def _git_env(repo_root: Path, git_dir: Path, index: Path | None = None) -> dict[str, str]:
-    """A child environment pinned to this repository; never touches os.environ."""
-    env = dict(os.environ)
-    env.pop("GIT_INDEX_FILE", None)
-    env.update(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(repo_root),
-               GIT_OPTIONAL_LOCKS="0", GIT_AUTO_GC="0", LC_ALL="C")
-    if index is not None:
-        env["GIT_INDEX_FILE"] = str(index)
-    return env
+def _git_env(repo_root: Path, git_dir: Path, index: Path | None = None) -> dict[str, Any]:
+    """:func:`gitcli.run`'s keywords for this repository: pinned, in the background, ``index`` or none inherited."""
+    return {"git_dir": git_dir, "work_tree": repo_root, "index": index, "background": True}
 
 
-def _git(args: list[str], repo_root: Path, env: dict[str, str], stdin: bytes | None = None,
+def _git(args: list[str], repo_root: Path, env: dict[str, Any], stdin: bytes | None = None,
          ok: Iterable[int] = (0,)) -> bytes:
-    proc = subprocess.run(["git", *args], cwd=repo_root, env=env, input=stdin,
-                          capture_output=True)
+    proc = gitcli.run(args, repo_root, input=stdin, text=False, **env)
     if proc.returncode not in ok:
         message = proc.stderr.decode(errors="replace").strip().splitlines()
         raise StoreError(f"`git {args[0]}` failed while taking the code snapshot: "
@@ -411,7 +401,7 @@ def preview(repo_root: Path, git_dir: Path, *, code_dir: Path | None = None, max
     Needs the git binary (the dulwich engine has no read-only listing yet).
     """
     repo_root, git_dir = Path(repo_root), Path(git_dir)
-    if shutil.which("git") is None:
+    if not gitcli.available():
         raise StoreError("a snapshot preview needs `git` on PATH", "install git, or run with --no-code")
     rel_dir = _relative_code_dir(repo_root, code_dir)
     plan = _plan_git(repo_root, git_dir, rel_dir, max_file_size, withhold or Withhold())
@@ -515,7 +505,7 @@ def _too_big(path: Path, cap: int) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size > cap
 
 
-def _wrap_git(repo_root: Path, env: dict[str, str], subtree: str, rel_dir: str | None) -> str | None:
+def _wrap_git(repo_root: Path, env: dict[str, Any], subtree: str, rel_dir: str | None) -> str | None:
     """Nest ``subtree`` under ``rel_dir``'s parents so its paths stay repository-relative."""
     if not subtree or subtree == EMPTY_TREE:
         return None

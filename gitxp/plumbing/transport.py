@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from itertools import count
@@ -31,13 +30,12 @@ _FSCK_ERRORS = (
     "gitattributesBlob", "gitattributesLarge", "gitattributesLineLength",
 )
 ENGINE_ENV = "GITXP_ENGINE"
-IN_HOOK_ENV = "GITXP_IN_HOOK"
 _seq = count()
 
 
 def engine(choice: str | None = None) -> str:
     """``git`` when the CLI is on PATH, else ``dulwich``; ``GITXP_ENGINE`` or ``choice`` overrides."""
-    choice = choice or os.environ.get(ENGINE_ENV) or ("git" if shutil.which("git") else "dulwich")
+    choice = choice or os.environ.get(ENGINE_ENV) or ("git" if gitcli.available() else "dulwich")
     if choice not in ("git", "dulwich"):
         raise RemoteError(f"unknown engine {choice!r}", f"set {ENGINE_ENV} to git or dulwich")
     return choice
@@ -52,27 +50,11 @@ def remote_config(repo: Repo, section: tuple[bytes, ...], key: bytes) -> str | N
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _git_env(*, in_hook: bool = False, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, **(extra or {})}
-    if not sys.stdin.isatty():
-        env["GIT_TERMINAL_PROMPT"] = "0"
-    if in_hook:
-        env[IN_HOOK_ENV] = "1"
-    return env
-
-
 def _run_git(repo: Repo, args: list[str], *, quiet: bool, in_hook: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """git with no prompt when nobody can answer; its stderr reaches the terminal unless ``quiet``."""
     show = not quiet and sys.stderr.isatty()
-    cwd = str(repo.root or repo.git_dir)
     try:
-        return gitcli.run(
-            args,
-            cwd,
-            env=_git_env(in_hook=in_hook, extra=env),
-            stdout=subprocess.PIPE,
-            stderr=None if show else subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
+        return gitcli.run(args, str(repo.root or repo.git_dir), extra_env=env, prompt=False, in_hook=in_hook, show_stderr=show)
     except OSError as exc:
         raise RemoteError(f"could not run git: {exc}", f"install git or set {ENGINE_ENV}=dulwich") from exc
 

@@ -15,8 +15,6 @@ import difflib
 import math
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 from gitxp import text as render
 from gitxp.store import tables
 from gitxp.errors import GitxpError, UsageError
+from gitxp.plumbing import gitcli
 from gitxp.plumbing.repo import GITLINK_MODE, TREE_MODE, Entry
 
 #: Text files larger than this are summarised, not diffed line by line
@@ -523,10 +522,8 @@ def checkout(store: Any, ref: str, *, branch: str | None = None, worktree: str |
         if repo.ref(branch) is not None:
             raise _branch_exists(branch)
     dest: Path | None = None
-    git = None
     if worktree is not None:
-        git = shutil.which("git")
-        if git is None:
+        if not gitcli.available():
             raise GitxpError("--worktree needs the `git` command, which is not on PATH", "install git, or use -b BRANCH alone")
         dest = Path(worktree).resolve()
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -534,12 +531,9 @@ def checkout(store: Any, ref: str, *, branch: str | None = None, worktree: str |
     commit, made, notes = code_commit(store, rec)
     if branch is not None and not repo.cas_ref(branch, None, commit, message=f"gitxp: checkout {rec.id}"):
         raise _branch_exists(branch)
-    if dest is not None and git is not None:
-        args = [git, "worktree", "add", "-q"] + (["--", str(dest), branch] if branch else ["--detach", "--", str(dest), commit])
-        cwd = repo.root or repo.common_dir
-        r = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-        if r.returncode != 0:
-            msg = (r.stderr.strip().splitlines() or ["failed"])[-1]
+    if dest is not None:
+        msg = gitcli.worktree_add(repo.root or repo.common_dir, dest, branch=branch, commit=commit)
+        if msg is not None:
             raise GitxpError(f"git worktree add failed: {msg}", f"the code is commit {commit[:10]}{' on branch ' + branch if branch else ''}; add the worktree by hand")
     return CheckoutResult(commit, made, branch, dest, tuple(notes))
 
