@@ -12,7 +12,7 @@
     store.get("@").metrics()          # a pyarrow Table
 
 Importing this package is cheap: pyarrow, dulwich and cryptography load only
-when a function needs them.
+when a function needs them, and the run API itself on first use.
 
 ``__all__`` is the whole public surface (tests/test_exported_members.py keeps
 it sorted and complete); everything else is internal. ``gitxp.open`` is public
@@ -53,13 +53,12 @@ from gitxp.errors import (
     UnsafeDataError,
     UsageError,
 )
-from gitxp.run.experiment import Experiment, current, start
-
 if _typing.TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
+    from gitxp.run.experiment import Experiment, current, start
     from gitxp.store.record import Record
     from gitxp.store.store import Store
 
@@ -136,6 +135,8 @@ def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathL
 
 
 def _active() -> Experiment:
+    from gitxp.run.experiment import current
+
     xp = current()
     if xp is None:
         raise NoActiveExperimentError()
@@ -208,6 +209,13 @@ def histories(refs_or_where: str | Iterable[Any], metrics: str | Iterable[str] |
 
 
 def __getattr__(name: str) -> Any:
+    """The run API and the store's classes, imported on first use: ``gitxp --help`` and tools that
+    only read never load the live-run machinery."""
+    if name in ("Experiment", "current", "start"):
+        from gitxp.run import experiment
+
+        value = globals()[name] = getattr(experiment, name)
+        return value
     if name == "Store":
         from gitxp.store.store import Store
 
