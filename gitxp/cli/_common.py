@@ -42,6 +42,8 @@ def warn_unrecovered(store: Any) -> None:
 
 def hint_pull(store: Any) -> None:
     """A fresh clone looks empty until `gitxp pull`: say so, with the count, in one line."""
+    if store.exists():
+        return  # the usual case, without importing the remote machinery on every listing
     from gitxp.remote.sync import pull_hint
 
     hint = pull_hint(store)
