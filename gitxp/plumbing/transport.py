@@ -64,17 +64,8 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else "no message"
 
 
-def read_ref(repo: Repo, name: str) -> str | None:
-    """The commit a full ref name points at, or None."""
-    try:
-        value = repo.dulwich.refs[name.encode()]
-    except KeyError:
-        return None
-    return value.decode()
-
-
 def set_ref(repo: Repo, name: str, sha: str | None) -> None:
-    """Point a full ref name at ``sha``, unconditionally; None removes it."""
+    """Point a full ref name at ``sha``, unconditionally; None removes it (read refs with :meth:`Repo.read_ref`)."""
     refs = repo.dulwich.refs
     if sha is None:
         refs.remove_if_equals(name.encode(), None)
@@ -110,7 +101,7 @@ def fetch(repo: Repo, target: str, branch: str, *, eng: str, quarantine: Quarant
             if bad:
                 raise UnsafeDataError(f"refusing the store fetched from {target}: git's object check failed: {bad[0]}", "nothing was merged; ask whoever pushed it to repair the store")
             raise RemoteError(f"git fetch from {target} failed: {_last_line(r.stderr)}", "check the remote's URL and your access to it")
-        return read_ref(repo, incoming), incoming
+        return repo.read_ref(incoming), incoming
     return _dulwich_fetch(repo, target, branch, incoming, quarantine=quarantine, quiet=quiet), incoming
 
 

@@ -35,7 +35,7 @@ from gitxp.errors import ForeignStoreError, RemoteError, UsageError
 from gitxp.plumbing import fsck
 from gitxp.plumbing.quarantine import Quarantine
 from gitxp.plumbing.repo import Repo
-from gitxp.plumbing.transport import engine, fetch, push_once, read_ref, remote_config, set_ref
+from gitxp.plumbing.transport import engine, fetch, push_once, remote_config, set_ref
 from gitxp.remote.merge import count_experiments, merge
 from gitxp.store import layout
 from gitxp.store import validate
@@ -160,7 +160,7 @@ def _pull_into(repo: Repo, target: str, name: str | None, branch: str, *, eng: s
                 _check_same_store(repo, ours_tree, theirs_doc, target, force)
             quarantine.migrate()
         except BaseException:
-            if read_ref(repo, incoming) is not None:
+            if repo.read_ref(incoming) is not None:
                 set_ref(repo, incoming, None)
             raise
     try:
@@ -169,7 +169,7 @@ def _pull_into(repo: Repo, target: str, name: str | None, branch: str, *, eng: s
         action, commit, new = merge(repo, branch, theirs, label=name or target)
         return SyncResult(target, branch, action, commit, new)
     finally:
-        if read_ref(repo, incoming) is not None:
+        if repo.read_ref(incoming) is not None:
             set_ref(repo, incoming, None)
 
 
