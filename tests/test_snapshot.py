@@ -16,7 +16,8 @@ import pytest
 
 from conftest import GIT_ENV
 from gitxp.errors import NotARepositoryError, StoreError, UsageError
-from gitxp.plumbing.snapshot import EMPTY_TREE, Snapshot, capture, head_info
+from gitxp.plumbing.refs import head_info
+from gitxp.plumbing.snapshot import EMPTY_TREE, Snapshot, capture
 
 ENGINES = ("git", "dulwich")
 ENV = {

@@ -1,5 +1,10 @@
 """Refs: read them (loose, then packed), move them with compare-and-swap under git's lock protocol.
 
+The one reader of refs and HEAD: :func:`head_info` and :func:`resolve_ref`
+read files (per-worktree refs first, then the shared git dir, then
+``packed-refs``), asking git only for a ref format they do not know
+(reftable); :class:`Refs` (``Repo.ref``, ``read_ref``, ``head``) uses them.
+
 :class:`Refs` is a part of :class:`~gitxp.plumbing.repo.Repo`: the branch
 updates happen under a file lock plus compare-and-swap on the ref, retried
 when another writer (or plain git) moved it first.
@@ -14,7 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitxp.errors import StoreError
+from gitxp.errors import NotARepositoryError, StoreError
+from gitxp.plumbing import gitcli
 
 ZERO_SHA = "0" * 40
 #: A ref's ``.lock`` file older than this, while we hold gitxp's own lock, was
@@ -23,9 +29,77 @@ ZERO_SHA = "0" * 40
 STALE_REF_LOCK_S = 5.0
 
 
+def head_info(repo_root: Path, git_dir: Path) -> tuple[str | None, str | None]:
+    """Return ``(commit, branch)`` for HEAD by reading files, no process.
+
+    Every experiment records these, so they are read straight from
+    ``HEAD``, the loose ref and ``packed-refs`` (a fraction of a millisecond)
+    rather than by spawning git. ``commit`` is ``None`` on an unborn branch,
+    ``branch`` is ``None`` when HEAD is detached.
+
+    Raises:
+        NotARepositoryError: ``git_dir`` has no HEAD.
+    """
+    git_dir = Path(git_dir)
+    try:
+        head = (git_dir / "HEAD").read_text(encoding="utf-8", errors="surrogateescape").strip()
+    except OSError as exc:
+        raise NotARepositoryError(str(repo_root)) from exc
+    if not head.startswith("ref:"):
+        return (head or None), None
+    ref = head[4:].strip()
+    branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else None
+    if (git_dir / "reftable").exists() or common_dir(git_dir).joinpath("reftable").exists():
+        return _head_via_git(repo_root, git_dir), branch
+    return resolve_ref(git_dir, ref), branch
+
+
+def common_dir(git_dir: Path) -> Path:
+    """The shared git dir of a linked worktree (``git_dir`` itself otherwise)."""
+    try:
+        rel = (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    except OSError:
+        return git_dir
+    return (git_dir / rel).resolve()
+
+
+def resolve_ref(git_dir: Path, ref: str, depth: int = 0) -> str | None:
+    """Follow a ref through loose files and ``packed-refs``; ``None`` if unborn."""
+    if depth > 5:
+        return None
+    common = common_dir(git_dir)
+    for base in (git_dir, common) if common != git_dir else (git_dir,):
+        try:
+            value = (base / ref).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if value.startswith("ref:"):
+            return resolve_ref(git_dir, value[4:].strip(), depth + 1)
+        return value or None
+    try:
+        packed = (common / "packed-refs").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    suffix = " " + ref
+    for line in packed.splitlines():
+        if line.endswith(suffix) and not line.startswith(("#", "^")):
+            return line.split(" ", 1)[0]
+    return None
+
+
+def _head_via_git(repo_root: Path, git_dir: Path) -> str | None:
+    """HEAD's commit for ref formats the file reader does not know (reftable)."""
+    if not gitcli.available():
+        return None
+    proc = gitcli.run(["rev-parse", "-q", "--verify", "HEAD^{commit}"], repo_root, git_dir=git_dir, work_tree=repo_root, background=True)
+    return proc.stdout.strip() or None
+
+
+
 class Refs:
     """The ref half of :class:`~gitxp.plumbing.repo.Repo`."""
 
+    root: Path | None
     git_dir: Path
     common_dir: Path
     gitxp_dir: Path
@@ -40,36 +114,15 @@ class Refs:
         return self.read_ref(f"refs/heads/{branch}")
 
     def read_ref(self, name: str) -> str | None:
-        """The object a ref (full name, ``refs/…``) points at: loose, then packed."""
-        try:
-            value = (self.common_dir / name).read_text().strip()
-            if value.startswith("ref:"):
-                return self.read_ref(value[4:].strip())
-            return value or None
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            pass
-        try:
-            with open(self.common_dir / "packed-refs", "rb") as f:
-                target = b" " + name.encode()
-                for line in f:
-                    line = line.rstrip(b"\n")
-                    if line.endswith(target) and not line.startswith((b"#", b"^")):
-                        return line[:40].decode()
-        except FileNotFoundError:
-            pass
-        return None
+        """The object a ref (full name, ``refs/…``) points at: see :func:`resolve_ref`."""
+        return resolve_ref(self.git_dir, name)
 
     def head(self) -> tuple[str | None, str | None]:
-        """(commit, branch) of this work tree's HEAD; either may be None."""
+        """(commit, branch) of this work tree's HEAD; either may be None (see :func:`head_info`)."""
         try:
-            text = (self.git_dir / "HEAD").read_text().strip()
-        except FileNotFoundError:
+            return head_info(self.root or self.git_dir, self.git_dir)
+        except NotARepositoryError:
             return None, None
-        if text.startswith("ref:"):
-            ref = text[4:].strip()
-            branch = ref.removeprefix("refs/heads/")
-            return self.ref(branch), branch
-        return text, None
 
     def cas_ref(self, branch: str, old: str | None, new: str, *, message: str = "") -> bool:
         """Move a branch from ``old`` (None: create it) to ``new`` only if it still points at ``old``.

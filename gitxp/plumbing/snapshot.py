@@ -43,8 +43,9 @@ from typing import Any
 
 from gitxp.errors import NotARepositoryError, StoreError, UsageError
 from gitxp.plumbing import gitcli
+from gitxp.plumbing.refs import common_dir, head_info
 
-__all__ = ["Snapshot", "Withhold", "capture", "head_info"]
+__all__ = ["Snapshot", "Withhold", "capture"]
 
 DEFAULT_MAX_FILE_SIZE = 10 * 2**20
 #: Untracked files at least this large are named at start even when they are text.
@@ -152,72 +153,6 @@ class Withhold:
 # --------------------------------------------------------------------------- #
 # HEAD
 # --------------------------------------------------------------------------- #
-
-
-def head_info(repo_root: Path, git_dir: Path) -> tuple[str | None, str | None]:
-    """Return ``(commit, branch)`` for HEAD by reading files, no process.
-
-    Every experiment records these, so they are read straight from
-    ``HEAD``, the loose ref and ``packed-refs`` (a fraction of a millisecond)
-    rather than by spawning git. ``commit`` is ``None`` on an unborn branch,
-    ``branch`` is ``None`` when HEAD is detached.
-
-    Raises:
-        NotARepositoryError: ``git_dir`` has no HEAD.
-    """
-    git_dir = Path(git_dir)
-    try:
-        head = (git_dir / "HEAD").read_text(encoding="utf-8", errors="surrogateescape").strip()
-    except OSError as exc:
-        raise NotARepositoryError(str(repo_root)) from exc
-    if not head.startswith("ref:"):
-        return (head or None), None
-    ref = head[4:].strip()
-    branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else None
-    if (git_dir / "reftable").exists() or _common_dir(git_dir).joinpath("reftable").exists():
-        return _head_via_git(repo_root, git_dir), branch
-    return _resolve_ref(git_dir, ref), branch
-
-
-def _common_dir(git_dir: Path) -> Path:
-    """The shared git dir of a linked worktree (``git_dir`` itself otherwise)."""
-    try:
-        rel = (git_dir / "commondir").read_text(encoding="utf-8").strip()
-    except OSError:
-        return git_dir
-    return (git_dir / rel).resolve()
-
-
-def _resolve_ref(git_dir: Path, ref: str, depth: int = 0) -> str | None:
-    """Follow a ref through loose files and ``packed-refs``; ``None`` if unborn."""
-    if depth > 5:
-        return None
-    common = _common_dir(git_dir)
-    for base in (git_dir, common) if common != git_dir else (git_dir,):
-        try:
-            value = (base / ref).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if value.startswith("ref:"):
-            return _resolve_ref(git_dir, value[4:].strip(), depth + 1)
-        return value or None
-    try:
-        packed = (common / "packed-refs").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    suffix = " " + ref
-    for line in packed.splitlines():
-        if line.endswith(suffix) and not line.startswith(("#", "^")):
-            return line.split(" ", 1)[0]
-    return None
-
-
-def _head_via_git(repo_root: Path, git_dir: Path) -> str | None:
-    """HEAD's commit for ref formats the file reader does not know (reftable)."""
-    if not gitcli.available():
-        return None
-    proc = gitcli.run(["rev-parse", "-q", "--verify", "HEAD^{commit}"], repo_root, **_git_env(repo_root, git_dir))
-    return proc.stdout.strip() or None
 
 
 # --------------------------------------------------------------------------- #
@@ -444,7 +379,7 @@ def _capture_git(repo_root: Path, git_dir: Path, rel_dir: str | None, cap: int, 
         tree = _wrap_git(repo_root, env, tree, rel_dir) if tree else None
         return Snapshot(tree, commit, branch, False, skipped, rel_dir)
 
-    tmp_dir = _common_dir(git_dir) / "gitxp" / "tmp"
+    tmp_dir = common_dir(git_dir) / "gitxp" / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f"index-{os.getpid()}-", dir=tmp_dir)
     os.close(fd)

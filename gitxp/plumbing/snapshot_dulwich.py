@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from gitxp.errors import GitxpError, NotARepositoryError, StoreError
-from gitxp.plumbing.snapshot import EMPTY_TREE, Snapshot, Withhold, _hash_file, _notable, _under, head_info
+from gitxp.plumbing.refs import head_info
+from gitxp.plumbing.snapshot import EMPTY_TREE, Snapshot, Withhold, _hash_file, _notable, _under
 
 _GITLINK = 0o160000
 
