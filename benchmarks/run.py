@@ -640,6 +640,7 @@ def case_listing(R: Results, a: argparse.Namespace) -> dict[int, Path]:
     clone = tmp / f"clone{n}"
     subprocess.run(["git", "clone", "-q", str(stores[n]), str(clone)], check=True, env=env())
     subprocess.run(["git", "-C", str(clone), "fetch", "-q", "origin", "gitxp:gitxp"], check=True, env=env())
+    fresh_log: list[float] = []
     for cmd, argv, tgt in (("log", ["log", "-n", "20"], 0.5), ("table", ["table"], 2.0)):
         fresh, warm, cf = [], [], []
         for _ in range(reps):
@@ -648,8 +649,19 @@ def case_listing(R: Results, a: argparse.Namespace) -> dict[int, Path]:
             cf.append(CPU[-1])
             warm.append(proc_time([PY, "-m", "gitxp", *argv], cwd=clone))
         tstr = f"≤ {tgt} s" + (" (at 20,000; quick ran 5,000)" if a.quick else "")
+        if cmd == "log":
+            fresh_log = fresh
         R.add(f"5. gitxp {' '.join(argv)}, {n:,} experiments, fresh git clone (no cache)", f"{fmt_s(med(fresh))} (CPU {fmt_s(med(cf))})",
               f"warm cache {fmt_s(med(warm))}", f"{med(fresh) / med(warm):.1f}×", tstr, med(fresh) <= tgt)
+    # the same fresh clone of a store written before the listing index existed (every experiment.yaml parsed)
+    old = tmp / f"norows{n}"
+    make_store(old, n, quiet=True, rows=False)
+    old_clone = tmp / f"clone-norows{n}"
+    subprocess.run(["git", "clone", "-q", str(old), str(old_clone)], check=True, env=env())
+    subprocess.run(["git", "-C", str(old_clone), "fetch", "-q", "origin", "gitxp:gitxp"], check=True, env=env())
+    before = proc_time([PY, "-m", "gitxp", "log", "-n", "20"], cwd=old_clone)
+    R.add(f"5. gitxp log -n 20, {n:,} experiments, fresh git clone of a store without listing/ (before the index)", f"{fmt_s(before)} (CPU {fmt_s(CPU[-1])})",
+          f"with listing/: {fmt_s(med(fresh_log))}", f"{before / med(fresh_log):.1f}×", "–", None)
     R.notes.append("case 5: 'cold' = gitxp's derived index cache (.git/gitxp/cache) deleted before the call; the OS page cache is warm in both. "
                    "'fresh git clone' = `git clone` of the store plus `git fetch origin gitxp:gitxp` (packed objects), .git/gitxp absent.")
     stores["tmp"] = tmp  # type: ignore[index]
