@@ -28,7 +28,7 @@ from gitxp.store import layout
 from gitxp.store import parquet as metrics
 from gitxp.store import staging
 from gitxp.errors import ExperimentStateError, GitxpError, RunNotStoredError, UsageError, describe_failure
-from gitxp.run.logged import Logbook
+from gitxp.run.logged import Logbook, preload_arrow
 
 ENV_ID = "GITXP_EXPERIMENT"
 ENV_RUN_DIR = "GITXP_RUN_DIR"
@@ -415,6 +415,7 @@ def current() -> Experiment | None:
                 return None
             meta = run.read_meta()
             params = run.read_yaml("params.yaml", {}) or {}
+            preload_arrow()
             _current = Experiment(None, run, meta, dict(params), owner=False)
             _current._given = dict(params)  # type: ignore[attr-defined]  # what `gitxp start -p` set
             _inherit_alerts(_current)
@@ -469,6 +470,8 @@ def start(
     from gitxp.run.begin import begin
     from gitxp.run.options import RunOptions
 
+    if command is None:
+        preload_arrow()  # this process logs: see preload_arrow (gitxp start's wrapper logs nothing itself)
     options = RunOptions(
         tags=tags or {}, notes=notes, parent=parent, resume=resume, log_hardware=log_hardware, hardware_interval=hardware_interval,
         code_dir=code_dir, capture_code=capture_code, capture_env=capture_env, env_vars=tuple(env_vars),
