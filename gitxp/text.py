@@ -59,6 +59,8 @@ def clean(text: str, *, multiline: bool = False, keep_style: bool = False) -> st
     keeps newlines and tabs (``\\r`` becomes a newline). ``keep_style``
     keeps the colour codes :func:`style` writes, for whole pages built here.
     """
+    if text.isprintable():
+        return text  # the usual case, in C: every character removed below is non-printable (Cc, Cf, Zl, Zp, Cs)
     from gitxp.store.layout import CONTROL_MULTILINE_RE, CONTROL_RE
 
     if keep_style:
