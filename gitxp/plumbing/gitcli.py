@@ -74,15 +74,9 @@ def run(
     text: bool = True,
     check: bool = False,
     show_stderr: bool = False,
-    extra_env: dict[str, str] | None = None,
-    prompt: bool = True,
-    git_dir: str | os.PathLike[str] | None = None,
-    work_tree: str | os.PathLike[str] | None = None,
-    index: str | os.PathLike[str] | None = None,
-    background: bool = False,
-    in_hook: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[Any]:
-    """``git ARGS`` in ``cwd``; the environment keywords are :func:`environment`'s.
+    """``git ARGS`` in ``cwd``, in ``env`` (made by :func:`environment`; its defaults when None).
 
     Raises:
         OSError: git could not be started.
@@ -91,7 +85,7 @@ def run(
     return subprocess.run(
         ["git", *args],
         cwd=cwd,
-        env=environment(extra_env=extra_env, prompt=prompt, git_dir=git_dir, work_tree=work_tree, index=index, background=background, in_hook=in_hook),
+        env=environment() if env is None else env,
         input=input,
         stdin=subprocess.DEVNULL if input is None else None,
         stdout=subprocess.PIPE,

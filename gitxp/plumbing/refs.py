@@ -91,7 +91,8 @@ def _head_via_git(repo_root: Path, git_dir: Path) -> str | None:
     """HEAD's commit for ref formats the file reader does not know (reftable)."""
     if not gitcli.available():
         return None
-    proc = gitcli.run(["rev-parse", "-q", "--verify", "HEAD^{commit}"], repo_root, git_dir=git_dir, work_tree=repo_root, background=True)
+    proc = gitcli.run(["rev-parse", "-q", "--verify", "HEAD^{commit}"], repo_root,
+                      env=gitcli.environment(git_dir=git_dir, work_tree=repo_root, background=True))
     return proc.stdout.strip() or None
 
 

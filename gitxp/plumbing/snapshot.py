@@ -254,14 +254,14 @@ def _under(path: str, rel_dir: str | None) -> bool:
 # --------------------------------------------------------------------------- #
 
 
-def _git_env(repo_root: Path, git_dir: Path, index: Path | None = None) -> dict[str, Any]:
-    """:func:`gitcli.run`'s keywords for this repository: pinned, in the background, ``index`` or none inherited."""
-    return {"git_dir": git_dir, "work_tree": repo_root, "index": index, "background": True}
+def _git_env(repo_root: Path, git_dir: Path, index: Path | None = None) -> dict[str, str]:
+    """git's environment for this repository: pinned, in the background, ``index`` or none inherited."""
+    return gitcli.environment(git_dir=git_dir, work_tree=repo_root, index=index, background=True)
 
 
-def _git(args: list[str], repo_root: Path, env: dict[str, Any], stdin: bytes | None = None,
+def _git(args: list[str], repo_root: Path, env: dict[str, str], stdin: bytes | None = None,
          ok: Iterable[int] = (0,)) -> bytes:
-    proc = gitcli.run(args, repo_root, input=stdin, text=False, **env)
+    proc = gitcli.run(args, repo_root, input=stdin, text=False, env=env)
     if proc.returncode not in ok:
         message = proc.stderr.decode(errors="replace").strip().splitlines()
         raise StoreError(f"`git {args[0]}` failed while taking the code snapshot: "

@@ -54,7 +54,7 @@ def _run_git(repo: Repo, args: list[str], *, quiet: bool, in_hook: bool = False,
     """git with no prompt when nobody can answer; its stderr reaches the terminal unless ``quiet``."""
     show = not quiet and sys.stderr.isatty()
     try:
-        return gitcli.run(args, str(repo.root or repo.git_dir), extra_env=env, prompt=False, in_hook=in_hook, show_stderr=show)
+        return gitcli.run(args, str(repo.root or repo.git_dir), env=gitcli.environment(extra_env=env, prompt=False, in_hook=in_hook), show_stderr=show)
     except OSError as exc:
         raise RemoteError(f"could not run git: {exc}", f"install git or set {ENGINE_ENV}=dulwich") from exc
 
