@@ -194,15 +194,15 @@ def flush_series(series: dict[str, Series], seg_dir: Path, tag: str) -> int:
 def read_parquet(source: Any) -> Any:
     """A whole Parquet file (path or buffer) as a table, without pyarrow's dataset scanner.
 
-    ``pq.read_table`` scans through the dataset API, whose read-ahead tasks
-    may still be alive on a C++ thread when the process exits right after:
-    std::terminate, exit 134 after correct output (about 1 run in 50).
-    ``ParquetFile.read`` decodes synchronously and leaves nothing behind.
+    ``pq.read_table``'s dataset scanner may leave read-ahead tasks on a C++
+    thread when the process exits right after (std::terminate, exit 134 after
+    correct output, 1 run in 50); a pooled decode did the same to ``gitxp show``
+    in CI. ``ParquetFile.read(use_threads=False)`` runs on no such thread.
     """
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(source) as pf:
-        return pf.read()
+        return pf.read(use_threads=False)
 
 
 def read_segments(seg_dir: Path) -> Any:
@@ -339,7 +339,7 @@ class _SegmentPieces:
         cols = ["step", "value", "timestamp"]
         if group >= 0:
             with pq.ParquetFile(path) as pf:
-                return pf.read_row_group(group, columns=cols)
+                return pf.read_row_group(group, columns=cols, use_threads=False)
         if path not in self.whole:
             self.whole[path] = read_parquet(path).select(cols)
         t = self.whole[path].slice(offset, n)
@@ -581,7 +581,7 @@ def from_parquet_bytes(data: bytes, *, what: str = "metrics.parquet") -> Any:
 
     pf = check_parquet(data, what=what)
     try:
-        table = pf.read()
+        table = pf.read(use_threads=False)  # see read_parquet
         if _kind(what) == "metrics":
             table = table.select(["name", "step", "value", "timestamp"])
             if table.schema != schema():
