@@ -134,7 +134,7 @@ def test_a_new_commit_rereads_only_the_changed_day(store_repo: Path, reads: list
     reads.clear()
     with Store(Repo(store_repo)) as store:
         store.amend(IDS["a"], tags={"best": True})  # returns the amended record: the index is brought up to date
-    assert reads == [IDS["a"]]  # an amendment changes the experiment's tree id; b is kept
+    assert set(reads) == {IDS["a"]}  # an amendment changes the experiment's tree id; b is kept (get() reads a's files too)
     reads.clear()
     rows = _listing(store_repo)
     assert reads == []

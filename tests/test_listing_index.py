@@ -132,9 +132,11 @@ def test_tags_written_by_gitxp_get_a_new_row(tmp_path: Path, git_repo: Path, mon
     clone = _clone(git_repo, tmp_path / "clone")
     reads = _FileReads(monkeypatch)
     with gitxp.open(clone) as store:
-        assert store.get(ids[3]).tags == {"reviewed": "yes"}
-        assert len(store.experiments()) == 17
-    assert reads.ids == []
+        listed = {r.id: r for r in store.experiments()}
+        assert len(listed) == 17 and listed[ids[3]].tags == {"reviewed": "yes"}
+        assert reads.ids == []  # the amended experiment's new row was used
+        assert store.get(ids[3]).tags == {"reviewed": "yes"}  # one experiment's view reads its files
+    assert reads.ids == [ids[3]]
 
 
 def _plant(repo: Path, day: str, name: str, content: bytes) -> None:
@@ -215,3 +217,23 @@ def test_a_store_without_rows_still_lists(tmp_path: Path, git_repo: Path) -> Non
     clone = _clone(git_repo, tmp_path / "clone")
     out = json.loads(run_gitxp(clone, "log", "--format", "json").stdout)
     assert [e["id"] for e in out["experiments"]] == ids[::-1]
+
+
+def test_show_reads_an_experiments_own_files_even_where_a_forged_row_lists_it(tmp_path: Path, git_repo: Path) -> None:
+    """A plain git clone takes listing rows as they come (checked for types); one experiment's view never does."""
+    ids = _runs(git_repo, 18)
+    day = f"{ids[0][:4]}-{ids[0][4:6]}-{ids[0][6:8]}"
+    tree = run_git(git_repo, "rev-parse", f"gitxp:experiments/{day}/{ids[4]}").strip()
+    meta = yaml.safe_load(run_git(git_repo, "show", f"gitxp:experiments/{day}/{ids[4]}/experiment.yaml"))
+    forged = {**meta, "summary": {"best": 1000}, "tags": {"verified": "yes"}}
+    line = listing.encode_row(ids[4], tree, forged, {"lr": 0.4, "opt": {"name": "adam"}})
+    assert line is not None
+    # the forged row first: a clone takes the first row it finds for an (id, tree)
+    pending = run_git(git_repo, "show", f"gitxp:listing/{day}/pending.jsonl").encode()
+    _plant(git_repo, day, "pending.jsonl", line + pending)
+    clone = _clone(git_repo, tmp_path / "clone")
+    run_gitxp(clone, "log", "-n", "1")  # the cold listing fills the cache from the rows
+    shown = json.loads(run_gitxp(clone, "show", ids[4], "--format", "json").stdout)
+    assert shown["summary"] == {"best": 4} and shown["tags"] == {}
+    with gitxp.open(clone) as store:
+        assert store.get(ids[4]).summary == {"best": 4}

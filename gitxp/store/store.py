@@ -190,7 +190,7 @@ class Store:
         tags = layout.check_tags(tags) if tags else tags
         if note is not None:
             layout.check_text(note, "note", multiline=True)
-        rec = self.get(ref)
+        rec = self._find(ref)
         base = layout.experiment_dir(rec.id)
 
         def build(tip: str | None, tree: str | None) -> tuple[str, str]:
@@ -417,7 +417,19 @@ class Store:
         return Records(Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads)
 
     def get(self, ref: str) -> Record:
-        """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``."""
+        """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``.
+
+        Its metadata is read from its own files, not from the listing cache:
+        in a plain ``git clone`` that cache may come from the store's listing
+        index, and a view of one experiment (show, diff, get) must say what
+        its files say.
+        """
+        rec = self._find(ref)
+        meta, params = self._read_summary(rec.tree, rec.id)
+        return Record(self, rec.id, rec.tree, meta, params)
+
+    def _find(self, ref: str) -> Record:
+        """The listing's record of ``ref`` (its id and tree are what count; metadata from the cache)."""
         from gitxp.store.resolve import ALIAS_PREFIX, resolve
 
         return resolve(self.index(), ref, self.aliases() if ref.strip().startswith(ALIAS_PREFIX) else None)
