@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 VERSION = 5  # 5: damaged experiments read as status `damaged`
+#: One header per experiment: a plain tuple (marshal stores only built-in types), read by these positions.
+CREATED, ID, BRANCH, STATUS, NAME, TREE, OFFSET, LENGTH = range(8)
 Header = tuple  # (created, id, branch, status, name, tree, offset, length)
 
 
@@ -100,7 +102,7 @@ class IndexCache:
             days, pending = refresh(old_days)
             days = self._publish(tip, doc, days, pending)
         headers = [h for _, exps in days.values() for h in exps.values()]
-        headers.sort(key=lambda h: (h[0], h[1]), reverse=True)  # ids sort by second; `created` (ms) orders within one
+        headers.sort(key=lambda h: (h[CREATED], h[ID]), reverse=True)  # ids sort by second; `created` (ms) orders within one
         return headers
 
     def _usable(self, doc: dict[str, Any]) -> bool:
@@ -117,7 +119,7 @@ class IndexCache:
         doc = self._load()
         if doc.get("tip") != tip or not self._usable(doc) or doc["blobs"] != self._blobs_name:
             return
-        days = {day: (sha, {k: (*h[:6], -1, len(blobs[k])) if k in blobs else h for k, h in exps.items()})
+        days = {day: (sha, {k: (*h[:OFFSET], -1, len(blobs[k])) if k in blobs else h for k, h in exps.items()})
                 for day, (sha, exps) in doc["days"].items()}
         self._publish(tip, doc, days, blobs, compact=False)
 
@@ -132,7 +134,7 @@ class IndexCache:
                 current = self._load()
                 name = current.get("blobs") if self._usable(current) else None
                 size = int(current.get("size") or 0)
-                live = sum(h[7] for _, exps in days.values() for h in exps.values() if h[6] >= 0)
+                live = sum(h[LENGTH] for _, exps in days.values() for h in exps.values() if h[OFFSET] >= 0)
                 old_name = self._blobs_name
                 if name is None or name != old_name or os.path.getsize(self.folder / name) != size or (compact and live < size // 2):
                     name, size, days = self._rewrite(days, pending)
@@ -163,10 +165,10 @@ class IndexCache:
             for day, (sha, exps) in days.items():
                 new = {}
                 for key, h in exps.items():
-                    if h[6] < 0:
+                    if h[OFFSET] < 0:
                         blob = pending[key]
                         f.write(blob)
-                        h = (*h[:6], size, len(blob))
+                        h = (*h[:OFFSET], size, len(blob))
                         size += len(blob)
                     new[key] = h
                 out[day] = (sha, new)
@@ -181,11 +183,11 @@ class IndexCache:
             for day, (sha, exps) in days.items():
                 new = {}
                 for key, h in exps.items():
-                    blob = pending.get(key) if h[6] < 0 else self.read_blob(h[6], h[7])
+                    blob = pending.get(key) if h[OFFSET] < 0 else self.read_blob(h[OFFSET], h[LENGTH])
                     if blob is None:
                         continue  # unreadable: dropped here, re-read from git next time
                     f.write(blob)
-                    new[key] = (*h[:6], size, len(blob))
+                    new[key] = (*h[:OFFSET], size, len(blob))
                     size += len(blob)
                 out[day] = (sha, new)
         os.replace(tmp, self.folder / name)

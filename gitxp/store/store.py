@@ -21,6 +21,7 @@ from gitxp.store import layout
 from gitxp.store import staging
 from gitxp.errors import RefError, StoreError, UnsafeDataError
 from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
+from gitxp.store.index import BRANCH, ID, LENGTH, NAME, OFFSET, STATUS, TREE
 from gitxp.store.record import Record, Records
 
 
@@ -242,7 +243,11 @@ class Store:
 
     def index(self) -> list[Record]:
         """Every stored experiment, newest first, from the derived cache."""
-        return [Record(self, h[1], h[5], where=(h[6], h[7])) for h in self._headers()]
+        return [self._listed(h) for h in self._headers()]
+
+    def _listed(self, h: tuple[Any, ...]) -> Record:
+        """The record of one cache header (its metadata decoded only when read)."""
+        return Record(self, h[ID], h[TREE], where=(h[OFFSET], h[LENGTH]))
 
     def _headers(self) -> list[tuple[Any, ...]]:
         tip = self.tip
@@ -336,7 +341,7 @@ class Store:
                 if not e.is_tree or not layout.is_id(e.name):
                     continue
                 p = prev_exps.get(e.name)
-                if p is not None and p[5] == e.sha:
+                if p is not None and p[TREE] == e.sha:
                     found[e.name] = p
                 else:
                     unknown.append(e)
@@ -400,21 +405,21 @@ class Store:
 
         heads = self._headers()
         if branch is not None:
-            heads = [h for h in heads if h[2] == branch]
+            heads = [h for h in heads if h[BRANCH] == branch]
         if status is not None:
             wanted = {s.strip() for s in status.split(",")}
-            heads = [h for h in heads if h[3] in wanted]
+            heads = [h for h in heads if h[STATUS] in wanted]
         if name is not None:
-            heads = [h for h in heads if fnmatch.fnmatchcase(h[4], name)]
+            heads = [h for h in heads if fnmatch.fnmatchcase(h[NAME], name)]
         if where:
             from gitxp.store.query import compile_filter
 
             keep = compile_filter(where)
-            recs = [r for r in (Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads) if keep(r.as_dict())]
+            recs = [r for r in map(self._listed, heads) if keep(r.as_dict())]
             return Records(recs[:limit] if limit is not None else recs)
         if limit is not None:
             heads = heads[: max(limit, 0)]
-        return Records(Record(self, h[1], h[5], where=(h[6], h[7])) for h in heads)
+        return Records(map(self._listed, heads))
 
     def get(self, ref: str) -> Record:
         """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``.
