@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
 __all__ = ["in_kernel", "notebook_path"]
 
@@ -66,7 +71,7 @@ def _cell(value: object) -> str:
     return html.escape(str(value))
 
 
-def record_html(record: object) -> str:
+def record_html(record: Record) -> str:
     """One experiment as a two-column table (field, value); every value escaped."""
     from gitxp.store.tables import row
 
@@ -74,7 +79,7 @@ def record_html(record: object) -> str:
     return f"<table class=\"gitxp-record\">{cells}</table>"
 
 
-def records_html(records: list[object]) -> str:
+def records_html(records: Sequence[Record]) -> str:
     """A listing as a table, one row per experiment, columns as in ``gitxp table``; every value escaped."""
     from gitxp.store.tables import BASE_COLUMNS, row, select
 

@@ -23,10 +23,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.store import layout
 from gitxp.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitxp.store.staging import RunDir
 
 COMMAND_ENV = "GITXP_ALERT_COMMAND"
 SPEC_STEM = "alertspec"
@@ -163,11 +166,11 @@ def _watch(proc: subprocess.Popen[bytes]) -> None:
         print(f"gitxp: warning: alert command exited {proc.returncode}{': ' + last[0][:200] if last[0] else ''}", file=sys.stderr)
 
 
-def stage_specs(run: Any, alerts: Sequence[Alert]) -> None:
+def stage_specs(run: RunDir, alerts: Sequence[Alert]) -> None:
     run.write_yaml(f"{SPEC_STEM}-{os.getpid()}.yaml", [a.spec() for a in alerts])
 
 
-def staged_specs(run: Any) -> list[dict[str, Any]]:
+def staged_specs(run: RunDir) -> list[dict[str, Any]]:
     """Every condition the run's processes registered, once each (condition and text)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for p in sorted(run.path.glob(f"{SPEC_STEM}-*.yaml")):
@@ -181,11 +184,11 @@ def staged_specs(run: Any) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def stage_fired(run: Any, fired: Sequence[Mapping[str, Any]]) -> None:
+def stage_fired(run: RunDir, fired: Sequence[Mapping[str, Any]]) -> None:
     run.write_yaml(f"{FIRED_STEM}-{os.getpid()}.yaml", list(fired))
 
 
-def at_end(run: Any, meta: Mapping[str, Any], params: Mapping[str, Any], cmd: str | None) -> list[dict[str, Any]]:
+def at_end(run: RunDir, meta: Mapping[str, Any], params: Mapping[str, Any], cmd: str | None) -> list[dict[str, Any]]:
     """All alerts of a run being committed: those fired while it ran, plus the status ones that hold now."""
     fired: list[dict[str, Any]] = []
     for p in sorted(run.path.glob(f"{FIRED_STEM}-*.yaml")):

@@ -13,11 +13,15 @@ was (:func:`merge`; a time from the future never wins, as for ``ended``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from gitxp.store import layout
 from gitxp.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitxp.plumbing.repo import Repo
+    from gitxp.store.store import Store
 
 FILE = "aliases.yaml"
 PREFIX = "alias/"
@@ -73,7 +77,7 @@ def problems(doc: Any) -> list[str]:
     return out
 
 
-def read(repo: Any, tree: str | None) -> dict[str, dict[str, Any]]:
+def read(repo: Repo, tree: str | None) -> dict[str, dict[str, Any]]:
     """All entries of ``aliases.yaml`` in ``tree`` (tombstones included); a damaged file reads as none."""
     data = repo.read_path(tree, FILE) if tree else None
     if data is None:
@@ -108,7 +112,7 @@ def merge(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
-def _write(store: Any, change: Any, message: str) -> None:
+def _write(store: Store, change: Callable[[dict[str, Any]], dict[str, Any] | None], message: str) -> None:
     from gitxp.plumbing.repo import FILE_MODE, Entry
 
     def build(tip: str | None, tree: str | None) -> tuple[str, str] | None:
@@ -123,7 +127,7 @@ def _write(store: Any, change: Any, message: str) -> None:
     store.repo.commit_to_branch(store.branch, build)
 
 
-def set_alias(store: Any, name: str, ref: str) -> tuple[str, str | None]:
+def set_alias(store: Store, name: str, ref: str) -> tuple[str, str | None]:
     """Point alias ``name`` at the experiment ``ref`` names; returns (new id, previous id or None)."""
     check_name(name)
     rec = store.get(ref)
@@ -137,7 +141,7 @@ def set_alias(store: Any, name: str, ref: str) -> tuple[str, str | None]:
     return rec.id, before
 
 
-def remove_alias(store: Any, name: str) -> str:
+def remove_alias(store: Store, name: str) -> str:
     """Remove alias ``name`` (a tombstone, so the removal merges); returns the id it named."""
     check_name(name)
     current = live(read(store.repo, _tree(store)))
@@ -159,12 +163,12 @@ def _user() -> str:
     return user()
 
 
-def _tree(store: Any) -> str | None:
+def _tree(store: Store) -> str | None:
     tip = store.tip
     return store.repo.read_commit(tip)["tree"] if tip else None
 
 
-def entries(store: Any) -> dict[str, dict[str, Any]]:
+def entries(store: Store) -> dict[str, dict[str, Any]]:
     """The aliases that are set, ``{name: {id, set_at, set_by}}``, by name."""
     return {k: v for k, v in sorted(read(store.repo, _tree(store)).items()) if v.get("id")}
 

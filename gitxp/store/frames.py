@@ -12,9 +12,13 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.errors import MissingDependencyError, QueryError
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
 
 __all__ = ["HISTORY_COLUMNS", "histories", "history_table", "runs"]
 
@@ -53,7 +57,7 @@ def histories(refs_or_where: Any, metrics: str | Iterable[str] | None = None, *,
     return table.to_pandas()
 
 
-def history_table(records: Iterable[Any], metrics: str | Iterable[str] | None = None, *, hardware: bool = False) -> Any:
+def history_table(records: Iterable[Record], metrics: str | Iterable[str] | None = None, *, hardware: bool = False) -> Any:
     """The long ``id, name, metric, step, value, timestamp`` pyarrow Table of ``records``.
 
     ``metrics`` are names or globs. With ``hardware``, a pattern that
@@ -68,7 +72,7 @@ def history_table(records: Iterable[Any], metrics: str | Iterable[str] | None = 
     patterns = [metrics] if isinstance(metrics, str) else list(metrics) if metrics is not None else None
     parts = []
 
-    def part(rec: Any, names: Any, t: Any, step: Any) -> Any:
+    def part(rec: Record, names: Any, t: Any, step: Any) -> Any:
         n = t.num_rows
         return pa.table({
             "id": pa.array([rec.id] * n, pa.string()),
@@ -103,7 +107,7 @@ def history_table(records: Iterable[Any], metrics: str | Iterable[str] | None = 
     return pa.concat_tables(parts)
 
 
-def _records(store: Any, refs_or_where: Any) -> list[Any]:
+def _records(store: Store, refs_or_where: Any) -> list[Record]:
     """Records from a --where expression, a ref, Records, refs or a runs() frame's ``id`` column."""
     from gitxp.store.query import parse
     from gitxp.store.record import Record

@@ -5,7 +5,10 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
 BASE_COLUMNS = ("id", "name", "status", "created", "duration_s")
 
@@ -18,7 +21,7 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def row(record: Any) -> dict[str, Any]:
+def row(record: Record) -> dict[str, Any]:
     """One flat row: base columns, ``params.*``, ``metrics.<name>`` (last), ``summary.*``, ``tags.*``."""
     meta = record.meta
     out: dict[str, Any] = {c: meta.get(c) for c in BASE_COLUMNS}
