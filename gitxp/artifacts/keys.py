@@ -19,10 +19,14 @@ import base64
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gitxp.errors import KeyMissingError, UnsafeDataError, UsageError
+
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
 __all__ = [
     "KEY_ENV", "KEY_FILE_ENV", "KEY_SIZE", "check_key", "decode_key", "encode_key", "ensure_key",
@@ -331,7 +335,7 @@ def _write_temp(path: Path, key: bytes) -> Path:
 # --------------------------------------------------------------------------- the store's key
 
 
-def ensure_store_key(store: Any) -> str:
+def ensure_store_key(store: Store) -> str:
     """Make sure a key exists for this store and its fingerprint is in gitxp.yaml; returns it.
 
     The key itself lives outside the repository (``GITXP_KEY`` or the user's
@@ -345,7 +349,7 @@ def ensure_store_key(store: Any) -> str:
     return fp
 
 
-def store_key(store: Any) -> bytes:
+def store_key(store: Store) -> bytes:
     """The key for writing encrypted artifacts (created on first use)."""
     ensure_store_key(store)
     key = load_key(store.store_id)
@@ -353,7 +357,7 @@ def store_key(store: Any) -> bytes:
     return key
 
 
-def key_loader(store: Any):  # type: ignore[no-untyped-def]
+def key_loader(store: Store) -> Callable[[str], bytes]:
     """A function fingerprint → key for reading, with a clear error when missing."""
 
     def load(fingerprint: str) -> bytes:
