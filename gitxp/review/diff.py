@@ -18,13 +18,18 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp import text as render
 from gitxp.store import tables
 from gitxp.errors import GitxpError, UsageError
 from gitxp.plumbing import gitcli
 from gitxp.plumbing.repo import GITLINK_MODE, TREE_MODE, Entry
+
+if TYPE_CHECKING:
+    from gitxp.plumbing.repo import Repo
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
 
 #: Text files larger than this are summarised, not diffed line by line
 #: (difflib is quadratic in the worst case).
@@ -36,7 +41,7 @@ def short(exp_id: str) -> str:
     return exp_id.rsplit("-", 1)[-1][:8]
 
 
-def label(rec: Any) -> str:
+def label(rec: Record) -> str:
     """``a3f9c2d8 train``: how an experiment is named in legends and headers."""
     return f"{short(rec.id)} {rec.name}".strip()
 
@@ -44,12 +49,12 @@ def label(rec: Any) -> str:
 # ---------------------------------------------------------------- params and metrics
 
 
-def get_all(store: Any, refs: Sequence[str]) -> list[Any]:
+def get_all(store: Store, refs: Sequence[str]) -> list[Record]:
     """The experiments ``refs`` name, in order, each once (two REFs may name one experiment)."""
     return list({r.id: r for r in (store.get(ref) for ref in refs)}.values())
 
 
-def flat_params(rec: Any) -> dict[str, Any]:
+def flat_params(rec: Record) -> dict[str, Any]:
     """Params as dotted keys (``optim.lr``), the way users type them with ``-p``."""
     out: dict[str, Any] = {}
     tables.flatten("", dict(rec.params), out)
@@ -113,7 +118,7 @@ def unknown_metric(metric: str, recs: Sequence[Any]) -> UsageError:
 _TABLES: dict[tuple[str, str], Any] = {}
 
 
-def series(rec: Any, metric: str) -> list[tuple[float, float]]:
+def series(rec: Record, metric: str) -> list[tuple[float, float]]:
     """``(step, value)`` of one metric, sorted by step; non-finite values dropped (they cannot be drawn).
 
     A name that is no metric of ``rec`` but one of its hardware columns
@@ -158,7 +163,7 @@ class FileDiff:
     deletions: int = 0
 
 
-def _walk_changes(repo: Any, a: str | None, b: str | None, prefix: str = "") -> Iterator[tuple[str, Entry | None, Entry | None]]:
+def _walk_changes(repo: Repo, a: str | None, b: str | None, prefix: str = "") -> Iterator[tuple[str, Entry | None, Entry | None]]:
     """Paths whose entries differ; equal subtrees are skipped by id, so a big tree with few edits is cheap."""
     if a == b:
         return
@@ -177,7 +182,7 @@ def _walk_changes(repo: Any, a: str | None, b: str | None, prefix: str = "") -> 
             yield path, None if xt else x, None if yt else y
 
 
-def _content(repo: Any, e: Entry | None) -> bytes:
+def _content(repo: Repo, e: Entry | None) -> bytes:
     if e is None:
         return b""
     if e.mode == GITLINK_MODE:
@@ -195,7 +200,7 @@ def _is_binary(data: bytes) -> bool:
     return False
 
 
-def code_diff(repo: Any, a: str | None, b: str | None, *, context: int = 3, prefix: str = "") -> list[FileDiff]:
+def code_diff(repo: Repo, a: str | None, b: str | None, *, context: int = 3, prefix: str = "") -> list[FileDiff]:
     """File-by-file changes from tree ``a`` to tree ``b`` (either may be None: no snapshot).
 
     ``prefix`` is prepended to paths when ``a`` and ``b`` are subtrees (``src/``).
@@ -223,7 +228,7 @@ def code_diff(repo: Any, a: str | None, b: str | None, *, context: int = 3, pref
     return out
 
 
-def source_diff(repo: Any, rec: Any) -> list[FileDiff] | None:
+def source_diff(repo: Repo, rec: Record) -> list[FileDiff] | None:
     """An experiment's uncommitted edits: its source commit's tree → its code snapshot.
 
     None when there is nothing to compare (no snapshot, no source commit, or
@@ -297,7 +302,7 @@ def format_stat(diffs: Sequence[FileDiff]) -> str:
 # ---------------------------------------------------------------- diff A B
 
 
-def source_line(rec: Any) -> str:
+def source_line(rec: Record) -> str:
     """``main 1a2b3c4d5e +dirty``: the branch and commit an experiment ran from."""
     src = rec.source
     if not src:
@@ -310,7 +315,7 @@ def source_line(rec: Any) -> str:
     return text
 
 
-def command_line(rec: Any) -> str:
+def command_line(rec: Record) -> str:
     """The command an experiment ran, as one shell-quoted line (``-`` for code that called ``gitxp.start``)."""
     import shlex
 
@@ -453,7 +458,7 @@ def check_branch_name(name: str) -> str:
     return name
 
 
-def code_commit(store: Any, rec: Any) -> tuple[str, bool, list[str]]:
+def code_commit(store: Store, rec: Record) -> tuple[str, bool, list[str]]:
     """The commit holding exactly ``rec``'s code: ``(sha, newly_made, notes)``.
 
     From a clean tree that is the source commit itself. Otherwise one commit
@@ -509,7 +514,7 @@ def _branch_exists(branch: str) -> UsageError:
     return UsageError(f"branch {branch!r} already exists", "choose another name with -b, or delete it with `git branch -D`")
 
 
-def checkout(store: Any, ref: str, *, branch: str | None = None, worktree: str | os.PathLike[str] | None = None) -> CheckoutResult:
+def checkout(store: Store, ref: str, *, branch: str | None = None, worktree: str | os.PathLike[str] | None = None) -> CheckoutResult:
     """Make an experiment's code a branch and/or a worktree; the current work tree is never touched.
 
     ``branch`` must not exist yet. ``worktree`` needs ``git`` on PATH; without
@@ -538,7 +543,7 @@ def checkout(store: Any, ref: str, *, branch: str | None = None, worktree: str |
     return CheckoutResult(commit, made, branch, dest, tuple(notes))
 
 
-def describe_checkout(rec: Any, res: CheckoutResult) -> str:
+def describe_checkout(rec: Record, res: CheckoutResult) -> str:
     """``branch xp/lr-sweep → 1a2b3c4 (code of <id> <name>, …)`` plus a worktree line."""
     how = "new commit on its source commit" if res.created_commit else "its source commit"
     what = f"{res.commit[:7]} (code of {rec.id} {rec.name}; {how})"

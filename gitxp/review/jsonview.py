@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
 #: Packages worth a glance on an experiment's summary (the rest is a count).
 KEY_PACKAGES = (
@@ -55,7 +58,7 @@ def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else []  # pulled data may hold anything
 
 
-def row(rec: Any, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def row(rec: Record, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The listing fields of one experiment (README: "Browse in a web page", /api/experiments).
 
     ``metrics`` overrides the stored summary (a running experiment's, merged
@@ -115,7 +118,7 @@ def environment_summary(env: Any) -> dict[str, Any] | None:
     }
 
 
-def artifact_list(rec: Any, *, full: bool = False) -> list[dict[str, Any]]:
+def artifact_list(rec: Record, *, full: bool = False) -> list[dict[str, Any]]:
     """``path``, ``size``, ``encrypted`` of each artifact (``full``: also ``parts`` and ``digest``)."""
     from gitxp.artifacts.manifest import read_manifest
 
@@ -123,7 +126,7 @@ def artifact_list(rec: Any, *, full: bool = False) -> list[dict[str, Any]]:
     return [{k: a.get(k) for k in keys} for a in read_manifest(rec)]
 
 
-def describe(rec: Any) -> dict[str, Any]:
+def describe(rec: Record) -> dict[str, Any]:
     """One stored experiment as ``gitxp show --format json`` prints it: :func:`row` plus its details.
 
     A damaged section (hostile or broken data) is left empty and named in
@@ -159,7 +162,7 @@ def listing(recs: Any) -> dict[str, Any]:
     return {"total": len(rows), "experiments": rows}
 
 
-def live_metrics(rec: Any) -> dict[str, Any] | None:
+def live_metrics(rec: Record) -> dict[str, Any] | None:
     """The metric summary of a running experiment's staged segments; None for a stored one."""
     if rec.tree:
         return None
@@ -210,7 +213,7 @@ def diff(a: Any, b: Any, *, code: bool = False, env: bool = False) -> dict[str, 
     return out
 
 
-def environment_doc(rec: Any) -> dict[str, Any]:
+def environment_doc(rec: Record) -> dict[str, Any]:
     """``gitxp env REF --format json``: the summary ``show`` gives, and everything recorded (``recorded``)."""
     env = rec.environment
     return {"id": rec.id, "name": rec.name, "environment": environment_summary(env), "recorded": dict(env) if isinstance(env, Mapping) else None}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gitxp import text as render
 from gitxp.review.charts import colour, curves, svg_chart
@@ -37,19 +37,23 @@ from gitxp.review.diff import (
     unknown_metric,
 )
 
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
+
 
 @dataclass
 class Report:
     """The data of a review report; ``recs[0]`` is the baseline when there is one."""
 
-    recs: list[Any]
-    baseline: Any | None
+    recs: list[Record]
+    baseline: Record | None
     metric: str | None
     code: dict[str, list[FileDiff] | None]  # experiment id → changes against the baseline's code
     log_y: bool = False  # charts on a log-scale y axis
 
 
-def build_report(store: Any, refs: Sequence[str], *, baseline: str | None = None, metric: str | None = None,
+def build_report(store: Store, refs: Sequence[str], *, baseline: str | None = None, metric: str | None = None,
                  log_y: bool = False) -> Report:
     """Resolve the experiments and compare them against the baseline.
 
@@ -157,7 +161,7 @@ def mermaid_chart(rep: Report, points: int = 50) -> list[str]:
     ylo, yhi = min(ys), max(ys)
     if ylo == yhi:
         ylo, yhi = ylo - (abs(ylo) * 0.05 or 1.0), yhi + (abs(yhi) * 0.05 or 1.0)
-    groups: dict[tuple[float, float], list[tuple[int, Any, list[tuple[float, float]]]]] = {}
+    groups: dict[tuple[float, float], list[tuple[int, Record, list[tuple[float, float]]]]] = {}
     for item in lines:
         groups.setdefault((item[2][0][0], item[2][-1][0]), []).append(item)
     out: list[str] = []
