@@ -31,9 +31,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitxp.errors import GitxpError
 from gitxp.plumbing import gitcli
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
 HOOK_NAMES = ("pre-push", "post-merge", "prepare-commit-msg")
 MARKER = "# gitxp-hook:"
@@ -180,7 +184,7 @@ def trailer_for(path: str | os.PathLike[str] = ".") -> str | None:
         store.close()
 
 
-def _describe(rec: object) -> str:
+def _describe(rec: Record) -> str:
     """``<short id> <name> <metric>=<value>``, one line whatever the stored name holds.
 
     Stored names may come from a pulled store: a newline in one would add
@@ -189,12 +193,12 @@ def _describe(rec: object) -> str:
     """
     from gitxp.text import clean
 
-    exp_id: str = rec.id  # type: ignore[attr-defined]
-    text = f"{exp_id.rsplit('-', 1)[-1][:8]} {clean(str(rec.name))}"  # type: ignore[attr-defined]
-    summary = dict(rec.summary)  # type: ignore[attr-defined]
+    exp_id: str = rec.id
+    text = f"{exp_id.rsplit('-', 1)[-1][:8]} {clean(str(rec.name))}"
+    summary = dict(rec.summary)
     metric: tuple[object, object] | None = next(((k, v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
     if metric is None:
-        ms = rec.metric_summary  # type: ignore[attr-defined]
+        ms = rec.metric_summary
         metric = next(((k, v.get("last")) for k, v in ms.items() if isinstance(v, dict) and v.get("last") is not None), None)
     if metric is not None:
         text += f" {clean(str(metric[0]))}={metric[1]:.4g}"

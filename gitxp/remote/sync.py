@@ -28,7 +28,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp import env as _config
 from gitxp.errors import ForeignStoreError, RemoteError, UsageError
@@ -39,6 +39,9 @@ from gitxp.plumbing.transport import engine, fetch, push_once, remote_config, se
 from gitxp.remote.merge import count_experiments, merge
 from gitxp.store import layout
 from gitxp.store import validate
+
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
 PUSH_ATTEMPTS = 10
 
@@ -214,7 +217,7 @@ def tracking_tips(repo: Repo, branch: str) -> dict[str, str]:
     return found
 
 
-def pull_hint(store: Any) -> str | None:
+def pull_hint(store: Store) -> str | None:
     """For a clone with no local store yet: one line saying what ``gitxp pull`` would bring.
 
     Counted from the remote-tracking store's day folders (no experiment is
