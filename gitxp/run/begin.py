@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.store import layout
 from gitxp.store import staging
@@ -23,6 +23,10 @@ from gitxp.errors import ParamError, RefError, UsageError
 from gitxp.run.experiment import Experiment, _set_current, default_name
 from gitxp.run.logged import check_params
 from gitxp.run.options import RunOptions
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
 
 
 def _user() -> str:
@@ -32,7 +36,7 @@ def _user() -> str:
         return layout.user_name()
 
 
-def resolve_parent(store: Any, ref: str) -> str:
+def resolve_parent(store: Store, ref: str) -> str:
     """A parent may be stored, or still running (a sweep's parent is, while children run)."""
     if layout.is_id(ref) and staging.run_dir(store.repo.gitxp_dir, ref).exists():
         return ref
@@ -122,7 +126,7 @@ def _checked_start(
     return params, tags, name
 
 
-def _open_store(repo: str | os.PathLike[str]) -> Any:
+def _open_store(repo: str | os.PathLike[str]) -> Store:
     """The store, created if need be; a stale ref lock is named now, not after hours of training."""
     from gitxp.store.store import Store
 
@@ -137,7 +141,7 @@ def _open_store(repo: str | os.PathLike[str]) -> Any:
 
 
 def _reopen(
-    store: Any, ref: str, name: str | None, tags: dict[str, Any], params: dict[str, Any],
+    store: Store, ref: str, name: str | None, tags: dict[str, Any], params: dict[str, Any],
 ) -> tuple[staging.RunDir, dict[str, Any], dict[str, Any]]:
     """``--resume``: stage a stored experiment again as a new session; its metrics, hardware and output carry over."""
     rec = store.get(ref)
@@ -159,7 +163,7 @@ def _reopen(
     return run, meta, params
 
 
-def _create(store: Any, now: Any, name: str | None, tags: dict[str, Any], options: RunOptions) -> tuple[staging.RunDir, dict[str, Any]]:
+def _create(store: Store, now: Any, name: str | None, tags: dict[str, Any], options: RunOptions) -> tuple[staging.RunDir, dict[str, Any]]:
     """A new experiment: its id (from the start time) and staging folder."""
     exp_id = layout.new_id(now)
     run = staging.run_dir(store.repo.gitxp_dir, exp_id).create()
@@ -175,7 +179,7 @@ def _create(store: Any, now: Any, name: str | None, tags: dict[str, Any], option
     return run, meta
 
 
-def _record_source(store: Any, run: staging.RunDir, meta: dict[str, Any], options: RunOptions) -> None:
+def _record_source(store: Store, run: staging.RunDir, meta: dict[str, Any], options: RunOptions) -> None:
     """``source`` in experiment.yaml: the code snapshot, or (``--no-code``) only HEAD."""
     if options.capture_code:
         meta["source"] = _snapshot(store, options.code_dir, tuple(options.artifact_globs))
@@ -186,7 +190,7 @@ def _record_source(store: Any, run: staging.RunDir, meta: dict[str, Any], option
         meta.setdefault("source", {"branch": branch, "commit": commit, "dirty": None, "tree": None})
 
 
-def _snapshot(store: Any, code_dir: str | os.PathLike[str] | None, artifact_globs: tuple[str, ...] = ()) -> dict[str, Any]:
+def _snapshot(store: Store, code_dir: str | os.PathLike[str] | None, artifact_globs: tuple[str, ...] = ()) -> dict[str, Any]:
     from gitxp.plumbing import snapshot
     from gitxp.artifacts import withheld
 
@@ -226,7 +230,7 @@ def _check_snapshot_dir(root: Path, code_dir: str | os.PathLike[str] | None) -> 
     return cd
 
 
-def _add_notebook(store: Any, out: dict[str, Any], cap: int) -> None:
+def _add_notebook(store: Store, out: dict[str, Any], cap: int) -> None:
     """The notebook a kernel runs is its code: in the snapshot even when git ignores it or it is over the cap.
 
     Only a notebook that ``.gitxpignore`` (or secret withholding) left out
@@ -327,7 +331,7 @@ def _start_hardware(run: staging.RunDir, interval: float, pid: int) -> Any:
         return None
 
 
-def _stage_previous(rec: Any, run: staging.RunDir) -> None:
+def _stage_previous(rec: Record, run: staging.RunDir) -> None:
     """Carry a resumed experiment's metrics, hardware and output into the new session."""
     data = rec.read_file(layout.METRICS_FILE)
     if data is not None:

@@ -21,7 +21,7 @@ import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp import shutdown
 from gitxp.store import layout
@@ -29,6 +29,9 @@ from gitxp.store import parquet as metrics
 from gitxp.store import staging
 from gitxp.errors import ExperimentStateError, GitxpError, RunNotStoredError, UsageError, describe_failure
 from gitxp.run.logged import Logbook, preload_arrow
+
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
 ENV_ID = "GITXP_EXPERIMENT"
 ENV_RUN_DIR = "GITXP_RUN_DIR"
@@ -48,7 +51,7 @@ class Experiment(Logbook):
     #: Record this process's imports at finish (gitxp.environment.imports); off in the ``gitxp start`` wrapper, whose child records its own.
     _record_imports = True
 
-    def __init__(self, store: Any, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any], *, owner: bool) -> None:
+    def __init__(self, store: Store | None, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any], *, owner: bool) -> None:
         self._store = store
         self._run = run
         self._meta = meta
@@ -298,7 +301,7 @@ class Experiment(Logbook):
         if status == "completed" and _lost_data(self._run):
             status = self.status = "failed"  # completed without what it logged would be untrue
         try:
-            self.commit = commit_run(self._store, self._run, status=status, exit_code=exit_code, recording_errors=recording_errors, ended_at=ended_at)
+            self.commit = commit_run(self._writer_store(), self._run, status=status, exit_code=exit_code, recording_errors=recording_errors, ended_at=ended_at)
         except (GitxpError, OSError) as exc:  # a full disk, a stale ref lock: the run stays staged
             raise RunNotStoredError(self.id, describe_failure(exc)) from exc
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.store import layout
 from gitxp.store import parquet as metrics
@@ -19,6 +19,9 @@ from gitxp.errors import GitxpError, describe_failure
 from gitxp.run.logged import deep_merge
 from gitxp.run.output import OUTPUT_MARK
 from gitxp.plumbing.repo import TREE_MODE, Entry
+
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
 #: The status a finished run meant to commit, staged in case the commit fails.
 FINAL_FILE = "final.yaml"
@@ -54,7 +57,7 @@ def _tail(data: bytes, cap: int) -> bytes:
 
 
 def commit_run(
-    store: Any, run: staging.RunDir, *, status: str, exit_code: int | None = None, recording_errors: Sequence[str] = (),
+    store: Store, run: staging.RunDir, *, status: str, exit_code: int | None = None, recording_errors: Sequence[str] = (),
     ended_at: str | None = None,
 ) -> str:
     """Turn a staged run into one store commit; returns the commit id.
@@ -79,7 +82,7 @@ def commit_run(
     return commit
 
 
-def live_files(store: Any, run: staging.RunDir) -> tuple[dict[str, bytes | Entry | None], str]:
+def live_files(store: Store, run: staging.RunDir) -> tuple[dict[str, bytes | Entry | None], str]:
     """The experiment as it stands mid-run (status ``running``), for ``gitxp start --sync``.
 
     Reads the staging folder only (no ``final.yaml``, no hardware
@@ -90,7 +93,7 @@ def live_files(store: Any, run: staging.RunDir) -> tuple[dict[str, bytes | Entry
 
 
 def gather(
-    store: Any, run: staging.RunDir, *, status: str, exit_code: int | None, problems: list[str], end_time: Any,
+    store: Store, run: staging.RunDir, *, status: str, exit_code: int | None, problems: list[str], end_time: Any,
 ) -> tuple[dict[str, bytes | Entry | None], str]:
     """An experiment's files and commit message from its staging folder; ``end_time=None`` for a live one."""
     live = end_time is None
@@ -163,7 +166,7 @@ def _merged_staging(run: staging.RunDir, meta: dict[str, Any]) -> tuple[dict[str
     return params, extra
 
 
-def _metrics_file(store: Any, run: staging.RunDir, files: dict[str, bytes | Entry | None]) -> dict[str, Any]:
+def _metrics_file(store: Store, run: staging.RunDir, files: dict[str, bytes | Entry | None]) -> dict[str, Any]:
     """Merge the metric segments into ``metrics.parquet`` (in ``files``); returns the metrics summary."""
     merged = run.path / f".merged-{os.getpid()}.parquet"  # streamed to disk, then into git: bounded memory
     try:
@@ -197,7 +200,7 @@ def _environment_files(run: staging.RunDir, files: dict[str, bytes | Entry | Non
         files[layout.ENVIRONMENT_FILE] = mark(files[layout.ENVIRONMENT_FILE], run.path)  # type: ignore[arg-type]
 
 
-def _output_file(store: Any, run: staging.RunDir, files: dict[str, bytes | Entry | None], problems: list[str]) -> None:
+def _output_file(store: Store, run: staging.RunDir, files: dict[str, bytes | Entry | None], problems: list[str]) -> None:
     """``output.log``: a resumed run's earlier output, then this session's, capped; a stopped capture says so at the end."""
     out = b""
     for p in (run.path / "output-previous.log", run.path / layout.OUTPUT_FILE):
@@ -248,7 +251,7 @@ _ORDER = (
 )
 
 
-def _alerts_at_end(store: Any, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+def _alerts_at_end(store: Store, run: staging.RunDir, meta: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
     """What fired while the run ran, plus ``status == 'failed'``-style alerts that hold now; never fails the commit."""
     from gitxp.store import alerts
 
@@ -261,7 +264,7 @@ def _alerts_at_end(store: Any, run: staging.RunDir, meta: dict[str, Any], params
         return []
 
 
-def _known_secrets(store: Any) -> list[str]:
+def _known_secrets(store: Store) -> list[str]:
     """The artifact key's text as this process knows it: never recorded, whatever logged it."""
     from gitxp.artifacts import keys
 
@@ -298,7 +301,7 @@ def _span(s: Any) -> float:
         return 0.0
 
 
-def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str, problems: list[str]) -> dict[str, bytes | Entry | None]:
+def _artifact_changes(store: Store, run: staging.RunDir, exp_id: str, problems: list[str]) -> dict[str, bytes | Entry | None]:
     """The artifact part of the commit; an artifact whose objects are gone is left out and named in ``problems``."""
     from gitxp.artifacts import write as artifacts
 
@@ -320,7 +323,7 @@ def _artifact_changes(store: Any, run: staging.RunDir, exp_id: str, problems: li
     return artifacts.tree_changes(store.repo, entries, previous if isinstance(previous, list) else None)
 
 
-def recover(store: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def recover(store: Store) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Commit every dead run it can; one bad run never blocks the others.
 
     A run whose final status was staged before its commit failed (a stale

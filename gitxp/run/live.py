@@ -21,7 +21,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
 DEFAULT_INTERVAL_S = 60.0
 
@@ -38,7 +41,7 @@ class LiveSync:
         self._thread: threading.Thread | None = None
         self._seen: tuple[Any, ...] | None = None
         self._failing = False
-        self._store: Any = None
+        self._store: Store | None = None
         self.published = 0
 
     def start(self) -> None:

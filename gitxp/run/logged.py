@@ -18,12 +18,15 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.store import layout
 from gitxp.store import parquet as metrics
 from gitxp.store import staging
 from gitxp.errors import GitxpError, MetricValueError, ParamError, ParamTypeError
+
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
 FLUSH_INTERVAL = 1.0
 FLUSH_ROWS = 200_000
@@ -175,7 +178,7 @@ class Logbook:
     ``__init__`` sets the attributes declared here.
     """
 
-    _store: Any
+    _store: Store | None  # None in a process that joined the run (gitxp.current()): opened on first write
     _run: staging.RunDir
     _meta: dict[str, Any]
     _params: dict[str, Any]
@@ -319,7 +322,7 @@ class Logbook:
             alerts.fire(got, self._run.id, self._alert_command)
         alerts.stage_fired(self._run, self._fired)
 
-    def _writer_store(self) -> Any:
+    def _writer_store(self) -> Store:
         if self._store is None:
             from gitxp.store.store import Store
 

@@ -72,7 +72,7 @@ def run_wrapped(
             command,
             env=env,
             output_path=exp.run_dir / "output.log" if options.capture_output else None,
-            output_cap=exp._store.config.output_max_size,
+            output_cap=exp._writer_store().config.output_max_size,  # the store begin() opened (an owner always has one)
             on_line=_metric_reader(exp, patterns, options.scalars) if options.scalars or patterns else None,
             on_spawn=on_spawn,
             mask=secrets,
