@@ -81,9 +81,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
 __all__ = ["DEFAULT_CLAIM_TIMEOUT", "MAX_HEARTBEAT_S", "Claims", "Parent", "claim_timeout", "queue_dir"]
 
@@ -91,14 +94,14 @@ DEFAULT_CLAIM_TIMEOUT = 60.0
 MAX_HEARTBEAT_S = 10.0
 
 
-def queue_dir(store: Any, key: str) -> Path:
+def queue_dir(store: Store, key: str) -> Path:
     """The sweep's coordination folder ``<git common dir>/gitxp/queue/<key>/``, created if missing."""
     qdir = store.repo.gitxp_dir / "queue" / key
     qdir.mkdir(parents=True, exist_ok=True)
     return qdir
 
 
-def claim_timeout(store: Any, given: float | None) -> float:
+def claim_timeout(store: Store, given: float | None) -> float:
     """Seconds after which an untouched claim is stale: ``given``, else ``gitxp.claimTimeout``, else 60.
 
     Raises:
@@ -121,7 +124,7 @@ def claim_timeout(store: Any, given: float | None) -> float:
 class Parent:
     """Finds, creates, holds and finishes the sweep's parent experiment under ``lock``."""
 
-    def __init__(self, store: Any, qdir: Path, *, name: str, key: str, fixed: Mapping[str, Any], tags: Mapping[str, Any], command: list[str], capture_code: bool, repo: str) -> None:
+    def __init__(self, store: Store, qdir: Path, *, name: str, key: str, fixed: Mapping[str, Any], tags: Mapping[str, Any], command: list[str], capture_code: bool, repo: str) -> None:
         self.store, self.qdir, self.name, self.key = store, qdir, name, key
         self.fixed, self.tags, self.command, self.capture_code, self.repo = fixed, tags, command, capture_code, repo
         self.id: str = ""

@@ -35,12 +35,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any, IO
 
 from gitxp.sweeps import queue as sweep_queue
 from gitxp.sweeps import spec as sweep_spec
 from gitxp.errors import UsageError
 from gitxp.run.options import RunOptions
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -114,7 +118,7 @@ def plan(configurations: Sequence[dict[str, Any]], command: Sequence[str], *, sp
 class _Sweep:
     """Runs planned configurations with ``jobs`` threads, each launching one child at a time."""
 
-    def __init__(self, store: Any, parent: sweep_queue.Parent, todo: list[Planned], *, jobs: int,
+    def __init__(self, store: Store, parent: sweep_queue.Parent, todo: list[Planned], *, jobs: int,
                  claims: sweep_queue.Claims | None, fail_fast: bool, launch: Callable[[Planned], int], log: Callable[[str], None]) -> None:
         self.store, self.parent, self.todo, self.jobs, self.claims = store, parent, todo, max(1, jobs), claims
         self.fail_fast, self.launch, self.log = fail_fast, launch, log
@@ -300,7 +304,7 @@ def _subprocess_launcher(sw: _Sweep, *, repo: str, name: str, options: RunOption
     return launch
 
 
-def _execute(store: Any, *, name: str, key: str, fixed: Mapping[str, Any], parent_tags: Mapping[str, Any],
+def _execute(store: Store, *, name: str, key: str, fixed: Mapping[str, Any], parent_tags: Mapping[str, Any],
              parent_command: list[str], todo: list[Planned], jobs: int, queue: bool, fail_fast: bool, rerun: bool,
              claim_timeout: float | None, capture_code: bool, repo: str,
              make_launch: Callable[[_Sweep], Callable[[Planned], int]], log: Callable[[str], None],
@@ -340,23 +344,23 @@ def _execute(store: Any, *, name: str, key: str, fixed: Mapping[str, Any], paren
     return SweepResult(parent.id, outcomes, sw.signal)
 
 
-def _children(store: Any, parent_id: str) -> list[Any]:
+def _children(store: Store, parent_id: str) -> list[Record]:
     return [r for r in store.index() if r.meta.get("parent") == parent_id and "sweep_key" in r.tags]
 
 
-def _latest(store: Any, parent_id: str) -> dict[tuple[int, str], Any]:
+def _latest(store: Store, parent_id: str) -> dict[tuple[int, str], Record]:
     """The newest child per (sweep_index, sweep_key); index() is newest first."""
-    out: dict[tuple[int, str], Any] = {}
+    out: dict[tuple[int, str], Record] = {}
     for r in _children(store, parent_id):
         try:
-            k = (int(r.tags.get("sweep_index")), str(r.tags.get("sweep_key")))
+            k = (int(r.tags.get("sweep_index", "")), str(r.tags.get("sweep_key")))
         except (TypeError, ValueError):
             continue
         out.setdefault(k, r)
     return out
 
 
-def _counts(store: Any, parent_id: str, sw: _Sweep, total: int) -> dict[str, Any]:
+def _counts(store: Store, parent_id: str, sw: _Sweep, total: int) -> dict[str, Any]:
     """The parent's summary, truthful after any number of sessions.
 
     ``configurations`` is the sweep's size; ``completed`` and ``failed``
