@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gitxp import text as render
 from gitxp.store import tables
@@ -228,7 +228,17 @@ def code_diff(repo: Repo, a: str | None, b: str | None, *, context: int = 3, pre
     return out
 
 
-def source_diff(repo: Repo, rec: Record) -> list[FileDiff] | None:
+class CodeSource(Protocol):
+    """What :func:`source_diff` reads: a :class:`~gitxp.store.record.Record`, or the UI's stand-in for a running experiment's staged code."""
+
+    @property
+    def code_tree(self) -> str | None: ...
+
+    @property
+    def source(self) -> Mapping[str, Any]: ...
+
+
+def source_diff(repo: Repo, rec: CodeSource) -> list[FileDiff] | None:
     """An experiment's uncommitted edits: its source commit's tree → its code snapshot.
 
     None when there is nothing to compare (no snapshot, no source commit, or

@@ -22,12 +22,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.store import layout
 from gitxp.store import staging
 from gitxp.errors import AmbiguousRefError, GitxpError, RefError
 from gitxp.review.jsonview import detail_fields, environment_summary, row, to_json  # the one serialiser, shared with --format json
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
 
 #: Points per series unless the page asks otherwise (a chart is ~1,000 px wide).
 DEFAULT_MAX_POINTS = 2000
@@ -191,13 +195,13 @@ class Api:
     join of bytes.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.RLock()
         self._rows: OrderedDict[tuple[str | None, str | None], tuple[list[dict[str, Any]], list[bytes]]] = OrderedDict()
         self._live: dict[str, tuple[tuple[str, ...], Any, dict[str, Any]]] = {}
         self._tables: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
-        self._index: tuple[str | None, list[Any], dict[str, Any]] | None = None
+        self._index: tuple[str | None, list[Record], dict[str, Record]] | None = None
 
     # ------------------------------------------------------------ listing
 
@@ -266,7 +270,7 @@ class Api:
 
     # ------------------------------------------------------------ one experiment
 
-    def _resolve(self, ref: str) -> tuple[Any, Any]:
+    def _resolve(self, ref: str) -> tuple[Record, staging.RunDir | None]:
         """(record, staged run or None); 404 for an unknown ref, 400 for an ambiguous one."""
         from gitxp.store.resolve import resolve
 
@@ -282,7 +286,7 @@ class Api:
         run = staging.run_dir(self.store.repo.gitxp_dir, rec.id) if not rec.tree else None
         return rec, run
 
-    def _records(self) -> tuple[list[Any], dict[str, Any]]:
+    def _records(self) -> tuple[list[Record], dict[str, Record]]:
         """The store's records newest first and by id, built once per tip (20,000 of them cost a quarter second)."""
         tip = self.store.tip
         if self._index is None or self._index[0] != tip:
@@ -315,7 +319,7 @@ class Api:
             rec, run = self._resolve(ref)
             return self._detail(rec, run)
 
-    def _detail(self, rec: Any, run: Any) -> dict[str, Any]:
+    def _detail(self, rec: Record, run: staging.RunDir | None) -> dict[str, Any]:
         meta = rec.meta
         problems: list[str] = []
         summary = self._live_metrics(rec.id)[1] if run is not None else None
@@ -339,7 +343,7 @@ class Api:
         out["problems"] = problems
         return out
 
-    def _environment(self, rec: Any, run: Any) -> dict[str, Any] | None:
+    def _environment(self, rec: Record, run: staging.RunDir | None) -> dict[str, Any] | None:
         if run is not None:
             p = run.path / layout.ENVIRONMENT_FILE
             env = layout.load_yaml(p.read_bytes(), what=f"staged {layout.ENVIRONMENT_FILE}") if p.exists() else None
@@ -347,14 +351,14 @@ class Api:
             env = rec.environment
         return environment_summary(env)
 
-    def _artifacts(self, rec: Any, run: Any) -> list[dict[str, Any]]:
+    def _artifacts(self, rec: Record, run: staging.RunDir | None) -> list[dict[str, Any]]:
         if run is not None:
             return []  # collected when the run ends
         from gitxp.review.jsonview import artifact_list
 
         return artifact_list(rec)
 
-    def _output_tail(self, rec: Any, run: Any) -> dict[str, Any] | None:
+    def _output_tail(self, rec: Record, run: staging.RunDir | None) -> dict[str, Any] | None:
         if run is not None:
             p = run.path / layout.OUTPUT_FILE
             try:
@@ -374,16 +378,17 @@ class Api:
             text = text.split("\n", 1)[-1]  # start at a whole line
         return {"text": text, "bytes": size, "truncated": size > len(data)}
 
-    def _code(self, rec: Any, run: Any, src: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _code(self, rec: Record, run: staging.RunDir | None, src: Mapping[str, Any]) -> dict[str, Any] | None:
         from gitxp.review import diff as review
 
         repo = self.store.repo
+        code: review.CodeSource = rec
         if run is not None:
             tree = src.get("tree")
-            rec = SimpleNamespace(code_tree=tree if isinstance(tree, str) and repo.has_object(tree) else None, source=src)
-        diffs = review.source_diff(repo, rec)
+            code = SimpleNamespace(code_tree=tree if isinstance(tree, str) and repo.has_object(tree) else None, source=src)
+        diffs = review.source_diff(repo, code)
         if diffs is None:
-            why = "no code snapshot" if rec.code_tree is None else "the source commit is not in this repository"
+            why = "no code snapshot" if code.code_tree is None else "the source commit is not in this repository"
             return {"available": False, "why": why, "files": [], "stat": ""}
         budget = MAX_DIFF_LINES
         files = []
@@ -408,7 +413,7 @@ class Api:
             raise ApiError(404, f"experiment {rec.id} has no metric {name!r}", f"it has: {', '.join(known[:20]) or 'none'}")
         return {"id": rec.id, "series": series}
 
-    def _metric_names(self, rec: Any, run: Any) -> list[str]:
+    def _metric_names(self, rec: Record, run: staging.RunDir | None) -> list[str]:
         return list((self._live_metrics(rec.id)[1] if run is not None else rec.metric_summary) or {})
 
     def hardware(self, ref: str, *, max_points: int = DEFAULT_MAX_POINTS) -> dict[str, Any]:
@@ -420,7 +425,7 @@ class Api:
             table = hardware_parquet.read(run.path / "hardware") if run is not None else self._table(rec, "hardware", rec.hardware)
         return {"id": rec.id, "series": hardware_series(table, max_points)}
 
-    def _table(self, rec: Any, what: str, load: Any) -> Any:
+    def _table(self, rec: Record, what: str, load: Any) -> Any:
         """A stored experiment's Parquet table; the last few stay decoded (compare views re-ask)."""
         key = (rec.id, rec.tree, what)
         if key in self._tables:
