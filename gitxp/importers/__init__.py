@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ class ImportResult:
         return text
 
 
-def imported_ids(repo: Any, tag: str) -> dict[str, str]:
+def imported_ids(repo: str | os.PathLike[str], tag: str) -> dict[str, str]:
     """``{tag value: experiment id}`` of the store's experiments carrying ``tag`` (what was imported before)."""
     from gitxp.store.store import Store
 

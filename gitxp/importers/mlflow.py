@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,7 @@ def import_mlflow(root: str | os.PathLike[str], *, repo: str | os.PathLike[str] 
     return result
 
 
-def _import_run(record: Any, repo: Any, exp: dict[str, Any], run_dir: Path, meta: dict[str, Any], done: dict[str, str], warn: Any) -> str:
+def _import_run(record: Callable[..., str], repo: str | os.PathLike[str], exp: dict[str, Any], run_dir: Path, meta: dict[str, Any], done: dict[str, str], warn: Any) -> str:
     run_id = meta["run_id"]
     tag_texts = _values(run_dir / "tags", "tag", warn)
     notes = tag_texts.pop("mlflow.note.content", None)
