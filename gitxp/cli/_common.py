@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gitxp.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
+    from gitxp.store.store import Store
 
 
 class OutputFile(click.Path):
@@ -28,19 +32,19 @@ class OutputFile(click.Path):
         return path
 
 
-def store_of(ctx: click.Context) -> Any:
+def store_of(ctx: click.Context) -> Store:
     from gitxp.store.store import Store
 
     return Store.open(ctx.find_root().obj["repo"])
 
 
-def warn_unrecovered(store: Any) -> None:
+def warn_unrecovered(store: Store) -> None:
     dead = store.unrecovered()
     if dead:
         click.echo(f"gitxp: {len(dead)} experiment(s) died without finishing ({', '.join(d[-12:] for d in dead[:3])}); run `gitxp recover`", err=True)
 
 
-def hint_pull(store: Any) -> None:
+def hint_pull(store: Store) -> None:
     """A fresh clone looks empty until `gitxp pull`: say so, with the count, in one line."""
     if store.exists():
         return  # the usual case, without importing the remote machinery on every listing
@@ -64,7 +68,7 @@ def kv(values: tuple[str, ...], what: str) -> dict[str, Any]:
 
 
 
-def gather(store: Any, refs: tuple[str, ...], where: str | None) -> list[Any]:
+def gather(store: Store, refs: tuple[str, ...], where: str | None) -> list[Record]:
     """The experiments REFs name, then every other one matching --where (each once, in that order)."""
     from gitxp.review import diff as review
 

@@ -5,10 +5,15 @@ Registered lazily by :mod:`gitxp.cli` (``LAZY_COMMANDS``); what they print is in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from gitxp.cli._common import OutputFile, gather, hint_pull, store_of, warn_unrecovered
 from gitxp.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
 
 @click.command()
@@ -42,7 +47,7 @@ def log(ctx: click.Context, limit: int | None, oneline: bool, all_: bool, branch
         head_commit, branch = store.repo.head()
         if head_commit is None:
             all_ = True  # an unborn branch ran nothing yet: every experiment is more useful than none
-    recs = store.experiments(branch=None if all_ else branch, status=status, name=name, where=where, limit=limit)
+    recs: list[Record] = store.experiments(branch=None if all_ else branch, status=status, name=name, where=where, limit=limit)
     if status in (None, "running") and where is None:
         import fnmatch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,8 +13,11 @@ from gitxp.environment import recreate
 from gitxp.cli import render
 from gitxp.errors import GitxpError, UsageError
 
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
-def run(rec: Any, *, requirements: str | None, venv: str | None, python: str | None, conda_name: str | None, conda_file: str | None,
+
+def run(rec: Record, *, requirements: str | None, venv: str | None, python: str | None, conda_name: str | None, conda_file: str | None,
         allow_urls: bool = False, only_imported: bool = False) -> None:
     env = rec.environment
     if env is None:

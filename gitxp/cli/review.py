@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from gitxp.cli._common import OutputFile, gather
 from gitxp.errors import UsageError
 
+if TYPE_CHECKING:
+    from gitxp.store.store import Store
 
-def _store(ctx: click.Context) -> Any:
+
+def _store(ctx: click.Context) -> Store:
     from gitxp.store.store import Store
 
     return Store.open((ctx.obj or {}).get("repo", "."))

@@ -11,11 +11,14 @@ import string
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.cli import render
 from gitxp.store import tables
 from gitxp.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
 
 def short(exp_id: str) -> str:
@@ -27,7 +30,7 @@ def _when(created: str) -> str:
     return created.replace("T", " ").replace("Z", " UTC")[:16] if created else "-"
 
 
-def _metrics_line(rec: Any, limit: int = 4) -> str:
+def _metrics_line(rec: Record, limit: int = 4) -> str:
     items = list(rec.metric_summary.items())[:limit]
     return " ".join(f"{k}={render.fmt_value(v.get('last') if isinstance(v, dict) else v)}" for k, v in items)
 
@@ -48,7 +51,7 @@ def exit_text(code: Any) -> str:
     return str(code)
 
 
-def _params_line(rec: Any, limit: int = 6) -> str:
+def _params_line(rec: Record, limit: int = 6) -> str:
     flat: dict[str, Any] = {}
     tables.flatten("", dict(rec.params), flat)
     items = [(k.lstrip("."), v) for k, v in flat.items()][:limit]
@@ -74,7 +77,7 @@ class _Fields(string.Formatter):
         return render.fmt_value(value) if value != "-" else "-"
 
 
-def format_template(rec: Any, template: str) -> str:
+def format_template(rec: Record, template: str) -> str:
     row = tables.row(rec)
     row.update(short=short(rec.id), duration=render.fmt_duration(rec.meta.get("duration_s")), date=_when(rec.created))
     try:
@@ -83,7 +86,7 @@ def format_template(rec: Any, template: str) -> str:
         raise UsageError(f"bad --format template {template!r}: {exc}", "use fields like '{short} {name} {metrics.loss}'") from exc
 
 
-def print_log(recs: Sequence[Any], *, oneline: bool, fmt: str | None) -> None:
+def print_log(recs: Sequence[Record], *, oneline: bool, fmt: str | None) -> None:
     colour = render.use_colour()
     out: list[str] = []
     for rec in recs:
@@ -117,7 +120,7 @@ def print_log(recs: Sequence[Any], *, oneline: bool, fmt: str | None) -> None:
         render.page("\n".join(out).rstrip("\n"))
 
 
-def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = False, show_env: bool = False, show_code: bool = False, show_output: bool = False) -> None:
+def print_show(rec: Record, *, show_metrics: bool = False, show_hardware: bool = False, show_env: bool = False, show_code: bool = False, show_output: bool = False) -> None:
     colour = render.use_colour()
     m = rec.meta
     lines = [render.style(f"experiment {rec.id}", "yellow", colour) + f" ({render.clean(rec.name)})"]
@@ -192,7 +195,7 @@ def print_show(rec: Any, *, show_metrics: bool = False, show_hardware: bool = Fa
     render.page("\n".join(lines))
 
 
-def _metric_table(rec: Any) -> str:
+def _metric_table(rec: Record) -> str:
     curves: dict[str, list[float]] = {}
     try:
         t = rec.metrics()
@@ -210,7 +213,7 @@ def _metric_table(rec: Any) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-def _artifacts_lines(rec: Any) -> list[str]:
+def _artifacts_lines(rec: Record) -> list[str]:
     from gitxp.artifacts.manifest import read_manifest
 
     try:
@@ -227,7 +230,7 @@ def _size(n: Any) -> str:
     return render.fmt_size(n) if isinstance(n, int) else "-"
 
 
-def _hardware_lines(rec: Any) -> list[str]:
+def _hardware_lines(rec: Record) -> list[str]:
     t = rec.hardware()
     if t is None or t.num_rows == 0:
         return ["  (no hardware samples)"]
@@ -257,7 +260,7 @@ def _quantity(column: str, value: float) -> str:
     return render.fmt_value(value)
 
 
-def _env_lines(rec: Any) -> list[str]:
+def _env_lines(rec: Record) -> list[str]:
     from gitxp.errors import UnsafeDataError
 
     try:
@@ -271,7 +274,7 @@ def _env_lines(rec: Any) -> list[str]:
     return ["  " + line for line in environment.summary(env).splitlines()]
 
 
-def _code_lines(rec: Any) -> list[str]:
+def _code_lines(rec: Record) -> list[str]:
     tree = rec.code_tree
     if tree is None:
         return ["  (no code snapshot)"]
@@ -299,7 +302,7 @@ def _code_lines(rec: Any) -> list[str]:
 # ---------------------------------------------------------------- table / exports
 
 
-def format_table(recs: Sequence[Any], *, columns: str | None, sort_by: str | None, fmt: str) -> str:
+def format_table(recs: Sequence[Record], *, columns: str | None, sort_by: str | None, fmt: str) -> str:
     rows = [tables.row(r) for r in recs]
     names = tables.select(rows, [columns] if columns else None, recs) if rows else ["id", "name"]
     if sort_by:
@@ -354,7 +357,7 @@ def emit(text: str, output: str | None, *, paged: bool = False) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def export_metrics(rec: Any, fmt: str, output: str | None) -> None:
+def export_metrics(rec: Record, fmt: str, output: str | None) -> None:
     export_log(rec.metrics(), fmt, output)
 
 
