@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+
     from gitxp.plumbing.repo import Repo
 
 #: Pack files move in this order, the index last, so a reader never finds an index without its pack.
@@ -51,8 +53,8 @@ class Quarantine:
 
     def __contains__(self, sha: str) -> bool:
         """True for an object the fetch brought (not one the repository already had)."""
-        store: Any = self._store
-        return (self.path / sha[:2] / sha[2:]).exists() or bool(store.contains_packed(sha.encode()))
+        oid = cast("ObjectID", sha.encode())  # a hex id is what dulwich's ObjectID (a NewType of bytes) holds
+        return (self.path / sha[:2] / sha[2:]).exists() or bool(self._store.contains_packed(oid))
 
     def git_env(self) -> dict[str, str]:
         """Environment for a ``git`` subprocess that must write here and read the repository too."""

@@ -15,11 +15,15 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp.errors import GitxpError, NotARepositoryError, StoreError
 from gitxp.plumbing.refs import head_info
 from gitxp.plumbing.snapshot import EMPTY_TREE, Snapshot, Withhold, _hash_file, _notable, _under
+
+if TYPE_CHECKING:
+    from dulwich.object_store import BaseObjectStore
+    from dulwich.objects import ObjectID
 
 _GITLINK = 0o160000
 
@@ -84,7 +88,7 @@ def _build_dulwich(repo, repo_root: Path, git_dir: Path, rel_dir: str | None, ca
     return Snapshot(tree, commit, branch, dirty, skipped, rel_dir, notable)
 
 
-def _in_head(store, head_tree: Any) -> Callable[[str, bytes, int], bool]:  # type: ignore[no-untyped-def]
+def _in_head(store: BaseObjectStore, head_tree: ObjectID | None) -> Callable[[str, bytes, int], bool]:
     """``in_head(path, sha, mode)``: does HEAD's tree hold exactly this blob at ``path``?"""
     from dulwich.object_store import tree_lookup_path
 
