@@ -14,10 +14,13 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gitxp.errors import GitxpError, UsageError
 from gitxp.review.diff import label, metric_names, series, unknown_metric
+
+if TYPE_CHECKING:
+    from gitxp.store.record import Record
 
 #: Series colours; the first (baseline) is a red that nothing else on the page uses.
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -36,7 +39,7 @@ def legend(panels: Sequence[Panel]) -> dict[str, str]:
     return {lab: colour(i) for i, lab in enumerate(labels)}
 
 
-def curves(recs: Sequence[Any], metric: str) -> list[tuple[str, list[tuple[float, float]]]]:
+def curves(recs: Sequence[Record], metric: str) -> list[tuple[str, list[tuple[float, float]]]]:
     """One ``(legend label, points)`` per experiment: a panel's lines."""
     return [(label(r), series(r, metric)) for r in recs]
 
@@ -172,7 +175,7 @@ def svg_chart(panels: Sequence[Panel], *, width: int = 800, height: int = 320, x
     return "\n".join(out)
 
 
-def chart_panels(recs: Sequence[Any], metrics: Sequence[str]) -> list[Panel]:
+def chart_panels(recs: Sequence[Record], metrics: Sequence[str]) -> list[Panel]:
     """Panels for ``metrics`` over ``recs``; refuses a metric no experiment logged."""
     panels: list[Panel] = []
     for m in metrics:
@@ -185,7 +188,7 @@ def chart_panels(recs: Sequence[Any], metrics: Sequence[str]) -> list[Panel]:
     return panels
 
 
-def plot(recs: Sequence[Any], metrics: Sequence[str], output: str | os.PathLike[str], *, log_y: bool = False) -> Path:
+def plot(recs: Sequence[Record], metrics: Sequence[str], output: str | os.PathLike[str], *, log_y: bool = False) -> Path:
     """Write the curves of ``metrics`` to ``output`` (``.svg`` always; ``.png`` through matplotlib).
 
     ``log_y``: a log-scale y axis; a metric with no positive value is refused.

@@ -93,7 +93,7 @@ def delta(base: Any, value: Any) -> tuple[str, str]:
     return f"{d:+.4g}", rel
 
 
-def metric_names(recs: Sequence[Any]) -> list[str]:
+def metric_names(recs: Sequence[Record]) -> list[str]:
     """Every metric of any experiment, in first-seen order."""
     seen: dict[str, None] = {}
     for r in recs:
@@ -102,7 +102,7 @@ def metric_names(recs: Sequence[Any]) -> list[str]:
     return list(seen)
 
 
-def main_metric(recs: Sequence[Any]) -> str | None:
+def main_metric(recs: Sequence[Record]) -> str | None:
     """The metric most experiments share (ties: first seen); what charts show by default."""
     names = metric_names(recs)
     if not names:
@@ -110,7 +110,7 @@ def main_metric(recs: Sequence[Any]) -> str | None:
     return max(names, key=lambda n: (sum(n in r.metric_summary for r in recs), -names.index(n)))
 
 
-def unknown_metric(metric: str, recs: Sequence[Any]) -> UsageError:
+def unknown_metric(metric: str, recs: Sequence[Record]) -> UsageError:
     """The error for a metric no experiment in ``recs`` logged, listing those that were."""
     return UsageError(f"no experiment logged metric {metric!r}", f"choose one of: {', '.join(metric_names(recs)) or 'none'}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def describe(rec: Record) -> dict[str, Any]:
     return out
 
 
-def listing(recs: Any) -> dict[str, Any]:
+def listing(recs: Iterable[Record]) -> dict[str, Any]:
     """``{"total", "experiments"}`` as ``/api/experiments`` answers (``gitxp log --format json``).
 
     A running experiment (staged, not stored yet) carries the metrics

@@ -46,7 +46,7 @@ def _group(name: str) -> int:
     return next((i + 1 for i, g in enumerate(GROUPS) if name.startswith(g)), 0 if name in BASE_COLUMNS else len(GROUPS) + 1)
 
 
-def select(rows: list[dict[str, Any]], columns: Iterable[str] | None, records: Sequence[Any] | None = None) -> list[str]:
+def select(rows: list[dict[str, Any]], columns: Iterable[str] | None, records: Sequence[Record] | None = None) -> list[str]:
     """Column names: base, then params, metrics, summary, tags; ``columns`` are globs; id and name always first.
 
     ``metrics.<name>.<last|min|max|count|last_step>`` (as ``--where`` takes
@@ -89,7 +89,7 @@ def select(rows: list[dict[str, Any]], columns: Iterable[str] | None, records: S
     return names
 
 
-def experiments_table(records: Iterable[Any], columns: Iterable[str] | None = None) -> Any:
+def experiments_table(records: Iterable[Record], columns: Iterable[str] | None = None) -> Any:
     """A pyarrow Table, one row per experiment; mixed-type columns become strings."""
     import pyarrow as pa
 
