@@ -24,6 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gitxp.run.experiment import Experiment
     from gitxp.store.store import Store
 
 DEFAULT_INTERVAL_S = 60.0
@@ -32,7 +33,7 @@ DEFAULT_INTERVAL_S = 60.0
 class LiveSync:
     """Publishes ``exp`` to ``remote`` every ``interval`` seconds until :meth:`stop`."""
 
-    def __init__(self, exp: Any, repo: str, remote: str | None, interval: float) -> None:
+    def __init__(self, exp: Experiment, repo: str, remote: str | None, interval: float) -> None:
         self.exp = exp
         self.repo = repo
         self.remote = remote

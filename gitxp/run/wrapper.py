@@ -20,12 +20,16 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitxp import text as render
 from gitxp.errors import GitxpError, RunNotStoredError, StoreError, UsageError, describe_failure
 from gitxp.run.experiment import ENV_ID, ENV_RUN_DIR
 from gitxp.run.options import RunOptions
+
+if TYPE_CHECKING:
+    from gitxp.run.experiment import Experiment
+    from gitxp.run.live import LiveSync
 
 
 def _check_command(command: Sequence[str]) -> None:
@@ -108,7 +112,7 @@ def _checked_options(options: RunOptions) -> tuple[list[Any], list[Any], list[tu
     return patterns, conditions, wanted
 
 
-def _record_at_start(exp: Any, wanted: Sequence[tuple[str | None, str]], conditions: Sequence[Any]) -> None:
+def _record_at_start(exp: Experiment, wanted: Sequence[tuple[str | None, str]], conditions: Sequence[Any]) -> None:
     """Hash the ``--input`` data and stage the ``--alert`` conditions; a failure here fails the run."""
     from gitxp.store import alerts as _alerts
 
@@ -123,7 +127,7 @@ def _record_at_start(exp: Any, wanted: Sequence[tuple[str | None, str]], conditi
         raise
 
 
-def _child_environment(exp: Any, command: Sequence[str]) -> tuple[dict[str, str], list[str], Path | None]:
+def _child_environment(exp: Experiment, command: Sequence[str]) -> tuple[dict[str, str], list[str], Path | None]:
     """The child's environment (run id, staging folder, key file, import recording), the texts to mask, the key file."""
     from gitxp.artifacts import keys
 
@@ -132,7 +136,7 @@ def _child_environment(exp: Any, command: Sequence[str]) -> tuple[dict[str, str]
     env[ENV_RUN_DIR] = str(exp.run_dir)
     from gitxp.redact import secret_values
 
-    secrets = keys.known_key_texts(exp._store.store_id) + secret_values(command)
+    secrets = keys.known_key_texts(exp._writer_store().store_id) + secret_values(command)
     key_file = _hand_over_key(env, exp.run_dir)
     from gitxp.environment.imports import inject
 
@@ -141,7 +145,7 @@ def _child_environment(exp: Any, command: Sequence[str]) -> tuple[dict[str, str]
     return env, secrets, key_file
 
 
-def _metric_reader(exp: Any, patterns: Sequence[Any], scalars: bool) -> Callable[[str], None]:
+def _metric_reader(exp: Experiment, patterns: Sequence[Any], scalars: bool) -> Callable[[str], None]:
     """The ``on_line`` callback: ``--scalar`` patterns first, then (with ``--scalars``) the ``KEY=NUMBER`` tokens."""
     from gitxp.run.scalars import parse_scalars
 
@@ -163,7 +167,7 @@ def _metric_reader(exp: Any, patterns: Sequence[Any], scalars: bool) -> Callable
     return on_line
 
 
-def _start_live_sync(exp: Any, repo: str, options: RunOptions) -> Any:
+def _start_live_sync(exp: Experiment, repo: str, options: RunOptions) -> LiveSync | None:
     """``--sync``: the started :class:`~gitxp.run.live.LiveSync`, or None."""
     if options.sync is None:
         return None
@@ -174,7 +178,7 @@ def _start_live_sync(exp: Any, repo: str, options: RunOptions) -> Any:
     return live
 
 
-def _finish_run(exp: Any, result: Any, options: RunOptions) -> int:
+def _finish_run(exp: Experiment, result: Any, options: RunOptions) -> int:
     """Map the child's result to a status, collect ``--artifact`` files, commit; returns gitxp's exit status."""
     if result.returncode == 0:
         status = "completed"
@@ -235,7 +239,7 @@ def _output_step(step: float | None) -> int | None:
     return int(step)
 
 
-def _collect_artifacts(exp: Any, patterns: Sequence[str]) -> None:
+def _collect_artifacts(exp: Experiment, patterns: Sequence[str]) -> None:
     for pattern in patterns:
         matches = sorted(glob.glob(pattern, recursive=True))
         if not matches:
@@ -247,12 +251,12 @@ def _collect_artifacts(exp: Any, patterns: Sequence[str]) -> None:
                 exp.log_artifact(m)
 
 
-def _recorded_duration(exp: Any) -> float | None:
+def _recorded_duration(exp: Experiment) -> float | None:
     """``duration_s`` as committed, so this line and ``gitxp show`` give one number."""
     from gitxp.store import layout
 
     try:
-        repo = exp._store.repo
+        repo = exp._writer_store().repo
         tree = repo.read_commit(exp.commit)["tree"]
         data = repo.read_path(tree, f"{layout.experiment_dir(exp.id)}/{layout.EXPERIMENT_FILE}")
         value = layout.load_yaml(data).get("duration_s") if data else None
@@ -261,7 +265,7 @@ def _recorded_duration(exp: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _report(exp: Any, status: str, result: Any) -> None:
+def _report(exp: Experiment, status: str, result: Any) -> None:
     colour = render.use_colour(sys.stderr)
     word = render.style(status, render.status_colour(status), colour)
     duration = _recorded_duration(exp)
