@@ -21,7 +21,10 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gitxp.run.experiment import Experiment
 
 __all__ = ["Session", "SessionMixin", "lazy_class", "numeric", "param_safe", "require"]
 
@@ -93,7 +96,7 @@ class Session:
         self.tags = dict(tags or {})
         self.repo = repo
         self.start_options = start_options
-        self._xp: Any = None
+        self._xp: Experiment | None = None
         self.owned = False
 
     @property

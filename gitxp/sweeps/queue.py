@@ -86,6 +86,7 @@ from typing import TYPE_CHECKING, Any
 from gitxp.errors import UsageError
 
 if TYPE_CHECKING:
+    from gitxp.run.experiment import Experiment
     from gitxp.store.store import Store
 
 __all__ = ["DEFAULT_CLAIM_TIMEOUT", "MAX_HEARTBEAT_S", "Claims", "Parent", "claim_timeout", "queue_dir"]
@@ -128,7 +129,7 @@ class Parent:
         self.store, self.qdir, self.name, self.key = store, qdir, name, key
         self.fixed, self.tags, self.command, self.capture_code, self.repo = fixed, tags, command, capture_code, repo
         self.id: str = ""
-        self.xp: Any = None
+        self.xp: Experiment | None = None
 
     def _lock(self) -> Any:
         import contextlib
@@ -189,7 +190,7 @@ class Parent:
             if not self._holder_alive():
                 self._take()
 
-    def _take(self) -> None:
+    def _take(self) -> Experiment:
         """Re-open the stored parent (committing a dead holder's run as crashed first)."""
         from gitxp.run.experiment import start
         from gitxp.run.finish import commit_run
@@ -198,19 +199,21 @@ class Parent:
         if run.exists():
             commit_run(self.store, run, status="crashed")
         self.xp = start(resume=self.id, command=self.command, capture_env=False, log_hardware=False, capture_code=False, repo=self.repo)
+        return self.xp
 
     def close(self, status: str, summary: Callable[[], dict[str, Any]]) -> None:
         """Write the counts and finish, unless another live worker still holds the parent."""
         with self._lock():
-            if self.xp is None:
+            xp = self.xp
+            if xp is None:
                 if self._holder_alive():
                     return  # it will write the counts when it ends
-                self._take()
+                xp = self._take()
             counts = summary()
-            self.xp.summary.update(counts)
+            xp.summary.update(counts)
             if status == "completed" and counts.get("failed"):
                 status = "failed"
-            self.xp.finish(status)
+            xp.finish(status)
 
 # --------------------------------------------------------------------------- queue claims
 
