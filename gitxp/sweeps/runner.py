@@ -66,7 +66,7 @@ class Outcome:
     planned: Planned
     status: str = "not run"  # completed, failed, interrupted, skipped, not run, elsewhere
     exit_code: int | None = None
-    record: Any = None
+    record: Record | None = None
 
 
 @dataclass
