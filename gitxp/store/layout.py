@@ -290,6 +290,8 @@ def utf8_problem(value: str) -> str | None:
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
     """``control character U+001B`` when ``value`` holds one (notes may hold tabs and newlines)."""
+    if value.isprintable():
+        return None  # the usual case, in C: every character refused here is non-printable
     m = (CONTROL_MULTILINE_RE if multiline else CONTROL_RE).search(value)
     if not m:
         return None
