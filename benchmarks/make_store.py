@@ -158,10 +158,10 @@ def make_store(path: str | os.PathLike[str], n: int, *, per_day: int = 200, comm
             folder = listing.day_path(day)
             old_pending = repo.lookup(tip_tree, f"{folder}/{listing.PENDING_FILE}")
             if old_pending is not None:
-                changes[f"{folder}/rows-{old_pending.sha[:12]}.jsonl"] = old_pending
+                changes[f"{folder}/{listing.sealed_name(old_pending.sha)}"] = old_pending
             for k in range(0, len(lines), listing.SEAL_ROWS):
                 sha = repo.write_blob(b"".join(lines[k : k + listing.SEAL_ROWS]))
-                name = listing.PENDING_FILE if k + listing.SEAL_ROWS >= len(lines) else f"rows-{sha[:12]}.jsonl"
+                name = listing.PENDING_FILE if k + listing.SEAL_ROWS >= len(lines) else listing.sealed_name(sha)
                 changes[f"{folder}/{name}"] = Entry(name, FILE_MODE, sha)
         tree = repo.update_tree(tip_tree, changes)
         commit = repo.write_commit(tree, [tip] if tip else [], f"bench: {len(chunk)} generated experiments\n")

@@ -98,12 +98,11 @@ def inject(env: dict[str, str], run_dir: Path) -> None:
 
 def record_process(run_dir: Path) -> None:
     """Write this process's imported top-level module names (an API run, at finish)."""
+    from gitxp.store.staging import atomic_write
+
     try:
         names = sorted({m.partition(".")[0] for m in list(sys.modules)})
-        path = run_dir / f"{PREFIX}{os.getpid()}.txt"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(names) + "\n")
-        os.replace(tmp, path)
+        atomic_write(run_dir / f"{PREFIX}{os.getpid()}.txt", "\n".join(names) + "\n")
     except OSError:
         pass  # a full disk: the environment just says nothing about imports
 

@@ -63,6 +63,11 @@ class Row(NamedTuple):
     line: bytes
 
 
+def sealed_name(blob: str) -> str:
+    """A sealed listing file's name: named after its own blob id, so two stores' sealed files never clash."""
+    return f"rows-{blob[:12]}.jsonl"
+
+
 def file_name_ok(name: str) -> bool:
     return name == PENDING_FILE or bool(_SEALED_RE.match(name))
 
@@ -120,7 +125,7 @@ def changes_for(repo: Repo, root: str | None, exp_id: str, tree: str, meta: Any,
     if old is not None and not old.is_tree:
         data = repo.read_blob(old.sha)
         if data.count(b"\n") >= SEAL_ROWS or len(data) + len(line) > SEAL_BYTES:
-            sealed = f"rows-{old.sha[:12]}.jsonl"
+            sealed = sealed_name(old.sha)
             changes[f"{folder}/{sealed}"] = Entry(sealed, FILE_MODE, old.sha)
             data = b""
         elif data and not data.endswith(b"\n"):
@@ -249,8 +254,8 @@ def row_problems(repo: Repo, root: str, files: Iterable[tuple[str, Entry]], read
         if data is None:
             problems.append(f"{path}: over the {MAX_FILE_BYTES} byte limit of a listing file")
             continue
-        if name != PENDING_FILE and name != f"rows-{e.sha[:12]}.jsonl":
-            problems.append(f"{path}: a sealed listing file must be named after its content (rows-{e.sha[:12]}.jsonl)")
+        if name != PENDING_FILE and name != sealed_name(e.sha):
+            problems.append(f"{path}: a sealed listing file must be named after its content ({sealed_name(e.sha)})")
         for row in parse_rows(data):
             try:
                 current = repo.lookup(root, layout.experiment_dir(row.id))

@@ -21,7 +21,8 @@ from gitxp.store import layout
 from gitxp.store import staging
 from gitxp.errors import RefError, StoreError, UnsafeDataError
 from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
-from gitxp.store.index import BRANCH, ID, LENGTH, NAME, OFFSET, STATUS, TREE
+from gitxp.store import listing
+from gitxp.store.index import BRANCH, ID, LENGTH, NAME, OFFSET, STATUS, TREE, IndexCache, encode
 from gitxp.store.record import Record, Records
 
 
@@ -224,8 +225,6 @@ class Store:
         The YAML is what this commit writes, else what the experiment holds;
         an experiment whose files would read as damaged gets no row.
         """
-        from gitxp.store import listing
-
         docs = []
         for name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE):
             content = files.get(name)
@@ -258,8 +257,6 @@ class Store:
             return []
         self.document()  # format gate before reading anything else
         if self._cache is None:
-            from gitxp.store.index import IndexCache
-
             self._cache = IndexCache(self.repo.gitxp_dir / "cache", self.branch)
         headers = self._cache.headers(tip, lambda old: self._refresh(tip, old))
         self._index = (tip, headers)
@@ -280,8 +277,6 @@ class Store:
             if blob is None and where is not None and where[0] >= 0:
                 blob = self._cache.read_blob(*where)
         if blob is not None and blob[:1] == b"J":
-            from gitxp.store import listing
-
             rows = list(listing.parse_rows(blob[1:]))
             docs = listing.decode_doc(rows[0]) if len(rows) == 1 and rows[0].id == exp_id and rows[0].tree == tree else None
             if docs is not None:
@@ -305,8 +300,6 @@ class Store:
         headers (0.1-0.2 s at 20,000), while checking the 20 rows of a
         ``log`` again costs 2 ms. ``docs`` None writes what is kept.
         """
-        from gitxp.store.index import encode
-
         if docs is not None:
             if not self._checked:
                 import atexit
@@ -319,8 +312,6 @@ class Store:
         self._checked = {}
 
     def _refresh(self, tip: str, old_days: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
-        from gitxp.store.index import encode
-
         root = self.repo.read_commit(tip)["tree"]
         exps = self.repo.lookup(root, layout.EXPERIMENTS_DIR)
         days: dict[str, Any] = {}
@@ -345,7 +336,7 @@ class Store:
                     found[e.name] = p
                 else:
                     unknown.append(e)
-            rows = self._listing_rows(root, day.name) if len(unknown) > ROWS_WORTH_READING else {}
+            rows = listing.day_rows(self.repo, root, day.name) if len(unknown) > ROWS_WORTH_READING else {}
             for e in unknown:
                 row = rows.get((e.name, e.sha))
                 if row is not None:
@@ -363,11 +354,6 @@ class Store:
                 )
             days[day.name] = (day.sha, found)
         return days, pending
-
-    def _listing_rows(self, root: str, day: str) -> dict[tuple[str, str], Any]:
-        from gitxp.store import listing
-
-        return listing.day_rows(self.repo, root, day)
 
     def _read_summary(self, tree: str, exp_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(meta, params) of one stored experiment, read from its files; a damaged one never raises."""
