@@ -398,9 +398,15 @@ class Repo(Refs):
         if tree and not nested:
             spliced = self._splice(tree, direct)
             if spliced is not None:
+                data, size = spliced
                 # a busy day's tree is mostly 20-byte ids that zlib barely shrinks: storing it
                 # uncompressed keeps the commit's cost flat (git gc packs it with deltas later)
-                return self.write_object("tree", spliced, level=0 if len(spliced) >= BIG_TREE else 1)
+                sha = self.write_object("tree", data, level=0 if len(data) >= BIG_TREE else 1)
+                if len(data) >= BIG_TREE:
+                    # the next commit of this process (an importer, an in-process sweep) starts from this
+                    # tree: keeping it spares re-reading and re-checking a megabyte per commit
+                    self._last_tree = (sha, data, size)
+                return sha
         current = {e.name: e for e in self.read_tree(tree)} if tree else {}
         for name, sub in nested.items():
             old = current.get(name)
@@ -428,12 +434,13 @@ class Repo(Refs):
             self._last_tree = (tree, data, size)
         return data, size
 
-    def _splice(self, tree: str, direct: Mapping[str, Entry | None]) -> bytes | None:
-        """A day folder's new raw tree with ``direct`` set or removed in place, or None to take the slow path (see trees.splice_records)."""
+    def _splice(self, tree: str, direct: Mapping[str, Entry | None]) -> tuple[bytes, int] | None:
+        """A day folder's new raw tree and its record size with ``direct`` set or removed in place, or None to take the slow path (see trees.splice_records)."""
         data, size = self._day_tree(tree)
         if not size:
             return None
-        return splice_records(data, size, direct)
+        spliced = splice_records(data, size, direct)
+        return None if spliced is None else (spliced, size)
 
 
 class _StoredDeflate:
