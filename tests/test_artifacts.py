@@ -272,6 +272,50 @@ def test_file_changed_between_the_passes_is_refused(tmp_path: Path, repo: Repo, 
         store_file(repo, src, "live.bin", key=None, progress=append)
 
 
+def test_unencrypted_parts_are_compressed_only_when_they_shrink(tmp_path: Path, repo: Repo) -> None:
+    """Text is deflated; random bytes (weights, archives) are stored as they are, and git reads both."""
+    text = b"epoch,loss\n" + b"".join(b"%d,%.6f\n" % (i, 1 / (i + 1)) for i in range(300_000))
+    noise = os.urandom(6 * 2**20)
+    for name, data in (("log.csv", text), ("weights.bin", noise)):
+        entry = store_file(repo, write(tmp_path / name, data), name, key=None, part_size=4 * 2**20)
+        assert entry.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+        got = b""
+        for sha in entry.objects:
+            loose = repo.root / ".git" / "objects" / sha[:2] / sha[2:]
+            part = subprocess.run(["git", "cat-file", "blob", sha], cwd=repo.root, capture_output=True, check=True).stdout
+            if name == "log.csv":
+                assert loose.stat().st_size < 0.5 * len(part)
+            else:
+                assert loose.stat().st_size > len(part)  # stored: the bytes plus block headers
+            got += part
+        assert got == data
+    subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo.root, check=True, capture_output=True)
+
+
+def test_file_changed_during_the_second_pass_is_refused_before_sealing(tmp_path: Path, repo: Repo, key: bytes) -> None:
+    """Pass 2 checks each chunk against pass 1's tag before sealing it: a chunk changed after pass 1 is never encrypted."""
+    body = os.urandom(400 * C)  # larger than the reader's buffer
+    src = write(tmp_path / "live.bin", body)
+    touched = []
+
+    def meddle(done: int) -> None:
+        if done > len(body) // 2 + C and not touched:  # pass 2 has begun: change its last chunk
+            with open(src, "r+b") as f:
+                f.seek(len(body) - 3)
+                f.write(b"\x00\x01\x02")
+            touched.append(done)
+
+    with pytest.raises(StoreError, match="changed while"):
+        store_file(repo, src, "live.bin", key=key, chunk_size=C, progress=meddle)
+    assert touched
+    # unchanged again, the same file stores with the digest of its plaintext
+    write(src, body)
+    entry = store_file(repo, src, "live.bin", key=key, chunk_size=C)
+    digest = crypto.KeyedHasher(key, purpose="digest")
+    digest.update(body)
+    assert entry.digest == f"hmac-sha256:{digest.hexdigest()}"
+
+
 # ------------------------------------------------------------------ tampering
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_SIZE", "HEADER_SIZE", "MAGIC", "MAX_CHUNK_SIZE", "TAG_SIZE", "VERSION",
-    "KeyedHasher", "StreamEncryptor", "StreamHeader", "ciphertext_size", "decrypt_stream",
+    "ChunkTags", "KeyedHasher", "StreamEncryptor", "StreamHeader", "ciphertext_size", "decrypt_stream",
     "dedup_key", "digest_key", "encrypt_file", "parse_header",
 ]
 
@@ -112,6 +112,30 @@ class KeyedHasher:
         other = object.__new__(KeyedHasher)
         other._mac = self._mac.copy()
         return other
+
+
+class ChunkTags:
+    """Tags that tell whether a chunk read twice is the same chunk: GMAC under a key only this object holds.
+
+    The artifact writer must seal exactly the chunks its first pass hashed
+    (see :mod:`gitxp.artifacts.write`). Re-hashing every chunk with SHA-256
+    cost a quarter of the writer's CPU; a GMAC (GCM with the chunk as its
+    associated data) under a fresh random key is a universal hash: a chunk
+    that changed in between — by accident or by whoever changed it, who
+    cannot see the key — gets the same tag with probability about 2^-112 (a
+    1 MiB chunk), and it runs at ~30 GB/s. The tags never leave the process
+    (the key dies with it), so computing the same nonce's tag twice leaks
+    nothing.
+    """
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._gmac = AESGCM(os.urandom(16))
+
+    def tag(self, index: int, chunk: Buffer) -> bytes:
+        """The 16-byte tag of chunk number ``index``."""
+        return self._gmac.encrypt(index.to_bytes(NONCE_SIZE, "big"), b"", chunk)
 
 
 # ------------------------------------------------------------------ the stream

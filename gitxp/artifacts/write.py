@@ -13,16 +13,19 @@ restic and borg derive their dedup ids with a keyed MAC: pass 1 reads the
 file and computes the manifest digest (HMAC-SHA256 under the digest key) and
 a SHA-256 of every chunk; the dedup MAC over those chunk hashes becomes the
 stream's salt. Pass 2 encrypts with that salt, checking every chunk against
-pass 1 *before* it is sealed, so a file modified between the passes can
-never make one salt seal two different plaintexts (which would reuse GCM
-nonces). Same plaintext + same key → byte-identical ciphertext → identical
+a tag pass 1 took of it (:class:`~gitxp.artifacts.crypto.ChunkTags`, a GMAC
+under a key that never leaves the process) *before* it is sealed, so a file
+modified between the passes cannot make one salt seal two different
+plaintexts (which would reuse GCM nonces). Same plaintext + same key → byte-identical ciphertext → identical
 blobs: git stores a re-logged file once, and only key holders can tell
 which stored file is which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -32,6 +35,7 @@ import struct
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,7 @@ from gitxp.artifacts.manifest import MAX_PARTS, artifact_name, check_item, find_
 from gitxp.errors import StoreError, UnsafeDataError, UsageError
 from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry
 from gitxp.store import layout
+from gitxp.threads import Worker
 
 if TYPE_CHECKING:
     from gitxp.plumbing.repo import Repo
@@ -104,7 +109,8 @@ def store_file(
 ) -> ArtifactEntry:
     """Write the file ``src`` into ``repo``'s objects as artifact ``name``; return its entry.
 
-    ``key`` None stores the file as-is (sha256 digest, zlib level 1);
+    ``key`` None stores the file as-is (sha256 digest; zlib level 1 when a
+    sample of each part compresses, else stored);
     otherwise it is encrypted convergently (see the module docstring) and
     stored uncompressed. Memory stays at a few chunks whatever the size.
     ``progress(done)`` is called often with ``0 ≤ done ≤ size``; wrap it with
@@ -162,108 +168,92 @@ def _blocks(f: IO[bytes], size: int, block: int, path: str) -> Iterator[bytes]:
 
 def _store_plain(repo: Repo, f: IO[bytes], path: str, size: int, part_size: int, report: Callable[[int], None]) -> ArtifactEntry:
     h = hashlib.sha256()
-    done = 0
 
-    def hashed(length: int) -> Iterator[bytes]:
-        nonlocal done
-        left = length
-        while left:
-            data = f.read(min(PIECE_SIZE, left))
-            if not data:
-                raise _changed(path)
+    def hashed() -> Iterator[bytes]:
+        done = 0
+        for data in _blocks(f, size, PIECE_SIZE, path):
             h.update(data)
-            left -= len(data)
             done += len(data)
             report(done)
             yield data
 
-    objects = []
-    for i in range(_count_parts(size, part_size)):
-        length = min(part_size, size - i * part_size)
-        objects.append(repo.write_stream("blob", hashed(length), length, level=1))
-    if f.read(1):
-        raise _changed(path)
+    big = size > 4 * PIECE_SIZE
+    objects = _write_parts(repo, _prefetch(hashed()) if big else hashed(), size, part_size, level=None)
     return ArtifactEntry(path, size, f"sha256:{h.hexdigest()}", False, len(objects), None, tuple(objects))
+
+
+#: How much of a part is test-compressed to choose its zlib level.
+SAMPLE_SIZE = 1 << 18
+
+
+def _level_for(sample: memoryview) -> int:
+    """zlib level 1 when the sample shrinks by a tenth or more, else 0 (stored as is).
+
+    Weights, archives and encrypted data barely compress, and zlib crawls
+    over them (~40 MB/s); stored, they go in at the speed of the disk, and
+    ``git gc`` still deflates them when it packs.
+    """
+    head = sample[:SAMPLE_SIZE]
+    return 1 if len(zlib.compress(head, 1)) <= 0.9 * len(head) else 0
 
 
 def _store_encrypted(
     repo: Repo, f: IO[bytes], path: str, size: int, key: bytes, part_size: int, chunk_size: int, report: Callable[[int], None]
 ) -> ArtifactEntry:
-    # pass 1: one SHA-256 per chunk, for the salt and for pass 2 to check against, and
-    # the manifest digest (pass 2 checks every chunk against these sums, so it is the
-    # digest of exactly what gets encrypted). Both hashes release the GIL: on a large
-    # file the chunk sums run on a second thread while this one feeds the HMAC.
-    sums: list[bytes] = []
-    digest = crypto.KeyedHasher(key, purpose="digest")
-    done = 0
-    pool = _HashThread() if size > 4 * chunk_size else None
-    try:
-        for block in _blocks(f, size, chunk_size, path):
-            if pool is None:
-                sums.append(hashlib.sha256(block).digest())
-                digest.update(block)
+    # Every hash below releases the GIL; what runs where keeps both cores busy on a large file.
+    # pass 1: one SHA-256 per chunk (the salt is a keyed hash of them) and one check tag per
+    # chunk for pass 2; every other chunk is hashed on a second thread.
+    tags = crypto.ChunkTags()
+    big = size > 4 * chunk_size
+
+    def chunk_hashes(job: tuple[int, bytes]) -> tuple[bytes, bytes]:
+        index, block = job
+        return hashlib.sha256(block).digest(), tags.tag(index, block)
+
+    hashes: list[tuple[bytes, bytes] | None] = []
+    with Worker(chunk_hashes, "gitxp-hash", depth=2) if big else contextlib.nullcontext() as pool:
+        for index, block in enumerate(_blocks(f, size, chunk_size, path)):
+            if pool is not None and index % 2 == 0:
+                pool.start((index, block))
+                hashes.append(None)
             else:
-                pool.start(block)
-                digest.update(block)
-                sums.append(pool.result())
-            done += len(block)
-            report(done // 2)
-    finally:
+                hashes.append(chunk_hashes((index, block)))
+            report((index * chunk_size + len(block)) // 2)
         if pool is not None:
-            pool.close()
+            hashes[::2] = [pool.result() for _ in hashes[::2]]
+    sums, checks = [h[0] for h in hashes if h], [h[1] for h in hashes if h]
     dedup = crypto.KeyedHasher(key, purpose="dedup")
     dedup.update(_DEDUP_LABEL + struct.pack(">IQ", chunk_size, size))
     dedup.update(b"".join(sums))
     salt = bytes.fromhex(dedup.hexdigest())
 
-    # pass 2: encrypt exactly what pass 1 saw (a changed chunk aborts before it is sealed)
+    # pass 2: encrypt exactly what pass 1 saw (a changed chunk aborts before it is sealed);
+    # the manifest digest is taken here, of the checked chunks, on its own thread
+    digest = crypto.KeyedHasher(key, purpose="digest")
+
     def verified() -> Iterator[bytes]:
         f.seek(0)
         pos = 0
-        for index, block in enumerate(_blocks(f, size, chunk_size, path)):
-            if index >= len(sums) or hashlib.sha256(block).digest() != sums[index]:
-                raise _changed(path)
-            pos += len(block)
-            report((size + pos) // 2)
-            yield block
+        with Worker(digest.update, "gitxp-digest", depth=4) if big else contextlib.nullcontext() as hmac:
+            for index, block in enumerate(_blocks(f, size, chunk_size, path)):
+                if index >= len(checks) or tags.tag(index, block) != checks[index]:
+                    raise _changed(path)
+                if hmac is None:
+                    digest.update(block)
+                else:
+                    hmac.start(block)
+                pos += len(block)
+                report((size + pos) // 2)
+                yield block
+            if hmac is not None:
+                for _ in checks:
+                    hmac.result()
 
     encryptor = crypto.StreamEncryptor(key, chunk_size=chunk_size, salt=salt)
     total = crypto.ciphertext_size(size, chunk_size)
     stream = encryptor.encrypt(verified())
-    objects = _write_parts(repo, _prefetch(stream) if size > 4 * chunk_size else stream, total, part_size)
+    objects = _write_parts(repo, _prefetch(stream) if big else stream, total, part_size, level=0)
     return ArtifactEntry(path, size, f"hmac-sha256:{digest.hexdigest()}", True, len(objects), encryptor.fingerprint, tuple(objects))
-
-
-class _HashThread:
-    """SHA-256 of one block at a time on a second thread (hashlib releases the GIL on large data)."""
-
-    def __init__(self) -> None:
-        self._todo: queue.Queue[Any] = queue.Queue(1)
-        self._done: queue.Queue[Any] = queue.Queue(1)
-        self._thread = threading.Thread(target=self._run, name="gitxp-hash", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            block = self._todo.get()
-            if block is None:
-                return
-            self._done.put(hashlib.sha256(block).digest())
-
-    def start(self, block: bytes) -> None:
-        self._todo.put(block)
-
-    def result(self) -> bytes:
-        return self._done.get()
-
-    def close(self) -> None:
-        while True:  # a block started but not collected (an error in between) is dropped
-            try:
-                self._done.get_nowait()
-            except queue.Empty:
-                break
-        self._todo.put(None)
-        self._thread.join()
 
 
 def _prefetch(items: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
@@ -321,8 +311,11 @@ def _count_parts(total: int, part_size: int) -> int:
     return parts
 
 
-def _write_parts(repo: Repo, pieces: Iterable[bytes], total: int, part_size: int) -> list[str]:
-    """Cut a stream of ``total`` bytes into blobs of ``part_size``; never holds a whole part."""
+def _write_parts(repo: Repo, pieces: Iterable[bytes], total: int, part_size: int, *, level: int | None) -> list[str]:
+    """Cut a stream of ``total`` bytes into blobs of ``part_size``; never holds a whole part.
+
+    ``level`` None chooses each part's zlib level from its first piece (:func:`_level_for`).
+    """
     it = iter(pieces)
     rest = memoryview(b"")
 
@@ -332,7 +325,7 @@ def _write_parts(repo: Repo, pieces: Iterable[bytes], total: int, part_size: int
             if not rest:
                 piece = next(it, None)
                 if piece is None:
-                    raise StoreError("encrypted stream ended early", "this is a bug in gitxp; please report it")
+                    raise StoreError("artifact stream ended early", "this is a bug in gitxp; please report it")
                 rest = memoryview(piece).cast("B")
             out, rest = rest[:n], rest[n:]
             n -= len(out)
@@ -342,10 +335,16 @@ def _write_parts(repo: Repo, pieces: Iterable[bytes], total: int, part_size: int
         objects = []
         for i in range(_count_parts(total, part_size)):
             length = min(part_size, total - i * part_size)
-            objects.append(repo.write_stream("blob", take(length), length, level=0))
+            part = take(length)
+            part_level = level
+            if part_level is None:
+                first = next(part, memoryview(b""))
+                part_level = _level_for(first)
+                part = itertools.chain([first], part)
+            objects.append(repo.write_stream("blob", part, length, level=part_level))
         # run the stream to its end: the final checks (EOF of the file) happen there
         if rest or any(len(p) for p in it):
-            raise StoreError("encrypted stream is longer than expected", "this is a bug in gitxp; please report it")
+            raise StoreError("artifact stream is longer than expected", "this is a bug in gitxp; please report it")
         return objects
     finally:
         close = getattr(pieces, "close", None)

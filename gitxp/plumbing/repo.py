@@ -38,6 +38,10 @@ from gitxp.plumbing.trees import (  # the modes, Entry and EMPTY_TREE: callers a
     fixed_records,
     splice_records,
 )
+from gitxp.threads import Worker
+
+#: Objects at least this large are hashed on a second thread while they are written.
+HASH_BESIDE = 8 << 20
 
 __all__ = ["EMPTY_TREE", "EXEC_MODE", "FILE_MODE", "GITLINK_MODE", "TREE_MODE", "Entry", "Repo", "discover", "init_repository"]
 
@@ -160,24 +164,25 @@ class Repo(Refs):
         self.objects_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.objects_dir / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):x}"
         written = 0
+        # a large object's SHA-1 runs on a second core, a few pieces behind their deflate and write
+        hasher = Worker(h.update, "gitxp-sha1", depth=4) if size >= HASH_BESIDE else None
         try:
             with open(tmp, "wb") as f:
-                if level == 0:
-                    sink = _StoredDeflate(f, len(header) + size)
-                    sink.write(header)
-                    for chunk in chunks:
-                        written += len(chunk)
+                sink = _StoredDeflate(f, len(header) + size) if level == 0 else _Deflate(f, level)
+                sink.write(header)
+                pieces = 0
+                for chunk in chunks:
+                    written += len(chunk)
+                    if hasher is None:
                         h.update(chunk)
-                        sink.write(chunk)
-                    sink.close()
-                else:
-                    comp = zlib.compressobj(level)
-                    f.write(comp.compress(header))
-                    for chunk in chunks:
-                        written += len(chunk)
-                        h.update(chunk)
-                        f.write(comp.compress(chunk))
-                    f.write(comp.flush())
+                    else:
+                        hasher.start(chunk)
+                        pieces += 1
+                    sink.write(chunk)
+                sink.close()
+                if hasher is not None:
+                    for _ in range(pieces):
+                        hasher.result()
             if written != size:
                 raise StoreError(f"object size changed while writing ({written} != {size} bytes)", "do not modify files while they are being logged")
             sha = h.hexdigest()
@@ -192,6 +197,9 @@ class Repo(Refs):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            if hasher is not None:
+                hasher.close()
 
     def write_file(self, path: str | os.PathLike[str], *, level: int = 1) -> Entry:
         """A file on disk as a blob (an Entry named like it), streamed in bounded memory."""
@@ -441,6 +449,20 @@ class Repo(Refs):
             return None
         spliced = splice_records(data, size, direct)
         return None if spliced is None else (spliced, size)
+
+
+class _Deflate:
+    """A zlib stream at ``level`` written to ``f`` (the compressing twin of :class:`_StoredDeflate`)."""
+
+    def __init__(self, f: Any, level: int) -> None:
+        self.f = f
+        self.comp = zlib.compressobj(level)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.f.write(self.comp.compress(data))
+
+    def close(self) -> None:
+        self.f.write(self.comp.flush())
 
 
 class _StoredDeflate:
