@@ -30,22 +30,25 @@ LATE_IMPORTS = ("pandas",)
 
 
 class _Blocker:
-    """A meta path finder that refuses :data:`LATE_IMPORTS` with a ModuleNotFoundError.
+    """A meta path finder that refuses ``names`` (and their submodules) with a ModuleNotFoundError.
 
     (``sys.modules[name] = None`` is not enough: Cython's import returns
     that None instead of raising.)
     """
 
+    def __init__(self, names: tuple[str, ...], why: str) -> None:
+        self.names, self.why = names, why
+
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name.partition(".")[0] in LATE_IMPORTS:
-            raise ModuleNotFoundError(f"{name} is not imported while Python exits", name=name)
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{name} is not imported {self.why}", name=name)
         return None
 
 
 @contextmanager
-def late_imports_blocked() -> Iterator[None]:
-    """Make a first ``import pandas`` a plain ImportError while exit work runs."""
-    blocker = _Blocker()
+def imports_blocked(names: tuple[str, ...], why: str) -> Iterator[None]:
+    """Make a first import of ``names`` a plain ImportError meanwhile (modules already imported are unaffected)."""
+    blocker = _Blocker(names, why)
     sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
     try:
         yield
@@ -66,7 +69,7 @@ def register(func: Callable[[], Any]) -> Callable[[], Any]:
     import concurrent.futures.thread  # noqa: F401
 
     def at_exit() -> None:
-        with late_imports_blocked():
+        with imports_blocked(LATE_IMPORTS, "while Python exits"):
             func()
 
     atexit.register(at_exit)

@@ -58,6 +58,10 @@ def run_wrapped(
 
     patterns, conditions, wanted = _checked_options(options)
     _check_command(command)
+    if options.log_hardware:  # hardware.parquet will be written: import pyarrow while begin() and the command run
+        from gitxp.run.logged import preload_arrow
+
+        preload_arrow(without_numpy=True)
     try:
         exp = begin(name=name, params=params, repo=repo, command=command, options=options)
     except OSError as exc:  # a full disk before anything ran: say so, run nothing
