@@ -113,6 +113,8 @@ def fmt_value(v: Any) -> str:
     """Numbers short and readable (4 significant digits), everything else as text."""
     if v is None:
         return "-"
+    if v.__class__ is str:
+        return clean(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):

@@ -237,3 +237,22 @@ def test_show_reads_an_experiments_own_files_even_where_a_forged_row_lists_it(tm
     assert shown["summary"] == {"best": 4} and shown["tags"] == {}
     with gitxp.open(clone) as store:
         assert store.get(ids[4]).summary == {"best": 4}
+
+
+def test_decode_line_takes_only_a_row_that_is_exactly_what_it_claims() -> None:
+    """One json.loads of header and documents: a row of another experiment or tree, a header spliced into the
+    documents, or documents that disagree with the header give None (the experiment is then read from its files)."""
+    meta = {"id": "20260301-000000-0123456789ab", "created": "2026-03-01T00:00:00Z", "status": "completed", "name": "a",
+            "source": {"branch": "main"}}
+    line = listing.encode_row(meta["id"], "ab" * 20, meta, {"lr": 0.1})
+    assert line is not None
+    assert listing.decode_line(line, meta["id"], "ab" * 20) == (meta, {"lr": 0.1})
+    assert listing.decode_line(line, meta["id"], "cd" * 20) is None
+    assert listing.decode_line(line, "20260301-000000-ffffffffffff", "ab" * 20) is None
+    head, _, docs = line.partition(b"\t")
+    # a header that is not one JSON value, closed by the documents: parses as one list, is still refused
+    spliced = head + b",[" + docs[1:-1].partition(b",")[0] + b"\t" + docs[1:-1].partition(b",")[2] + b"]"
+    assert listing.decode_line(spliced, meta["id"], "ab" * 20) is None
+    lying = line.replace(b'"status":"completed"', b'"status":"failed"', 1)  # documents no longer agree with the header
+    assert listing.decode_line(lying, meta["id"], "ab" * 20) is None
+    assert listing.decode_line(b"\t".join([head, b"[" * 100_000]), meta["id"], "ab" * 20) is None

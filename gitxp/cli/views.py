@@ -341,7 +341,7 @@ _LONG_HEX = re.compile(r"[0-9a-f]{32,}")
 
 def _short_hex(value: Any) -> Any:
     """A digest (``tags.sweep_key``) as its first 12 digits and ``…``: a terminal table, not an export."""
-    if isinstance(value, str) and _LONG_HEX.fullmatch(value):
+    if isinstance(value, str) and len(value) >= 32 and _LONG_HEX.fullmatch(value):
         return value[:12] + "…"
     return value
 

@@ -391,11 +391,17 @@ _OPT_STR = (str, type(None))
 _NUMBER = (int, float)
 
 
+_SCALAR_TYPES = (str, bool, int, float)
+_SCALAR_CLASSES = frozenset({str, bool, int, float, type(None)})
+
+
 def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (str, bool, int, float))
+    return v.__class__ in _SCALAR_CLASSES or isinstance(v, _SCALAR_TYPES)
 
 
 def _key_problems(mapping: dict[Any, Any], what: str) -> list[str]:
+    if all(k.__class__ is str and k.isprintable() for k in mapping):
+        return []  # the usual case, without a call per key (text_problem passes printable text)
     out = []
     for k in mapping:
         if not isinstance(k, str):
@@ -450,7 +456,8 @@ def experiment_problems(doc: Any) -> list[str]:
             bad("tags", "a mapping of names to single values")
         else:
             out += _key_problems(tags, "field 'tags'")
-            out += [f"field 'tags' value of {k!r} has a {text_problem(v)}" for k, v in tags.items() if isinstance(v, str) and text_problem(v)]
+            if not all(v.__class__ is not str or v.isprintable() for v in tags.values()):
+                out += [f"field 'tags' value of {k!r} has a {text_problem(v)}" for k, v in tags.items() if isinstance(v, str) and text_problem(v)]
     source = doc.get("source")
     if source is not None:
         if not isinstance(source, dict):
@@ -472,6 +479,9 @@ def experiment_problems(doc: Any) -> list[str]:
             out += _key_problems(metrics, "field 'metrics'")
             for name_, stats in metrics.items():
                 for k, v in stats.items():
+                    if v.__class__ is float or v is None:  # the usual value, decided without isinstance
+                        if k not in ("count", "last_step"):
+                            continue
                     if v is not None and (isinstance(v, bool) or not isinstance(v, int if k in ("count", "last_step") else _NUMBER)):
                         out.append(f"field 'metrics' entry {str(name_)[:40]!r}.{k} must be a number")
                         break
@@ -487,10 +497,11 @@ def experiment_problems(doc: Any) -> list[str]:
     sessions = doc.get("sessions")
     if sessions is not None and not (isinstance(sessions, list) and all(isinstance(x, dict) for x in sessions)):
         bad("sessions", "a list of mappings")
-    from gitxp.store.alerts import problems as alert_problems
-    from gitxp.store.inputs import problems as input_problems
+    if doc.get("inputs") is not None or doc.get("alerts") is not None:
+        from gitxp.store.alerts import problems as alert_problems
+        from gitxp.store.inputs import problems as input_problems
 
-    out += input_problems(doc.get("inputs")) + alert_problems(doc.get("alerts"))
+        out += input_problems(doc.get("inputs")) + alert_problems(doc.get("alerts"))
     return out
 
 
@@ -517,12 +528,28 @@ def environment_problems(doc: Any) -> list[str]:
     return out
 
 
+def _printable_keys(doc: dict[Any, Any]) -> bool:
+    """Every key at every depth is printable text: the usual case, walked without building a key's path."""
+    stack: list[Any] = [doc]
+    while stack:
+        obj = stack.pop()
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            if isinstance(obj, dict) and (k.__class__ is not str or not k.isprintable()):
+                return False
+            if isinstance(v, (dict, list)):
+                stack.append(v)
+    return True
+
+
 def params_problems(doc: Any) -> list[str]:
     """Parameter keys that are not one-line text, anywhere in the nesting."""
     if doc is None:
         return []
     if not isinstance(doc, dict):
         return [f"not a mapping but a {type(doc).__name__}"]
+    if _printable_keys(doc):
+        return []
     out: list[str] = []
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack and len(out) < 5:

@@ -178,16 +178,22 @@ def parse_rows(data: bytes) -> list[Row]:
         decoded = None
     if decoded is None or len(decoded) != len(lines):
         decoded = [_head(h) if tab else None for h, tab, _ in heads]
-    out: list[Row] = []
-    for h, line in zip(decoded, lines):
-        # types only: ids and tree ids are compared with real tree entries, the other fields only
-        # sort and filter (a line is at most MAX_ROW_BYTES), and a row's documents are checked when shown
-        if type(h) is list and len(h) == 6:
-            exp_id, tree, created, branch, status, name = h
-            if (type(exp_id) is str and type(tree) is str and (created is None or type(created) is str) and (branch is None or type(branch) is str)
-                    and (status is None or type(status) is str) and (name is None or type(name) is str)):
-                out.append(Row(exp_id, tree, created or "", branch, status or "", name or "", line))
-    return out
+    return [row for h, line in zip(decoded, lines) if (row := _row(h, line)) is not None]
+
+
+def _row(h: Any, line: bytes) -> Row | None:
+    """A decoded header as a Row, or None when its types are wrong.
+
+    Types only: ids and tree ids are compared with real tree entries, the
+    other fields only sort and filter (a line is at most MAX_ROW_BYTES), and
+    a row's documents are checked when shown.
+    """
+    if type(h) is list and len(h) == 6:
+        exp_id, tree, created, branch, status, name = h
+        if (type(exp_id) is str and type(tree) is str and (created is None or type(created) is str) and (branch is None or type(branch) is str)
+                and (status is None or type(status) is str) and (name is None or type(name) is str)):
+            return Row(exp_id, tree, created or "", branch, status or "", name or "", line)
+    return None
 
 
 def _head(text: bytes) -> Any:
@@ -221,6 +227,30 @@ def decode_doc(row: Row) -> tuple[Any, Any] | None:
         doc = json.loads(text)
     except (ValueError, RecursionError):
         return None
+    return _agreeing(row, text, doc)
+
+
+def decode_line(line: bytes, exp_id: str, tree: str) -> tuple[Any, Any] | None:
+    """:func:`decode_doc` of one row known by its experiment's id and tree id, header and documents in one ``json.loads``.
+
+    A table of 20,000 experiments in a fresh clone reads each row this way:
+    one C call per row instead of a header parse and a document parse.
+    """
+    head, tab, text = line.partition(b"\t")
+    if not tab or len(line) > MAX_ROW_BYTES:
+        return None
+    try:
+        both = json.loads(b"[" + head + b"," + text + b"]")
+    except (ValueError, RecursionError):
+        return None
+    row = _row(both[0], line) if type(both) is list and len(both) == 2 else None
+    if row is None or row.id != exp_id or row.tree != tree:
+        return None
+    return _agreeing(row, text, both[1])
+
+
+def _agreeing(row: Row, text: bytes, doc: Any) -> tuple[Any, Any] | None:
+    """``(meta, params)`` of a decoded row document when it is well-shaped and agrees with the row's header, else None."""
     if not (isinstance(doc, list) and len(doc) == 2 and isinstance(doc[0], dict)):
         return None
     # nesting can't pass the YAML limit with fewer brackets than that (the usual row has ~15)

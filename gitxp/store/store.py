@@ -277,8 +277,7 @@ class Store:
             if blob is None and where is not None and where[0] >= 0:
                 blob = self._cache.read_blob(*where)
         if blob is not None and blob[:1] == b"J":
-            rows = list(listing.parse_rows(blob[1:]))
-            docs = listing.decode_doc(rows[0]) if len(rows) == 1 and rows[0].id == exp_id and rows[0].tree == tree else None
+            docs = listing.decode_line(blob[1:], exp_id, tree)
             if docs is not None:
                 meta, params = checked_summary(exp_id, docs[0], docs[1], [])
                 self._checked_rows(exp_id, (meta, params))

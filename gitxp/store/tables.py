@@ -24,9 +24,15 @@ def _mapping(value: Any) -> bool:
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if _mapping(value) and value:
         for k, v in value.items():
-            flatten(f"{prefix}.{k}", v, out)
+            if v.__class__ in _LEAVES:  # most values: set here, not by a call per value
+                out[f"{prefix}.{k}"] = v
+            else:
+                flatten(f"{prefix}.{k}", v, out)
     else:
         out[prefix] = value
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 def row(record: Record) -> dict[str, Any]:
