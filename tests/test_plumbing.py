@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import fsck, run_git
 
+from gitxp.errors import StoreError
 from gitxp.plumbing.fsck import commit_object_problems, git_name_problem, tree_object_problems
 from gitxp.plumbing.quarantine import Quarantine
 from gitxp.plumbing.repo import EMPTY_TREE, EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
@@ -202,6 +203,19 @@ def test_busy_day_splice_gives_git_mktree_tree(bare_repo: Path) -> None:
     assert replaced not in tail_names and tail_names[-1] == last and len(tail_names) == len(expected)
     _commit(repo, repo.update_tree(None, {f"experiments/{DAY}": Entry(DAY, TREE_MODE, tail)}))
     fsck(bare_repo)
+
+
+def test_subtrees_of_a_day_are_what_git_lists(bare_repo: Path) -> None:
+    """A day folder's fixed-size records are sliced; any other tree is parsed; both give git's subtrees, in git's order."""
+    repo = Repo(bare_repo)
+    leaf = repo.write_tree([Entry("f", FILE_MODE, repo.write_blob(b"f"))])
+    day = repo.write_tree([Entry(i, TREE_MODE, leaf) for i in _ids(1500)])
+    mixed = repo.write_tree([Entry("README", FILE_MODE, repo.write_blob(b"hi")), *(Entry(i, TREE_MODE, leaf) for i in _ids(3))])
+    for tree in (day, mixed):
+        listed = [(name, sha) for mode, kind, sha, name in _ls_tree(bare_repo, tree) if kind == "tree"]
+        assert repo.subtrees(tree) == listed
+    with pytest.raises(StoreError, match="not a folder"):
+        repo.subtrees(repo.write_blob(b"40000 x"))
 
 
 def test_day_with_a_foreign_entry_is_not_spliced(bare_repo: Path) -> None:

@@ -36,6 +36,7 @@ from gitxp.plumbing.trees import (  # the modes, Entry and EMPTY_TREE: callers a
     Entry,
     bisect_records,
     fixed_records,
+    record_entries,
     splice_records,
 )
 from gitxp.threads import Worker
@@ -340,6 +341,13 @@ class Repo(Refs):
             out.append(Entry(name, mode, data[nul + 1 : nul + 21].hex()))
             i = nul + 21
         return out
+
+    def subtrees(self, sha: str) -> list[tuple[str, str]]:
+        """``(name, id)`` of a tree's subtrees; a day folder's fixed-size records are sliced, not parsed one entry at a time."""
+        data, size = self._day_tree(sha)
+        if size:
+            return record_entries(data, size)
+        return [(e.name, e.sha) for e in self.read_tree(sha) if e.is_tree]
 
     def read_commit(self, sha: str) -> dict[str, Any]:
         kind, data = self.read_raw(sha)

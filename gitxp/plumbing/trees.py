@@ -95,3 +95,9 @@ def splice_records(data: bytes, size: int, direct: Mapping[str, Entry | None]) -
         view = memoryview(out)
         out = b"".join((view[:pos], record, view[end:]))  # one copy of the day, not three
     return out
+
+
+def record_entries(data: bytes, size: int) -> list[tuple[str, str]]:
+    """``(name, hex id)`` of every fixed-size subtree record (see :func:`fixed_records`), by slicing."""
+    end = size - 21
+    return [(data[i + 6 : i + end].decode("utf-8", "surrogateescape"), data[i + end + 1 : i + size].hex()) for i in range(0, len(data), size)]

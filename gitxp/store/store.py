@@ -327,29 +327,29 @@ class Store:
             prev_exps = prev[1] if prev else {}
             found: dict[str, tuple[Any, ...]] = {}
             unknown = []
-            for e in self.repo.read_tree(day.sha):
-                if not e.is_tree or not layout.is_id(e.name):
+            for name, sha in self.repo.subtrees(day.sha):
+                if not layout.is_id(name):
                     continue
-                p = prev_exps.get(e.name)
-                if p is not None and p[TREE] == e.sha:
-                    found[e.name] = p
+                p = prev_exps.get(name)
+                if p is not None and p[TREE] == sha:
+                    found[name] = p
                 else:
-                    unknown.append(e)
+                    unknown.append((name, sha))
             rows = listing.day_rows(self.repo, root, day.name) if len(unknown) > ROWS_WORTH_READING else {}
-            for e in unknown:
-                row = rows.get((e.name, e.sha))
+            for name, sha in unknown:
+                row = rows.get((name, sha))
                 if row is not None:
                     blob = b"J" + row.line
-                    pending[e.name] = blob
-                    found[e.name] = (row.created, e.name, row.branch, row.status, row.name, e.sha, -1, len(blob))
+                    pending[name] = blob
+                    found[name] = (row.created, name, row.branch, row.status, row.name, sha, -1, len(blob))
                     continue
-                meta, params = self._read_summary(e.sha, e.name)
+                meta, params = self._read_summary(sha, name)
                 src: dict[str, Any] = meta["source"] if isinstance(meta.get("source"), dict) else {}
                 blob = encode((meta, params))
-                pending[e.name] = blob
-                found[e.name] = (
-                    str(meta.get("created") or ""), e.name, src.get("branch"), str(meta.get("status") or ""),
-                    str(meta.get("name") or ""), e.sha, -1, len(blob),
+                pending[name] = blob
+                found[name] = (
+                    str(meta.get("created") or ""), name, src.get("branch"), str(meta.get("status") or ""),
+                    str(meta.get("name") or ""), sha, -1, len(blob),
                 )
             days[day.name] = (day.sha, found)
         return days, pending
