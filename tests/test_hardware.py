@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import gitxp as run_gitxp
 
 from gitxp.run.hardware import HardwareSampler, gpu_info
 from gitxp.run.hardware_parquet import finalize
@@ -191,29 +192,47 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_wrapper_imports_pyarrow_without_numpy_and_writes_the_same_file(tmp_path: Path) -> None:
-    """The wrapper's lean pyarrow (no numpy: ~50 ms off every wrapped command) samples, finalises and reads back as usual."""
+def test_a_short_run_writes_hardware_parquet_without_pyarrow(tmp_path: Path) -> None:
+    """Segments are written by gitxp's own Parquet writer; a run of one segment finalises by adopting it.
+
+    The sampler and finalize run where pyarrow (and numpy) cannot be imported at
+    all; the file is then read by pyarrow and by DuckDB, two independent readers.
+    """
     code = """
 import sys
 from pathlib import Path
-from gitxp.run.logged import arrow_ready, preload_arrow
-preload_arrow(without_numpy=True)
-arrow_ready()
-lean = "numpy" not in sys.modules and "pyarrow.parquet" in sys.modules
-from gitxp.run.hardware import HardwareSampler
-from gitxp.run.hardware_parquet import finalize
-out = Path(sys.argv[1])
-with HardwareSampler(out / "hw", interval=0.05):
-    import time; time.sleep(0.3)
-assert finalize(out / "hw", out / "hardware.parquet")
-import numpy  # still importable by whoever truly needs it
-print(lean, "numpy" in sys.modules)
+from gitxp import shutdown
+with shutdown.imports_blocked(("pyarrow", "numpy"), "in this test"):
+    from gitxp.run.hardware import HardwareSampler
+    from gitxp.run.hardware_parquet import finalize
+    out = Path(sys.argv[1])
+    with HardwareSampler(out / "hw", interval=0.05, flush_every=60):
+        import time; time.sleep(0.3)
+    assert finalize(out / "hw", out / "hardware.parquet")
+print("pyarrow" in sys.modules, "numpy" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], env={**os.environ})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "True"]
+    assert done.stdout.split() == ["False", "False"]
+    assert not list((tmp_path / "hw").glob("hardware-*.parquet"))  # adopted, not copied and left
     table = pq.read_table(tmp_path / "hardware.parquet")
     assert table.num_rows >= 3
     assert table.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
-    assert all(0 <= v <= 100 * os.cpu_count() for v in table.column("cpu_percent").to_pylist() if not math.isnan(v))
+    assert all(table.schema.field(n).type == pa.float64() for n in table.column_names[1:])
+    assert table.column_names[:5] == ["timestamp", "cpu_percent", "memory_used_bytes", "memory_available_bytes", "memory_percent"]
+    stamps = table.column("timestamp").to_pylist()
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert all(0 <= v <= 100 * (os.cpu_count() or 1) for v in table.column("cpu_percent").to_pylist() if not math.isnan(v))
+    duckdb = pytest.importorskip("duckdb")
+    rows = duckdb.sql(f"select count(*), min(memory_used_bytes) > 0 from '{tmp_path / 'hardware.parquet'}'").fetchall()
+    assert rows == [(table.num_rows, True)]
+    kinds = dict((r[0], r[1]) for r in duckdb.sql(f"describe select * from '{tmp_path / 'hardware.parquet'}'").fetchall())
+    assert kinds["timestamp"] == "TIMESTAMP WITH TIME ZONE" and kinds["cpu_percent"] == "DOUBLE"
+
+
+def test_a_wrapped_command_still_imports_numpy(git_repo: Path) -> None:
+    """The wrapper runs without numpy (its pyarrow is leaner); the command it runs is untouched by that."""
+    done = run_gitxp(git_repo, "start", "--", sys.executable, "-c", "import numpy; print('numpy', numpy.__name__)")
+    assert done.returncode == 0, done.stderr
+    assert "numpy numpy" in done.stdout

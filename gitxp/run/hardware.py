@@ -22,8 +22,9 @@ prints at most one ``gitxp: hardware sampling ...`` line on stderr. A
 machine without an NVIDIA driver simply has no ``gpu<i>_*`` columns (silent:
 that is the normal case for a laptop); a driver that errors is one warning.
 
-psutil, pynvml and pyarrow are imported inside the thread and functions,
-never at import time, so ``import gitxp`` stays fast.
+psutil and pynvml are imported inside the thread, never at import time, so
+``import gitxp`` stays fast; segments are written without pyarrow
+(:mod:`gitxp.store.plainparquet`), which only merging several needs.
 """
 
 from __future__ import annotations
@@ -354,7 +355,6 @@ class HardwareSampler:
             psutil.cpu_percent(interval=None)  # prime: the first call has no reference
             last_flush = time.monotonic()
             failures = 0
-            prepared = False
             while True:
                 stopping = self._stop.is_set()
                 try:
@@ -376,12 +376,6 @@ class HardwareSampler:
                 self._cpu_time = time.thread_time() - t0
                 if stopping:
                     break
-                if not prepared:  # the writer's import, done while the command runs, not when it ends
-                    import pyarrow.parquet  # noqa: F401
-
-                    from gitxp.run import hardware_parquet  # noqa: F401
-
-                    prepared = True
                 self._stop.wait(self.interval)
         except Exception as exc:
             self._warn_once(f"stopped ({type(exc).__name__}: {exc})")

@@ -11,39 +11,35 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from array import array as _array
 from pathlib import Path
 from typing import Any
 
 from gitxp.run.hardware import _NAN, _SEGMENT_RE, BASE_COLUMNS, GPU_FIELDS, SEGMENT_GLOB
+from gitxp.store import plainparquet
 
 __all__ = ["finalize", "read", "write_segment"]
 
 
 def write_segment(out_dir: Path, seq: int, rows: list[dict[str, float]], times: list[int]) -> None:
-    """Write one flush's samples as ``hardware-<seq>.parquet``, atomically (temporary name + ``os.replace``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write one flush's samples as ``hardware-<seq>.parquet``, atomically, without pyarrow.
 
-    names = list(BASE_COLUMNS)
-    seen = set(names)
+    A few rows every two seconds do not pay for importing pyarrow
+    (:mod:`gitxp.store.plainparquet` writes them): rows sorted by time with
+    exact duplicate times dropped and columns in :func:`finalize`'s order,
+    so a run's only segment already is its ``hardware.parquet``.
+    """
+    seen = dict.fromkeys(BASE_COLUMNS)
     for r in rows:
-        for k in r:
-            if k not in seen:
-                seen.add(k)
-                names.append(k)
-    # Arrays from raw buffers, as metric staging (store/parquet.py) does: pa.array() on
-    # Python lists imports pandas on its first call, which held the first
-    # segment back by seconds on a busy machine.
-    n = len(rows)
-    arrays = [pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(_array("q", times))])]
-    arrays += [pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(_array("d", [r.get(k, _NAN) for r in rows]))]) for k in names]
-    table = pa.Table.from_arrays(arrays, names=["timestamp", *names])
+        seen.update(dict.fromkeys(r))
+    names = [n for n in _column_order(["timestamp", *seen]) if n != "timestamp"]
+    order = sorted(range(len(rows)), key=times.__getitem__)
+    order = [i for j, i in enumerate(order) if j == 0 or times[i] != times[order[j - 1]]]
+    columns: list[tuple[str, str, Any]] = [("timestamp", plainparquet.TIMESTAMP_US, _array("q", [times[i] for i in order]))]
+    columns += [(k, plainparquet.FLOAT64, _array("d", [rows[i].get(k, _NAN) for i in order])) for k in names]
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / f"hardware-{seq:06d}.parquet"
-    tmp = out_dir / f".hardware-{seq:06d}.parquet.tmp"
-    pq.write_table(table, tmp, compression="zstd", write_statistics=False)
-    os.replace(tmp, final)
+    plainparquet.write(out_dir / f"hardware-{seq:06d}.parquet", columns)
 
 
 def _column_order(names: list[str]) -> list[str]:
@@ -85,15 +81,20 @@ def finalize(out_dir: Path, dest: Path, *, remove_segments: bool = True) -> bool
     out_dir = Path(out_dir)
     dest = Path(dest)
     segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name)) if out_dir.is_dir() else []
-    table = read(out_dir, dest if dest.exists() else None)
-    if table is None:
-        return False
-    import pyarrow.parquet as pq
-
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, dest)
+    if len(segments) == 1 and not dest.exists() and plainparquet.written_here(segments[0]):
+        # a run shorter than one flush: its only segment, sorted and ordered as below, is the file (no pyarrow)
+        shutil.copyfile(segments[0], dest.with_name(f".{dest.name}.tmp"))
+        os.replace(dest.with_name(f".{dest.name}.tmp"), dest)
+    else:
+        table = read(out_dir, dest if dest.exists() else None)
+        if table is None:
+            return False
+        import pyarrow.parquet as pq
+
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, dest)
     if remove_segments:
         for seg in segments:
             try:

@@ -36,7 +36,7 @@ _MAX_STEP = metrics.MAX_STEP
 _arrow_import: threading.Thread | None = None
 
 
-def preload_arrow(*, without_numpy: bool = False) -> None:
+def preload_arrow() -> None:
     """Start importing pyarrow (parquet, compute) on a thread, once per process, as a run starts.
 
     The first flush needs it. Imported by the flush thread only then, while
@@ -44,30 +44,22 @@ def preload_arrow(*, without_numpy: bool = False) -> None:
     switch interval for it back: 2.6 s instead of 0.2, with 3 M points piling
     up unflushed (memory, and the every-second crash promise). Started here,
     it is usually done before the first metric; :func:`arrow_ready` waits.
-
-    ``without_numpy`` is for ``gitxp start``'s wrapper, a process that runs
-    no user code and never converts to numpy: pyarrow (≥ 16) imports numpy
-    only if it can, which is half its import time (~50 of ~110 ms) and lay
-    on the path of every short wrapped command.
     """
     global _arrow_import
     if _arrow_import is None and "pyarrow.compute" not in sys.modules:
         from gitxp import shutdown
 
-        _arrow_import = threading.Thread(target=_import_arrow, args=(without_numpy,), name="gitxp-import-pyarrow", daemon=True)
+        _arrow_import = threading.Thread(target=_import_arrow, name="gitxp-import-pyarrow", daemon=True)
         _arrow_import.start()
         shutdown.register(arrow_ready)  # never exit with pyarrow half imported under a daemon thread
 
 
-def _import_arrow(without_numpy: bool) -> None:
-    from gitxp import shutdown
-
-    with shutdown.imports_blocked(("numpy",) if without_numpy else (), "by gitxp's wrapper"):
-        try:
-            import pyarrow.compute  # noqa: F401  (a segment's columns are built with it)
-            import pyarrow.parquet  # noqa: F401
-        except Exception:  # noqa: BLE001 - no pyarrow here: the flush that needs it reports it
-            pass
+def _import_arrow() -> None:
+    try:
+        import pyarrow.compute  # noqa: F401  (a segment's columns are built with it)
+        import pyarrow.parquet  # noqa: F401
+    except Exception:  # noqa: BLE001 - no pyarrow here: the flush that needs it reports it
+        pass
 
 
 def arrow_ready() -> None:
