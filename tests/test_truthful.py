@@ -256,6 +256,8 @@ def test_out_of_range_step_or_time_is_refused_at_logging(git_repo: Path, kwargs:
         xp.log_metric("loss", 1.0, step=2**63 - 1)  # the largest step that fits is fine
         with pytest.raises(gitxp.MetricValueError):
             xp.log_metric("loss", 0.5, **kwargs)
+        with pytest.raises(gitxp.MetricValueError):
+            xp.log_metric("loss", 0.5)  # the default step, one past the largest
     rec = _only(git_repo)
     assert rec.status == "completed" and rec.metric_summary["loss"]["last_step"] == 2**63 - 1
 

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from time import time as _now
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -210,26 +211,31 @@ class Logbook:
         Raises MetricValueError (a ValueError and TypeError) on an empty
         name, a non-numeric value or a negative/non-int step.
         """
-        if name.__class__ is not str or not name:
-            raise _bad_metric(name, value, step)
-        add = self._adders.get(name)
-        if add is None:  # a name not seen before (checked once), or logging has ended
-            add = self._new_series(name)
+        # the hot path: every test is ordered so that the usual call (a known name, a float, an int
+        # step or none) takes the fewest steps; the first call of a name checks it once
         try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise _bad_metric(name, value, step) from None
+            add_step, add_value, add_time = self._adders[name]
+        except (KeyError, TypeError):  # a name not seen before, logging has ended, or not a name at all
+            if name.__class__ is not str or not name:
+                raise _bad_metric(name, value, step) from None
+            add_step, add_value, add_time = self._new_series(name)
+        if value.__class__ is not float:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise _bad_metric(name, value, step) from None
         if step is None:
             step = self._steps[name] + 1
+            if step > _MAX_STEP:  # the step after the largest one
+                raise _bad_metric(name, value, step)
         elif step.__class__ is not int or step < 0 or step > _MAX_STEP:
             if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() <= _MAX_STEP:
                 raise _bad_metric(name, value, step)
             step = step.__index__()
-        t = time.time() if timestamp is None else _timestamp(timestamp)
+        t = _now() if timestamp is None else _timestamp(timestamp)  # checked before anything is kept
         self._steps[name] = step
-        add_step, add_value, add_time = add
         add_step(step)  # in this order: a flush counts complete points by their time
-        add_value(v)
+        add_value(value)
         add_time(t)
 
     def _new_series(self, name: str) -> tuple[Any, Any, Any]:
