@@ -148,13 +148,18 @@ def fmt_duration(seconds: Any) -> str:
 
 
 def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, max_width: int | None = None) -> str:
-    """Columns aligned (numbers right), trimmed to the terminal width from the right."""
-    body = [[fmt_value(c) for c in r] for r in rows]
-    widths = [len(h) for h in headers]
-    for r in body:
-        for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
-    numeric = [all(_is_num(r[i]) or r[i] == "-" for r in body) and bool(body) for i in range(len(headers))]
+    """Columns aligned (numbers right), trimmed to the terminal width from the right.
+
+    Column by column (a table of 20,000 experiments has 340,000 cells): a
+    column of numbers is known to be numeric from its values, and each line
+    is one ``str.format`` of a template built once.
+    """
+    raw = [list(r) for r in rows]
+    columns = list(zip(*raw)) if raw else [() for _ in headers]
+    cells = [_formatted(col) for col in columns]
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, cells)]
+    numeric = [bool(raw) and (_numbers(col) or all(_is_num(c) or c == "-" for c in texts)) for col, texts in zip(columns, cells)]
+    keep = len(widths)
     if max_width:
         total, keep = 0, 0
         for w in widths:
@@ -162,13 +167,18 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, max_wid
                 break
             total += w + (2 if keep else 0)
             keep += 1
-        headers, widths, numeric = list(headers)[:keep], widths[:keep], numeric[:keep]
-        body = [r[:keep] for r in body]
+    template = "  ".join(("{:%s%d}" % (">" if n else "<", w)) if w else "{}" for w, n in zip(widths[:keep], numeric[:keep]))
+    return "\n".join([template.format(*list(headers)[:keep]).rstrip()] + [template.format(*r).rstrip() for r in zip(*cells[:keep])])
 
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric)).rstrip()
 
-    return "\n".join([line(list(headers))] + [line(r) for r in body])
+def _formatted(column: Sequence[Any]) -> list[str]:
+    """:func:`fmt_value` of every value, the usual ones (None, float, str) without a call each."""
+    return ["-" if v is None else f"{v:.4g}" if v.__class__ is float else clean(v) if v.__class__ is str else fmt_value(v) for v in column]
+
+
+def _numbers(column: Sequence[Any]) -> bool:
+    """Every value an int, a float or missing: a right-aligned column, known without parsing its text."""
+    return all(v is None or v.__class__ is float or v.__class__ is int for v in column)
 
 
 def _is_num(s: str) -> bool:

@@ -332,7 +332,7 @@ def format_table(recs: Sequence[Record], *, columns: str | None, sort_by: str | 
         sep = "|" + "|".join("---" for _ in names) + "|"
         body = ["| " + " | ".join(render.fmt_value(r.get(n)).replace("|", "\\|") for n in names) + " |" for r in rows]
         return "\n".join([head, sep, *body])
-    shown = [{**{k: _short_hex(v) for k, v in r.items()}, "id": short(r["id"])} for r in rows]
+    shown = [{**{k: _short_hex(v) if v.__class__ is str and len(v) >= 32 else v for k, v in r.items()}, "id": short(r["id"])} for r in rows]
     return render.text_table(names, [[r.get(n) for n in names] for r in shown], max_width=render.terminal_width() if render.isatty() else None)
 
 

@@ -1,0 +1,51 @@
+"""Text for terminals: the aligned table every listing prints, checked against its plain definition."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from gitxp import text
+
+
+def _reference(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int | None) -> str:
+    """The table as specified, one cell at a time: fmt_value, widest cell, numbers (or '-') right-aligned."""
+    body = [[text.fmt_value(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
+    numeric = [bool(body) and all(text._is_num(r[i]) or r[i] == "-" for r in body) for i in range(len(headers))]
+    keep = len(headers)
+    if max_width:
+        total, keep = 0, 0
+        for w in widths:
+            if total + w + (2 if keep else 0) > max_width and keep >= 2:
+                break
+            total += w + (2 if keep else 0)
+            keep += 1
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells[:keep], widths, numeric)).rstrip()
+
+    return "\n".join([line(list(headers))] + [line(r) for r in body])
+
+
+ROWS = [
+    ["20260301-000000-aaa", 0.5, 3, None, True, "3.5", "x\x1b]0;pwned\x07y", math.nan, "{0}", ""],
+    ["20260301-000001-bbb", -math.inf, None, 2.0, False, "abc", "tab\there", 1e300, "}{", ""],
+    ["20260301-000002-ccc", 1234567.0, 10**20, None, None, "-", "ünïcødé", -0.0, "{:>9}", ""],
+]
+HEADERS = ["id", "params.lr", "params.n", "metrics.acc", "tags.ok", "tags.v", "name", "summary.x", "braces", "params.empty"]
+
+
+@pytest.mark.parametrize("max_width", [None, 40, 90])
+@pytest.mark.parametrize("rows", [ROWS, ROWS[:1], []])
+def test_text_table_is_the_plain_definition(rows: list[list[Any]], max_width: int | None) -> None:
+    assert text.text_table(HEADERS, rows, max_width=max_width) == _reference(HEADERS, rows, max_width)
+
+
+def test_stored_escapes_never_reach_the_terminal() -> None:
+    table = text.text_table(HEADERS, ROWS)
+    assert "\x1b" not in table and "\x07" not in table and "\t" not in table
+    assert "xy" in table  # the title-setting sequence is gone, the text around it kept
