@@ -10,15 +10,16 @@ layout); at commit, :func:`tree_changes` merges the staged lines into
 
 Encrypted artifacts use *convergent* encryption with a keyed hash, as
 restic and borg derive their dedup ids with a keyed MAC: pass 1 reads the
-file and computes the manifest digest (HMAC-SHA256 under the digest key) and
-a SHA-256 of every chunk; the dedup MAC over those chunk hashes becomes the
-stream's salt. Pass 2 encrypts with that salt, checking every chunk against
-a tag pass 1 took of it (:class:`~gitxp.artifacts.crypto.ChunkTags`, a GMAC
-under a key that never leaves the process) *before* it is sealed, so a file
-modified between the passes cannot make one salt seal two different
-plaintexts (which would reuse GCM nonces). Same plaintext + same key → byte-identical ciphertext → identical
-blobs: git stores a re-logged file once, and only key holders can tell
-which stored file is which.
+file and takes a SHA-256 and a check tag of every chunk; the dedup MAC over
+the chunk hashes becomes the stream's salt. Pass 2 encrypts with that salt,
+checking every chunk against its pass-1 tag
+(:class:`~gitxp.artifacts.crypto.ChunkTags`, a GMAC under a key that never
+leaves the process) *before* it is sealed, so a file modified between the
+passes cannot make one salt seal two different plaintexts (which would
+reuse GCM nonces); the manifest digest (HMAC-SHA256 under the digest key)
+is taken of those checked chunks. Same plaintext + same key →
+byte-identical ciphertext → identical blobs: git stores a re-logged file
+once, and only key holders can tell which stored file is which.
 """
 
 from __future__ import annotations
