@@ -118,11 +118,7 @@ def fmt_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return f"{v:.4g}"
+        return f"{v:.4g}"  # nan, inf and -inf as they are spelled
     return clean(v if isinstance(v, str) else str(v))
 
 

@@ -49,17 +49,21 @@ def run_git(repo: Path, *args: str, check: bool = True, input: bytes | None = No
     return r.stdout.decode()
 
 
+def committed_repo(repo: Path, files: dict[str, str], message: str = "initial") -> Path:
+    """A new repository at ``repo`` whose `main` holds ``files`` (name → text) in one commit."""
+    repo.mkdir()
+    run_git(repo, "init", "-q", "-b", "main")
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-q", "-m", message)
+    return repo
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
     """A repository with one commit on `main` and a clean work tree."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    run_git(repo, "init", "-q", "-b", "main")
-    (repo / "train.py").write_text("print('training')\n")
-    (repo / ".gitignore").write_text("*.log\ndata/\n")
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-q", "-m", "initial")
-    return repo
+    return committed_repo(tmp_path / "repo", {"train.py": "print('training')\n", ".gitignore": "*.log\ndata/\n"})
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import fsck, run_git
+from conftest import committed_repo, fsck, run_git
 
 from gitxp.errors import StoreError
 from gitxp.plumbing.fsck import commit_object_problems, git_name_problem, tree_object_problems
@@ -378,12 +378,7 @@ def test_commit_to_branch_from_two_processes_both_land(git_repo: Path) -> None:
 
 def _source_pack(tmp_path: Path) -> tuple[Path, str]:
     """A repository with one commit, and that commit's id."""
-    src = tmp_path / "src"
-    src.mkdir()
-    run_git(src, "init", "-q", "-b", "main")
-    (src / "f.txt").write_text("from the source\n")
-    run_git(src, "add", "f.txt")
-    run_git(src, "commit", "-q", "-m", "source")
+    src = committed_repo(tmp_path / "src", {"f.txt": "from the source\n"}, "source")
     return src, run_git(src, "rev-parse", "HEAD").strip()
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import gitxp
-from conftest import fsck, gitxp as run_gitxp, run_git
+from conftest import committed_repo, fsck, gitxp as run_gitxp, run_git
 
 
 def newest_meta(repo: Path) -> dict:
@@ -36,12 +36,7 @@ def staged_runs(repo: Path) -> list[str]:
 
 def small_repo(small_fs: Path) -> Path:
     """A repository with one commit and an initialised store, inside the small filesystem."""
-    repo = small_fs / "repo"
-    repo.mkdir()
-    run_git(repo, "init", "-q", "-b", "main")
-    (repo / "train.py").write_text("print('training')\n")
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-q", "-m", "initial")
+    repo = committed_repo(small_fs / "repo", {"train.py": "print('training')\n"})
     run_gitxp(repo, "init")
     return repo
 

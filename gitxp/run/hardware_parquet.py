@@ -82,19 +82,18 @@ def finalize(out_dir: Path, dest: Path, *, remove_segments: bool = True) -> bool
     dest = Path(dest)
     segments = sorted(p for p in out_dir.glob(SEGMENT_GLOB) if _SEGMENT_RE.match(p.name)) if out_dir.is_dir() else []
     dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
     if len(segments) == 1 and not dest.exists() and plainparquet.written_here(segments[0]):
         # a run shorter than one flush: its only segment, sorted and ordered as below, is the file (no pyarrow)
-        shutil.copyfile(segments[0], dest.with_name(f".{dest.name}.tmp"))
-        os.replace(dest.with_name(f".{dest.name}.tmp"), dest)
+        shutil.copyfile(segments[0], tmp)
     else:
         table = read(out_dir, dest if dest.exists() else None)
         if table is None:
             return False
         import pyarrow.parquet as pq
 
-        tmp = dest.with_name(f".{dest.name}.tmp")
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, dest)
+    os.replace(tmp, dest)
     if remove_segments:
         for seg in segments:
             try:

@@ -266,7 +266,7 @@ class Logbook:
         """Several metrics at one step (e.g. ``{"loss": 0.4, "acc": 0.9}``)."""
         if not isinstance(values, Mapping):
             raise MetricValueError(f"log_metrics takes a mapping of name to value, got {type(values).__name__}", "e.g. xp.log_metrics({'loss': 0.4}, step=3)")
-        t = time.time() if timestamp is None else _timestamp(timestamp)
+        t = _now() if timestamp is None else _timestamp(timestamp)
         for k, v in values.items():
             self.log_metric(k, v, step, t)
 

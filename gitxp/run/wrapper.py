@@ -61,21 +61,19 @@ def run_wrapped(
     options: RunOptions = RunOptions(),
 ) -> int:
     """Run ``command`` as an experiment; returns the exit status for ``gitxp start``."""
-    patterns, conditions, wanted = _checked_options(options)
-    _check_command(command)
     # This process runs no user code and never converts to numpy; pyarrow (>= 16) imports numpy
     # only if it can, half its import time (~50 of ~110 ms), paid by every wrapped command that
     # needs pyarrow (merging metrics or hardware segments).
     with shutdown.imports_blocked(("numpy",), "by gitxp's wrapper (it runs no user code)"):
-        return _run_wrapped(command, repo=repo, name=name, params=params, options=options, checked=(patterns, conditions, wanted))
+        return _run_wrapped(command, repo=repo, name=name, params=params, options=options)
 
 
-def _run_wrapped(command: list[str], *, repo: str, name: str, params: Mapping[str, Any], options: RunOptions,
-                 checked: tuple[list[Any], list[Any], list[tuple[str | None, str]]]) -> int:
+def _run_wrapped(command: list[str], *, repo: str, name: str, params: Mapping[str, Any], options: RunOptions) -> int:
     from gitxp.run import process as runner
     from gitxp.run.begin import begin
 
-    patterns, conditions, wanted = checked
+    patterns, conditions, wanted = _checked_options(options)
+    _check_command(command)
     try:
         exp = begin(name=name, params=params, repo=repo, command=command, options=options)
     except OSError as exc:  # a full disk before anything ran: say so, run nothing

@@ -392,11 +392,12 @@ _NUMBER = (int, float)
 
 
 _SCALAR_TYPES = (str, bool, int, float)
-_SCALAR_CLASSES = frozenset({str, bool, int, float, type(None)})
+#: The exact classes of a stored single value (YAML and JSON give these): tested by ``v.__class__ in``, without a call.
+SCALAR_CLASSES = frozenset({str, bool, int, float, type(None)})
 
 
 def _scalar(v: Any) -> bool:
-    return v.__class__ in _SCALAR_CLASSES or isinstance(v, _SCALAR_TYPES)
+    return v.__class__ in SCALAR_CLASSES or isinstance(v, _SCALAR_TYPES)
 
 
 def _key_problems(mapping: dict[Any, Any], what: str) -> list[str]:
@@ -479,10 +480,10 @@ def experiment_problems(doc: Any) -> list[str]:
             out += _key_problems(metrics, "field 'metrics'")
             for name_, stats in metrics.items():
                 for k, v in stats.items():
-                    if v.__class__ is float or v is None:  # the usual value, decided without isinstance
-                        if k not in ("count", "last_step"):
-                            continue
-                    if v is not None and (isinstance(v, bool) or not isinstance(v, int if k in ("count", "last_step") else _NUMBER)):
+                    integral = k in ("count", "last_step")
+                    if v is None or (v.__class__ is float and not integral):  # the usual values, without isinstance
+                        continue
+                    if isinstance(v, bool) or not isinstance(v, int if integral else _NUMBER):
                         out.append(f"field 'metrics' entry {str(name_)[:40]!r}.{k} must be a number")
                         break
     summary = doc.get("summary")

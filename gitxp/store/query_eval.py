@@ -103,25 +103,25 @@ class Not(Node):
 
 
 @dataclass(frozen=True)
-class And(Node):
-    items: tuple[Node, ...]
+class _Group(Node):
+    """A node over several conditions (``and``, ``or``): the fields it reads are theirs."""
 
-    def evaluate(self, record: Mapping[str, Any]) -> bool:
-        return all(item.evaluate(record) for item in self.items)
+    items: tuple[Node, ...]
 
     def field_paths(self) -> set[str]:
         return set().union(*(item.field_paths() for item in self.items))
 
 
 @dataclass(frozen=True)
-class Or(Node):
-    items: tuple[Node, ...]
+class And(_Group):
+    def evaluate(self, record: Mapping[str, Any]) -> bool:
+        return all(item.evaluate(record) for item in self.items)
 
+
+@dataclass(frozen=True)
+class Or(_Group):
     def evaluate(self, record: Mapping[str, Any]) -> bool:
         return any(item.evaluate(record) for item in self.items)
-
-    def field_paths(self) -> set[str]:
-        return set().union(*(item.field_paths() for item in self.items))
 
 
 # --------------------------------------------------------------------------- evaluation

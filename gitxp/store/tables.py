@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gitxp.store import layout
+
 if TYPE_CHECKING:
     from gitxp.store.record import Record
 
@@ -24,15 +26,12 @@ def _mapping(value: Any) -> bool:
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if _mapping(value) and value:
         for k, v in value.items():
-            if v.__class__ in _LEAVES:  # most values: set here, not by a call per value
+            if v.__class__ in layout.SCALAR_CLASSES:  # most values: set here, not by a call per value
                 out[f"{prefix}.{k}"] = v
             else:
                 flatten(f"{prefix}.{k}", v, out)
     else:
         out[prefix] = value
-
-
-_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 def row(record: Record) -> dict[str, Any]:
