@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -171,6 +172,31 @@ def test_kill_9_then_recover(git_repo: Path) -> None:
     assert killed_at - last < 3.0  # at most ~2 s lost
     assert "died without finishing" not in run_gitxp(git_repo, "log").stderr
     assert run_gitxp(git_repo, "recover").returncode == 0  # nothing to do is fine
+    fsck(git_repo)
+
+
+def test_kill_9_keeps_the_hardware_samples_of_all_but_the_last_flush(git_repo: Path) -> None:
+    """Hardware segments (gitxp's own Parquet writer) survive kill -9 of wrapper and command; recover merges them."""
+    busy = "import time\nt=time.time()\nwhile time.time()-t<60: pass"
+    p = subprocess.Popen([sys.executable, "-m", "gitxp", "start", "--hardware-interval", "0.2", "--", sys.executable, "-c", busy],
+                         cwd=git_repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    time.sleep(5.0)  # two flushes or more (every 2 s)
+    import psutil
+
+    victims = [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+    killed_at = time.time()
+    for v in victims:
+        v.kill()
+    p.wait()
+    time.sleep(7)  # the heartbeat goes stale
+    assert "crashed" in run_gitxp(git_repo, "recover").stdout
+    raw = rec(git_repo).read_file("hardware.parquet")
+    assert raw is not None
+    t = pq.read_table(io.BytesIO(raw))
+    stamps = [ts.timestamp() for ts in t.column("timestamp").to_pylist()]
+    assert len(stamps) >= 8 and stamps == sorted(stamps)  # a sample every 0.2 s for ~4 s, from several segments
+    assert killed_at - stamps[-1] < 3.0  # at most one flush interval (2 s) lost
+    assert t.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     fsck(git_repo)
 
 
