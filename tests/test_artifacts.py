@@ -245,6 +245,40 @@ def test_salt_keyword_gives_deterministic_streams(key: bytes) -> None:
         crypto.StreamEncryptor(key, salt=b"short")
 
 
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_stored_parts_are_exactly_the_reference_stream(tmp_path: Path, repo: Repo, key: bytes, encrypt: bool) -> None:
+    """The writer reads, seals and hashes in reused buffers, several chunks apart on three threads:
+    its parts, joined, must be byte for byte the plain stream encryptor's output (or the file)."""
+    body = os.urandom(97 * C + 13)  # many chunks: the threaded path, buffers reused many times over
+    e = store_file(repo, write(tmp_path / "big.bin", body), "big.bin", key=key if encrypt else None, chunk_size=C, part_size=10 * C + 3)
+    stored = b"".join(git(repo.root, "cat-file", "blob", sha) for sha in e.objects)
+    assert e.parts == len(e.objects) > 5
+    if encrypt:
+        salt = crypto.parse_header(stored).salt
+        assert stored == b"".join(crypto.StreamEncryptor(key, chunk_size=C, salt=salt).encrypt([body]))
+        digest = crypto.KeyedHasher(key, purpose="digest")
+        digest.update(body)
+        assert e.digest == "hmac-sha256:" + digest.hexdigest()
+    else:
+        assert stored == body and e.digest == "sha256:" + hashlib.sha256(body).hexdigest()
+    fsck(repo)
+
+
+def test_seal_into_seals_the_same_stream_in_place(key: bytes) -> None:
+    body, salt = os.urandom(3 * C + 5), os.urandom(32)
+    enc = crypto.StreamEncryptor(key, chunk_size=C, salt=salt)
+    out = bytearray(C + crypto.TAG_SIZE)
+    sealed = [bytes(enc.seal_into(body[i : i + C], i + C >= len(body), out)) for i in range(0, len(body), C)]
+    assert enc.header() + b"".join(sealed) == b"".join(crypto.StreamEncryptor(key, chunk_size=C, salt=salt).encrypt([body]))
+    with pytest.raises(RuntimeError, match="final chunk"):
+        enc.seal_into(b"", True, out)  # after the last chunk: a nonce would repeat
+    with pytest.raises(RuntimeError, match="one stream only"):
+        enc.encrypt([b"x"])
+    fresh = crypto.StreamEncryptor(key, chunk_size=C)
+    with pytest.raises(ValueError, match="only the last may be shorter"):
+        fresh.seal_into(b"short", False, out)
+
+
 def test_file_changed_between_the_passes_is_refused(tmp_path: Path, repo: Repo, key: bytes) -> None:
     src = write(tmp_path / "live.bin", os.urandom(20 * C))
     touched = []

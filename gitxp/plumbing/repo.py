@@ -44,7 +44,7 @@ from gitxp.threads import Worker
 #: Objects at least this large are hashed on a second thread while they are written.
 HASH_BESIDE = 8 << 20
 
-__all__ = ["EMPTY_TREE", "EXEC_MODE", "FILE_MODE", "GITLINK_MODE", "TREE_MODE", "Entry", "Repo", "discover", "init_repository"]
+__all__ = ["EMPTY_TREE", "EXEC_MODE", "FILE_MODE", "GITLINK_MODE", "TREE_MODE", "Entry", "LooseObject", "Repo", "discover", "init_repository"]
 
 
 def _read_gitfile(path: Path) -> Path:
@@ -152,55 +152,30 @@ class Repo(Refs):
         return self.write_object("blob", data)
 
     def write_stream(self, kind: str, chunks: Iterable[bytes | memoryview], size: int, *, level: int = 1) -> str:
-        """Write one loose object from pieces, in bounded memory.
+        """Write one loose object from pieces, in bounded memory; return its sha.
 
         ``level=0`` stores without compression: right for encrypted data,
-        which does not compress (and 10× faster than zlib on it). The object
-        is written to a temp file and renamed into place, so a crash leaves
-        no half object and concurrent writers of the same object both win.
+        which does not compress (and 10× faster than zlib on it).
         """
-        h = hashlib.sha1()
-        header = b"%s %d\0" % (kind.encode(), size)
-        h.update(header)
-        self.objects_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.objects_dir / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):x}"
-        written = 0
-        # a large object's SHA-1 runs on a second core, a few pieces behind their deflate and write
-        hasher = Worker(h.update, "gitxp-sha1", depth=4) if size >= HASH_BESIDE else None
-        try:
-            with open(tmp, "wb") as f:
-                sink = _StoredDeflate(f, len(header) + size) if level == 0 else _Deflate(f, level)
-                sink.write(header)
+        obj = self.new_object(kind, size, level=level)
+        # a large object's SHA-1 runs on a second core, a few pieces behind its writes
+        with Worker(obj.checksum, "gitxp-sha1", depth=4, inline=size < HASH_BESIDE) as hasher:
+            try:
                 pieces = 0
                 for chunk in chunks:
-                    written += len(chunk)
-                    if hasher is None:
-                        h.update(chunk)
-                    else:
-                        hasher.start(chunk)
-                        pieces += 1
-                    sink.write(chunk)
-                sink.close()
-                if hasher is not None:
-                    for _ in range(pieces):
-                        hasher.result()
-            if written != size:
-                raise StoreError(f"object size changed while writing ({written} != {size} bytes)", "do not modify files while they are being logged")
-            sha = h.hexdigest()
-            dest = self.objects_dir / sha[:2] / sha[2:]
-            if dest.exists():
-                tmp.unlink()
-            else:
-                dest.parent.mkdir(exist_ok=True)
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, dest)
-            return sha
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        finally:
-            if hasher is not None:
-                hasher.close()
+                    hasher.start(chunk)
+                    pieces += 1
+                    obj.write(chunk)
+                for _ in range(pieces):
+                    hasher.result()
+            except BaseException:
+                obj.abort()
+                raise
+        return obj.commit()
+
+    def new_object(self, kind: str, size: int, *, level: int = 1) -> LooseObject:
+        """A loose object of ``size`` bytes to write piece by piece (see :class:`LooseObject`)."""
+        return LooseObject(self.objects_dir, kind, size, level=level)
 
     def write_file(self, path: str | os.PathLike[str], *, level: int = 1) -> Entry:
         """A file on disk as a blob (an Entry named like it), streamed in bounded memory."""
@@ -459,6 +434,66 @@ class Repo(Refs):
         return None if spliced is None else (spliced, size)
 
 
+class LooseObject:
+    """One loose object written piece by piece: deflated into a temporary file, renamed into place.
+
+    Every piece goes to :meth:`write` and, in the same order, to
+    :meth:`checksum` (the SHA-1 that names the object), which may run on
+    another thread beside the writes. A crash or :meth:`abort` leaves no
+    half object, and concurrent writers of the same object both win.
+    """
+
+    def __init__(self, objects_dir: Path, kind: str, size: int, *, level: int) -> None:
+        header = b"%s %d\0" % (kind.encode(), size)
+        self._sha1 = hashlib.sha1(header)
+        self.size = size
+        self.written = 0
+        self._dir = objects_dir
+        objects_dir.mkdir(parents=True, exist_ok=True)
+        self._tmp = objects_dir / f"tmp_obj_{os.getpid()}_{random.getrandbits(48):x}"
+        self._f = open(self._tmp, "wb")  # noqa: SIM115 - closed by commit() or abort()
+        try:
+            self._sink = _StoredDeflate(self._f, len(header) + size) if level == 0 else _Deflate(self._f, level)
+            self._sink.write(header)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, piece: bytes | memoryview) -> None:
+        """Append content."""
+        self.written += len(piece)
+        self._sink.write(piece)
+
+    def checksum(self, piece: bytes | memoryview) -> None:
+        """Feed the SHA-1 with the next piece written."""
+        self._sha1.update(piece)
+
+    def commit(self) -> str:
+        """Finish the file and move it into place under the SHA-1 fed so far; return that sha."""
+        try:
+            self._sink.close()
+            self._f.close()
+            if self.written != self.size:
+                raise StoreError(f"object size changed while writing ({self.written} != {self.size} bytes)", "do not modify files while they are being logged")
+            sha = self._sha1.hexdigest()
+            dest = self._dir / sha[:2] / sha[2:]
+            if dest.exists():
+                self._tmp.unlink()
+            else:
+                dest.parent.mkdir(exist_ok=True)
+                os.chmod(self._tmp, 0o444)
+                os.replace(self._tmp, dest)
+            return sha
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file (safe to call twice)."""
+        self._f.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 class _Deflate:
     """A zlib stream at ``level`` written to ``f`` (the compressing twin of :class:`_StoredDeflate`)."""
 
@@ -495,15 +530,37 @@ class _StoredDeflate:
     def write(self, data: bytes | memoryview) -> None:
         mv = memoryview(data)
         self.adler = zlib.adler32(mv, self.adler)
+        out: list[bytes | memoryview] = []
         for i in range(0, len(mv), self.BLOCK):
             block = mv[i : i + self.BLOCK]
             n = len(block)
             self.left -= n
-            self.f.write(bytes((1 if self.left == 0 else 0, n & 0xFF, n >> 8, ~n & 0xFF, (~n >> 8) & 0xFF)))
-            self.f.write(block)
+            out += (bytes((1 if self.left == 0 else 0, n & 0xFF, n >> 8, ~n & 0xFF, (~n >> 8) & 0xFF)), block)
+        if _writev is None:
+            for buf in out:
+                self.f.write(buf)
+            return
+        self.f.flush()
+        _write_all(self.f.fileno(), out)  # one system call per piece, not two per block
 
     def close(self) -> None:
         self.f.write(self.adler.to_bytes(4, "big"))
+
+
+_writev = getattr(os, "writev", None)  # not on Windows
+
+
+def _write_all(fd: int, buffers: list[bytes | memoryview]) -> None:
+    """``os.writev`` until every buffer is written (a write may stop short)."""
+    assert _writev is not None
+    i = 0
+    while i < len(buffers):
+        n = _writev(fd, buffers[i : i + 1024])  # IOV_MAX on Linux
+        while i < len(buffers) and n >= len(buffers[i]):
+            n -= len(buffers[i])
+            i += 1
+        if n:
+            buffers[i] = memoryview(buffers[i])[n:]
 
 
 def init_repository(path: Path) -> Path:
