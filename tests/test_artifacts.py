@@ -264,6 +264,25 @@ def test_stored_parts_are_exactly_the_reference_stream(tmp_path: Path, repo: Rep
     fsck(repo)
 
 
+def test_convergent_salt_is_the_documented_mac_of_the_digest(tmp_path: Path, repo: Repo, key: bytes) -> None:
+    """docs/format.md, *Deduplication*: salt = HMAC(Kdd, "gitxp artifact salt v2" || 0 || u32 chunk || u64 size || digest)."""
+    import hmac
+    import struct
+
+    def hkdf(info: bytes) -> bytes:
+        prk = hmac.new(bytes(32), key, hashlib.sha256).digest()
+        return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+    for size in (0, 1, 9 * C + 1):  # the inline path, and the threaded one
+        body = os.urandom(size)
+        e = store_file(repo, write(tmp_path / f"s{size}", body), f"s{size}", key=key, chunk_size=C)
+        digest = hmac.new(hkdf(b"gitxp digest key v1\x00"), body, hashlib.sha256).digest()
+        assert e.digest == "hmac-sha256:" + digest.hex()
+        label = b"gitxp artifact salt v2\x00" + struct.pack(">IQ", C, size)
+        salt = hmac.new(hkdf(b"gitxp dedup key v1\x00"), label + digest, hashlib.sha256).digest()
+        assert crypto.parse_header(git(repo.root, "cat-file", "blob", e.objects[0])).salt == salt
+
+
 def test_seal_into_seals_the_same_stream_in_place(key: bytes) -> None:
     body, salt = os.urandom(3 * C + 5), os.urandom(32)
     enc = crypto.StreamEncryptor(key, chunk_size=C, salt=salt)

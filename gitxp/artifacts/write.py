@@ -10,16 +10,16 @@ layout); at commit, :func:`tree_changes` merges the staged lines into
 
 Encrypted artifacts use *convergent* encryption with a keyed hash, as
 restic and borg derive their dedup ids with a keyed MAC: pass 1 reads the
-file and takes a SHA-256 and a check tag of every chunk; the dedup MAC over
-the chunk hashes becomes the stream's salt. Pass 2 encrypts with that salt,
-checking every chunk against its pass-1 tag
-(:class:`~gitxp.artifacts.crypto.ChunkTags`, a GMAC under a key that never
-leaves the process) *before* it is sealed, so a file modified between the
-passes cannot make one salt seal two different plaintexts (which would
-reuse GCM nonces); the manifest digest (HMAC-SHA256 under the digest key)
-is taken of those checked chunks. Same plaintext + same key →
-byte-identical ciphertext → identical blobs: git stores a re-logged file
-once, and only key holders can tell which stored file is which.
+file for the manifest digest (HMAC-SHA256 under the digest key) and a
+check tag of every chunk; a MAC of the digest under the dedup key becomes
+the stream's salt. Pass 2 encrypts with that salt, checking every chunk
+against its pass-1 tag (:class:`~gitxp.artifacts.crypto.ChunkTags`, a
+GMAC under a key that never leaves the process) *before* it is sealed, so
+a file modified between the passes cannot make one salt seal two
+different plaintexts (which would reuse GCM nonces) and the digest is of
+what was sealed. Same plaintext + same key → byte-identical ciphertext →
+identical blobs: git stores a re-logged file once, and only key holders
+can tell which stored file is which.
 """
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ PART_SIZE = 50 * 2**20
 #: Read size for unencrypted artifacts (encrypted ones read one crypto chunk at a time).
 PIECE_SIZE = 1 << 20
 
-_DEDUP_LABEL = b"gitxp artifact salt v1\0"
+#: Salt v1 (until 2026-12) was a MAC of every chunk's SHA-256: a second full hash of the file that
+#: cost a fifth of the writer's CPU. v2 is a MAC of the digest, which pass 1 takes anyway; a file
+#: logged under v1 and again under v2 is stored twice, once (docs/format.md, *Deduplication*).
+_DEDUP_LABEL = b"gitxp artifact salt v2\0"
 
 _STAGE_LOCK = threading.Lock()
 
@@ -216,32 +219,23 @@ def _store_encrypted(
     repo: Repo, f: IO[bytes], path: str, size: int, key: bytes, part_size: int, chunk_size: int, report: Callable[[int], None]
 ) -> ArtifactEntry:
     # Every hash below releases the GIL; what runs where keeps both cores busy on a large file.
-    # pass 1 reads each chunk once for three keyed hashes: its SHA-256 (the salt is a keyed hash
-    # of them) with a check tag for pass 2 on one thread, the manifest digest on another.
+    # pass 1: the digest on a second thread, a check tag per chunk (for pass 2) on this one
     tags = crypto.ChunkTags()
     digest = crypto.KeyedHasher(key, purpose="digest")
     big = size > 4 * chunk_size
     ring = RING if big else 1
-
-    def chunk_hashes(job: tuple[int, memoryview]) -> tuple[bytes, bytes]:
-        index, block = job
-        return hashlib.sha256(block).digest(), tags.tag(index, block)
-
-    hashes: list[tuple[bytes, bytes]] = []
-    with Worker(chunk_hashes, "gitxp-hash", depth=ring, inline=not big) as pool, Worker(digest.update, "gitxp-digest", depth=ring, inline=not big) as hmac:
+    checks: list[bytes] = []
+    with Worker(digest.update, "gitxp-digest", depth=ring, inline=not big) as hmac:
         for index, block in _pieces(f, size, chunk_size, path, ring):
-            pool.start((index, block))
             hmac.start(block)
+            checks.append(tags.tag(index, block))
             report((index * chunk_size + len(block)) // 2)
             if index + 1 >= ring:  # free the buffer the next chunk is read into
-                hashes.append(pool.result())
                 hmac.result()
-        while len(hashes) < -(-size // chunk_size):
-            hashes.append(pool.result())
+        for _ in range(min(ring - 1, len(checks))):
             hmac.result()
     dedup = crypto.KeyedHasher(key, purpose="dedup")
-    dedup.update(_DEDUP_LABEL + struct.pack(">IQ", chunk_size, size))
-    dedup.update(b"".join(h[0] for h in hashes))
+    dedup.update(_DEDUP_LABEL + struct.pack(">IQ", chunk_size, size) + bytes.fromhex(digest.hexdigest()))
     salt = bytes.fromhex(dedup.hexdigest())
 
     # pass 2: encrypt exactly what pass 1 saw (a changed chunk aborts before it is sealed, so the
@@ -255,7 +249,7 @@ def _store_encrypted(
         parts.write(encryptor.header(), -1)
         pieces = _pieces(f, size, chunk_size, path, ring) if size else iter([(0, memoryview(b""))])
         for index, block in pieces:
-            if block and (index >= len(hashes) or tags.tag(index, block) != hashes[index][1]):
+            if block and (index >= len(checks) or tags.tag(index, block) != checks[index]):
                 raise _changed(path)
             last = index * chunk_size + len(block) == size
             parts.write(encryptor.seal_into(block, last, sealed[index % ring]), index)
