@@ -25,6 +25,7 @@ can tell which stored file is which.
 from __future__ import annotations
 
 import collections
+import io
 import hashlib
 import json
 import os
@@ -149,7 +150,7 @@ def _changed(path: str) -> StoreError:
     return StoreError(f"artifact {path!r} changed while it was being stored", "do not modify files while they are being logged; log it again")
 
 
-def _read_into(f: IO[bytes], buf: bytearray, n: int, path: str) -> memoryview:
+def _read_into(f: io.BufferedIOBase, buf: bytearray, n: int, path: str) -> memoryview:
     """The next ``n`` bytes of ``f``, read into ``buf`` (short reads retried); a file that ends early changed."""
     view = memoryview(buf)[:n]
     got = 0
@@ -165,7 +166,7 @@ def _read_into(f: IO[bytes], buf: bytearray, n: int, path: str) -> memoryview:
 RING = 4
 
 
-def _pieces(f: IO[bytes], size: int, block: int, path: str, ring: int) -> Iterator[tuple[int, memoryview]]:
+def _pieces(f: io.BufferedIOBase, size: int, block: int, path: str, ring: int) -> Iterator[tuple[int, memoryview]]:
     """``(index, piece)``: exactly ``size`` bytes of ``f`` read into ``ring`` reused buffers, then EOF.
 
     Piece ``index`` lives in buffer ``index % ring``; the caller must be done
@@ -181,7 +182,7 @@ def _pieces(f: IO[bytes], size: int, block: int, path: str, ring: int) -> Iterat
         raise _changed(path)
 
 
-def _store_plain(repo: Repo, f: IO[bytes], path: str, size: int, part_size: int, report: Callable[[int], None]) -> ArtifactEntry:
+def _store_plain(repo: Repo, f: io.BufferedIOBase, path: str, size: int, part_size: int, report: Callable[[int], None]) -> ArtifactEntry:
     h = hashlib.sha256()
     big = size > 4 * PIECE_SIZE
     ring = RING if big else 1
@@ -216,7 +217,7 @@ def _level_for(sample: memoryview) -> int:
 
 
 def _store_encrypted(
-    repo: Repo, f: IO[bytes], path: str, size: int, key: bytes, part_size: int, chunk_size: int, report: Callable[[int], None]
+    repo: Repo, f: io.BufferedIOBase, path: str, size: int, key: bytes, part_size: int, chunk_size: int, report: Callable[[int], None]
 ) -> ArtifactEntry:
     # Every hash below releases the GIL; what runs where keeps both cores busy on a large file.
     # pass 1: the digest on a second thread, a check tag per chunk (for pass 2) on this one
@@ -304,7 +305,7 @@ class _Parts:
         self.current = self.repo.new_object("blob", self.room, level=level)
         return self.current
 
-    def write(self, data: bytes | memoryview, mark: int) -> None:
+    def write(self, data: bytes | bytearray | memoryview, mark: int) -> None:
         view = memoryview(data).cast("B")
         while view:
             obj = self.current or self._open(view)
