@@ -151,10 +151,14 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, max_wid
     is one ``str.format`` of a template built once.
     """
     raw = [list(r) for r in rows]
-    columns = list(zip(*raw)) if raw else [() for _ in headers]
+    return text_columns(headers, list(zip(*raw)) if raw else [() for _ in headers], max_width=max_width)
+
+
+def text_columns(headers: Sequence[str], columns: Sequence[Sequence[Any]], *, max_width: int | None = None) -> str:
+    """:func:`text_table` of a table given as its columns (one per header, all as long), as a big one is built."""
     cells = [_formatted(col) for col in columns]
     widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, cells)]
-    numeric = [bool(raw) and (_numbers(col) or all(_is_num(c) or c == "-" for c in texts)) for col, texts in zip(columns, cells)]
+    numeric = [bool(col) and (_numbers(col) or all(_is_num(c) or c == "-" for c in texts)) for col, texts in zip(columns, cells)]
     keep = len(widths)
     if max_width:
         total, keep = 0, 0

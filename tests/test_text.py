@@ -34,6 +34,8 @@ HEADERS = ["id", "params.lr", "params.n", "metrics.acc", "tags.ok", "tags.v", "n
 @pytest.mark.parametrize("rows", [ROWS, ROWS[:1], []])
 def test_text_table_is_the_plain_definition(rows: list[list[Any]]) -> None:
     assert text.text_table(HEADERS, rows) == _reference(HEADERS, rows)
+    columns = [[r[i] for r in rows] for i in range(len(HEADERS))]  # how `gitxp table` builds a big one
+    assert text.text_columns(HEADERS, columns) == _reference(HEADERS, rows)
 
 
 def test_text_table_keeps_the_columns_that_fit_and_at_least_two() -> None:

@@ -299,7 +299,8 @@ def test_running_experiments_refresh_by_themselves(driver: Any, git_repo: Path) 
             wait_for(lambda: css(driver, "#grid .body .row.running[data-id]"), timeout=10)
             (git_repo / "go").write_text("")
             assert child.wait(60) == 0
-            wait_for(lambda: css(driver, "#grid .body .row[data-id] .status")[0].text == "completed", timeout=10)  # no reload
+            # no reload; the refreshed grid draws its rows a frame after it replaces the old one, so it may be empty when asked
+            wait_for(lambda: (rows := css(driver, "#grid .body .row[data-id] .status")) and rows[0].text == "completed", timeout=10)
             assert not css(driver, "#grid .body .row.running")
     finally:
         if child.poll() is None:

@@ -16,6 +16,7 @@ from gitxp.text import (  # noqa: F401  (the CLI modules format through render)
     sparkline,
     status_colour,
     style,
+    text_columns,
     text_table,
     use_colour,
     SPARK,
