@@ -332,15 +332,15 @@ def format_table(recs: Sequence[Record], *, columns: str | None, sort_by: str | 
         sep = "|" + "|".join("---" for _ in names) + "|"
         body = ["| " + " | ".join(render.fmt_value(r.get(n)).replace("|", "\\|") for n in names) + " |" for r in rows]
         return "\n".join([head, sep, *body])
-    columns = []  # column by column: 20,000 rows are not copied into another 20,000 dicts
+    cols: list[list[Any]] = []  # column by column: 20,000 rows are not copied into another 20,000 dicts
     for n in names:
-        col = [r.get(n) for r in rows]
+        col: list[Any] = [r.get(n) for r in rows]
         if n == "id":
             col = [short(v) for v in col]
         elif any(v.__class__ is str and len(v) >= 32 for v in col):
             col = [_short_hex(v) for v in col]
-        columns.append(col)
-    return render.text_columns(names, columns, max_width=render.terminal_width() if render.isatty() else None)
+        cols.append(col)
+    return render.text_columns(names, cols, max_width=render.terminal_width() if render.isatty() else None)
 
 
 _LONG_HEX = re.compile(r"[0-9a-f]{32,}")
