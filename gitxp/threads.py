@@ -1,4 +1,5 @@
-"""One job at a time on a second thread, for work that releases the GIL.
+"""Work beside the caller: jobs on a second thread (for work that releases the GIL), or one
+function in a forked child (for pure-Python work, which the GIL keeps on one core).
 
 hashlib (on more than 2 KiB), zlib, AES-GCM and file I/O all release the GIL,
 so on two cores a SHA-1 can run beside the write it belongs to. A pool
@@ -12,12 +13,14 @@ work too small to be worth a thread, behind the same interface.
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "forked"]
 
 
 class Worker:
@@ -70,3 +73,47 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def forked(fn: Callable[[], Any]) -> Callable[[], Any] | None:
+    """Start ``fn()`` in a forked child; return a function that waits for its result (None if it failed).
+
+    As Mercurial's workers fork for a checkout: the second core, for Python
+    work the GIL keeps on one. Only on Linux with two or more CPUs and no
+    other thread in this process (a fork copies one thread; a lock another
+    held would stay held in the child); None otherwise, and the caller does
+    the work itself. The result comes back marshalled, so it may hold only
+    plain types (no ``datetime``: the child fails and the waiter returns
+    None). The child leaves with ``os._exit``: no exit hooks, no flushing
+    of buffers it shares with this process.
+    """
+    if not sys.platform.startswith("linux") or threading.active_count() != 1 or len(os.sched_getaffinity(0)) < 2:
+        return None
+    import marshal
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.close(r)
+            data = marshal.dumps(fn())
+            with os.fdopen(w, "wb") as out:
+                out.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+
+    def wait() -> Any:
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            return None
+        try:
+            return marshal.loads(data)
+        except (ValueError, EOFError, TypeError):
+            return None
+
+    return wait

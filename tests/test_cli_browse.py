@@ -217,3 +217,17 @@ def test_listing_commands_run_without_the_cyclic_collector_others_keep_it(popula
         assert code == 0 and gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_listings_of_a_packed_store_exit_quietly(populated: Path, tmp_path: Path) -> None:
+    """Without the cyclic GC, dulwich's repo (a cycle) once outlived its open pack files to interpreter
+    teardown: every `table` of a store whose objects are packed printed "Exception ignored ...
+    sys.meta_path is None" (a clone, or after `git gc`)."""
+    run_git(populated, "gc", "-q")
+    clone = tmp_path / "clone"
+    run_git(tmp_path, "clone", "-q", str(populated), str(clone))
+    run_git(clone, "fetch", "-q", "origin", "gitxp:gitxp")
+    for repo in (populated, clone):
+        for args in (["table"], ["table"], ["log", "-n", "2"], ["show", "@"], ["metrics", "@"], ["diff", "@", "@~1"]):
+            r = run_gitxp(repo, *args)
+            assert r.stdout and r.stderr == "", (repo.name, args, r.stderr)

@@ -256,3 +256,49 @@ def test_decode_line_takes_only_a_row_that_is_exactly_what_it_claims() -> None:
     lying = line.replace(b'"status":"completed"', b'"status":"failed"', 1)  # documents no longer agree with the header
     assert listing.decode_line(lying, meta["id"], "ab" * 20) is None
     assert listing.decode_line(b"\t".join([head, b"[" * 100_000]), meta["id"], "ab" * 20) is None
+
+
+_LOAD = """
+import json, sys
+from gitxp import threads
+from gitxp.plumbing.repo import Repo
+from gitxp.store import store as S
+S.PARALLEL_ROWS = int(sys.argv[1])
+forks = []
+def counted(fn):
+    wait = threads.forked(fn)
+    forks.append(wait is not None)
+    return wait
+S.forked = counted
+st = S.Store(Repo("."))
+recs = st.experiments()
+st.load(recs)
+print(json.dumps({"forks": forks, "rows": [[r.id, r.meta, r.params] for r in recs]}, default=dict))
+"""
+
+
+def test_many_rows_decode_in_a_forked_child_exactly_as_in_one_process(tmp_path: Path, git_repo: Path) -> None:
+    """Store.load hands half of a big first decode to a forked child: the same records, a lying row
+    still replaced by what its files say, and the checked rows kept for the next listing."""
+    import sys
+
+    ids = _runs(git_repo, 12)
+    want = json.loads(run_gitxp(git_repo, "table", "--format", "json").stdout)
+    day = f"{ids[0][:4]}-{ids[0][4:6]}-{ids[0][6:8]}"
+    last = ids[-1]  # newest first: the child's half holds the oldest, the parent's the newest
+    tree = run_git(git_repo, "rev-parse", f"gitxp:experiments/{day}/{ids[1]}").strip()
+    meta = yaml.safe_load(run_git(git_repo, "show", f"gitxp:experiments/{day}/{ids[1]}/experiment.yaml"))
+    lying = json.dumps([ids[1], tree, meta["created"], "main", "completed", meta["name"]]).encode()
+    pending = run_git(git_repo, "show", f"gitxp:listing/{day}/pending.jsonl").encode()
+    _plant(git_repo, day, "pending.jsonl", lying + b"\t" + json.dumps([{**meta, "status": "failed"}, {"lr": 99}]).encode() + b"\n" + pending)
+    out = {}
+    for name, threshold in (("forked", 4), ("serial", 10**9)):
+        clone = _clone(git_repo, tmp_path / name)
+        r = subprocess.run([sys.executable, "-c", _LOAD, str(threshold)], cwd=clone, capture_output=True, text=True, check=True)
+        out[name] = json.loads(r.stdout)
+        assert r.stderr == ""
+        assert json.loads(run_gitxp(clone, "table", "--format", "json").stdout) == want  # cached, checked rows
+    assert out["forked"]["forks"] == [True] and out["serial"]["forks"] == []
+    assert out["forked"]["rows"] == out["serial"]["rows"]
+    rows = {i: (m, p) for i, m, p in out["forked"]["rows"]}
+    assert rows[ids[1]][0]["status"] == "completed" and rows[ids[1]][1]["lr"] == 0.1 and last in rows

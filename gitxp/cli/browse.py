@@ -121,7 +121,9 @@ def table(ctx: click.Context, where: str | None, columns: str | None, sort_by: s
 
     store = store_of(ctx)
     hint_pull(store)
-    text = views.format_table(store.experiments(where=where), columns=columns, sort_by=sort_by, fmt=fmt)
+    recs = store.experiments(where=where)
+    store.load(recs)
+    text = views.format_table(recs, columns=columns, sort_by=sort_by, fmt=fmt)
     views.emit(text, output, paged=fmt == "text")
 
 

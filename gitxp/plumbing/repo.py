@@ -137,6 +137,15 @@ class Repo(Refs):
             self._dulwich.close()
             self._dulwich = None
 
+    def __del__(self) -> None:
+        # dulwich's repo and its worktree container refer to each other: dropped unclosed, only the
+        # cyclic GC would close its packs, and listing commands run without it (cli.GC_PAUSED) —
+        # at interpreter teardown that printed "Exception ignored ... sys.meta_path is None"
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to report to from a finalizer
+            pass
+
     def __enter__(self) -> Repo:
         return self
 

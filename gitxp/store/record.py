@@ -43,7 +43,9 @@ class Record:
         self._where = where
 
     def _decode(self) -> None:
-        meta, params = self.store._record_data(self.id, self.tree, self._where)
+        self._fill(*self.store._record_data(self.id, self.tree, self._where))
+
+    def _fill(self, meta: Mapping[str, Any], params: Mapping[str, Any]) -> None:
         self._meta = self._meta if self._meta is not None else meta
         self._params = self._params if self._params is not None else params
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gitxp import env as _config
@@ -24,6 +24,7 @@ from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
 from gitxp.store import listing
 from gitxp.store.index import BRANCH, ID, LENGTH, NAME, OFFSET, STATUS, TREE, IndexCache, encode
 from gitxp.store.record import Record, Records
+from gitxp.threads import forked
 
 
 class Store:
@@ -262,8 +263,39 @@ class Store:
         self._index = (tip, headers)
         return headers
 
+    def load(self, records: Sequence[Record]) -> None:
+        """Decode the documents of many listed records now (a table reads them all).
+
+        Many rows to decode, as in the first table of a fresh clone (every
+        row of the store's listing index parsed and checked), are split with
+        a forked child (:func:`gitxp.threads.forked`): it decodes the second
+        half from the cache, the only thing it reads (git's pack files share
+        their file offsets with this process); rows it could not take from
+        the cache are read here, as are all of them when the child failed.
+        """
+        todo = [r for r in records if r._meta is None or r._params is None]
+        theirs = todo[len(todo) // 2 :] if len(todo) >= PARALLEL_ROWS else []
+        wait = forked(lambda: ([self._cached_data(r.id, r.tree, r._where) for r in theirs], self._checked)) if theirs else None
+        for r in todo if wait is None else todo[: len(todo) - len(theirs)]:
+            r._decode()
+        if wait is None:
+            return
+        got = wait()
+        docs, checked = got if isinstance(got, tuple) and len(got) == 2 and len(got[0]) == len(theirs) else ([None] * len(theirs), {})
+        for r, d in zip(theirs, docs):
+            if d is None:
+                r._decode()
+            else:
+                r._fill(*d)
+        for exp_id, blob in checked.items():
+            self._checked_rows(exp_id, blob)
+
     def _record_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """An experiment's (meta, params): from the cache's blobs, else from git.
+        """An experiment's (meta, params): from the cache's blobs, else from git."""
+        return self._cached_data(exp_id, tree, where) or self._read_summary(tree, exp_id)
+
+    def _cached_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """An experiment's (meta, params) from the cache's blobs, or None.
 
         A blob starting with ``J`` is a row of the store's listing index
         (pulled, so checked here like the files it stands for); any other is
@@ -289,9 +321,9 @@ class Store:
                     return meta, params
             except (ValueError, EOFError, TypeError, AttributeError):
                 pass
-        return self._read_summary(tree, exp_id)
+        return None
 
-    def _checked_rows(self, exp_id: str, docs: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
+    def _checked_rows(self, exp_id: str, docs: tuple[dict[str, Any], dict[str, Any]] | bytes | None) -> None:
         """Keep checked listing rows in the cache in this machine's form, so the checks run once.
 
         Written once, when the store closes or the process exits, and only
@@ -304,7 +336,7 @@ class Store:
                 import atexit
 
                 atexit.register(self._checked_rows, "", None)
-            self._checked[exp_id] = encode(docs)
+            self._checked[exp_id] = docs if isinstance(docs, bytes) else encode(docs)  # bytes: encoded by a forked child
             return
         if len(self._checked) >= CHECKED_WORTH_WRITING and self._cache is not None and self._index is not None and self._index[0] is not None:
             self._cache.replace_blobs(self._index[0], self._checked)
@@ -400,7 +432,9 @@ class Store:
             from gitxp.store.query import compile_filter
 
             keep = compile_filter(where)
-            recs = [r for r in map(self._listed, heads) if keep(r.as_dict())]
+            listed = [self._listed(h) for h in heads]
+            self.load(listed)
+            recs = [r for r in listed if keep(r.as_dict())]
             return Records(recs[:limit] if limit is not None else recs)
         if limit is not None:
             heads = heads[: max(limit, 0)]
@@ -434,7 +468,9 @@ class Store:
         """One row per experiment: id, name, status, created, params.*, metrics.*, summary.*."""
         from gitxp.store.tables import experiments_table
 
-        return experiments_table(self.experiments(where=where), columns=columns)
+        recs = self.experiments(where=where)
+        self.load(recs)
+        return experiments_table(recs, columns=columns)
 
     def running(self) -> list[Record]:
         """Experiments still running (staged, owner alive), newest first; not yet in the store."""
@@ -458,6 +494,8 @@ class Store:
 ROWS_WORTH_READING = 16
 #: Listing rows checked in one process worth keeping in the cache in checked form (see Store._checked_rows).
 CHECKED_WORTH_WRITING = 500
+#: Records to decode at once worth a forked second process (Store.load; the fork and the hand-back cost ~30 ms).
+PARALLEL_ROWS = 2000
 
 
 def checked_summary(exp_id: str, meta: Any, params: Any, damage: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
