@@ -274,21 +274,32 @@ class Store:
         the cache are read here, as are all of them when the child failed.
         """
         todo = [r for r in records if r._meta is None or r._params is None]
-        theirs = todo[len(todo) // 2 :] if len(todo) >= PARALLEL_ROWS else []
-        wait = forked(lambda: ([self._cached_data(r.id, r.tree, r._where) for r in theirs], self._checked)) if theirs else None
+        theirs = todo[len(todo) - len(todo) * 2 // 5 :] if len(todo) >= PARALLEL_ROWS else []  # the child is slowed by copy-on-write
+
+        def child() -> list[tuple[Any, Any, bool] | None]:
+            out: list[tuple[Any, Any, bool] | None] = []
+            for r in theirs:
+                before = len(self._checked)
+                got = self._cached_data(r.id, r.tree, r._where)
+                out.append(None if got is None else (*got, len(self._checked) > before))
+            return out
+
+        wait = forked(child) if theirs else None
         for r in todo if wait is None else todo[: len(todo) - len(theirs)]:
             r._decode()
         if wait is None:
             return
-        got = wait()
-        docs, checked = got if isinstance(got, tuple) and len(got) == 2 and len(got[0]) == len(theirs) else ([None] * len(theirs), {})
+        docs = wait()
+        if not isinstance(docs, list) or len(docs) != len(theirs):
+            docs = [None] * len(theirs)
         for r, d in zip(theirs, docs):
             if d is None:
                 r._decode()
-            else:
-                r._fill(*d)
-        for exp_id, blob in checked.items():
-            self._checked_rows(exp_id, blob)
+                continue
+            meta, params, checked = d
+            r._fill(meta, params)
+            if checked:  # a listing row the child checked: kept checked here, as if checked here
+                self._checked_rows(r.id, (meta, params))
 
     def _record_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """An experiment's (meta, params): from the cache's blobs, else from git."""
@@ -323,7 +334,7 @@ class Store:
                 pass
         return None
 
-    def _checked_rows(self, exp_id: str, docs: tuple[dict[str, Any], dict[str, Any]] | bytes | None) -> None:
+    def _checked_rows(self, exp_id: str, docs: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
         """Keep checked listing rows in the cache in this machine's form, so the checks run once.
 
         Written once, when the store closes or the process exits, and only
@@ -336,7 +347,7 @@ class Store:
                 import atexit
 
                 atexit.register(self._checked_rows, "", None)
-            self._checked[exp_id] = docs if isinstance(docs, bytes) else encode(docs)  # bytes: encoded by a forked child
+            self._checked[exp_id] = encode(docs)
             return
         if len(self._checked) >= CHECKED_WORTH_WRITING and self._cache is not None and self._index is not None and self._index[0] is not None:
             self._cache.replace_blobs(self._index[0], self._checked)
