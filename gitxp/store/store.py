@@ -268,10 +268,10 @@ class Store:
 
         Many rows to decode, as in the first table of a fresh clone (every
         row of the store's listing index parsed and checked), are split with
-        a forked child (:func:`gitxp.threads.forked`): it decodes the second
-        half from the cache, the only thing it reads (git's pack files share
-        their file offsets with this process); rows it could not take from
-        the cache are read here, as are all of them when the child failed.
+        a forked child (:func:`gitxp.threads.forked`): it decodes the last
+        two fifths from the cache, the only thing it reads (git's pack files
+        share their file offsets with this process); rows it could not take
+        from the cache are read here, as are all of them when it failed.
         """
         todo = [r for r in records if r._meta is None or r._params is None]
         theirs = todo[len(todo) - len(todo) * 2 // 5 :] if len(todo) >= PARALLEL_ROWS else []  # the child is slowed by copy-on-write
