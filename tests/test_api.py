@@ -120,6 +120,7 @@ def test_plain_object_and_finish(git_repo: Path) -> None:
         ((3, 1.0), TypeError, "non-empty"),
         (("loss", "abc"), ValueError, "must be a number"),
         (("loss", None), TypeError, "must be a number"),
+        (("loss", 10**400), ValueError, "must be a number"),  # an int no float holds: not a bare OverflowError
         (("loss", 1.0, -1), ValueError, "int >= 0"),
         (("loss", 1.0, 1.5), TypeError, "int >= 0"),
     ],

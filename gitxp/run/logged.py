@@ -222,7 +222,7 @@ class Logbook:
         if value.__class__ is not float:
             try:
                 value = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float's range
                 raise _bad_metric(name, value, step) from None
         if step is None:
             step = self._steps[name] + 1
