@@ -28,6 +28,7 @@ class Worker:
 
     def __init__(self, fn: Callable[[Any], Any], name: str = "gitxp-worker", *, depth: int = 1, inline: bool = False) -> None:
         self._fn = fn
+        self._started = self._collected = 0
         self._todo: queue.Queue[Any] = queue.Queue(depth)
         self._done: queue.Queue[tuple[bool, Any]] = queue.Queue()
         self._thread = None if inline else threading.Thread(target=self._run, name=name, daemon=True)
@@ -50,6 +51,7 @@ class Worker:
 
     def start(self, job: Any) -> None:
         """Queue the next job (waits while ``depth`` jobs are queued); collect each result with :meth:`result`."""
+        self._started += 1
         if self._thread is None:
             self._do(job)
         else:
@@ -58,9 +60,16 @@ class Worker:
     def result(self) -> Any:
         """Wait for the oldest uncollected job and return what ``fn`` returned (or raise what it raised)."""
         ok, value = self._done.get()
+        self._collected += 1
         if not ok:
             raise value
         return value
+
+    def through(self, job: int | None) -> None:
+        """Collect results (dropped) until job number ``job`` (0-based, in start order; None: every job started) is done."""
+        end = self._started if job is None else job + 1
+        while self._collected < end:
+            self.result()
 
     def close(self) -> None:
         """Stop the thread once its queued jobs are done; results not collected (an error in between) are dropped."""

@@ -166,17 +166,20 @@ def _read_into(f: io.BufferedIOBase, buf: bytearray, n: int, path: str) -> memor
 RING = 4
 
 
-def _pieces(f: io.BufferedIOBase, size: int, block: int, path: str, ring: int) -> Iterator[tuple[int, memoryview]]:
+def _pieces(f: io.BufferedIOBase, size: int, block: int, path: str, ring: int, free: Callable[[int], None]) -> Iterator[tuple[int, memoryview]]:
     """``(index, piece)``: exactly ``size`` bytes of ``f`` read into ``ring`` reused buffers, then EOF.
 
-    Piece ``index`` lives in buffer ``index % ring``; the caller must be done
-    with it (its jobs collected) before it asks for piece ``index + ring``:
-    at the end of the loop body for piece ``index + ring - 1``.
+    Piece ``index`` lives in buffer ``index % ring``: before piece
+    ``index + ring`` is read into it, ``free(index)`` is called, and must
+    return only when the caller's jobs on piece ``index`` are done. The
+    caller waits for the last pieces' jobs itself.
     Fresh megabytes per piece were page faults that cost a fifth of the
     writer's time; reused buffers cost none.
     """
     bufs = [bytearray(min(block, size)) for _ in range(min(ring, -(-size // block)))]
     for index in range(-(-size // block)):
+        if index >= ring:
+            free(index - ring)
         yield index, _read_into(f, bufs[index % ring], min(block, size - index * block), path)
     if f.read(1):
         raise _changed(path)
@@ -188,16 +191,17 @@ def _store_plain(repo: Repo, f: io.BufferedIOBase, path: str, size: int, part_si
     ring = RING if big else 1
     # the SHA-256 on one thread, the parts' SHA-1 on another, reading, deflating and writing on this one
     with Worker(h.update, "gitxp-digest", depth=ring, inline=not big) as digest, _Parts(repo, size, part_size, level=None, threaded=big) as parts:
-        for index, piece in _pieces(f, size, PIECE_SIZE, path, ring):
+
+        def free(index: int) -> None:
+            digest.through(index)
+            parts.release(index)
+
+        for index, piece in _pieces(f, size, PIECE_SIZE, path, ring, free):
             digest.start(piece)
             parts.write(piece, index)
             report(index * PIECE_SIZE + len(piece))
-            if index + 1 >= ring:  # free the buffer the next piece is read into
-                digest.result()
-                parts.release(index + 1 - ring)
         objects = parts.finish()
-        for _ in range(min(ring - 1, -(-size // PIECE_SIZE))):
-            digest.result()  # the last pieces' share of the SHA-256
+        digest.through(None)  # the last pieces' share of the SHA-256
     return ArtifactEntry(path, size, f"sha256:{h.hexdigest()}", False, len(objects), None, tuple(objects))
 
 
@@ -227,14 +231,11 @@ def _store_encrypted(
     ring = RING if big else 1
     checks: list[bytes] = []
     with Worker(digest.update, "gitxp-digest", depth=ring, inline=not big) as hmac:
-        for index, block in _pieces(f, size, chunk_size, path, ring):
+        for index, block in _pieces(f, size, chunk_size, path, ring, hmac.through):
             hmac.start(block)
             checks.append(tags.tag(index, block))
             report((index * chunk_size + len(block)) // 2)
-            if index + 1 >= ring:  # free the buffer the next chunk is read into
-                hmac.result()
-        for _ in range(min(ring - 1, len(checks))):
-            hmac.result()
+        hmac.through(None)
     dedup = crypto.KeyedHasher(key, purpose="dedup")
     dedup.update(_DEDUP_LABEL + struct.pack(">IQ", chunk_size, size) + bytes.fromhex(digest.hexdigest()))
     salt = bytes.fromhex(dedup.hexdigest())
@@ -248,15 +249,13 @@ def _store_encrypted(
     with _Parts(repo, total, part_size, level=0, threaded=big) as parts:
         f.seek(0)
         parts.write(encryptor.header(), -1)
-        pieces = _pieces(f, size, chunk_size, path, ring) if size else iter([(0, memoryview(b""))])
-        for index, block in pieces:
+        pieces = _pieces(f, size, chunk_size, path, ring, parts.release) if size else iter([(0, memoryview(b""))])
+        for index, block in pieces:  # freeing a chunk's read buffer frees its sealed one: both are index % ring
             if block and (index >= len(checks) or tags.tag(index, block) != checks[index]):
                 raise _changed(path)
             last = index * chunk_size + len(block) == size
             parts.write(encryptor.seal_into(block, last, sealed[index % ring]), index)
             report((size + index * chunk_size + len(block)) // 2)
-            if index + 1 >= ring:  # free the buffers the next chunk is read and sealed into
-                parts.release(index + 1 - ring)
         objects = parts.finish()
     return ArtifactEntry(path, size, f"hmac-sha256:{digest.hexdigest()}", True, len(objects), encryptor.fingerprint, tuple(objects))
 

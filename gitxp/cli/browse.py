@@ -121,8 +121,7 @@ def table(ctx: click.Context, where: str | None, columns: str | None, sort_by: s
 
     store = store_of(ctx)
     hint_pull(store)
-    recs = store.experiments(where=where)
-    store.load(recs)
+    recs = store.experiments(where=where, decoded=True)
     text = views.format_table(recs, columns=columns, sort_by=sort_by, fmt=fmt)
     views.emit(text, output, paged=fmt == "text")
 

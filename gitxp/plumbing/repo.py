@@ -170,13 +170,10 @@ class Repo(Refs):
         # a large object's SHA-1 runs on a second core, a few pieces behind its writes
         with Worker(obj.checksum, "gitxp-sha1", depth=4, inline=size < HASH_BESIDE) as hasher:
             try:
-                pieces = 0
                 for chunk in chunks:
                     hasher.start(chunk)
-                    pieces += 1
                     obj.write(chunk)
-                for _ in range(pieces):
-                    hasher.result()
+                hasher.through(None)
             except BaseException:
                 obj.abort()
                 raise

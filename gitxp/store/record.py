@@ -42,25 +42,33 @@ class Record:
         self._params = params
         self._where = where
 
-    def _decode(self) -> None:
-        self._fill(*self.store._record_data(self.id, self.tree, self._where))
+    @property
+    def decoded(self) -> bool:
+        """Whether ``meta`` and ``params`` are decoded (a listing leaves them encoded until read)."""
+        return self._meta is not None and self._params is not None
 
-    def _fill(self, meta: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    def decode(self, data: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None) -> None:
+        """Decode ``meta`` and ``params`` now, or take ``data`` (them, decoded elsewhere: :meth:`Store.load`'s child)."""
+        meta, params = self.store._record_data(self.id, self.tree, self._where) if data is None else data
         self._meta = self._meta if self._meta is not None else meta
         self._params = self._params if self._params is not None else params
+
+    def cached(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """``(meta, params)`` decoded from the store's cache only (no git object read), or None."""
+        return self.store._cached_data(self.id, self.tree, self._where)
 
     @property
     def meta(self) -> Mapping[str, Any]:
         """``experiment.yaml`` as a mapping (status, times, command, source, summary, tags, metrics, error…); docs/format.md lists the fields."""
         if self._meta is None:
-            self._decode()
+            self.decode()
         return self._meta  # type: ignore[return-value]
 
     @property
     def params(self) -> Mapping[str, Any]:
         """``params.yaml``: the parameters as logged (nested mappings kept)."""
         if self._params is None:
-            self._decode()
+            self.decode()
         return self._params  # type: ignore[return-value]
 
     def __repr__(self) -> str:

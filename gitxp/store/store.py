@@ -273,20 +273,20 @@ class Store:
         share their file offsets with this process); rows it could not take
         from the cache are read here, as are all of them when it failed.
         """
-        todo = [r for r in records if r._meta is None or r._params is None]
+        todo = [r for r in records if not r.decoded]
         theirs = todo[len(todo) - len(todo) * 2 // 5 :] if len(todo) >= PARALLEL_ROWS else []  # the child is slowed by copy-on-write
 
         def child() -> list[tuple[Any, Any, bool] | None]:
             out: list[tuple[Any, Any, bool] | None] = []
             for r in theirs:
                 before = len(self._checked)
-                got = self._cached_data(r.id, r.tree, r._where)
+                got = r.cached()
                 out.append(None if got is None else (*got, len(self._checked) > before))
             return out
 
         wait = forked(child) if theirs else None
         for r in todo if wait is None else todo[: len(todo) - len(theirs)]:
-            r._decode()
+            r.decode()
         if wait is None:
             return
         docs = wait()
@@ -294,10 +294,10 @@ class Store:
             docs = [None] * len(theirs)
         for r, d in zip(theirs, docs):
             if d is None:
-                r._decode()
+                r.decode()
                 continue
             meta, params, checked = d
-            r._fill(meta, params)
+            r.decode((meta, params))
             if checked:  # a listing row the child checked: kept checked here, as if checked here
                 self._checked_rows(r.id, (meta, params))
 
@@ -423,11 +423,16 @@ class Store:
         name: str | None = None,
         where: str | None = None,
         limit: int | None = None,
+        *,
+        decoded: bool = False,
     ) -> Records:
         """Stored experiments, newest first, filtered (a list that Jupyter shows as a table).
 
         ``branch`` is the source branch the code was on; ``name`` is a glob;
         ``where`` is a query such as ``"params.lr < 0.01 and metrics.acc > 0.9"``.
+        ``decoded`` decodes every record's metadata now, as one batch
+        (:meth:`load`), for a caller that reads them all (a table); a
+        ``where`` does so anyway.
         """
         import fnmatch
 
@@ -449,7 +454,10 @@ class Store:
             return Records(recs[:limit] if limit is not None else recs)
         if limit is not None:
             heads = heads[: max(limit, 0)]
-        return Records(map(self._listed, heads))
+        out = Records(map(self._listed, heads))
+        if decoded:
+            self.load(out)
+        return out
 
     def get(self, ref: str) -> Record:
         """One experiment by ref: id, prefix, random-part prefix, name, ``@``, ``@~N``.
@@ -479,9 +487,7 @@ class Store:
         """One row per experiment: id, name, status, created, params.*, metrics.*, summary.*."""
         from gitxp.store.tables import experiments_table
 
-        recs = self.experiments(where=where)
-        self.load(recs)
-        return experiments_table(recs, columns=columns)
+        return experiments_table(self.experiments(where=where, decoded=True), columns=columns)
 
     def running(self) -> list[Record]:
         """Experiments still running (staged, owner alive), newest first; not yet in the store."""
