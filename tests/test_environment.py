@@ -277,3 +277,52 @@ def test_module_owners_are_cached_until_the_environment_changes(tmp_path: Path) 
     fresh = owners()
     assert fresh["alpha_mod"] == ["alpha-dist"] and fresh["beta_mod"] == ["beta-dist"]
     assert len(list(cache.glob("module-owners-*.json"))) == 2
+
+
+def test_packages_are_cached_until_the_environment_changes(tmp_path: Path) -> None:
+    """The package list is read from the metadata once per environment; an upgrade or a damaged cache reads it again."""
+    import shutil
+
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    _dist_info(site, "mylib", "0.1.0")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def packages() -> dict:
+        code = ("import json,sys;from gitxp.environment.capture import capture;"
+                "json.dump(capture(cache_dir=sys.argv[1])['packages'],sys.stdout)")
+        out = subprocess.run([sys.executable, "-c", code, str(cache)], env=env, capture_output=True, text=True, check=True).stdout
+        return {p["name"]: p["version"] for p in json.loads(out)}
+
+    assert packages()["mylib"] == "0.1.0"
+    cached = list(cache.glob("packages-*.json"))
+    assert len(cached) == 1
+    doc = json.loads(cached[0].read_text())
+    next(p for p in doc if p["name"] == "mylib")["version"] = "from-the-cache"
+    cached[0].write_text(json.dumps(doc))
+    assert packages()["mylib"] == "from-the-cache"  # nothing changed: the cache is what is read
+    cached[0].write_text('{"not": "a list"}')
+    assert packages()["mylib"] == "0.1.0"  # a damaged cache is read past and rewritten
+    shutil.rmtree(site / "mylib-0.1.0.dist-info")
+    _dist_info(site, "mylib", "0.2.0")  # an upgrade: another metadata folder, another digest
+    assert packages()["mylib"] == "0.2.0"
+    assert len(list(cache.glob("packages-*.json"))) == 2
+
+
+def test_the_wrapper_probes_another_venv_but_not_its_own_python_under_another_name(tmp_path: Path) -> None:
+    """`gitxp` (shebang venv/bin/python3) wrapping `python train.py` from the same venv runs no probe; another venv's python is probed.
+
+    Both venvs' pythons link to the same binary: only the folder tells them apart.
+    """
+    from gitxp.run.begin import _command_python, _same_interpreter
+
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / name)], check=True)
+    a, b = recreate._venv_python(tmp_path / "a"), recreate._venv_python(tmp_path / "b")
+    a3 = a.with_name("python3")
+    assert a3.exists() and os.path.samefile(a, b)
+    assert _same_interpreter(str(a), str(a3)) and _same_interpreter(str(a), str(a))
+    assert not _same_interpreter(str(a), str(b))
+    assert not _same_interpreter(str(a), str(tmp_path / "gone" / "python"))
+    assert _command_python([sys.executable, "train.py"]) is None
+    assert _command_python([str(b), "train.py"]) == str(b)
+    assert _command_python(["bash", "run.sh"]) is None

@@ -26,7 +26,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,44 +63,59 @@ def _norm(name: str) -> str:
 # ---------------------------------------------------------------- capture
 
 
-def module_owners(cache_dir: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+def module_owners(cache_dir: str | os.PathLike[str] | None = None, dists: list[_Dist] | None = None) -> dict[str, list[str]]:
     """Top-level module name -> the distributions providing it (``{}`` before Python 3.10).
 
     ``importlib.metadata`` reads every distribution's RECORD for this (torch's
-    lists thousands of files: 0.3 s of a run's start in an ML environment), so
-    with ``cache_dir`` the result is kept there under a digest of the
-    metadata folders' paths, sizes and modification times: any install,
-    upgrade or removal changes it, an unchanged environment reads no RECORD.
+    lists thousands of files: 0.3 s of a run's start in an ML environment),
+    so with ``cache_dir`` the result is kept (:func:`_cached`): an unchanged
+    environment reads no RECORD.
     """
-    cache = key = None
-    if cache_dir is not None:
-        import hashlib
 
-        h = hashlib.sha256()
-        for meta, _ in _metadata_dirs():
-            try:
-                st = os.stat(meta)
-            except OSError:
-                continue
-            h.update(f"{meta}\0{st.st_mtime_ns}\0{st.st_size}\n".encode("utf-8", "surrogateescape"))
-        key = h.hexdigest()[:24]
-        cache = Path(cache_dir) / f"module-owners-{key}.json"
+    def compute() -> dict[str, list[str]] | None:
         try:
-            doc = json.loads(cache.read_text(encoding="utf-8"))
-            if isinstance(doc, dict) and all(isinstance(k, str) and isinstance(v, list) for k, v in doc.items()):
-                return doc
-        except (OSError, ValueError):
-            pass
-    try:
-        import importlib.metadata as md
+            import importlib.metadata as md
 
-        owners = md.packages_distributions()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - an odd distribution must not cost the environment record
-        return {}
-    result = {k: sorted(set(v)) for k, v in owners.items()}
-    if cache is not None:
-        _keep(cache, json.dumps(result))
-    return result
+            owners = md.packages_distributions()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - an odd distribution must not cost the environment record
+            return None
+        return {k: sorted(set(v)) for k, v in owners.items()}
+
+    def valid(doc: Any) -> bool:
+        return isinstance(doc, dict) and all(isinstance(k, str) and isinstance(v, list) for k, v in doc.items())
+
+    return _cached(cache_dir, "module-owners", dists, valid, compute) or {}
+
+
+def _cached(cache_dir: str | os.PathLike[str] | None, kind: str, dists: list[_Dist] | None, valid: Callable[[Any], bool], compute: Callable[[], Any]) -> Any:
+    """``compute()`` (not kept when None), kept in ``cache_dir`` as JSON under a digest of the installed distributions.
+
+    The digest covers every metadata folder's path, size and modification
+    time: any install, upgrade or removal changes it (pip replaces a
+    distribution's folder, never edits it in place).
+    """
+    if cache_dir is None:
+        return compute()
+    import hashlib
+
+    h = hashlib.sha256()
+    for path, _entry, _is_dir in _distributions() if dists is None else dists:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        h.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}\n".encode("utf-8", "surrogateescape"))
+    cache = Path(cache_dir) / f"{kind}-{h.hexdigest()[:24]}.json"
+    try:
+        doc = json.loads(cache.read_text(encoding="utf-8"))
+        if valid(doc):
+            return doc
+    except (OSError, ValueError):
+        pass
+    doc = compute()
+    if doc is not None:
+        _keep(cache, json.dumps(doc))
+    return doc
 
 
 def _keep(path: Path, text: str, *, keep: int = 8) -> None:
@@ -133,6 +148,7 @@ def capture(*, extra_env_vars: Sequence[str] = (), with_module_owners: bool = Fa
         ``with_module_owners`` also ``module_owners`` (:func:`module_owners`,
         kept in staging by gitxp, not in the record; cached in ``cache_dir``).
     """
+    dists = _distributions()
     cpuinfo = _cpu()
     gpus = _gpu_info()
     cuda = None
@@ -153,10 +169,10 @@ def capture(*, extra_env_vars: Sequence[str] = (), with_module_owners: bool = Fa
         "memory_total_bytes": _memory_total(),
         "gpus": gpus,
         "cuda": cuda,
-        "packages": _packages(),
+        "packages": _cached(cache_dir, "packages", dists, _packages_valid, lambda: _packages(dists)),
         "conda": _conda(sys.prefix, os.environ),
         "env_vars": _env_vars(os.environ, extra_env_vars),
-        **({"module_owners": module_owners(cache_dir)} if with_module_owners else {}),
+        **({"module_owners": module_owners(cache_dir, dists)} if with_module_owners else {}),
     }
 
 
@@ -270,28 +286,34 @@ def _memory_total() -> int | None:
         return None
 
 
-def _metadata_header(text: str) -> tuple[str | None, str | None]:
-    """Name and Version from the metadata headers without the email parser.
+def _metadata_header(path: str) -> tuple[str | None, str | None]:
+    """Name and Version from a metadata file's headers, reading no further than them.
 
     ``Distribution.metadata`` parses the whole file with ``email`` (~0.5 ms
-    a package); the two headers we need are at the top.
+    a package); the two headers we need are at the top, and the body below
+    (the project's README: 1.9 MB over 163 packages here) is never read.
     """
     name = version = None
-    for line in text.splitlines():
-        if not line:
-            break
-        if name is None and line.startswith("Name:"):
-            name = line[5:].strip()
-        elif version is None and line.startswith("Version:"):
-            version = line[8:].strip()
-        if name and version:
-            break
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line:
+                    break
+                if name is None and line.startswith("Name:"):
+                    name = line[5:].strip()
+                elif version is None and line.startswith("Version:"):
+                    version = line[8:].strip()
+                if name and version:
+                    break
+    except OSError:
+        pass
     return name, version
 
 
-def _source(meta: Path, entry: str) -> dict[str, Any] | None:
+def _source(meta: str, entry: str) -> dict[str, Any] | None:
     """Where a distribution came from, per PEP 610 ``direct_url.json``."""
-    raw = _read(meta, "direct_url.json") if meta.is_dir() else None
+    raw = _read(meta, "direct_url.json")
     if raw:
         try:
             d = json.loads(raw)
@@ -323,13 +345,18 @@ def _file_url_path(url: str) -> str:
     return url
 
 
-def _metadata_dirs() -> Iterator[tuple[Path, str]]:
-    """(metadata path, sys.path entry) for every distribution, in sys.path order.
+#: A distribution's metadata: (``*.dist-info``/``*.egg-info`` path, the sys.path entry holding it, whether it is a folder).
+_Dist = tuple[str, str, bool]
+
+
+def _distributions() -> list[_Dist]:
+    """Every distribution's metadata, in sys.path order.
 
     The same search as ``importlib.metadata.distributions()`` for plain
     directories (``*.dist-info``, ``*.egg-info`` dirs and files), without
     importing it: importlib.metadata pulls in ``email`` and friends (~20 ms).
     """
+    out: list[_Dist] = []
     seen_entries = set()
     for entry in sys.path:
         entry = entry or os.getcwd()
@@ -340,30 +367,29 @@ def _metadata_dirs() -> Iterator[tuple[Path, str]]:
             items = sorted(os.scandir(entry), key=lambda e: e.name)
         except OSError:
             continue
-        for item in items:
-            if item.name.endswith((".dist-info", ".egg-info")):
-                yield Path(item.path), entry
+        out.extend((item.path, entry, item.is_dir()) for item in items if item.name.endswith((".dist-info", ".egg-info")))
+    return out
 
 
-def _read(meta: Path, name: str) -> str | None:
+def _read(meta: str, name: str) -> str | None:
+    """A small file of a metadata folder, or None (absent, or ``meta`` is an egg-info file)."""
     try:
-        return (meta / name).read_text(encoding="utf-8", errors="replace")
+        with open(os.path.join(meta, name), encoding="utf-8", errors="replace") as f:
+            return f.read()
     except OSError:
         return None
 
 
-def _packages() -> list[dict[str, Any]]:
+def _packages(dists: list[_Dist]) -> list[dict[str, Any]]:
     """Installed distributions, first on sys.path wins, sorted by normalised name."""
     seen: dict[str, dict[str, Any]] = {}
-    for meta, entry in _metadata_dirs():
-        if meta.is_dir():
-            text = _read(meta, "METADATA") or _read(meta, "PKG-INFO") or ""
+    for meta, entry, is_dir in dists:
+        if is_dir:
+            name, version = _metadata_header(os.path.join(meta, "METADATA"))
+            if not name:
+                name, version = _metadata_header(os.path.join(meta, "PKG-INFO"))
         else:  # an old-style egg-info *file* holds PKG-INFO itself
-            try:
-                text = meta.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-        name, version = _metadata_header(text)
+            name, version = _metadata_header(meta)
         if not name:
             continue
         key = _norm(name)
@@ -373,11 +399,15 @@ def _packages() -> list[dict[str, Any]]:
         src = _source(meta, entry)
         if src:
             pkg["source"] = src
-        installer = (_read(meta, "INSTALLER") or "").strip() if meta.is_dir() else ""
+        installer = (_read(meta, "INSTALLER") or "").strip() if is_dir else ""
         if installer and installer != "pip":
             pkg["installer"] = installer
         seen[key] = pkg
     return [seen[k] for k in sorted(seen)]
+
+
+def _packages_valid(doc: Any) -> bool:
+    return isinstance(doc, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in doc)
 
 
 _CHANNEL_RE = re.compile(r'"channel"\s*:\s*"([^"]*)"')

@@ -314,9 +314,24 @@ def _command_python(command: Sequence[str] | None) -> str | None:
     if not prog.startswith(("python", "pypy")):
         return None
     found = shutil.which(command[0])
-    if found is None or os.path.abspath(found) == os.path.abspath(sys.executable):
+    if found is None or _same_interpreter(found, sys.executable):
         return None
     return found
+
+
+def _same_interpreter(a: str, b: str) -> bool:
+    """Whether two interpreter paths run the same environment: ``venv/bin/python`` and ``venv/bin/python3``.
+
+    Another venv's ``python`` is a link to the same binary, but its packages
+    differ: the folder (whose ``pyvenv.cfg`` makes it a venv) must be the same too.
+    """
+    a, b = os.path.abspath(a), os.path.abspath(b)
+    if a == b:
+        return True
+    try:
+        return os.path.dirname(a) == os.path.dirname(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _start_hardware(run: staging.RunDir, interval: float, pid: int) -> Any:

@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 HARDWARE_PRELOAD_S = 1.5
 
 
+def _preload_finish() -> None:
+    from gitxp.run import finish
+
+    finish.preload()
+
+
 def _check_command(command: Sequence[str]) -> None:
     """Refuse a command that cannot start before an experiment is created for it."""
     prog = command[0]
@@ -82,6 +88,7 @@ def _run_wrapped(command: list[str], *, repo: str, name: str, params: Mapping[st
     env, secrets, key_file = _child_environment(exp, command)
 
     def on_spawn(pid: int) -> None:
+        threading.Thread(target=_preload_finish, name="gitxp-preload").start()  # joined at exit if the run ends first
         if exp._hardware is not None:
             exp._hardware.set_pid(pid)
             # past its first flush the run will need pyarrow to merge hardware segments: import it while the command runs
