@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,6 +219,19 @@ def test_listing_commands_run_without_the_cyclic_collector_others_keep_it(popula
         assert code == 0 and gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_console_entry_point_freezes_the_heap_before_python_exits(populated: Path) -> None:
+    """Python's exit-time collection walked every live object (20 ms after `gitxp start`): main() freezes them first,
+    whatever the command's exit status; exit handlers still run after it."""
+    probe = ("import atexit, gc, os, sys; from gitxp.cli import main; "
+             "atexit.register(lambda: os.write(2, b'frozen=%d' % (gc.get_freeze_count() > 0))); "
+             "sys.argv = ['gitxp'] + sys.argv[1:]; main()")
+    for args, status in ((["log", "--oneline", "-n", "1"], 0), (["show", "no-such-ref"], 2)):
+        r = subprocess.run([sys.executable, "-c", probe, *args], cwd=populated, capture_output=True, text=True, timeout=120)
+        assert r.returncode == status, r.stderr
+        assert r.stderr.endswith("frozen=1"), r.stderr
+    assert r.stderr.startswith("Error: ")
 
 
 def test_listings_of_a_packed_store_exit_quietly(populated: Path, tmp_path: Path) -> None:
