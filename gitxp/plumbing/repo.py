@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import socket
 import time
 import weakref
 import zlib
@@ -225,6 +224,8 @@ class Repo(Refs):
         if not name:
             name = "gitxp"
         if not email:
+            import socket
+
             email = f"{os.environ.get('USER', 'gitxp')}@{socket.gethostname() or 'localhost'}"
         return name.replace("<", "").replace(">", "").replace("\n", " "), email.replace("<", "").replace(">", "").replace("\n", "")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -84,7 +83,7 @@ def begin(
         command=mask_argv(command if command is not None else [sys.executable, *sys.argv]),
         cwd=os.getcwd(),
         exit_code=None,
-        host=socket.gethostname(),
+        host=layout.host_name(),
         user=_user(),
     )
     if options.resume is not None and notes:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import builtins
 import marshal
 import os
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -175,7 +174,7 @@ class IndexCache:
         return out, size
 
     def _rewrite(self, days: dict[str, Any], pending: dict[str, bytes]) -> tuple[str, int, dict[str, Any]]:
-        name = f"{self.stem}-{secrets.token_hex(6)}.blobs"
+        name = f"{self.stem}-{os.urandom(6).hex()}.blobs"
         out: dict[str, Any] = {}
         size = 0
         tmp = self.folder / f".{name}.tmp"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +113,7 @@ class RunDir:
     def claim(self, pid: int | None = None) -> None:
         """Record the process that owns this run (the wrapper or the API caller)."""
         pid = pid or os.getpid()
-        self.write_yaml("owner.yaml", {"pid": pid, "start_time": process_start_time(pid), "host": socket.gethostname()})
+        self.write_yaml("owner.yaml", {"pid": pid, "start_time": process_start_time(pid), "host": layout.host_name()})
         self.heartbeat()
 
     def heartbeat(self) -> None:
@@ -136,7 +135,7 @@ class RunDir:
         except FileNotFoundError:
             beat = 0.0
         stale = time.time() - beat > stale_after
-        if owner.get("host") not in (None, socket.gethostname()):
+        if owner.get("host") not in (None, layout.host_name()):
             return stale  # another machine sharing the filesystem: only the heartbeat tells
         pid = owner.get("pid")
         if isinstance(pid, int) and pid_alive(pid, owner.get("start_time")):
