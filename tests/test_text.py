@@ -49,3 +49,19 @@ def test_stored_escapes_never_reach_the_terminal() -> None:
     table = text.text_table(HEADERS, ROWS)
     assert "\x1b" not in table and "\x07" not in table and "\t" not in table
     assert "xy" in table  # the title-setting sequence is gone, the text around it kept
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a\nb\n", "a\nb\n"),  # clean lines: returned as they are (the fast path)
+        ("a\tb\nc", "a\tb\nc"),  # tabs kept in multi-line text
+        ("a\r\nb\rc", "a\nb\nc"),  # carriage returns become newlines, never overwrite a line
+        ("ok\n\x1b]0;owned\x07title\n", "ok\ntitle\n"),  # an escape sequence in one line of a page
+        ("x\u2028y\nz\x00", "xy\nz"),  # a line separator and a NUL
+    ],
+)
+def test_clean_pages_keep_their_lines_and_lose_every_control(text: str, expected: str) -> None:
+    from gitxp.text import clean
+
+    assert clean(text, multiline=True) == expected
