@@ -113,6 +113,25 @@ def test_plain_object_and_finish(git_repo: Path) -> None:
     assert gitxp.open(str(git_repo)).get("plain").metric_summary["x"]["last"] == 1.0
 
 
+def test_the_default_step_follows_the_newest_across_flushes(git_repo: Path) -> None:
+    """No step given: one more than the metric's newest step, whether or not a flush has taken the points since."""
+    import pyarrow.parquet as pq
+
+    with start(git_repo, name="steps") as xp:
+        xp.log_metric("loss", 1.0)  # 0
+        xp.log_metric("loss", 0.9)  # 1
+        xp.flush()
+        xp.log_metric("loss", 0.8)  # 2, after a flush took 0 and 1
+        xp.log_metric("loss", 0.7, step=10)
+        xp.flush()
+        xp.log_metric("loss", 0.6)  # 11
+        xp.log_metrics({"loss": 0.5, "acc": 0.1})  # 12, and acc's first: 0
+    raw = subprocess.run(["git", "show", f"{gitxp.open(str(git_repo)).get('steps').tree}:metrics.parquet"],
+                         cwd=git_repo, capture_output=True, check=True).stdout
+    table = pq.read_table(io.BytesIO(raw)).to_pylist()
+    assert [(r["name"], r["step"]) for r in table] == [("acc", 0), *(("loss", s) for s in (0, 1, 2, 10, 11, 12))]
+
+
 @pytest.mark.parametrize(
     ("args", "exc", "match"),
     [

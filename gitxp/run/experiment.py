@@ -66,7 +66,6 @@ class Experiment(Logbook):
         self._adders: dict[str, tuple[Any, Any, Any]] = {}
         self._refuse: Any = None
         self._points = 0  # metric values staged by this process
-        self._steps: dict[str, int] = {}
         self._tag = f"{os.getpid()}"
         self._seg_dir = run.path / "metrics"
         self._stop = threading.Event()

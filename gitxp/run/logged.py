@@ -191,7 +191,6 @@ class Logbook:
     _adders: dict[str, tuple[Any, Any, Any]]
     _refuse: Any
     _points: int
-    _steps: dict[str, int]
     _tag: str
     _seg_dir: Any
     _stop: threading.Event
@@ -225,7 +224,7 @@ class Logbook:
             except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float's range
                 raise _bad_metric(name, value, step) from None
         if step is None:
-            step = self._steps[name] + 1
+            step = self._series[name].next_step()
             if step > _MAX_STEP:  # the step after the largest one
                 raise _bad_metric(name, value, step)
         elif step.__class__ is not int or step < 0 or step > _MAX_STEP:
@@ -233,7 +232,6 @@ class Logbook:
                 raise _bad_metric(name, value, step)
             step = step.__index__()
         t = _now() if timestamp is None else _timestamp(timestamp)  # checked before anything is kept
-        self._steps[name] = step
         add_step(step)  # in this order: a flush counts complete points by their time
         add_value(value)
         add_time(t)
@@ -246,7 +244,6 @@ class Logbook:
             self._check_new_metric(name)
             arrow_ready()
             series = self._series[name] = metrics.Series()
-            self._steps.setdefault(name, -1)
         self._adders[name] = series.add
         return series.add
 
@@ -256,7 +253,7 @@ class Logbook:
             raise MetricValueError(f"metric name {name[:80]!r} has a {layout.text_problem(name)}", "use printable characters only, on one line")
         if len(name) > layout.MAX_NAME_CHARS:
             raise MetricValueError(f"metric name {name[:40]!r}... is longer than {layout.MAX_NAME_CHARS} characters", "use a shorter name")
-        if len(self._steps) >= layout.MAX_METRIC_NAMES:
+        if len(self._series) >= layout.MAX_METRIC_NAMES:
             raise MetricValueError(
                 f"this experiment already has {layout.MAX_METRIC_NAMES} metric names, the most experiment.yaml summarises; {name[:40]!r} was not logged",
                 "log a table (log_table) for per-item values",

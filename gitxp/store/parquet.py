@@ -61,16 +61,26 @@ class Series:
     order step, value, time; :meth:`take` therefore counts complete points
     by the times column, and the steps and values hold at least as many.
     Taking is a slice then a ``del`` of that prefix (each atomic under the
-    GIL), so points appended meanwhile stay for the next flush.
+    GIL), so points appended meanwhile stay for the next flush. The default
+    step follows the newest in ``steps``, or ``last_step`` (the newest
+    taken) when a flush left none: no per-call bookkeeping of the last step.
     """
 
-    __slots__ = ("steps", "values", "times", "add")
+    __slots__ = ("steps", "values", "times", "add", "last_step")
 
     def __init__(self) -> None:
         self.steps = array("q")
         self.values = array("d")
         self.times = array("d")
         self.add = (self.steps.append, self.values.append, self.times.append)
+        self.last_step = -1
+
+    def next_step(self) -> int:
+        """The step after the newest one logged."""
+        try:
+            return self.steps[-1] + 1
+        except IndexError:  # none since the last flush (which may take them between a test and the read)
+            return self.last_step + 1
 
     def __len__(self) -> int:
         return len(self.times)
@@ -85,6 +95,7 @@ class Series:
         if not n:
             return None
         chunk = (self.steps[:n], self.values[:n], self.times[:n])
+        self.last_step = chunk[0][-1]  # before the del: a default step racing it reads one or the other
         del self.steps[:n], self.values[:n], self.times[:n]
         return chunk
 
