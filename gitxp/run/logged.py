@@ -131,6 +131,13 @@ def _bad_metric(name: Any, value: Any, step: Any) -> MetricValueError:
     return MetricValueError(f"value of metric {name!r} must be a number, got {type(value).__name__} {value!r:.40}", "log floats or ints (NaN and inf are kept)")
 
 
+def _as_float(name: Any, value: Any, step: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float's range
+        raise _bad_metric(name, value, step) from None
+
+
 def _timestamp(t: Any) -> float:
     if isinstance(t, _dt.datetime):
         if t.tzinfo is None:
@@ -218,11 +225,6 @@ class Logbook:
             if name.__class__ is not str or not name:
                 raise _bad_metric(name, value, step) from None
             add_step, add_value, add_time = self._new_series(name)
-        if value.__class__ is not float:
-            try:
-                value = float(value)
-            except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond a float's range
-                raise _bad_metric(name, value, step) from None
         if step is None:
             step = self._series[name].next_step()
             if step > _MAX_STEP:  # the step after the largest one
@@ -232,8 +234,13 @@ class Logbook:
                 raise _bad_metric(name, value, step)
             step = step.__index__()
         t = _now() if timestamp is None else _timestamp(timestamp)  # checked before anything is kept
-        add_step(step)  # in this order: a flush counts complete points by their time
-        add_value(value)
+        # in this order: the value first, as only it can fail (nothing is kept then), the time last
+        # (a flush counts complete points by their time)
+        try:
+            add_value(value)  # converts any real number in C: a float, an int, numpy's and torch's scalars
+        except (TypeError, ValueError, OverflowError):
+            add_value(_as_float(name, value, step))  # what float() takes besides (a numeric string), or refused
+        add_step(step)
         add_time(t)
 
     def _new_series(self, name: str) -> tuple[Any, Any, Any]:

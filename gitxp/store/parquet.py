@@ -57,9 +57,10 @@ def rows_to_table(rows: list[tuple[str, int, float, float]]) -> Any:
 class Series:
     """One metric's points not yet staged, as columns: what ``log_metric`` appends to.
 
-    ``add`` holds the three arrays' bound ``append`` methods, called in the
-    order step, value, time; :meth:`take` therefore counts complete points
-    by the times column, and the steps and values hold at least as many.
+    ``add`` holds the three arrays' bound ``append`` methods (steps,
+    values, times), called with the time last; :meth:`take` therefore counts
+    complete points by the times column, and the steps and values hold at
+    least as many.
     Taking is a slice then a ``del`` of that prefix (each atomic under the
     GIL), so points appended meanwhile stay for the next flush. The default
     step follows the newest in ``steps``, or ``last_step`` (the newest
