@@ -85,8 +85,17 @@ def sync() -> None:
 
 
 def _rss_mb() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 1024 if sys.platform != "darwin" else r / MiB
+    """This process's peak resident memory, MiB.
+
+    ``VmHWM`` where Linux has it: its ``ru_maxrss`` survives ``exec``, so a
+    worker would report the benchmark's own process if that was larger.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r / 1024 if sys.platform != "darwin" else r / MiB
 
 
 def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False) -> dict[str, Any]:
@@ -104,13 +113,16 @@ def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False
         logged.FLUSH_INTERVAL, logged.FLUSH_ROWS = 1e9, 10**15
 
     repo = git_init(Path(tmp) / "repo")
-    # reference: the cheapest thing a logger could do per call
-    rows: list[Any] = []
-    t0 = time.perf_counter()
-    for i in range(n):
-        rows.append(("loss", i, i * 0.5, time.time()))
-    ref_s = time.perf_counter() - t0
-    del rows
+
+    def reference() -> float:
+        """The cheapest thing a logger could do per call; run before and after gitxp's loop, as the machine's speed drifts."""
+        rows: list[Any] = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            rows.append(("loss", i, i * 0.5, time.time()))
+        return time.perf_counter() - t0
+
+    before = reference()
     xp = gitxp.start(repo=str(repo), name="bench", params={"lr": 0.1}, log_hardware=False, capture_env=False, capture_code=False)
     if alert:
         xp.alert_on("metrics.loss < -1", text="never")  # checked at every flush, never holds
@@ -121,10 +133,12 @@ def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False
     t1 = time.perf_counter()
     xp.finish()
     t2 = time.perf_counter()
+    rss = _rss_mb()
     rec = gitxp.open(str(repo)).get("@")
     count = rec.metric_summary["loss"]["count"]
     assert count == n, (count, n)
-    return {"ref_s": ref_s, "loop_s": t1 - t0, "finish_s": t2 - t1, "rss_mb": _rss_mb(), "rss_before_mb": rss_before}
+    ref_s = (before + reference()) / 2
+    return {"ref_s": ref_s, "loop_s": t1 - t0, "finish_s": t2 - t1, "rss_mb": rss, "rss_before_mb": rss_before}
 
 
 def w_peer_metric(peer: str, n: int, tmp: str) -> dict[str, Any]:
@@ -493,9 +507,13 @@ def case_log_metric(R: Results, a: argparse.Namespace) -> None:
     ref = med([r["ref_s"] for r in res])
     fin = med([r["finish_s"] for r in res])
     rate, ref_rate = n / total, n / ref
+    # the ratio of each process (its reference run around its own loop, minutes apart from the others' on a
+    # machine whose speed drifts), then the median
+    ratio = med([r["ref_s"] / (r["loop_s"] + r["finish_s"]) for r in res])
     R.add("1. log_metric, 1 M points incl. finish", fmt_rate(rate), f"list.append loop {fmt_rate(ref_rate)}",
-          f"{rate / ref_rate:.0%}", "≥ 1.5 M/s and ≥ 40 % of list.append", rate >= 1.5e6 and rate / ref_rate >= 0.4)
-    R.add("1a. log_metric loop alone (no finish)", fmt_rate(n / loop), f"list.append loop {fmt_rate(ref_rate)}", f"{ref / loop:.0%}")
+          f"{ratio:.0%}", "≥ 1.5 M/s and ≥ 40 % of list.append", rate >= 1.5e6 and ratio >= 0.4)
+    R.add("1a. log_metric loop alone (no finish)", fmt_rate(n / loop), f"list.append loop {fmt_rate(ref_rate)}",
+          f"{med([r['ref_s'] / r['loop_s'] for r in res]):.0%}")
     R.add("4. finish() with 1 M points", fmt_s(fin), "–", "–", "≤ 0.25 s", fin <= 0.25)
     h = worker("log_metric", n=n, hold_flush=True)
     if "error" not in h:
@@ -537,8 +555,12 @@ def case_alert(R: Results, a: argparse.Namespace) -> None:
         return
     with_alert = med([r["loop_s"] + r["finish_s"] for r in alerted])
     without = med([r["loop_s"] + r["finish_s"] for r in plain])
+    # each time in units of its own process's list.append reference: the machine's drift between processes cancels
+    cost = med([(r["loop_s"] + r["finish_s"]) / r["ref_s"] for r in alerted]) / med([(r["loop_s"] + r["finish_s"]) / r["ref_s"] for r in plain]) - 1
     R.add("11. log_metric 1 M points incl. finish, one alert attached", fmt_rate(n / with_alert), f"no alert {fmt_rate(n / without)}",
-          f"{with_alert / without - 1:+.1%} time", "within 5 %", with_alert <= without * 1.05)
+          f"{cost:+.1%} time", "within 5 %", cost <= 0.05)
+    R.notes.append("case 11: the extra time is compared in units of each process's own list.append reference (run before and after "
+                   "its loop), so that the machine's drift between the alternating processes cancels.")
 
 
 def case_import(R: Results, a: argparse.Namespace) -> None:

@@ -41,6 +41,23 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+#: Python source of ``peak_rss_kib()`` for a child process to report its own peak memory. Linux's
+#: ``ru_maxrss`` survives ``exec``: a child forked from a large pytest process (torch imported, say)
+#: reports the parent's size. ``VmHWM`` is the peak of the child's own memory map.
+PEAK_RSS = """
+import sys
+
+
+def peak_rss_kib():
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+"""
+
+
 def run_git(repo: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
     """The real git CLI; returns stdout as text."""
     r = subprocess.run(["git", *args], cwd=repo, capture_output=True, input=input, check=False)

@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import PEAK_RSS
 
 from gitxp.artifacts import write as artifacts
 from gitxp.artifacts import crypto, keys
@@ -678,16 +679,16 @@ def _random_file(path: Path, size: int) -> Path:
 def test_memory_stays_bounded_for_a_300_mb_artifact(tmp_path: Path, repo: Repo, key: bytes) -> None:
     src = _random_file(tmp_path / "huge.bin", 300 * 10**6)
     code = """
-        import resource, sys
+        import sys
         from gitxp.artifacts import write as artifacts
         from gitxp.artifacts import keys
         from gitxp.plumbing.repo import Repo
         repo = Repo(sys.argv[1])
         e = artifacts.store_file(repo, sys.argv[2], "huge.bin", key=keys.decode_key(sys.argv[3]))
-        print(e.parts, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        print(e.parts, peak_rss_kib())
     """
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), str(repo.root), str(src), keys.encode_key(key)],
+        [sys.executable, "-c", PEAK_RSS + textwrap.dedent(code), str(repo.root), str(src), keys.encode_key(key)],
         check=True, capture_output=True, text=True, cwd=ROOT,
     ).stdout.split()
     parts, rss_kib = int(out[0]), int(out[1])

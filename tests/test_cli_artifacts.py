@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import gitxp
-from conftest import fsck, gitxp as run_gitxp, run_git
+from conftest import PEAK_RSS, fsck, gitxp as run_gitxp, run_git
 
 
 @pytest.fixture
@@ -81,8 +81,8 @@ def test_init_creates_repo_store_and_key(tmp_path: Path) -> None:
     fsck(folder)
 
 
-BIG = """
-import os, resource, sys, gitxp
+BIG = PEAK_RSS + """
+import os, sys, gitxp
 path = sys.argv[2]
 block = os.urandom(1 << 20)
 with open(path, "wb") as f:
@@ -91,7 +91,7 @@ with open(path, "wb") as f:
 with gitxp.start(repo=sys.argv[1], name="big", log_hardware=False, capture_env=False) as xp:
     xp.log_artifact(path, "big.bin")
 os.remove(path)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print(peak_rss_kib() // 1024)
 """
 
 
