@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -253,17 +254,21 @@ def _dist(site: Path, name: str, module: str) -> None:
     (info / "RECORD").write_text(f"{module}/__init__.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
 
 
+def _in_child(site: Path, cache: Path, call: str) -> Any:
+    """``call`` (over ``c``, gitxp.environment.capture, and ``cache``, the cache folder) in a fresh interpreter that sees ``site``."""
+    code = f"import json,sys;import gitxp.environment.capture as c;cache=sys.argv[1];json.dump({call},sys.stdout)"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return json.loads(subprocess.run([sys.executable, "-c", code, str(cache)], env=env, capture_output=True, text=True, check=True).stdout)
+
+
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="packages_distributions needs Python 3.10")
 def test_module_owners_are_cached_until_the_environment_changes(tmp_path: Path) -> None:
     """RECORD files are read once per environment; an install invalidates the cache."""
     site, cache = tmp_path / "site", tmp_path / "cache"
     _dist(site, "alpha-dist", "alpha_mod")
-    env = {**os.environ, "PYTHONPATH": str(site)}
 
     def owners() -> dict:
-        code = ("import json,sys;from gitxp.environment.capture import module_owners;"
-                "json.dump(module_owners(sys.argv[1]),sys.stdout)")
-        return json.loads(subprocess.run([sys.executable, "-c", code, str(cache)], env=env, capture_output=True, text=True, check=True).stdout)
+        return _in_child(site, cache, "c.module_owners(cache)")
 
     assert owners()["alpha_mod"] == ["alpha-dist"]
     cached = list(cache.glob("module-owners-*.json"))
@@ -285,13 +290,9 @@ def test_packages_are_cached_until_the_environment_changes(tmp_path: Path) -> No
 
     site, cache = tmp_path / "site", tmp_path / "cache"
     _dist_info(site, "mylib", "0.1.0")
-    env = {**os.environ, "PYTHONPATH": str(site)}
 
     def packages() -> dict:
-        code = ("import json,sys;from gitxp.environment.capture import capture;"
-                "json.dump(capture(cache_dir=sys.argv[1])['packages'],sys.stdout)")
-        out = subprocess.run([sys.executable, "-c", code, str(cache)], env=env, capture_output=True, text=True, check=True).stdout
-        return {p["name"]: p["version"] for p in json.loads(out)}
+        return {p["name"]: p["version"] for p in _in_child(site, cache, "c.capture(cache_dir=cache)['packages']")}
 
     assert packages()["mylib"] == "0.1.0"
     cached = list(cache.glob("packages-*.json"))
