@@ -227,3 +227,32 @@ def test_a_read_only_cache_folder_still_lists(git_repo: Path, tmp_path: Path) ->
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [[IDS["d"], "run-d", {"lr": 0.4}], [IDS["c"], "run-c", {"lr": 0.3}], [IDS["a"], "run-a", {"lr": 0.1}]]
     assert {p.name: p.read_bytes() for p in cache.iterdir() if p.is_file()} == before  # nothing written, nothing raised
+
+
+def test_checked_rows_replace_blobs_only_over_the_headers_still_on_disk(tmp_path: Path) -> None:
+    """A table swaps pulled listing rows for checked ones as it exits; if another process published a newer
+    tip meanwhile, that process's headers stay (the swap is checked under the lock, not before it)."""
+    from gitxp.store.index import LENGTH, OFFSET, IndexCache
+
+    def refresh(tip: str, rows: dict[str, bytes]) -> Any:
+        def fill(old_days: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+            exps = {k: ("2026-03-01T00:00:00Z", k, "main", "completed", k, f"tree-{tip}-{k}", -1, len(b)) for k, b in rows.items()}
+            return {"2026-03-01": (f"day-{tip}", exps)}, rows
+        return fill
+
+    def never(old_days: dict[str, Any]) -> Any:
+        raise AssertionError("the cache on disk should have been used")
+
+    def blobs(cache: IndexCache, tip: str) -> dict[str, bytes | None]:
+        return {h[1]: cache.read_blob(h[OFFSET], h[LENGTH]) for h in cache.headers(tip, never)}
+
+    folder = tmp_path / "cache"
+    a = IndexCache(folder, "gitxp")
+    a.headers("t1", refresh("t1", {"x": b"Jrow-x", "y": b"Jrow-y"}))
+    a.replace_blobs("t1", {"x": b"checked-x"})
+    assert blobs(IndexCache(folder, "gitxp"), "t1") == {"x": b"checked-x", "y": b"Jrow-y"}
+
+    a.headers("t1", never)
+    IndexCache(folder, "gitxp").headers("t2", refresh("t2", {"x": b"Jnew-x"}))  # another process, a newer tip
+    a.replace_blobs("t1", {"y": b"checked-y"})
+    assert blobs(IndexCache(folder, "gitxp"), "t2") == {"x": b"Jnew-x"}

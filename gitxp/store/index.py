@@ -57,6 +57,7 @@ class IndexCache:
         self.path = folder / f"{self.stem}.marshal"
         self._blobs_name: str | None = None
         self._fd: int | None = None
+        self._on_disk: tuple[str, str | None, dict[str, Any]] | None = None  # (tip, blobs file, days) as last read or written
 
     def close(self) -> None:
         if self._fd is not None:
@@ -94,12 +95,13 @@ class IndexCache:
         if doc.get("tip") == tip and self._usable(doc):
             days = doc["days"]
             self._blobs_name = doc["blobs"]
+            self._on_disk = (tip, self._blobs_name, days)
         else:
             old_days = doc.get("days") or {} if self._usable(doc) else {}
             if old_days:
                 self._blobs_name = doc["blobs"]
             days, pending = refresh(old_days)
-            days = self._publish(tip, doc, days, pending)
+            days = self._publish(tip, days, pending)
         headers = [h for _, exps in days.values() for h in exps.values()]
         headers.sort(key=lambda h: (h[CREATED], h[ID]), reverse=True)  # ids sort by second; `created` (ms) orders within one
         return headers
@@ -113,17 +115,23 @@ class IndexCache:
     def replace_blobs(self, tip: str, blobs: dict[str, bytes]) -> None:
         """Swap some experiments' blobs for new ones (rows of the store's listing index, now checked).
 
-        Appends only: records already handed out keep valid offsets.
+        Appends only: records already handed out keep valid offsets. Only
+        over the headers this process read or wrote at ``tip``, and only if
+        they are still what is on disk (:meth:`_publish` checks, locked).
         """
-        doc = self._load()
-        if doc.get("tip") != tip or not self._usable(doc) or doc["blobs"] != self._blobs_name:
+        on_disk = self._on_disk
+        if on_disk is None or on_disk[0] != tip or on_disk[1] != self._blobs_name:
             return
         days = {day: (sha, {k: (*h[:OFFSET], -1, len(blobs[k])) if k in blobs else h for k, h in exps.items()})
-                for day, (sha, exps) in doc["days"].items()}
-        self._publish(tip, doc, days, blobs, compact=False)
+                for day, (sha, exps) in on_disk[2].items()}
+        self._publish(tip, days, blobs, replacing=True)
 
-    def _publish(self, tip: str, doc: dict[str, Any], days: dict[str, Any], pending: dict[str, bytes], *, compact: bool = True) -> dict[str, Any]:
-        """Store new blobs (append, or rewrite when mostly garbage) and the new headers."""
+    def _publish(self, tip: str, days: dict[str, Any], pending: dict[str, bytes], *, replacing: bool = False) -> dict[str, Any]:
+        """Store new blobs (append, or rewrite when mostly garbage) and the new headers.
+
+        ``replacing`` (:meth:`replace_blobs`): append only, and nothing at all
+        unless the headers on disk are still this process's, at ``tip``.
+        """
         from filelock import FileLock, Timeout
 
         memory = self._in_memory(days, pending)
@@ -131,11 +139,13 @@ class IndexCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.folder / ".lock"), timeout=10):
                 current = self._load()
+                if replacing and (current.get("tip") != tip or current.get("blobs") != self._blobs_name or not self._usable(current)):
+                    return memory  # another process published meanwhile: its headers stay
                 name = current.get("blobs") if self._usable(current) else None
                 size = int(current.get("size") or 0)
                 live = sum(h[LENGTH] for _, exps in days.values() for h in exps.values() if h[OFFSET] >= 0)
                 old_name = self._blobs_name
-                if name is None or name != old_name or os.path.getsize(self.folder / name) != size or (compact and live < size // 2):
+                if name is None or name != old_name or os.path.getsize(self.folder / name) != size or (not replacing and live < size // 2):
                     name, size, days = self._rewrite(days, pending)
                 else:
                     days, size = self._append(name, size, days, pending)
@@ -145,6 +155,7 @@ class IndexCache:
                 os.replace(tmp, self.path)
                 self._switch(name)
                 self._sweep(keep=name)
+            self._on_disk = (tip, name, days)
             return days
         except (OSError, Timeout, ValueError):
             return memory  # a read-only or busy .git still lists, from memory
@@ -160,17 +171,19 @@ class IndexCache:
 
     def _append(self, name: str, size: int, days: dict[str, Any], pending: dict[str, bytes]) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
+        added: list[bytes] = []
+        for day, (sha, exps) in days.items():
+            new = {}
+            for key, h in exps.items():
+                if h[OFFSET] < 0:
+                    blob = pending[key]
+                    added.append(blob)
+                    h = (*h[:OFFSET], size, len(blob))
+                    size += len(blob)
+                new[key] = h
+            out[day] = (sha, new)
         with builtins.open(self.folder / name, "ab") as f:
-            for day, (sha, exps) in days.items():
-                new = {}
-                for key, h in exps.items():
-                    if h[OFFSET] < 0:
-                        blob = pending[key]
-                        f.write(blob)
-                        h = (*h[:OFFSET], size, len(blob))
-                        size += len(blob)
-                    new[key] = h
-                out[day] = (sha, new)
+            f.write(b"".join(added))  # one write: 20,000 small ones took 40 ms
         return out, size
 
     def _rewrite(self, days: dict[str, Any], pending: dict[str, bytes]) -> tuple[str, int, dict[str, Any]]:
