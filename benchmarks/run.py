@@ -98,12 +98,35 @@ def _rss_mb() -> float:
         return r / 1024 if sys.platform != "darwin" else r / MiB
 
 
-def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False) -> dict[str, Any]:
+def w_alert_pairs(n: int, tmp: str, pairs: int) -> dict[str, Any]:
+    """Experiments of n points logged and finished in one process, with and without an alert, alternating.
+
+    Within one process: the speed of the same loop differs by up to 1.7×
+    from process to process here (it follows the memory layout: it holds
+    with address randomisation off), far more than an alert could cost.
+    """
+    import gitxp
+
+    repo = git_init(Path(tmp) / "repo")
+    times: dict[str, list[float]] = {"plain": [], "alert": []}
+    for i in range(2 * pairs):
+        kind = ("plain", "alert")[(i + i // 2) % 2]  # plain, alert, alert, plain, ...: neither always goes first
+        xp = gitxp.start(repo=str(repo), name=kind, log_hardware=False, capture_env=False, capture_code=False)
+        if kind == "alert":
+            xp.alert_on("metrics.loss < -1", text="never")  # checked at every flush, never holds
+        t0 = time.perf_counter()
+        for k in range(n):
+            xp.log_metric("loss", k * 0.5, step=k)
+        xp.finish()
+        times[kind].append(time.perf_counter() - t0)
+    return times
+
+
+def w_log_metric(n: int, tmp: str, hold_flush: bool = False) -> dict[str, Any]:
     """gitxp log_metric × n + finish, and a bare list.append loop, in one process.
 
     ``hold_flush`` (diagnostic) keeps the background flush from running during
     the loop, to separate the call's own cost from the flush thread's.
-    ``alert`` attaches an alert on the logged metric (checked at each flush).
     """
     import gitxp
 
@@ -124,8 +147,6 @@ def w_log_metric(n: int, tmp: str, hold_flush: bool = False, alert: bool = False
 
     before = reference()
     xp = gitxp.start(repo=str(repo), name="bench", params={"lr": 0.1}, log_hardware=False, capture_env=False, capture_code=False)
-    if alert:
-        xp.alert_on("metrics.loss < -1", text="never")  # checked at every flush, never holds
     rss_before = _rss_mb()
     t0 = time.perf_counter()
     for i in range(n):
@@ -401,7 +422,7 @@ def w_encrypt(size: int) -> dict[str, Any]:
 
 
 WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "log_metric": w_log_metric, "peer_metric": w_peer_metric, "rss": w_rss, "commit": w_commit,
+    "log_metric": w_log_metric, "alert_pairs": w_alert_pairs, "peer_metric": w_peer_metric, "rss": w_rss, "commit": w_commit,
     "snapshot": w_snapshot, "hardware": w_hardware, "env": w_env, "artifact": w_artifact, "artifact_rss": w_artifact_rss,
     "encrypt": w_encrypt,
 }
@@ -541,26 +562,23 @@ def case_log_metric(R: Results, a: argparse.Namespace) -> None:
 
 
 def case_alert(R: Results, a: argparse.Namespace) -> None:
-    """Logging with an alert attached against without, alternating fresh processes (target: within 5 %)."""
+    """Logging with an alert attached against without, alternating within each process (target: within 5 %)."""
     n = 1_000_000
-    reps = 3 if a.quick else 7
-    log(f"case 11: log_metric with and without an alert, {n:,} points × {reps} each (alternating)")
-    plain, alerted = [], []
-    for _ in range(reps):
-        plain.append(worker("log_metric", n=n))
-        alerted.append(worker("log_metric", n=n, alert=True))
-    bad = [r for r in plain + alerted if "error" in r]
+    procs, pairs = (1, 2) if a.quick else (3, 3)
+    log(f"case 11: log_metric with and without an alert, {n:,} points, {pairs} pairs in each of {procs} processes")
+    res = [worker("alert_pairs", n=n, pairs=pairs) for _ in range(procs)]
+    bad = [r for r in res if "error" in r]
     if bad:
         R.skip("11. log_metric with an alert attached", bad[0]["error"])
         return
-    with_alert = med([r["loop_s"] + r["finish_s"] for r in alerted])
-    without = med([r["loop_s"] + r["finish_s"] for r in plain])
-    # each time in units of its own process's list.append reference: the machine's drift between processes cancels
-    cost = med([(r["loop_s"] + r["finish_s"]) / r["ref_s"] for r in alerted]) / med([(r["loop_s"] + r["finish_s"]) / r["ref_s"] for r in plain]) - 1
+    with_alert = med([t for r in res for t in r["alert"]])
+    without = med([t for r in res for t in r["plain"]])
+    cost = med([med(r["alert"]) / med(r["plain"]) for r in res]) - 1  # each process's own comparison
     R.add("11. log_metric 1 M points incl. finish, one alert attached", fmt_rate(n / with_alert), f"no alert {fmt_rate(n / without)}",
           f"{cost:+.1%} time", "within 5 %", cost <= 0.05)
-    R.notes.append("case 11: the extra time is compared in units of each process's own list.append reference (run before and after "
-                   "its loop), so that the machine's drift between the alternating processes cancels.")
+    R.notes.append("case 11: with and without the alert alternate within each process and are compared there: the same loop's "
+                   "speed differs by up to 1.7x between processes on this machine (it follows the memory layout), more than an "
+                   "alert could cost.")
 
 
 def case_import(R: Results, a: argparse.Namespace) -> None:
