@@ -69,7 +69,8 @@ def module_owners(cache_dir: str | os.PathLike[str] | None = None, dists: list[_
     ``importlib.metadata`` reads every distribution's RECORD for this (torch's
     lists thousands of files: 0.3 s of a run's start in an ML environment),
     so with ``cache_dir`` the result is kept (:func:`_cached`): an unchanged
-    environment reads no RECORD.
+    environment reads no RECORD. ``dists``: :func:`_distributions`, when the
+    caller has them.
     """
 
     def compute() -> dict[str, list[str]] | None:

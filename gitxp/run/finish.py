@@ -63,11 +63,14 @@ def preload() -> None:
     idle until the command ends, and then the commit is all that stands
     between the command's exit and gitxp's.
     """
-    import filelock  # noqa: F401  (the store's branch lock)
+    try:
+        import filelock  # noqa: F401  (the store's branch lock)
 
-    from gitxp.artifacts import keys, write  # noqa: F401
-    from gitxp.environment import imports  # noqa: F401
-    from gitxp.redact import mask_text  # noqa: F401
+        from gitxp.artifacts import keys, write  # noqa: F401
+        from gitxp.environment import imports  # noqa: F401
+        from gitxp.redact import mask_text  # noqa: F401
+    except Exception:  # noqa: BLE001 - the commit imports them again, and says what is wrong
+        pass
 
 
 def commit_run(
