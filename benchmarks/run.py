@@ -516,7 +516,7 @@ def fmt_s(x: float) -> str:
 
 def case_log_metric(R: Results, a: argparse.Namespace) -> None:
     n = 1_000_000
-    reps = 1 if a.quick else 3
+    reps = 1 if a.quick else 5  # the same loop's speed differs by up to 1.7x between processes here (memory layout)
     log(f"case 1/4: log_metric, {n:,} points × {reps} (fresh process each)")
     res = [worker("log_metric", n=n) for _ in range(reps)]
     bad = [r for r in res if "error" in r]
