@@ -327,30 +327,32 @@ def test_parquet_footer_limits(tmp_path: Path) -> None:
     import pyarrow as pa
 
     from gitxp.store import parquet as metrics
+
+    from gitxp.store import parquet_checks
     from gitxp.errors import UnsafeDataError
 
     ok = metrics.to_parquet_bytes(metrics.rows_to_table([("loss", 0, 0.5, 1.0), ("loss", 1, 0.4, 2.0)]))
-    assert metrics.from_parquet_bytes(ok).num_rows == 2
+    assert parquet_checks.from_parquet_bytes(ok).num_rows == 2
     with pytest.raises(UnsafeDataError, match="column 'step'"):
-        metrics.from_parquet_bytes(_wrong_types())
+        parquet_checks.from_parquet_bytes(_wrong_types())
     with pytest.raises(UnsafeDataError, match="rows"):
-        metrics.check_parquet(ok, what="metrics.parquet", max_rows=1)
+        parquet_checks.check_parquet(ok, what="metrics.parquet", max_rows=1)
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table({"text": ["x" * 1000] * 1000}), sink, use_dictionary=False, compression="zstd")
     flat = sink.getvalue().to_pybytes()  # about 1 MB uncompressed in a few kilobytes
-    assert metrics.check_parquet(flat, what="table t").metadata.num_rows == 1000
+    assert parquet_checks.check_parquet(flat, what="table t").metadata.num_rows == 1000
     with pytest.raises(UnsafeDataError, match="uncompressed"):
-        metrics.check_parquet(flat, what="table t", max_bytes=100 * len(flat))
+        parquet_checks.check_parquet(flat, what="table t", max_bytes=100 * len(flat))
     with pytest.raises(UnsafeDataError, match="byte limit"):
-        metrics.check_parquet(flat, what="table t", max_bytes=len(flat) - 1)
-    wide = _parquet(pa.table({f"c{i}": [1] for i in range(metrics.MAX_PARQUET_COLUMNS + 1)}))
+        parquet_checks.check_parquet(flat, what="table t", max_bytes=len(flat) - 1)
+    wide = _parquet(pa.table({f"c{i}": [1] for i in range(parquet_checks.MAX_PARQUET_COLUMNS + 1)}))
     with pytest.raises(UnsafeDataError, match="columns"):
-        metrics.from_parquet_bytes(wide, what="table wide")
+        parquet_checks.from_parquet_bytes(wide, what="table wide")
     hw = _parquet(pa.table({"timestamp": pa.array([0], pa.int64()).cast(pa.timestamp("us", tz="UTC")), "cpu_percent": ["hot"]}))
     with pytest.raises(UnsafeDataError, match="cpu_percent"):
-        metrics.from_parquet_bytes(hw, what="hardware.parquet")
+        parquet_checks.from_parquet_bytes(hw, what="hardware.parquet")
 
 
 def test_damaged_parquet_in_the_store_is_an_error_not_a_traceback(mine: Path) -> None:

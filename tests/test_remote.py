@@ -107,12 +107,13 @@ def test_metrics_of_one_experiment_changed_on_both_sides_are_unioned(two_clones:
     """The same experiment rewritten on both sides keeps every metric row."""
     from gitxp.store import layout
     from gitxp.store import parquet as metrics
+    from gitxp.store import parquet_checks
     from gitxp.plumbing.repo import Repo
     from gitxp.remote.merge import _union_metrics
 
     rows_a = metrics.rows_to_table([("loss", 0, 1.0, 1), ("loss", 1, 0.5, 2)])
     rows_b = metrics.rows_to_table([("acc", 0, 0.1, 1), ("loss", 1, 0.5, 2), ("loss", 2, 0.2, 3)])
-    merged = metrics.from_parquet_bytes(_union_metrics(metrics.to_parquet_bytes(rows_a), metrics.to_parquet_bytes(rows_b)))
+    merged = parquet_checks.from_parquet_bytes(_union_metrics(metrics.to_parquet_bytes(rows_a), metrics.to_parquet_bytes(rows_b)))
     assert [(r["name"], r["step"]) for r in merged.to_pylist()] == [("acc", 0), ("loss", 0), ("loss", 1), ("loss", 2)]
     assert merged.schema.field("name").type == metrics.schema().field("name").type
 

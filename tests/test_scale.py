@@ -76,6 +76,8 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
 
     from gitxp.store import parquet as metrics
 
+    from gitxp.store import parquet_checks
+
     rng = random.Random(3)
     for trial in range(12):
         seg = tmp_path / f"t{trial}"
@@ -98,7 +100,7 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
         if ref is None:
             assert not summary
             continue
-        got = metrics.from_parquet_bytes(out.read_bytes())
+        got = parquet_checks.from_parquet_bytes(out.read_bytes())
         assert got.schema == metrics.schema()
         same = lambda x, y: x == y or (x != x and y != y)  # noqa: E731 - NaN equals NaN here
         assert len(got) == len(ref)

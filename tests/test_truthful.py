@@ -171,7 +171,7 @@ def test_read_parquet_leaves_no_thread_behind(tmp_path: Path) -> None:
 
     data = tmp_path / "m.parquet"
     data.write_bytes(metrics.to_parquet_bytes(pa.table({"x": list(range(200_000)), "y": [float(i) for i in range(200_000)]})))
-    code = f"from gitxp.store import parquet as metrics; import pyarrow as pa; metrics.read_parquet({str(data)!r}); metrics.from_parquet_bytes(open({str(data)!r}, 'rb').read(), what='t.parquet')"
+    code = f"from gitxp.store import parquet as metrics; import pyarrow as pa; metrics.read_parquet({str(data)!r}); from gitxp.store import parquet_checks; parquet_checks.from_parquet_bytes(open({str(data)!r}, 'rb').read(), what='t.parquet')"
     codes = []
     for _ in range(10):
         procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
@@ -378,9 +378,11 @@ def test_a_table_the_reader_would_refuse_is_refused_by_log_table(git_repo: Path)
 
     from gitxp.store import parquet as metrics
 
+    from gitxp.store import parquet_checks
+
     with _start(git_repo) as xp:
         with pytest.raises(gitxp.UsageError, match="columns"):
-            xp.log_table("wide", pa.table({f"c{i}": [i] for i in range(metrics.MAX_PARQUET_COLUMNS + 1)}))
+            xp.log_table("wide", pa.table({f"c{i}": [i] for i in range(parquet_checks.MAX_PARQUET_COLUMNS + 1)}))
         xp.log_table("ok", pa.table({"c": [1, 2]}))
     assert _only(git_repo).tables() == ["ok"]
 

@@ -245,6 +245,7 @@ class _TreeMerger:
 
     def _resummarise(self, tree: str, metrics_data: bytes) -> str:
         from gitxp.store import parquet as metrics
+        from gitxp.store.parquet_checks import from_parquet_bytes
 
         e = self.repo.lookup(tree, layout.EXPERIMENT_FILE)
         if e is None or e.mode not in (FILE_MODE, EXEC_MODE):
@@ -252,7 +253,7 @@ class _TreeMerger:
         doc = layout.load_yaml(self.repo.read_blob(e.sha), what=layout.EXPERIMENT_FILE)
         if not isinstance(doc, dict):
             return tree
-        doc["metrics"] = metrics.summarize(metrics.from_parquet_bytes(metrics_data))
+        doc["metrics"] = metrics.summarize(from_parquet_bytes(metrics_data))
         blob = self.repo.write_blob(layout.dump_yaml(doc).encode())
         return self.repo.update_tree(tree, {layout.EXPERIMENT_FILE: Entry(layout.EXPERIMENT_FILE, FILE_MODE, blob)})
 
@@ -337,11 +338,12 @@ def _union_metrics(a: bytes, b: bytes) -> bytes:
     import pyarrow as pa
 
     from gitxp.store import parquet as metrics
+    from gitxp.store.parquet_checks import from_parquet_bytes
 
     cols = ["name", "step", "value", "timestamp"]
     parts = []
     for data in (a, b):
-        t = metrics.from_parquet_bytes(data).select(cols)
+        t = from_parquet_bytes(data).select(cols)
         parts.append(pa.table({
             "name": t.column("name").cast(pa.string()),
             "step": t.column("step").cast(pa.int64()),

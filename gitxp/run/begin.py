@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:
-        return layout.user_name()
+    except Exception:  # no such variable and no passwd entry (a container's odd uid)
+        return os.environ.get("GITXP_USER") or "unknown"
 
 
 def resolve_parent(store: Store, ref: str) -> str:
@@ -83,7 +83,7 @@ def begin(
         command=mask_argv(command if command is not None else [sys.executable, *sys.argv]),
         cwd=os.getcwd(),
         exit_code=None,
-        host=layout.host_name(),
+        host=staging.host_name(),
         user=_user(),
     )
     if options.resume is not None and notes:

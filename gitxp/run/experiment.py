@@ -155,8 +155,10 @@ class Experiment(Logbook):
                 table = pa.table(dict(table))
             else:
                 raise UsageError(f"log_table needs a pyarrow Table, a pandas DataFrame or a mapping of columns, got {type(table).__name__}", "convert it first")
-        for n, most, what in ((table.num_columns, metrics.MAX_PARQUET_COLUMNS, "columns"), (table.num_rows, metrics.MAX_PARQUET_ROWS, "rows"),
-                              (table.nbytes, metrics.MAX_PARQUET_BYTES, "bytes")):
+        from gitxp.store import parquet_checks as limits
+
+        for n, most, what in ((table.num_columns, limits.MAX_PARQUET_COLUMNS, "columns"), (table.num_rows, limits.MAX_PARQUET_ROWS, "rows"),
+                              (table.nbytes, limits.MAX_PARQUET_BYTES, "bytes")):
             if n > most:  # what every reader of the store would refuse
                 raise UsageError(f"table {name!r} has {n} {what}, over the {most} limit of a stored table", "split it, or log it as an artifact")
         d = self._run.path / "tables"

@@ -589,20 +589,3 @@ def table_name(name: str) -> str:
 
         raise UsageError(f"invalid table name {name!r}", "use letters, digits, '_', '-' and '.'")
     return name
-
-
-def host_name() -> str:
-    """This machine's name, as ``socket.gethostname()`` gives it, without importing ``socket`` (3 ms of a command)."""
-    try:
-        return os.uname().nodename
-    except AttributeError:  # Windows
-        import socket
-
-        return socket.gethostname()
-
-
-def user_name() -> str:
-    for var in ("GITXP_USER", "USER", "LOGNAME", "USERNAME"):
-        if os.environ.get(var):
-            return os.environ[var]
-    return "unknown"

@@ -148,27 +148,28 @@ class Record:
     def metrics(self) -> Any:
         """The metric log as a pyarrow Table (empty with the schema when none)."""
         from gitxp.store import parquet as _metrics
+        from gitxp.store.parquet_checks import from_parquet_bytes
 
         data = self.read_file(layout.METRICS_FILE)
         if data is None:
             return _metrics.schema().empty_table()
-        return _metrics.from_parquet_bytes(data)
+        return from_parquet_bytes(data)
 
     def hardware(self) -> Any:
         """The hardware samples (CPU, memory, GPU, disk, network per time) as a pyarrow Table, or None when not sampled."""
-        from gitxp.store import parquet as _metrics
+        from gitxp.store.parquet_checks import from_parquet_bytes
 
         data = self.read_file(layout.HARDWARE_FILE)
-        return None if data is None else _metrics.from_parquet_bytes(data, what=layout.HARDWARE_FILE)
+        return None if data is None else from_parquet_bytes(data, what=layout.HARDWARE_FILE)
 
     def table(self, name: str) -> Any:
         """A table logged with ``log_table`` as a pyarrow Table; StoreError when there is none by that name."""
-        from gitxp.store import parquet as _metrics
+        from gitxp.store.parquet_checks import from_parquet_bytes
 
         data = self.read_file(f"{layout.TABLES_DIR}/{layout.table_name(name)}.parquet")
         if data is None:
             raise StoreError(f"experiment {self.id} has no table {name!r}", f"see `gitxp show {self.id}`")
-        return _metrics.from_parquet_bytes(data, what=f"table {name}")
+        return from_parquet_bytes(data, what=f"table {name}")
 
     def tables(self) -> list[str]:
         """The names of the tables logged with ``log_table``, sorted."""

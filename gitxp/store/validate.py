@@ -296,15 +296,15 @@ class Checker:
         data = self.file_blob(e, path, "Parquet")
         if data is None:
             return
-        from gitxp.store import parquet as metrics
+        from gitxp.store import parquet_checks
 
         try:
-            table = metrics.from_parquet_bytes(data, what=what)
+            table = parquet_checks.from_parquet_bytes(data, what=what)
         except UnsafeDataError as exc:
             self.problem(f"{path}: {exc.message}")
             return
         if what == layout.METRICS_FILE:
-            for p in metrics.name_problems(table):
+            for p in parquet_checks.name_problems(table):
                 self.problem(f"{path}: {p}")
 
 

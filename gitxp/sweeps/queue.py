@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitxp.errors import UsageError
-from gitxp.store import layout
+from gitxp.store import staging
 
 if TYPE_CHECKING:
     from gitxp.run.experiment import Experiment
@@ -147,18 +147,14 @@ class Parent:
         return held()
 
     def _run(self) -> Any:
-        from gitxp.store import staging
-
         return staging.run_dir(self.store.repo.gitxp_dir, self.id)
 
     def _holder_alive(self) -> bool:
-        from gitxp.store import staging
-
         run = self._run()
         if not run.exists():
             return False
         owner = run.read_yaml("owner.yaml", {}) or {}
-        if owner.get("host") == layout.host_name() and isinstance(owner.get("pid"), int):
+        if owner.get("host") == staging.host_name() and isinstance(owner.get("pid"), int):
             return staging.pid_alive(owner["pid"], owner.get("start_time"))
         return not run.is_dead()
 
@@ -223,7 +219,7 @@ class Claims:
 
     def __init__(self, qdir: Path, *, timeout: float, rerun: bool) -> None:
         self.qdir, self.timeout, self.rerun = qdir, timeout, rerun
-        self.worker = f"{layout.host_name()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.worker = f"{staging.host_name()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.held: set[int] = set()
         (qdir / "workers").mkdir(parents=True, exist_ok=True)
         self._ref = qdir / "workers" / self.worker
@@ -235,7 +231,7 @@ class Claims:
         self._thread.start()
 
     def _content(self) -> str:
-        return json.dumps({"worker": self.worker, "host": layout.host_name(), "pid": os.getpid(), "time": time.time()})
+        return json.dumps({"worker": self.worker, "host": staging.host_name(), "pid": os.getpid(), "time": time.time()})
 
     def _path(self, i: int, kind: str) -> Path:
         return self.qdir / f"{i}.{kind}"
