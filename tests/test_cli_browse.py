@@ -100,6 +100,20 @@ def test_table_formats(populated: Path) -> None:
     assert out.splitlines()[0].split()[:3] == ["id", "name", "status"]
 
 
+def test_table_shows_an_empty_mapping_as_missing_and_adds_no_column_for_it(git_repo: Path) -> None:
+    with gitxp.start(repo=str(git_repo), name="a", params={"lr": 0.1, "opt": {}, "sched": {"kind": "cos", "args": {}}},
+                     log_hardware=False, capture_env=False) as xp:
+        xp.log_metric("loss", 0.5)
+    with gitxp.start(repo=str(git_repo), name="b", params={"lr": 0.2, "opt": {"name": "sgd"}}, log_hardware=False, capture_env=False) as xp:
+        xp.summary["best"] = {}
+    _, out, _ = invoke(git_repo, "table", "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["a"]["params.opt"] is None and rows["a"]["params.sched.args"] is None and rows["a"]["params.sched.kind"] == "cos"
+    assert rows["b"]["params.opt.name"] == "sgd" and rows["b"]["params.opt"] is None and rows["b"]["summary.best"] is None
+    assert rows["a"]["metrics.loss"] == 0.5 and rows["b"]["metrics.loss"] is None
+    assert not any(k.startswith("tags.") for k in rows["a"]), "no always-empty tags column"
+
+
 def test_metrics_export(populated: Path, tmp_path: Path) -> None:
     _, out, _ = invoke(populated, "metrics", "train", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))

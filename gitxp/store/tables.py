@@ -23,30 +23,42 @@ def _mapping(value: Any) -> bool:
     return isinstance(value, dict) or (not isinstance(value, _SCALARS) and isinstance(value, Mapping))
 
 
-def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+_SCALAR_CLASSES = layout.SCALAR_CLASSES
+_KEEP: Any = object()
+
+
+def flatten(prefix: str, value: Any, out: dict[str, Any], empty: Any = _KEEP) -> None:
+    """``value``'s leaves into ``out`` under dotted keys (``prefix.a.b``); an empty mapping is kept, or stored as ``empty``."""
     if _mapping(value) and value:
         for k, v in value.items():
-            if v.__class__ in layout.SCALAR_CLASSES:  # most values: set here, not by a call per value
+            if v.__class__ in _SCALAR_CLASSES:  # most values: set here, not by a call per value
                 out[f"{prefix}.{k}"] = v
             else:
-                flatten(f"{prefix}.{k}", v, out)
+                flatten(f"{prefix}.{k}", v, out, empty)
     else:
-        out[prefix] = value
+        out[prefix] = value if empty is _KEEP or not _mapping(value) else empty
 
 
 def row(record: Record) -> dict[str, Any]:
-    """One flat row: base columns, ``params.*``, ``metrics.<name>`` (last), ``summary.*``, ``tags.*``."""
+    """One flat row: base columns, ``params.*``, ``metrics.<name>`` (last), ``summary.*``, ``tags.*``.
+
+    An empty mapping reads as missing (None): no always-empty column.
+    """
     meta = record.meta
-    out: dict[str, Any] = {c: meta.get(c) for c in BASE_COLUMNS}
+    get = meta.get
+    out: dict[str, Any] = {c: get(c) for c in BASE_COLUMNS}
     out["id"] = record.id
-    for group, values in (("params", record.params), ("summary", meta.get("summary")), ("tags", meta.get("tags"))):
-        if group == "summary":
-            for name, stats in (meta.get("metrics") or {}).items():
-                out[f"metrics.{name}"] = stats.get("last") if _mapping(stats) else stats
-        if _mapping(values) and values:  # no always-empty `params`/`summary`/`tags` column
-            flatten(group, dict(values), out)
-    for k in [k for k, v in out.items() if _mapping(v) and not v]:
-        out[k] = None
+    params = record.params
+    if params and _mapping(params):
+        flatten("params", params, out, None)
+    metrics = get("metrics")
+    if metrics and _mapping(metrics):
+        for name, stats in metrics.items():
+            out[f"metrics.{name}"] = stats.get("last") if _mapping(stats) else stats
+    for group in ("summary", "tags"):
+        values = get(group)
+        if values and _mapping(values):
+            flatten(group, values, out, None)
     return out
 
 
