@@ -58,6 +58,11 @@ class Record:
         return self.store._cached_data(self.id, self.tree, self._where)
 
     @property
+    def unchecked(self) -> bool:
+        """Whether the cache holds this record's metadata as a row of the store's listing index still to parse and check."""
+        return self._meta is None and self.store._unchecked(self.id, self._where)
+
+    @property
     def meta(self) -> Mapping[str, Any]:
         """``experiment.yaml`` as a mapping (status, times, command, source, summary, tags, metrics, error…); docs/format.md lists the fields."""
         if self._meta is None:

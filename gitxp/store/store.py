@@ -266,22 +266,25 @@ class Store:
     def load(self, records: Sequence[Record]) -> None:
         """Decode the documents of many listed records now (a table reads them all).
 
-        Many rows to decode, as in the first table of a fresh clone (every
-        row of the store's listing index parsed and checked), are split with
-        a forked child (:func:`gitxp.threads.forked`): it decodes the last
-        two fifths from the cache, the only thing it reads (git's pack files
-        share their file offsets with this process); rows it could not take
-        from the cache are read here, as are all of them when it failed.
+        Many rows of the store's listing index to parse and check, as in the
+        first table of a fresh clone, are split with a forked child
+        (:func:`gitxp.threads.forked`): it decodes the older half from
+        the cache, the only thing it reads (git's pack files share their file
+        offsets with this process), and hands back each row it checked in the
+        form the cache keeps, decoded here with one ``marshal.loads`` and kept
+        as it is. Rows it did not check are read here, as are all of them
+        when it failed. This machine's own cache blobs are not split: one
+        decodes here in what receiving it from a child would cost.
         """
         todo = [r for r in records if not r.decoded]
-        theirs = todo[len(todo) - len(todo) * 2 // 5 :] if len(todo) >= PARALLEL_ROWS else []  # the child is slowed by copy-on-write
+        split = len(todo) >= PARALLEL_ROWS and self._mostly_unchecked(todo)
+        theirs = todo[len(todo) // 2 :] if split else []  # copy-on-write slows the child as much as receiving its rows costs here
 
-        def child() -> list[tuple[Any, Any, bool] | None]:
-            out: list[tuple[Any, Any, bool] | None] = []
+        def child() -> list[bytes | None]:
+            out: list[bytes | None] = []
             for r in theirs:
-                before = len(self._checked)
-                got = r.cached()
-                out.append(None if got is None else (*got, len(self._checked) > before))
+                self._checked.pop(r.id, None)
+                out.append(self._checked.get(r.id) if r.cached() is not None else None)
             return out
 
         wait = forked(child) if theirs else None
@@ -289,21 +292,39 @@ class Store:
             r.decode()
         if wait is None:
             return
-        docs = wait()
-        if not isinstance(docs, list) or len(docs) != len(theirs):
-            docs = [None] * len(theirs)
-        for r, d in zip(theirs, docs):
-            if d is None:
+        import marshal
+
+        blobs = wait()
+        if not isinstance(blobs, list) or len(blobs) != len(theirs):
+            blobs = [None] * len(theirs)
+        for r, blob in zip(theirs, blobs):
+            if blob is None:
                 r.decode()
                 continue
-            meta, params, checked = d
-            r.decode((meta, params))
-            if checked:  # a listing row the child checked: kept checked here, as if checked here
-                self._checked_rows(r.id, (meta, params))
+            r.decode(marshal.loads(blob))
+            self._keep_checked(r.id, blob)
+
+    def _mostly_unchecked(self, records: Sequence[Record]) -> bool:
+        """Whether most of eight records spread over ``records`` are listing rows still to check."""
+        sample = records[:: max(1, len(records) // 8)][:8]
+        return sum(r.unchecked for r in sample) * 2 > len(sample)
 
     def _record_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """An experiment's (meta, params): from the cache's blobs, else from git."""
         return self._cached_data(exp_id, tree, where) or self._read_summary(tree, exp_id)
+
+    def _cache_blob(self, exp_id: str, where: tuple[int, int] | None, length: int | None = None) -> bytes | None:
+        """An experiment's blob in the cache (new in this process, or at ``where`` on disk), or its first ``length`` bytes."""
+        if self._cache is None:
+            return None
+        blob = self._cache.pending_blob(exp_id)
+        if blob is None and where is not None and where[0] >= 0:
+            blob = self._cache.read_blob(where[0], where[1] if length is None else min(length, where[1]))
+        return blob
+
+    def _unchecked(self, exp_id: str, where: tuple[int, int] | None) -> bool:
+        blob = self._cache_blob(exp_id, where, 1)
+        return blob is not None and blob[:1] == b"J"
 
     def _cached_data(self, exp_id: str, tree: str, where: tuple[int, int] | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """An experiment's (meta, params) from the cache's blobs, or None.
@@ -314,11 +335,7 @@ class Store:
         """
         import marshal
 
-        blob = None
-        if self._cache is not None:
-            blob = self._cache.pending_blob(exp_id)
-            if blob is None and where is not None and where[0] >= 0:
-                blob = self._cache.read_blob(*where)
+        blob = self._cache_blob(exp_id, where)
         if blob is not None and blob[:1] == b"J":
             docs = listing.decode_line(blob[1:], exp_id, tree)
             if docs is not None:
@@ -343,15 +360,18 @@ class Store:
         ``log`` again costs 2 ms. ``docs`` None writes what is kept.
         """
         if docs is not None:
-            if not self._checked:
-                import atexit
-
-                atexit.register(self._checked_rows, "", None)
-            self._checked[exp_id] = encode(docs)
+            self._keep_checked(exp_id, encode(docs))
             return
         if len(self._checked) >= CHECKED_WORTH_WRITING and self._cache is not None and self._index is not None and self._index[0] is not None:
             self._cache.replace_blobs(self._index[0], self._checked)
         self._checked = {}
+
+    def _keep_checked(self, exp_id: str, blob: bytes) -> None:
+        if not self._checked:
+            import atexit
+
+            atexit.register(self._checked_rows, "", None)
+        self._checked[exp_id] = blob
 
     def _refresh(self, tip: str, old_days: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
         root = self.repo.read_commit(tip)["tree"]
