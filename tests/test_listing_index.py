@@ -272,8 +272,7 @@ def counted(fn):
     return wait
 S.forked = counted
 st = S.Store(Repo("."))
-recs = st.experiments()
-st.load(recs)
+recs = st.experiments(decoded=True)
 print(json.dumps({"forks": forks, "rows": [[r.id, r.meta, r.params] for r in recs]}, default=dict))
 """
 
@@ -306,3 +305,22 @@ def test_many_rows_decode_in_a_forked_child_exactly_as_in_one_process(tmp_path: 
     assert json.loads(warm.stdout) == {**out["forked"], "forks": []}
     rows = {i: (m, p) for i, m, p in out["forked"]["rows"]}
     assert rows[ids[1]][0]["status"] == "completed" and rows[ids[1]][1]["lr"] == 0.1 and last in rows
+
+
+def test_a_first_table_of_a_fresh_clone_writes_the_cache_once_with_every_row_checked(tmp_path: Path, git_repo: Path) -> None:
+    """The rows are held back until checked: the cache's blobs file holds each experiment once, in checked form."""
+    import marshal
+    import sys
+
+    ids = _runs(git_repo, 6)
+    clone = _clone(git_repo, tmp_path / "clone")
+    subprocess.run([sys.executable, "-c", _LOAD, "4"], cwd=clone, capture_output=True, text=True, check=True)
+    cache = clone / ".git" / "gitxp" / "cache"
+    doc = marshal.loads((cache / "index-gitxp.marshal").read_bytes())
+    blobs = (cache / doc["blobs"]).read_bytes()
+    headers = [h for _, exps in doc["days"].values() for h in exps.values()]
+    assert sorted(h[1] for h in headers) == sorted(ids)
+    assert len(blobs) == sum(h[7] for h in headers) == doc["size"]  # nothing written twice
+    for h in headers:
+        meta, params = marshal.loads(blobs[h[6]:h[6] + h[7]])  # this machine's checked form, not a row
+        assert meta["id"] == h[1] and params["opt"] == {"name": "adam"}

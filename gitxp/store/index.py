@@ -58,6 +58,8 @@ class IndexCache:
         self._blobs_name: str | None = None
         self._fd: int | None = None
         self._on_disk: tuple[str, str | None, dict[str, Any]] | None = None  # (tip, blobs file, days) as last read or written
+        self._deferred: tuple[str, dict[str, Any]] | None = None  # (tip, days) of a refresh not written yet
+        self._memory: dict[str, bytes] = {}  # blobs of headers with offset -1, by key
 
     def close(self) -> None:
         if self._fd is not None:
@@ -85,11 +87,15 @@ class IndexCache:
             return None
         return data if len(data) == length else None
 
-    def headers(self, tip: str, refresh: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, bytes]]]) -> list[Header]:
+    def headers(self, tip: str, refresh: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, bytes]]], *, defer: bool = False) -> list[Header]:
         """Headers of every experiment at ``tip``, newest first.
 
         ``refresh(old_days)`` returns the new days mapping, where headers of
         new or changed experiments carry offset -1, and their encoded blobs.
+        ``defer`` holds a refresh back until :meth:`publish_deferred`, for a
+        caller about to decode every record, so that rows of the store's
+        listing index are written once, checked, rather than as they came
+        and again checked (a fresh clone's first table: 0.1 s at 20,000).
         """
         doc = self._load()
         if doc.get("tip") == tip and self._usable(doc):
@@ -101,7 +107,11 @@ class IndexCache:
             if old_days:
                 self._blobs_name = doc["blobs"]
             days, pending = refresh(old_days)
-            days = self._publish(tip, days, pending)
+            if defer and pending:
+                self._deferred = (tip, days)
+                self._in_memory(days, pending)
+            else:
+                days = self._publish(tip, days, pending)
         headers = [h for _, exps in days.values() for h in exps.values()]
         headers.sort(key=lambda h: (h[CREATED], h[ID]), reverse=True)  # ids sort by second; `created` (ms) orders within one
         return headers
@@ -111,6 +121,16 @@ class IndexCache:
         return isinstance(name, str) and (self.folder / name).exists()
 
     # ------------------------------------------------------------ writing
+
+    def publish_deferred(self, checked: dict[str, bytes]) -> None:
+        """Write a refresh :meth:`headers` held back, with the ``checked`` blobs (taken out of it) in place of the rows they check."""
+        if self._deferred is None:
+            return
+        (tip, days), self._deferred = self._deferred, None
+        pending = self._memory
+        for key in [k for k in checked if k in pending]:
+            pending[key] = checked.pop(key)
+        self._publish(tip, days, pending)
 
     def replace_blobs(self, tip: str, blobs: dict[str, bytes]) -> None:
         """Swap some experiments' blobs for new ones (rows of the store's listing index, now checked).
@@ -217,4 +237,4 @@ class IndexCache:
                     pass
 
     def pending_blob(self, key: str) -> bytes | None:
-        return getattr(self, "_memory", {}).get(key)
+        return self._memory.get(key)

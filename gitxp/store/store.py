@@ -249,7 +249,8 @@ class Store:
         """The record of one cache header (its metadata decoded only when read)."""
         return Record(self, h[ID], h[TREE], where=(h[OFFSET], h[LENGTH]))
 
-    def _headers(self) -> list[tuple[Any, ...]]:
+    def _headers(self, *, defer: bool = False) -> list[tuple[Any, ...]]:
+        """The cache's headers at the tip; ``defer``: a caller about to decode them all publishes new ones after (:meth:`_publish_deferred`)."""
         tip = self.tip
         if self._index is not None and self._index[0] == tip:
             return self._index[1]
@@ -259,7 +260,7 @@ class Store:
         self.document()  # format gate before reading anything else
         if self._cache is None:
             self._cache = IndexCache(self.repo.gitxp_dir / "cache", self.branch)
-        headers = self._cache.headers(tip, lambda old: self._refresh(tip, old))
+        headers = self._cache.headers(tip, lambda old: self._refresh(tip, old), defer=defer)
         self._index = (tip, headers)
         return headers
 
@@ -362,9 +363,15 @@ class Store:
         if docs is not None:
             self._keep_checked(exp_id, encode(docs))
             return
+        self._publish_deferred()
         if len(self._checked) >= CHECKED_WORTH_WRITING and self._cache is not None and self._index is not None and self._index[0] is not None:
             self._cache.replace_blobs(self._index[0], self._checked)
         self._checked = {}
+
+    def _publish_deferred(self) -> None:
+        """Write a refresh held back for a batch decode, checked rows in place (they leave ``_checked``)."""
+        if self._cache is not None:
+            self._cache.publish_deferred(self._checked)
 
     def _keep_checked(self, exp_id: str, blob: bytes) -> None:
         if not self._checked:
@@ -454,9 +461,15 @@ class Store:
         (:meth:`load`), for a caller that reads them all (a table); a
         ``where`` does so anyway.
         """
+        try:
+            return self._experiments(branch, status, name, where, limit, decoded)
+        finally:
+            self._publish_deferred()
+
+    def _experiments(self, branch: str | None, status: str | None, name: str | None, where: str | None, limit: int | None, decoded: bool) -> Records:
         import fnmatch
 
-        heads = self._headers()
+        heads = self._headers(defer=decoded or bool(where))
         if branch is not None:
             heads = [h for h in heads if h[BRANCH] == branch]
         if status is not None:
