@@ -158,9 +158,10 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, max_wid
 
 def text_columns(headers: Sequence[str], columns: Sequence[Sequence[Any]], *, max_width: int | None = None) -> str:
     """:func:`text_table` of a table given as its columns (one per header, all as long), as a big one is built."""
-    cells = [_formatted(col) for col in columns]
+    formatted = [_formatted(col) for col in columns]
+    cells = [f[0] for f in formatted]
+    numeric = [f[1] for f in formatted]
     widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, cells)]
-    numeric = [bool(col) and (_numbers(col) or all(_is_num(c) or c == "-" for c in texts)) for col, texts in zip(columns, cells)]
     keep = len(widths)
     if max_width:
         total, keep = 0, 0
@@ -173,14 +174,28 @@ def text_columns(headers: Sequence[str], columns: Sequence[Sequence[Any]], *, ma
     return "\n".join([template.format(*list(headers)[:keep]).rstrip()] + [template.format(*r).rstrip() for r in zip(*cells[:keep])])
 
 
-def _formatted(column: Sequence[Any]) -> list[str]:
-    """:func:`fmt_value` of every value, the usual ones (None, float, str) without a call each."""
-    return ["-" if v is None else f"{v:.4g}" if v.__class__ is float else clean(v) if v.__class__ is str else fmt_value(v) for v in column]
+_NUMBER_CLASSES = frozenset({int, float})
 
 
-def _numbers(column: Sequence[Any]) -> bool:
-    """Every value an int, a float or missing: a right-aligned column, known without parsing its text."""
-    return all(v is None or v.__class__ is float or v.__class__ is int for v in column)
+def _formatted(column: Sequence[Any]) -> tuple[list[str], bool]:
+    """:func:`fmt_value` of every value, and whether the column is numeric (right-aligned).
+
+    A column of one plain type, the usual case, takes no test per value:
+    floats (4 significant digits), ints (their digits), or text that is
+    printable as a whole. A column is numeric when all its values are
+    numbers or missing, or when all its texts read as numbers.
+    """
+    kinds = set(map(type, column))
+    kinds.discard(type(None))
+    if kinds == {float}:
+        cells = ["-" if v is None else f"{v:.4g}" for v in column]
+    elif kinds == {int}:
+        cells = ["-" if v is None else str(v) for v in column]
+    elif kinds == {str} and "".join([v for v in column if v is not None]).isprintable():
+        cells = ["-" if v is None else v for v in column]
+    else:
+        cells = ["-" if v is None else f"{v:.4g}" if v.__class__ is float else clean(v) if v.__class__ is str else fmt_value(v) for v in column]
+    return cells, bool(column) and (kinds <= _NUMBER_CLASSES or all(_is_num(c) or c == "-" for c in cells))
 
 
 def _is_num(s: str) -> bool:

@@ -38,6 +38,14 @@ def test_text_table_is_the_plain_definition(rows: list[list[Any]]) -> None:
     assert text.text_columns(HEADERS, columns) == _reference(HEADERS, rows)
 
 
+@pytest.mark.parametrize("column", [
+    [0.5, None, 1e-9], [3, None, -7], ["1", "2.5", None], ["a", None, "b\x1b[2Jc"], [None, None, None], [True, 1, 2.0],
+])
+def test_a_column_of_one_type_formats_as_cell_by_cell(column: list[Any]) -> None:
+    rows = [["x", v] for v in column]
+    assert text.text_columns(["id", "v"], [["x"] * len(column), column]) == _reference(["id", "v"], rows)
+
+
 def test_text_table_keeps_the_columns_that_fit_and_at_least_two() -> None:
     rows = [["a", 1.5, "xyz"], ["bb", None, "w"]]
     assert text.text_table(["id", "lr", "name"], rows, max_width=12) == "id   lr\na   1.5\nbb    -"
