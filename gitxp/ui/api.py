@@ -246,7 +246,7 @@ class Api:
         key = (self.store.tip, where)
         cached = self._rows.get(key)
         if cached is None:
-            rows = [row(r) for r in self.store.experiments(where=where)]
+            rows = [row(r) for r in self.store.experiments(where=where, decoded=True)]
             cached = (rows, [to_json(r) for r in rows])
             self._rows[key] = cached
             while len(self._rows) > 8:
