@@ -59,9 +59,10 @@ def _tail(data: bytes, cap: int) -> bytes:
 def preload() -> None:
     """Import what committing a run needs beyond this module (~20 ms), ahead of it.
 
-    The wrapper calls it on a thread as the command starts: the wrapper is
-    idle until the command ends, and then the commit is all that stands
-    between the command's exit and gitxp's.
+    The wrapper calls it on a thread as the command starts (it is idle
+    until the command ends, and then the commit is all that stands between
+    the command's exit and gitxp's); an experiment started from code, on its
+    flush thread a moment after it starts.
     """
     try:
         import filelock  # noqa: F401  (the store's branch lock)

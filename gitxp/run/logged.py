@@ -343,7 +343,13 @@ class Logbook:
 
     def _flush_loop(self) -> None:
         last = time.monotonic()
+        preloaded = not self._owner  # only the process that commits needs the commit's modules
         while not self._stop.wait(0.2):
+            if not preloaded:  # idle here: finish() then spends its time committing, not importing (~15 ms)
+                from gitxp.run import finish
+
+                finish.preload()
+                preloaded = True
             if time.monotonic() - last >= FLUSH_INTERVAL or sum(map(len, list(self._series.values()))) >= FLUSH_ROWS:
                 try:
                     self.flush()
