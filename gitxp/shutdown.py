@@ -12,7 +12,7 @@ lost. So exit handlers run with such first imports refused: pyarrow then
 records that pandas is absent (a clean ImportError, as when it is not
 installed) and works without it; a module already imported is unaffected.
 Nothing at exit can hold a pandas object that was never imported, so
-nothing is lost by it. Other modules first imported at exit (filelock)
+nothing is lost by it. Other modules first imported at exit (filelock on Windows)
 import ``concurrent.futures`` too: :func:`register` loads it beforehand.
 """
 
@@ -64,7 +64,7 @@ def register(func: Callable[[], Any]) -> Callable[[], Any]:
 
     ``concurrent.futures.thread`` is imported now, while Python can: any
     module the exit work imports for the first time may import it
-    (filelock does), and its first import fails during shutdown.
+    (filelock does, on Windows), and its first import fails during shutdown.
     """
     import concurrent.futures.thread  # noqa: F401
 

@@ -382,6 +382,53 @@ def _source_pack(tmp_path: Path) -> tuple[Path, str]:
     return src, run_git(src, "rev-parse", "HEAD").strip()
 
 
+_HOLD = """
+import sys, time
+kind, path = sys.argv[1], sys.argv[2]
+if kind == "filelock":
+    from filelock import FileLock
+    lock = FileLock(path); lock.acquire()
+else:
+    from gitxp.plumbing.lockfile import locked
+    lock = locked(path, 5); lock.__enter__()
+print("held", flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("holder", ["gitxp", "filelock"])
+def test_a_held_lock_file_makes_another_process_wait_then_time_out(tmp_path: Path, holder: str) -> None:
+    """One flock(2) per holder: gitxp's lock and filelock's (an older gitxp, Windows' way) exclude each other."""
+    from gitxp.plumbing.lockfile import locked
+
+    path = tmp_path / "store.lock"
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, holder, str(path), "1.5"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == "held\n"
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="stayed locked"):
+            with locked(path, 0.3):
+                pass
+        assert 0.25 < time.monotonic() - t0 < 1.4
+        with locked(path, 10):  # the holder exits after 1.5 s: its lock goes with it
+            assert p.poll() is not None
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    path = tmp_path / "store.lock"
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, "gitxp", str(path), "60"], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline() == "held\n"
+    p.kill()
+    p.wait()
+    from gitxp.plumbing.lockfile import locked
+
+    with locked(path, 0.5):
+        assert path.exists()
+
+
 def test_quarantine_migrates_checked_objects(git_repo: Path, tmp_path: Path) -> None:
     src, commit = _source_pack(tmp_path)
     repo = Repo(git_repo)

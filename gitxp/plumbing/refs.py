@@ -269,15 +269,13 @@ class Refs:
         protects against everyone else (git itself included). A busy lock
         waits with backoff; it never fails a user's run.
         """
-        from filelock import FileLock
-
         from gitxp.errors import StaleLockError
+        from gitxp.plumbing.lockfile import locked
 
         self.gitxp_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.gitxp_dir / "store.lock"))
         deadline = time.monotonic() + timeout
         attempt = 0
-        with lock.acquire(timeout=timeout):
+        with locked(self.gitxp_dir / "store.lock", timeout):
             while True:
                 tip = self.ref(branch)
                 tip_tree = self.read_commit(tip)["tree"] if tip else None

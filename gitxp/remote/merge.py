@@ -55,10 +55,10 @@ def merge(repo: Repo, branch: str, theirs: str, *, label: str, timeout: float = 
     Runs under the store lock that every gitxp writer takes, and moves the
     branch by compare-and-swap, retrying if plain git moved it meanwhile.
     """
-    from filelock import FileLock
+    from gitxp.plumbing.lockfile import locked
 
     repo.gitxp_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(repo.gitxp_dir / "store.lock")).acquire(timeout=timeout):
+    with locked(repo.gitxp_dir / "store.lock", timeout):
         for _ in range(100):
             ours = repo.ref(branch)
             theirs_tree = repo.read_commit(theirs)["tree"]

@@ -65,8 +65,6 @@ def preload() -> None:
     flush thread a moment after it starts.
     """
     try:
-        import filelock  # noqa: F401  (the store's branch lock)
-
         from gitxp.artifacts import keys, write  # noqa: F401
         from gitxp.environment import imports  # noqa: F401
         from gitxp.redact import mask_text  # noqa: F401

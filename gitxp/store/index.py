@@ -152,12 +152,12 @@ class IndexCache:
         ``replacing`` (:meth:`replace_blobs`): append only, and nothing at all
         unless the headers on disk are still this process's, at ``tip``.
         """
-        from filelock import FileLock, Timeout
+        from gitxp.plumbing.lockfile import locked
 
         memory = self._in_memory(days, pending)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(self.folder / ".lock"), timeout=10):
+            with locked(self.folder / ".lock", 10):
                 current = self._load()
                 if replacing and (current.get("tip") != tip or current.get("blobs") != self._blobs_name or not self._usable(current)):
                     return memory  # another process published meanwhile: its headers stay
@@ -177,7 +177,7 @@ class IndexCache:
                 self._sweep(keep=name)
             self._on_disk = (tip, name, days)
             return days
-        except (OSError, Timeout, ValueError):
+        except (OSError, ValueError):  # TimeoutError included
             return memory  # a read-only or busy .git still lists, from memory
 
     def _in_memory(self, days: dict[str, Any], pending: dict[str, bytes]) -> dict[str, Any]:
