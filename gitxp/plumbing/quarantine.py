@@ -38,7 +38,7 @@ class Quarantine:
         self.path = Path(tempfile.mkdtemp(prefix="tmp_objdir-gitxp-", dir=repo.objects_dir))
         (self.path / "pack").mkdir()
         self._store = DiskObjectStore(str(self.path))
-        repo.dulwich.object_store.alternates.append(self._store)
+        repo.object_store.alternates.append(self._store)
 
     def _sweep_stale(self, age: float = 86400.0) -> None:
         """Remove quarantines a killed pull left behind (a day old: no pull takes that long)."""
@@ -82,7 +82,7 @@ class Quarantine:
     def close(self) -> None:
         import shutil
 
-        alternates = self.repo.dulwich.object_store.alternates
+        alternates = self.repo.object_store.alternates
         if self._store in alternates:
             alternates.remove(self._store)
         self._store.close()

@@ -114,8 +114,27 @@ class Repo(Refs):
         self.objects_dir = self.common_dir / "objects"
         self.gitxp_dir = self.common_dir / "gitxp"
         self._dulwich: Any = None
+        self._objects: Any = None
 
     # ------------------------------------------------------------ dulwich
+
+    @property
+    def object_store(self) -> Any:
+        """dulwich's store of this repository's objects (packs, alternates).
+
+        Opened on its own when only objects are read (a listing of a fresh
+        clone, whose objects are all packed): dulwich's ``Repo`` costs ~15 ms
+        more to import and open. A ``Repo`` opened later shares this store,
+        so an alternate added to it (a quarantine) stays visible to both.
+        """
+        if self._dulwich is not None:
+            return self._dulwich.object_store
+        if self._objects is None:
+            from dulwich.object_store import DiskObjectStore
+
+            self._objects = DiskObjectStore(str(self.objects_dir))
+            _OPEN.add(self)
+        return self._objects
 
     @property
     def dulwich(self) -> Any:
@@ -124,7 +143,7 @@ class Repo(Refs):
             from dulwich.repo import Repo as DRepo
 
             try:
-                self._dulwich = DRepo(str(self.git_dir) if self.root is None else str(self.root))
+                self._dulwich = DRepo(str(self.git_dir) if self.root is None else str(self.root), object_store=self._objects)
             except Exception as exc:  # NotGitRepository and friends
                 raise NotARepositoryError(str(self.root or self.git_dir)) from exc
             self._dulwich._autogc_disabled = True
@@ -133,8 +152,10 @@ class Repo(Refs):
 
     def close(self) -> None:
         if self._dulwich is not None:
-            self._dulwich.close()
-            self._dulwich = None
+            self._dulwich.close()  # with its store, this one's when it was opened first
+        elif self._objects is not None:
+            self._objects.close()
+        self._dulwich = self._objects = None
 
     def __del__(self) -> None:
         # dulwich's repo and its worktree container refer to each other: dropped unclosed, only the
@@ -254,7 +275,7 @@ class Repo(Refs):
     def has_object(self, sha: str) -> bool:
         if (self.objects_dir / sha[:2] / sha[2:]).exists():
             return True
-        return sha.encode() in self.dulwich.object_store
+        return sha.encode() in self.object_store
 
     def read_raw(self, sha: str) -> tuple[str, bytes]:
         """(type, content) of an object: loose ones directly, packed ones through dulwich."""
@@ -263,7 +284,7 @@ class Repo(Refs):
             raw = zlib.decompress(p.read_bytes())
         except FileNotFoundError:
             try:
-                kind, data = self.dulwich.object_store.get_raw(sha.encode())
+                kind, data = self.object_store.get_raw(sha.encode())
             except KeyError as exc:
                 raise StoreError(f"object {sha[:12]} is missing from the repository", "run `git fsck`; fetch the store again with `gitxp pull`") from exc
             return {1: "commit", 2: "tree", 3: "blob", 4: "tag"}[kind], data

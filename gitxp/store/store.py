@@ -71,35 +71,42 @@ class Store:
             return self._doc[1]
         if tip is None:
             return None
-        tree = self.repo.read_commit(tip)["tree"]
-        entry = self.repo.lookup(tree, layout.STORE_FILE)
-        if entry is None or entry.mode not in (FILE_MODE, EXEC_MODE):
-            raise StoreError(f"branch {self.branch!r} exists but holds no {layout.STORE_FILE}", f"it is not a gitxp store; choose another with `git config gitxp.branch NAME`")
-        doc = layout.check_store_document(self._store_file(entry.sha))
+        doc = layout.check_store_document(self._store_file(tip))
         self._doc = (tip, doc)
         return doc
 
-    def _store_file(self, sha: str) -> Any:
-        """``gitxp.yaml`` as parsed, through a one-entry cache keyed by its blob id.
+    def _store_file(self, tip: str) -> Any:
+        """``gitxp.yaml`` at ``tip`` as parsed, through a one-entry cache keyed by the tip and the file's blob id.
 
-        Listings read everything else from the index cache; this keeps them
-        from importing the YAML parser (tens of ms) for one small file. The
-        parsed value is validated by the caller every time, cached or not;
-        a value marshal cannot hold exactly is never cached.
+        A commit id names its tree and so the file: at the cached tip no git
+        object is read at all (a warm listing of a fresh clone, whose objects
+        are all packed, opens no pack), and at a new tip with the same file
+        (nearly every commit) nothing is parsed; listings read everything
+        else from the index cache, so they never import the YAML parser for
+        this one small file. The caller validates the value every time,
+        cached or not; a value marshal cannot hold exactly is never cached.
         """
         import marshal
 
         path = self.repo.gitxp_dir / "cache" / "store-file.marshal"
+        cached: tuple[Any, ...] | None = None
         try:
-            cached_sha, doc = marshal.loads(path.read_bytes())
-            if cached_sha == sha:
-                return doc
+            cached = marshal.loads(path.read_bytes())
+            if type(cached) is tuple and len(cached) == 3 and cached[0] == tip:
+                return cached[2]
         except (OSError, EOFError, ValueError, TypeError):
             pass
-        doc = layout.load_yaml(self.repo.read_blob(sha), what=layout.STORE_FILE)
+        tree = self.repo.read_commit(tip)["tree"]
+        entry = self.repo.lookup(tree, layout.STORE_FILE)
+        if entry is None or entry.mode not in (FILE_MODE, EXEC_MODE):
+            raise StoreError(f"branch {self.branch!r} exists but holds no {layout.STORE_FILE}", f"it is not a gitxp store; choose another with `git config gitxp.branch NAME`")
+        if type(cached) is tuple and len(cached) == 3 and cached[1] == entry.sha:
+            doc = cached[2]
+        else:
+            doc = layout.load_yaml(self.repo.read_blob(entry.sha), what=layout.STORE_FILE)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            body = marshal.dumps((sha, doc))
+            body = marshal.dumps((tip, entry.sha, doc))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(body)
             os.replace(tmp, path)
