@@ -429,6 +429,28 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
         assert path.exists()
 
 
+def test_config_is_read_from_every_file_git_reads_and_defaults_when_none_names_it(git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files that never name `gitxp` skip dulwich's parser; a file that does, or includes another, is parsed exactly."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+    assert Repo(git_repo).config("gitxp", "branch", "dflt") == "dflt"
+    run_git(git_repo, "config", "--global", "gitxp.branch", "from-home")
+    assert Repo(git_repo).config("gitxp", "branch") == "from-home"
+    (home / ".gitconfig").write_text(f"[include]\n\tpath = {tmp_path / 'extra'}\n")
+    (tmp_path / "extra").write_text("[GitXP]\n\tbranch = included\n")
+    assert Repo(git_repo).config("gitxp", "branch") == "included"
+    (home / ".gitconfig").unlink()
+    (home / ".config" / "git").mkdir(parents=True)
+    (home / ".config" / "git" / "config").write_text("[gitxp]\n\tbranch = from-xdg\n")
+    assert Repo(git_repo).config("gitxp", "branch") == "from-xdg"
+    run_git(git_repo, "config", "gitxp.branch", "from-repo")
+    assert Repo(git_repo).config("gitxp", "branch") == "from-repo"  # the repository's file wins
+    assert run_git(git_repo, "config", "gitxp.branch").strip() == "from-repo"
+
+
 def test_quarantine_migrates_checked_objects(git_repo: Path, tmp_path: Path) -> None:
     src, commit = _source_pack(tmp_path)
     repo = Repo(git_repo)

@@ -81,7 +81,8 @@ class Store:
         A commit id names its tree and so the file: at the cached tip no git
         object is read at all (a warm listing of a fresh clone, whose objects
         are all packed, opens no pack), and at a new tip with the same file
-        (nearly every commit) nothing is parsed; listings read everything
+        (nearly every commit; its commit and tree are loose, cheap to read)
+        nothing is parsed or written; listings read everything
         else from the index cache, so they never import the YAML parser for
         this one small file. The caller validates the value every time,
         cached or not; a value marshal cannot hold exactly is never cached.
@@ -101,9 +102,8 @@ class Store:
         if entry is None or entry.mode not in (FILE_MODE, EXEC_MODE):
             raise StoreError(f"branch {self.branch!r} exists but holds no {layout.STORE_FILE}", f"it is not a gitxp store; choose another with `git config gitxp.branch NAME`")
         if type(cached) is tuple and len(cached) == 3 and cached[1] == entry.sha:
-            doc = cached[2]
-        else:
-            doc = layout.load_yaml(self.repo.read_blob(entry.sha), what=layout.STORE_FILE)
+            return cached[2]  # not rewritten for a new tip alone: a command that must write nothing (--dry-run) reads
+        doc = layout.load_yaml(self.repo.read_blob(entry.sha), what=layout.STORE_FILE)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             body = marshal.dumps((tip, entry.sha, doc))
