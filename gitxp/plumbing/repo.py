@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import sys
 import time
 import weakref
 import zlib
@@ -116,6 +115,7 @@ class Repo(Refs):
         self.gitxp_dir = self.common_dir / "gitxp"
         self._dulwich: Any = None
         self._objects: Any = None
+        self._settings: Any = None  # the config stack, read when first asked
 
     # ------------------------------------------------------------ dulwich
 
@@ -255,48 +255,11 @@ class Repo(Refs):
 
     def config(self, section: str, key: str, default: str | None = None) -> str | None:
         """``git config section.key`` from the repository, user and system files."""
-        if not hasattr(self, "_config") and not self._config_mentions(section):
-            return default  # nothing sets it: every command asks for `gitxp.*`, which few files name
-        if not hasattr(self, "_config"):
-            from dulwich.config import ConfigFile, StackedConfig
+        if self._settings is None:
+            from gitxp.plumbing.gitconfig import ConfigStack
 
-            backends = []
-            try:
-                backends.append(ConfigFile.from_path(str(self.common_dir / "config")))
-            except (OSError, ValueError):
-                pass
-            backends.extend(StackedConfig.default_backends())
-            self._config = StackedConfig(backends)
-        try:
-            value = self._config.get((section.encode(),), key.encode())
-        except KeyError:
-            return default
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-    def _config_mentions(self, section: str) -> bool:
-        """Whether a config file git or dulwich may read names ``section`` (or includes another file).
-
-        Reading a few small files is cheaper than importing dulwich's config
-        parser (~8 ms), which then reads them exactly. Every place either
-        reads is looked at, whatever the environment says; settings given in
-        the environment (``git -c``) always take the parser.
-        """
-        if not hasattr(self, "_config_texts"):
-            home = os.path.expanduser("~")
-            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-            paths = [str(self.common_dir / "config"), os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config"), "/etc/gitconfig",
-                     os.environ.get("GIT_CONFIG_GLOBAL") or "", os.environ.get("GIT_CONFIG_SYSTEM") or ""]
-            texts = []
-            for path in filter(None, paths):
-                try:
-                    with open(path, "rb") as f:
-                        texts.append(f.read().lower())
-                except OSError:  # absent or unreadable
-                    pass
-            self._config_texts = b"\n".join(texts)
-        if sys.platform == "win32" or "GIT_CONFIG_PARAMETERS" in os.environ or "GIT_CONFIG_COUNT" in os.environ:
-            return True
-        return section.lower().encode() in self._config_texts or b"include" in self._config_texts
+            self._settings = ConfigStack(self.common_dir / "config")
+        return self._settings.get(section, key, default)
 
     # ------------------------------------------------------------ reading
 
