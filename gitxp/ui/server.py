@@ -234,9 +234,10 @@ def serve(repo: str, *, host: str = "127.0.0.1", port: int = 8765, open_browser:
         raise _Stop
 
     old = signal.signal(signal.SIGTERM, stop)
+    warm = threading.Thread(target=server.api.warm, name="gitxp-ui-warm", daemon=True)
     try:
         print(f"gitxp ui: {server.url}", file=out, flush=True)
-        threading.Thread(target=server.api.warm, name="gitxp-ui-warm", daemon=True).start()
+        warm.start()
         if open_browser:
             import webbrowser
 
@@ -247,4 +248,10 @@ def serve(repo: str, *, host: str = "127.0.0.1", port: int = 8765, open_browser:
     finally:
         signal.signal(signal.SIGTERM, old)
         server.server_close()
-        server.api.store.close()
+        # Python must not exit under the warm-up: stopped within its first second, the server
+        # crashed (SIGSEGV, 1 run in 20-40) when the interpreter shut down while that thread was
+        # still importing numpy and pyarrow's C extensions, and the store it reads must stay open
+        if warm.ident is not None:
+            warm.join(timeout=60)
+        if not warm.is_alive():
+            server.api.store.close()
