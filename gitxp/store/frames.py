@@ -40,7 +40,7 @@ def runs(where: str | None = None, *, repo: str | os.PathLike[str] = ".") -> Any
     from gitxp.store.store import Store
 
     with Store.open(repo) as store:
-        rows = [tables.row(r) for r in store.experiments(where=where)]
+        rows = [tables.row(r) for r in store.experiments(where=where, decoded=True)]
     columns = tables.select(rows, None) if rows else list(tables.BASE_COLUMNS)
     frame = pd.DataFrame(rows, columns=columns)
     frame["created"] = pd.to_datetime(frame["created"], utc=True, errors="coerce")
