@@ -30,6 +30,7 @@ def host_name() -> str:
 
         return socket.gethostname()
 
+
 HEARTBEAT_STALE_S = 6.0  # heartbeats come every second from the flush thread
 #: Refs ``<KEEP_REFS><id>/<sha>``, one per object a staged run wrote (see
 #: Repo.keep_objects); deleted when the run commits.

@@ -38,6 +38,7 @@ class Store:
         self._index: tuple[str | None, list[tuple[Any, ...]]] | None = None
         self._cache: Any = None
         self._checked: dict[str, bytes] = {}
+        self._writes_at_exit = False  # _checked_rows registered with atexit (once per store)
 
     # ------------------------------------------------------------------ opening
 
@@ -381,10 +382,11 @@ class Store:
             self._cache.publish_deferred(self._checked)
 
     def _keep_checked(self, exp_id: str, blob: bytes) -> None:
-        if not self._checked:
+        if not self._writes_at_exit:
             import atexit
 
             atexit.register(self._checked_rows, "", None)
+            self._writes_at_exit = True
         self._checked[exp_id] = blob
 
     def _refresh(self, tip: str, old_days: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
