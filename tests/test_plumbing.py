@@ -410,8 +410,8 @@ def test_a_held_lock_file_makes_another_process_wait_then_time_out(tmp_path: Pat
             with locked(path, 0.3):
                 pass
         assert 0.25 < time.monotonic() - t0 < 1.4
-        with locked(path, 10):  # the holder exits after 1.5 s: its lock goes with it
-            assert p.poll() is not None
+        with locked(path, 10):  # the holder lets go as it exits after 1.5 s (at its exit handlers, or with its last fd)
+            assert time.monotonic() - t0 >= 1.4
     finally:
         p.kill()
         p.wait()
