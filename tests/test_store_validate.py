@@ -172,3 +172,24 @@ def test_the_walk_stops_after_max_problems(repo: Repo) -> None:
     assert len(problems) == MAX_PROBLEMS
     assert problems[0] == "experiments/2026-02-01x: day folder is not named YYYY-MM-DD"
     assert info.value.message.startswith(f"refusing the store fetched from the remote: {MAX_PROBLEMS}+ problem(s), first: ")
+
+
+def test_read_ahead_in_groups_finds_the_same_problems_in_the_same_order(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Experiments are read ahead in groups (git's batch reader or dulwich): neither the engine nor the
+    group size changes what is found, or its order; a missing object is still named with its path."""
+    from gitxp.store import validate
+
+    files: dict[str, bytes | Entry] = {}
+    for i in range(7):
+        xp_id = f"20260301-1015{i:02d}-0123456789ab"
+        where = f"experiments/2026-03-01/{xp_id}"
+        files[f"{where}/{layout.EXPERIMENT_FILE}"] = GOOD_META.replace(XP.encode(), xp_id.encode()) if i % 3 else b"name: [a\n"
+        files[f"{where}/{layout.PARAMS_FILE}"] = b"- 1\n" if i == 4 else f"lr: {i}\n".encode()
+    files[f"experiments/2026-03-02/{XP.replace('20260301', '20260302')}/{layout.PARAMS_FILE}"] = Entry(layout.PARAMS_FILE, FILE_MODE, "1" * 40)
+    tree = _tree(repo, files)
+    expected = _problems(repo, tree, engine="dulwich")
+    assert len(expected) == 5 and expected[-1].startswith("experiments/2026-03-02/") and "unreadable file" in expected[-1]
+    for group in (1, 2, 3, 512):
+        monkeypatch.setattr(validate, "_READ_AHEAD", group)
+        for engine in ("git", "dulwich"):
+            assert _problems(repo, tree, engine=engine) == expected, (group, engine)

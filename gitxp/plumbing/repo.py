@@ -35,6 +35,7 @@ from gitxp.plumbing.trees import (  # the modes, Entry and EMPTY_TREE: callers a
     Entry,
     bisect_records,
     fixed_records,
+    parse_tree,
     record_entries,
     splice_records,
 )
@@ -325,16 +326,7 @@ class Repo(Refs):
         kind, data = self.read_raw(sha)
         if kind != "tree":
             raise StoreError(f"object {sha[:12]} is a {kind}, not a folder", "the store may be damaged or hostile")
-        out: list[Entry] = []
-        i, n = 0, len(data)
-        while i < n:
-            sp = data.index(b" ", i)
-            nul = data.index(b"\0", sp)
-            mode = int(data[i:sp], 8)
-            name = data[sp + 1 : nul].decode("utf-8", "surrogateescape")
-            out.append(Entry(name, mode, data[nul + 1 : nul + 21].hex()))
-            i = nul + 21
-        return out
+        return parse_tree(data)
 
     def subtrees(self, sha: str) -> list[tuple[str, str]]:
         """``(name, id)`` of a tree's subtrees; a day folder's fixed-size records are sliced, not parsed one entry at a time."""

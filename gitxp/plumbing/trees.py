@@ -24,6 +24,19 @@ class Entry:
     def is_tree(self) -> bool:
         return self.mode == TREE_MODE
 
+
+def parse_tree(data: bytes) -> list[Entry]:
+    """The entries of a raw tree object, in its order (ValueError on a malformed record)."""
+    out: list[Entry] = []
+    i, n = 0, len(data)
+    while i < n:
+        sp = data.index(b" ", i)
+        nul = data.index(b"\0", sp)
+        out.append(Entry(data[sp + 1 : nul].decode("utf-8", "surrogateescape"), int(data[i:sp], 8), data[nul + 1 : nul + 21].hex()))
+        i = nul + 21
+    return out
+
+
 #: A tree this large (a day with thousands of experiments) is written uncompressed and its last read kept.
 BIG_TREE = 1 << 16
 #: Bytes of a subtree record besides its name: ``40000 `` + NUL + 20-byte id.

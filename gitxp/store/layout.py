@@ -121,9 +121,9 @@ def parse_time(text: str) -> _dt.datetime:
 
 
 def _loader() -> Any:
-    import yaml
+    from gitxp.store.safeyaml import Loader
 
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return Loader
 
 
 _DUMPER: Any = None

@@ -265,12 +265,13 @@ def _agreeing(row: Row, text: bytes, doc: Any) -> tuple[Any, Any] | None:
     return (meta, params) if agrees else None
 
 
-def row_problems(repo: Repo, root: str, files: Iterable[tuple[str, Entry]], read_files: Any) -> list[str]:
+def row_problems(repo: Repo, root: str, files: Iterable[tuple[str, Entry]], read_files: Any, folder: Any) -> list[str]:
     """What is wrong with pulled listing files: a row that disagrees with the experiment it names.
 
     ``files`` are (path, entry) of the listing files to check; ``read_files(
     exp_tree, exp_id)`` returns the experiment's (meta, params) as parsed from
-    its files. A row naming a tree that is no longer the experiment's is
+    its files, ``folder(root, exp_id)`` the id of its folder in ``root`` (or
+    None). A row naming a tree that is no longer the experiment's is
     stale and harmless (never used); one naming the current tree must say
     exactly what the files say.
     """
@@ -288,10 +289,10 @@ def row_problems(repo: Repo, root: str, files: Iterable[tuple[str, Entry]], read
             problems.append(f"{path}: a sealed listing file must be named after its content ({sealed_name(e.sha)})")
         for row in parse_rows(data):
             try:
-                current = repo.lookup(root, layout.experiment_dir(row.id))
+                current = folder(root, row.id)
             except Exception:  # noqa: BLE001 - a malformed id is skipped by parse_rows already
                 current = None
-            if current is None or current.sha != row.tree:
+            if current != row.tree:
                 continue
             doc = decode_doc(row)
             meta, params = read_files(row.tree, row.id)

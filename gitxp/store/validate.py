@@ -40,8 +40,10 @@ from gitxp.store import aliases
 from gitxp.store import layout
 from gitxp.store import listing
 from gitxp.errors import StoreError, UnsafeDataError
+from gitxp.plumbing.batch import ObjectReader
 from gitxp.plumbing.fsck import MAX_PROBLEMS, git_name_problem, refusal
 from gitxp.plumbing.repo import EXEC_MODE, FILE_MODE, TREE_MODE, Entry, Repo
+from gitxp.plumbing.trees import parse_tree
 
 
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -51,6 +53,10 @@ _FIELD_CHECKS = {
     layout.PARAMS_FILE: layout.params_problems,
     layout.ENVIRONMENT_FILE: layout.environment_problems,
 }
+#: Experiments whose folders and YAML files are read ahead together (one group of ids to git).
+_READ_AHEAD = 512
+#: The files read ahead with their folders (up to the YAML size limit; Parquet files, larger, are read one at a time).
+_READ_AHEAD_FILES = frozenset({*_YAML_MAPPINGS, layout.ARTIFACTS_FILE})
 
 
 class _TooMany(Exception):
@@ -65,12 +71,28 @@ class Checker:
     or were written by this gitxp, so they are skipped.
     """
 
-    def __init__(self, repo: Repo, known: set[str] | None = None) -> None:
+    def __init__(self, repo: Repo, known: set[str] | None = None, *, engine: str | None = None) -> None:
         self.repo = repo
         self.known = known or set()
         self.problems: list[str] = []
         self.experiments_checked = 0
         self.parsed: dict[str, Any] = {}  # blob id -> document, for the listing rows' check
+        self.folders: dict[str, str] = {}  # experiment id -> folder id, of every day folder walked
+        self.files: dict[str, dict[str, str]] = {}  # experiment folder id -> {YAML file name: blob id}, of those checked
+        self._reader = ObjectReader(repo, engine)
+        self._ahead: dict[str, tuple[str | None, bytes]] = {}  # objects read ahead: id -> (kind, content)
+        self._days: dict[str, tuple[str | None, bytes]] = {}
+        self._plan: list[str] = []  # experiment folders the walk will check, in order
+        self._planned: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> Checker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -82,7 +104,7 @@ class Checker:
     def entries(self, sha: str, where: str) -> list[Entry]:
         """A tree's entries with their names checked (bad ones reported and dropped)."""
         try:
-            items = self.repo.read_tree(sha)
+            items = parse_tree(self._read(sha, "tree"))
         except Exception as exc:  # noqa: BLE001 - a missing or mistyped object is a problem to report
             self.problem(f"{where or '/'}: unreadable folder ({exc})")
             return []
@@ -138,7 +160,9 @@ class Checker:
         return doc
 
     def check_days(self, sha: str) -> None:
-        for day in self.entries(sha, layout.EXPERIMENTS_DIR):
+        days = self.entries(sha, layout.EXPERIMENTS_DIR)
+        self._plan_reads(days)
+        for day in days:
             where = f"{layout.EXPERIMENTS_DIR}/{day.name}"
             if day.mode != TREE_MODE:
                 self.problem(f"{where}: not a folder")
@@ -152,6 +176,66 @@ class Checker:
                 if xp.sha in self.known:
                     continue
                 self.check_experiment(xp, day.name)
+
+    def _plan_reads(self, days: list[Entry]) -> None:
+        """Before the walk: which experiment folders it will check, in its order, to read them ahead in groups.
+
+        Reports nothing (the walk does, in order); records every
+        experiment's folder id for the listing check.
+        """
+        walked = [d.sha for d in days if d.mode == TREE_MODE and _day_ok(d.name) and d.sha not in self.known]
+        self._read_ahead(walked, "tree")
+        self._days = dict(self._ahead)  # kept while groups of experiments come and go
+        plan: list[str] = []
+        for day in walked:
+            for xp in self._ahead_entries(day):
+                self.folders[xp.name] = xp.sha
+                if xp.mode == TREE_MODE and xp.sha not in self.known:
+                    plan.append(xp.sha)
+        self._ahead.clear()
+        self._plan = plan
+        self._planned = {sha: i for i, sha in enumerate(plan)}
+
+    def _next_group(self, sha: str) -> None:
+        """An experiment folder about to be checked: read it and the next ones, folders then YAML files, unless already read."""
+        i = self._planned.get(sha)
+        if i is None or sha in self._ahead:
+            return
+        self._ahead.clear()
+        self._read_ahead(self._plan[i : i + _READ_AHEAD], "tree")
+        group = list(self._ahead)
+        self._read_ahead([e.sha for xp in group for e in self._ahead_entries(xp) if e.name in _READ_AHEAD_FILES], "blob")
+
+    def _read_ahead(self, shas: list[str], kind: str) -> None:
+        """Read objects the walk will need into memory, all at once (see :mod:`gitxp.plumbing.batch`).
+
+        Anything not read here (missing, of another kind, over the YAML size
+        limit, or git failing) is read again alone where it is checked, and
+        reported there with its path.
+        """
+        try:
+            for sha, got, data in self._reader.read(shas, limit=layout.MAX_YAML_BYTES):
+                if got == kind and data is not None:
+                    self._ahead[sha] = (got, data)
+        except StoreError:
+            pass
+
+    def _ahead_entries(self, sha: str) -> list[Entry]:
+        ahead = self._ahead.get(sha)
+        try:
+            return parse_tree(ahead[1]) if ahead is not None else []
+        except ValueError:
+            return []
+
+    def _read(self, sha: str, kind: str) -> bytes:
+        """An object's content, read ahead or now; StoreError when it is missing or not a ``kind``."""
+        ahead = self._ahead.get(sha) or self._days.get(sha)
+        if ahead is not None:
+            return ahead[1]
+        got, data = self.repo.read_raw(sha)
+        if got != kind:
+            raise StoreError(f"object {sha[:12]} is a {got}, not a {'folder' if kind == 'tree' else 'file'}", "the store may be damaged or hostile")
+        return data
 
     def check_listing(self, root: str, folder: Entry) -> None:
         """The listing index: day folders of listing files, each new row true to its experiment's files."""
@@ -174,14 +258,23 @@ class Checker:
                     self.problem(f"{path}/{e.name}: not a regular file")
                 elif e.sha not in self.known:
                     files.append((f"{path}/{e.name}", e))
-        for problem in listing.row_problems(self.repo, root, files, self.experiment_docs):
+        for problem in listing.row_problems(self.repo, root, files, self.experiment_docs, self.folder):
             self.problem(problem)
 
     def experiment_docs(self, tree: str, exp_id: str) -> tuple[Any, Any]:
-        """An experiment's experiment.yaml and params.yaml as parsed (None where missing or unreadable)."""
+        """An experiment's experiment.yaml and params.yaml as parsed (None where missing or unreadable).
+
+        Those of an experiment checked in this walk were parsed already;
+        another (one the local store holds) is read now.
+        """
+        walked = self.files.get(tree)
         out: list[Any] = []
         for name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE):
             try:
+                if walked is not None:
+                    sha = walked.get(name)
+                    out.append(None if sha is None else self.parsed.get(sha))
+                    continue
                 e = self.repo.lookup(tree, name)
                 if e is None or e.is_tree:
                     out.append(None)
@@ -193,6 +286,13 @@ class Checker:
                 out.append(None)
         return out[0], out[1]
 
+    def folder(self, root: str, exp_id: str) -> str | None:
+        """The id of experiment ``exp_id``'s folder in the store tree ``root``, or None."""
+        if exp_id in self.folders:
+            return self.folders[exp_id]
+        e = self.repo.lookup(root, layout.experiment_dir(exp_id))
+        return e.sha if e is not None else None
+
     def check_experiment(self, xp: Entry, day: str) -> None:
         where = f"{layout.EXPERIMENTS_DIR}/{day}/{xp.name}"
         if xp.mode != TREE_MODE:
@@ -202,7 +302,10 @@ class Checker:
             self.problem(f"{where}: not a valid experiment id for day {day}")
             return
         self.experiments_checked += 1
-        for e in self.entries(xp.sha, where):
+        self._next_group(xp.sha)
+        entries = self.entries(xp.sha, where)
+        self.files[xp.sha] = {e.name: e.sha for e in entries if e.name in (layout.EXPERIMENT_FILE, layout.PARAMS_FILE) and e.mode in (FILE_MODE, EXEC_MODE)}
+        for e in entries:
             path = f"{where}/{e.name}"
             if e.name == layout.CODE_DIR:
                 if e.mode != TREE_MODE:
@@ -235,7 +338,7 @@ class Checker:
 
     def blob(self, e: Entry, path: str) -> bytes | None:
         try:
-            return self.repo.read_blob(e.sha)
+            return self._read(e.sha, "blob")
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             self.problem(f"{path}: unreadable file ({exc})")
             return None
@@ -358,7 +461,7 @@ def known_trees(repo: Repo, tree: str | None, incoming: str | None = None) -> se
     return out
 
 
-def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str = "the remote") -> dict[str, Any]:
+def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str = "the remote", engine: str | None = None) -> dict[str, Any]:
     """Validate a fetched store tree; return its ``gitxp.yaml`` or raise.
 
     Raises:
@@ -367,8 +470,8 @@ def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str 
             ``problems`` (also ``candidates``, which the CLI prints one per
             line) lists up to :data:`MAX_PROBLEMS` of them.
     """
-    checker = Checker(repo, set(known))
-    doc = checker.check_root(tree)
+    with Checker(repo, set(known), engine=engine) as checker:
+        doc = checker.check_root(tree)
     if checker.problems or doc is None:
         raise refusal(checker.problems or [f"{layout.STORE_FILE}: unreadable"], source)
     return doc
