@@ -55,6 +55,8 @@ _FIELD_CHECKS = {
 }
 #: Experiments whose folders and YAML files are read ahead together (one group of ids to git).
 _READ_AHEAD = 512
+#: Experiments to check from which half of them are checked in a forked child (forking costs ~50 ms).
+_FORK_FROM = 2000
 #: The files read ahead with their folders (up to the YAML size limit; Parquet files, larger, are read one at a time).
 _READ_AHEAD_FILES = frozenset({*_YAML_MAPPINGS, layout.ARTIFACTS_FILE})
 
@@ -82,10 +84,17 @@ class Checker:
         self._reader = ObjectReader(repo, engine)
         self._ahead: dict[str, tuple[str | None, bytes]] = {}  # objects read ahead: id -> (kind, content)
         self._days: dict[str, tuple[str | None, bytes]] = {}
+        self._engine = engine
+        self._theirs: set[str] = set()  # day/id of the experiments a forked child checks
+        self._wait: Any = None
+        self._results: dict[str, Any] | None = None
         self._plan: list[str] = []  # experiment folders the walk will check, in order
         self._planned: dict[str, int] = {}
 
     def close(self) -> None:
+        if self._wait is not None and self._results is None:
+            self._results = {}
+            self._wait()  # a walk stopped early: the child is reaped, never left behind
         self._reader.close()
 
     def __enter__(self) -> Checker:
@@ -173,7 +182,7 @@ class Checker:
             if day.sha in self.known:
                 continue
             for xp in self.entries(day.sha, where):
-                if xp.sha in self.known:
+                if xp.sha in self.known or self._replay(xp, day.name):
                     continue
                 self.check_experiment(xp, day.name)
 
@@ -183,18 +192,85 @@ class Checker:
         Reports nothing (the walk does, in order); records every
         experiment's folder id for the listing check.
         """
-        walked = [d.sha for d in days if d.mode == TREE_MODE and _day_ok(d.name) and d.sha not in self.known]
-        self._read_ahead(walked, "tree")
+        walked = [d for d in days if d.mode == TREE_MODE and _day_ok(d.name) and d.sha not in self.known]
+        self._read_ahead([d.sha for d in walked], "tree")
         self._days = dict(self._ahead)  # kept while groups of experiments come and go
-        plan: list[str] = []
+        plan: list[tuple[Entry, str]] = []
         for day in walked:
-            for xp in self._ahead_entries(day):
+            for xp in self._ahead_entries(day.sha):
                 self.folders[xp.name] = xp.sha
                 if xp.mode == TREE_MODE and xp.sha not in self.known:
-                    plan.append(xp.sha)
+                    plan.append((xp, day.name))
         self._ahead.clear()
-        self._plan = plan
-        self._planned = {sha: i for i, sha in enumerate(plan)}
+        if len(plan) >= _FORK_FROM:
+            plan = self._share(plan)
+        self._plan = [xp.sha for xp, _ in plan]
+        self._planned = {sha: i for i, sha in enumerate(self._plan)}
+
+    def _share(self, plan: list[tuple[Entry, str]]) -> list[tuple[Entry, str]]:
+        """Check the second half of ``plan`` in a forked child (:func:`gitxp.threads.forked`); return the half left here.
+
+        Parsing YAML holds the GIL: a second core halves a big pull's check.
+        The walk replays the child's findings in its own order
+        (:meth:`_replay`), so problems read exactly as from one process.
+        """
+        from gitxp.threads import forked
+
+        half = len(plan) // 2
+        theirs = plan[half:]
+        wait = forked(lambda: self._check_alone(theirs))
+        if wait is None:
+            return plan
+        self._theirs = {f"{day}/{xp.name}" for xp, day in theirs}
+        self._wait = wait
+        return plan[:half]
+
+    def _check_alone(self, todo: list[tuple[Entry, str]]) -> dict[str, Any]:
+        """In the child: each experiment's problems, YAML file ids and parsed documents, by ``day/id``."""
+        import marshal
+
+        self._reader = ObjectReader(self.repo, self._engine)  # the parent's git process stays the parent's
+        self._plan = [xp.sha for xp, _ in todo]
+        self._planned = {sha: i for i, sha in enumerate(self._plan)}
+        out: dict[str, Any] = {}
+        found = 0
+        for xp, day in todo:
+            self.problems = []
+            try:
+                self.check_experiment(xp, day)
+            except _TooMany:
+                pass
+            files = self.files.get(xp.sha, {})
+            result = (self.problems, files, {sha: self.parsed[sha] for sha in files.values() if sha in self.parsed})
+            try:
+                marshal.dumps(result)
+            except ValueError:  # a document marshal cannot carry (a YAML timestamp): the parent checks this one
+                continue
+            out[f"{day}/{xp.name}"] = result
+            found += len(self.problems)
+            if found >= MAX_PROBLEMS:
+                break
+        self._reader.close()
+        return out
+
+    def _replay(self, xp: Entry, day: str) -> bool:
+        """What the child found for one experiment, reported here; False when the parent must check it."""
+        key = f"{day}/{xp.name}"
+        if key not in self._theirs:
+            return False
+        if self._results is None:
+            got = self._wait()
+            self._results = got if isinstance(got, dict) else {}
+        result = self._results.get(key)
+        if result is None:
+            return False
+        problems, files, parsed = result
+        self.experiments_checked += 1
+        self.files[xp.sha] = files
+        self.parsed.update(parsed)
+        for problem in problems:
+            self.problem(problem)
+        return True
 
     def _next_group(self, sha: str) -> None:
         """An experiment folder about to be checked: read it and the next ones, folders then YAML files, unless already read."""
