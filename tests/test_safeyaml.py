@@ -80,3 +80,19 @@ def test_the_store_reader_uses_it_within_its_limits() -> None:
         layout.load_yaml(deep)
     with pytest.raises(Exception, match="recursive alias"):
         layout.load_yaml("a: &a [*a]")
+
+
+def test_depth_is_known_from_the_build_and_aliases_are_walked() -> None:
+    """The store's depth limit holds whether the document was built in one pass, through an alias, or by PyYAML."""
+    limit = layout.MAX_YAML_DEPTH
+    at_limit = "[" * limit + "]" * limit
+    assert layout.load_yaml(at_limit) is not None
+    with pytest.raises(Exception, match="nesting deeper"):
+        layout.load_yaml("a: " + "[" * limit + "]" * limit)
+    # an alias puts a shallow anchor's object one level deeper for each use
+    shallow = "[" * (limit - 1) + "]" * (limit - 1)  # at the limit where it is anchored
+    assert layout.load_yaml(f"a: &x {shallow}\nb: *x") is not None
+    with pytest.raises(Exception, match="nesting deeper"):
+        layout.load_yaml(f"a: &x {shallow}\nb: {{c: *x}}")
+    with pytest.raises(Exception, match="nesting deeper"):
+        layout.load_yaml(f"a: !!set {{x}}\nb: {'[' * limit}{']' * limit}")  # an unusual tag: PyYAML builds it, then the walk

@@ -219,8 +219,9 @@ def load_yaml(data: bytes | str, *, what: str = "YAML") -> Any:
 
     problem = yaml_limits_problem(data, _loader())
     if problem is None:
+        loader = _loader()(data)
         try:
-            doc = yaml.load(data, Loader=_loader())
+            doc = loader.get_single_data()
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f" (line {line + 1})" if line is not None else ""
@@ -228,9 +229,13 @@ def load_yaml(data: bytes | str, *, what: str = "YAML") -> Any:
         except RecursionError:
             problem = f"nesting deeper than {MAX_YAML_DEPTH} levels"
         else:
-            problem = yaml_depth_problem(doc)
+            # a document built in one pass knows its depth; another is walked
+            depth = loader.depth
+            problem = yaml_depth_problem(doc) if depth is None or depth > MAX_YAML_DEPTH else None
             if problem is None:
                 return doc
+        finally:
+            loader.dispose()
     raise UnsafeDataError(f"{what}: {problem}", "the store may be damaged or hostile; see `git show`")
 
 

@@ -33,13 +33,22 @@ class _Unusual(Exception):
 class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """The safe loader (C parser when built), with the fast path described in the module docstring."""
 
-    def construct_document(self, node: Any) -> Any:
-        try:
-            return self._build(node, {})
-        except _Unusual:
-            return super().construct_document(node)
+    #: Nesting depth of the last document built in one pass (lists and mappings; 0 for a scalar), None for another.
+    depth: int | None = None
+    _shared = False
 
-    def _build(self, node: Any, building: dict[int, Any]) -> Any:
+    def construct_document(self, node: Any) -> Any:
+        self.depth, self._shared = 0, False
+        try:
+            doc = self._build(node, {}, 1)
+        except _Unusual:
+            self.depth = None
+            return super().construct_document(node)
+        if self._shared:  # an alias nests its object deeper than where it was built: walk it
+            self.depth = None
+        return doc
+
+    def _build(self, node: Any, building: dict[int, Any], depth: int) -> Any:
         tag = node.tag
         if tag == _STR:
             return node.value
@@ -48,17 +57,20 @@ class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mis
             if key in building:  # an alias: the same object, as PyYAML gives; one being built is recursive
                 if building[key] is None:
                     raise _Unusual
+                self._shared = True
                 return building[key]
             building[key] = None
+            if depth > self.depth:  # type: ignore[operator]  # an int while building
+                self.depth = depth
             if tag == _SEQ:
-                out: Any = [self._build(child, building) for child in node.value]
+                out: Any = [self._build(child, building, depth + 1) for child in node.value]
             else:
                 out = {}
                 for k, v in node.value:
-                    name = k.value if k.tag == _STR else self._build(k, building)
+                    name = k.value if k.tag == _STR else self._build(k, building, depth + 1)
                     if name.__class__ is dict or name.__class__ is list:  # unhashable: PyYAML's error
                         raise _Unusual
-                    out[name] = self._build(v, building)
+                    out[name] = self._build(v, building, depth + 1)
             building[key] = out
             return out
         if tag == _FLOAT:
