@@ -711,6 +711,20 @@ def case_listing(R: Results, a: argparse.Namespace) -> dict[int, Path]:
             fresh_log = fresh
         R.add(f"5. gitxp {' '.join(argv)}, {n:,} experiments, fresh git clone (no cache)", f"{fmt_s(med(fresh))} (CPU {fmt_s(med(cf))})",
               f"warm cache {fmt_s(med(warm))}", f"{med(fresh) / med(warm):.1f}×", tstr, med(fresh) <= tgt)
+    # joining a shared store: `gitxp pull` into a new repository (fetch, check every experiment, merge) from a packed
+    # remote, against git's own fetch of the same branch with the object checks gitxp asks of it (fetch.fsckObjects)
+    pulls, pcpu, fetches = [], [], []
+    for i in range(2):
+        into = git_init(tmp / f"join{n}-{i}")
+        subprocess.run(["git", "-C", str(into), "remote", "add", "origin", str(clone)], check=True)
+        pulls.append(proc_time([PY, "-m", "gitxp", "pull", "origin"], cwd=into))
+        pcpu.append(CPU[-1])
+        bare = git_init(tmp / f"fetch{n}-{i}")
+        fetches.append(proc_time(["git", "-c", "fetch.fsckObjects=true", "fetch", "-q", "--no-tags", str(clone), "+refs/heads/gitxp:refs/x"], cwd=bare))
+        shutil.rmtree(into, ignore_errors=True)
+        shutil.rmtree(bare, ignore_errors=True)
+    R.add(f"5. gitxp pull of {n:,} experiments into a new repository (fetch, check, merge)", f"{fmt_s(med(pulls))} (CPU {fmt_s(med(pcpu))})",
+          f"git fetch of the branch (fetch.fsckObjects) {fmt_s(med(fetches))}", f"{med(pulls) / med(fetches):.1f}×", "–", None)
     # the same fresh clone of a store written before the listing index existed (every experiment.yaml parsed)
     old = tmp / f"norows{n}"
     make_store(old, n, quiet=True, rows=False)

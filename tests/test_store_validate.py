@@ -193,3 +193,57 @@ def test_read_ahead_in_groups_finds_the_same_problems_in_the_same_order(repo: Re
         monkeypatch.setattr(validate, "_READ_AHEAD", group)
         for engine in ("git", "dulwich"):
             assert _problems(repo, tree, engine=engine) == expected, (group, engine)
+
+
+_FORKED_CHECK = """
+import json, sys
+from gitxp.plumbing.repo import Repo
+from gitxp.store import validate
+from gitxp.errors import UnsafeDataError
+validate._FORK_FROM = 2
+checker = validate.Checker(Repo(sys.argv[1]), engine=sys.argv[3])
+with checker:
+    checker.check_root(sys.argv[2])
+print(json.dumps({"problems": checker.problems, "checked": checker.experiments_checked, "forked": len(checker._theirs)}))
+"""
+
+
+@pytest.mark.parametrize("engine", ["git", "dulwich"])
+def test_a_forked_child_checks_half_and_the_findings_read_as_from_one_process(repo: Repo, engine: str) -> None:
+    """A big walk checks half of its experiments in a forked child (a real process, here from 2 on): the
+    same problems in the same order, the same count, and its parsed documents serve the listing check."""
+    import json
+    import subprocess
+    import sys
+
+    from gitxp.store import listing
+
+    files: dict[str, bytes | Entry] = {}
+    rows = []
+    for i in range(8):
+        xp_id = f"20260301-1015{i:02d}-0123456789ab"
+        where = f"experiments/2026-03-01/{xp_id}"
+        meta = GOOD_META.replace(XP.encode(), xp_id.encode())
+        files[f"{where}/{layout.EXPERIMENT_FILE}"] = meta if i not in (1, 6) else b"name: [a\n"
+        files[f"{where}/{layout.PARAMS_FILE}"] = b"- 1\n" if i == 5 else f"lr: {i}\n".encode()
+        rows.append(xp_id)
+    tree = _tree(repo, files)
+    # a listing row for each good experiment, true to its files, except experiment 7's, which lies about its name
+    for i, xp_id in enumerate(rows):
+        xp = repo.lookup(tree, f"experiments/2026-03-01/{xp_id}")
+        assert xp is not None
+        meta = layout.load_yaml(GOOD_META.replace(XP.encode(), xp_id.encode()))
+        if i in (1, 5, 6):
+            continue
+        if i == 7:
+            meta["name"] = "not what the files say"
+        tree = repo.update_tree(tree, listing.changes_for(repo, tree, xp_id, xp.sha, meta, {"lr": i}))
+    expected = Checker(repo, engine=engine)
+    with expected:
+        expected.check_root(tree)
+    out = subprocess.run([sys.executable, "-c", _FORKED_CHECK, str(repo.root), tree, engine], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["forked"] == 4  # the second half went to the child
+    assert got["problems"] == expected.problems and len(expected.problems) == 4
+    assert expected.problems[-1] == f"listing/2026-03-01/pending.jsonl: the listing row of {rows[7]} disagrees with its experiment.yaml/params.yaml"
+    assert got["checked"] == expected.experiments_checked == 8

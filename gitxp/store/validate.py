@@ -25,6 +25,11 @@ walks what is new in its tree and collects every problem it finds:
 Only folders whose tree id the local store does not already hold are
 walked, so pulling an unchanged 5,000-experiment store again reads one
 tree. The history behind the tip is not walked: gitxp reads only the tip.
+A first pull of a big store is what costs: experiment folders and their
+YAML files are read ahead in groups through one ``git cat-file --batch``
+(:mod:`gitxp.plumbing.batch`), and from 2,000 experiments on half of them
+are checked in a forked child whose findings are replayed in walk order, so
+the problems, and their order, are those of one process.
 git's own rules for every fetched object (names, modes, commit headers,
 ``.gitmodules``) are :mod:`gitxp.plumbing.fsck`'s.
 """
