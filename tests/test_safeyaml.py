@@ -96,3 +96,9 @@ def test_depth_is_known_from_the_build_and_aliases_are_walked() -> None:
         layout.load_yaml(f"a: &x {shallow}\nb: {{c: *x}}")
     with pytest.raises(Exception, match="nesting deeper"):
         layout.load_yaml(f"a: !!set {{x}}\nb: {'[' * limit}{']' * limit}")  # an unusual tag: PyYAML builds it, then the walk
+
+
+@pytest.mark.parametrize("data", [b"a: \x80\x81", b"\xff\xfe\x00b", b"\xef\xbb\xbfa: 1", b"a: b\x00c", "a: \ud800".encode("utf-8", "surrogatepass")])
+def test_bytes_as_pyyaml_reads_them(data: bytes) -> None:
+    """Stored files are bytes: encodings, BOMs and invalid UTF-8 read (or fail) as with PyYAML."""
+    assert _outcome(data, Loader) == _outcome(data, yaml.CSafeLoader)  # type: ignore[arg-type]

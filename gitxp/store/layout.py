@@ -219,9 +219,12 @@ def load_yaml(data: bytes | str, *, what: str = "YAML") -> Any:
 
     problem = yaml_limits_problem(data, _loader())
     if problem is None:
-        loader = _loader()(data)
         try:
-            doc = loader.get_single_data()
+            loader = _loader()(data)
+            try:
+                doc = loader.get_single_data()
+            finally:
+                loader.dispose()
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f" (line {line + 1})" if line is not None else ""
@@ -234,8 +237,6 @@ def load_yaml(data: bytes | str, *, what: str = "YAML") -> Any:
             problem = yaml_depth_problem(doc) if depth is None or depth > MAX_YAML_DEPTH else None
             if problem is None:
                 return doc
-        finally:
-            loader.dispose()
     raise UnsafeDataError(f"{what}: {problem}", "the store may be damaged or hostile; see `git show`")
 
 
