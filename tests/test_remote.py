@@ -166,12 +166,29 @@ def _experiment(**files: tuple[str, object]) -> dict[str, tuple[str, object]]:
     return base
 
 
+def _metrics_named(name: str) -> bytes:
+    """A metrics.parquet that is well-formed in every way but the metric's name (written by pyarrow itself)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gitxp.store.parquet import schema
+
+    table = pa.table({"name": pa.array([name]).dictionary_encode(), "step": [0], "value": [0.5],
+                      "timestamp": pa.array([0], pa.timestamp("us", tz="UTC"))}).cast(schema())
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    return out.getvalue()
+
+
 HOSTILE = {
     "symlink": ({GOOD_ID: ("040000", _experiment(**{"experiment.yaml": ("120000", b"/etc/passwd")}))}, "symlink"),
     "bad-name": ({"not-an-id": ("040000", _experiment())}, "not a valid experiment id"),
     "escaping-artifact": ({GOOD_ID: ("040000", _experiment(**{"artifacts.yaml": ("100644", b"- path: ../../evil\n  size: 1\n")}))}, "escapes its folder"),
     "oversized-yaml": ({GOOD_ID: ("040000", _experiment(**{"params.yaml": ("100644", b"a: " + b"x" * (9 * 2**20) + b"\n")}))}, "byte limit"),
     "bad-parquet": ({GOOD_ID: ("040000", _experiment(**{"metrics.parquet": ("100644", b"PAR1 not really")}))}, "not valid Parquet"),
+    "escape-in-metric-name": ({GOOD_ID: ("040000", _experiment(**{"metrics.parquet": ("100644", _metrics_named("lo\x1b[2Jss"))}))}, "metric name 'lo\\x1b[2Jss' has a control character"),
     "dot-git": ({GOOD_ID: ("040000", _experiment(**{".GIT": ("040000", {"config": ("100644", b"[core]\n")})}))}, "hasDotgit"),
 }
 

@@ -189,10 +189,11 @@ def test_read_ahead_in_groups_finds_the_same_problems_in_the_same_order(repo: Re
     tree = _tree(repo, files)
     expected = _problems(repo, tree, engine="dulwich")
     assert len(expected) == 5 and expected[-1].startswith("experiments/2026-03-02/") and "unreadable file" in expected[-1]
-    for group in (1, 2, 3, 512):
+    for group, budget in ((1, 1 << 20), (2, 1 << 20), (3, 100), (512, 0), (512, 64 << 20)):
         monkeypatch.setattr(validate, "_READ_AHEAD", group)
+        monkeypatch.setattr(validate, "_AHEAD_BYTES", budget)  # past it, files are read when checked
         for engine in ("git", "dulwich"):
-            assert _problems(repo, tree, engine=engine) == expected, (group, engine)
+            assert _problems(repo, tree, engine=engine) == expected, (group, budget, engine)
 
 
 _FORKED_CHECK = """

@@ -118,6 +118,31 @@ def from_parquet_bytes(data: bytes, *, what: str = "metrics.parquet") -> Any:
     return table
 
 
+def pull_problems(data: bytes, *, what: str = "metrics.parquet") -> list[str]:
+    """What a pull refuses in a Parquet file: its footer (:func:`check_parquet`) and a metrics file's names.
+
+    Only the ``name`` column's pages are read: a pull of 20,000 experiments
+    must not decode every point of every run. The other columns are
+    decoded, and refused when damaged, where they are read
+    (:func:`from_parquet_bytes`), and that experiment is shown as damaged.
+
+    Raises:
+        UnsafeDataError: not Parquet, over a limit, mistyped, or names that do not decode.
+    """
+    import pyarrow as pa
+
+    from gitxp.errors import UnsafeDataError
+
+    pf = check_parquet(data, what=what)
+    if _kind(what) != "metrics":
+        return []
+    try:
+        names = pf.read(columns=["name"], use_threads=False)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise UnsafeDataError(f"{what} is not valid Parquet ({str(exc)[:80]})", "the store may be damaged; see `git fsck`") from exc
+    return name_problems(names)
+
+
 def name_problems(table: Any) -> list[str]:
     """Metric names in a metrics table that hold control characters (what pull refuses)."""
     from gitxp.store.layout import text_problem

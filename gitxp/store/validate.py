@@ -62,8 +62,11 @@ _FIELD_CHECKS = {
 _READ_AHEAD = 512
 #: Experiments to check from which half of them are checked in a forked child (forking costs ~50 ms).
 _FORK_FROM = 2000
-#: The files read ahead with their folders (up to the YAML size limit; Parquet files, larger, are read one at a time).
-_READ_AHEAD_FILES = frozenset({*_YAML_MAPPINGS, layout.ARTIFACTS_FILE})
+#: The files read ahead with their folders.
+_READ_AHEAD_FILES = frozenset({*_YAML_MAPPINGS, layout.ARTIFACTS_FILE, layout.METRICS_FILE, layout.HARDWARE_FILE})
+#: A file larger than this, or past this many bytes read ahead in all, is read when it is checked.
+_AHEAD_LIMIT = 4 << 20
+_AHEAD_BYTES = 64 << 20
 
 
 class _TooMany(Exception):
@@ -95,6 +98,7 @@ class Checker:
         self._results: dict[str, Any] | None = None
         self._plan: list[str] = []  # experiment folders the walk will check, in order
         self._planned: dict[str, int] = {}
+        self._clean: set[tuple[str, str]] = set()  # (file name, blob id) of YAML files checked without a problem
 
     def close(self) -> None:
         if self._wait is not None and self._results is None:
@@ -278,26 +282,31 @@ class Checker:
         return True
 
     def _next_group(self, sha: str) -> None:
-        """An experiment folder about to be checked: read it and the next ones, folders then YAML files, unless already read."""
+        """An experiment folder about to be checked: read it and the next ones, folders then the files checked, unless already read."""
         i = self._planned.get(sha)
         if i is None or sha in self._ahead:
             return
         self._ahead.clear()
         self._read_ahead(self._plan[i : i + _READ_AHEAD], "tree")
         group = list(self._ahead)
-        self._read_ahead([e.sha for xp in group for e in self._ahead_entries(xp) if e.name in _READ_AHEAD_FILES], "blob")
+        files = {e.sha: None for xp in group for e in self._ahead_entries(xp) if e.name in _READ_AHEAD_FILES and (e.name, e.sha) not in self._clean}
+        self._read_ahead(list(files), "blob")
 
     def _read_ahead(self, shas: list[str], kind: str) -> None:
         """Read objects the walk will need into memory, all at once (see :mod:`gitxp.plumbing.batch`).
 
-        Anything not read here (missing, of another kind, over the YAML size
-        limit, or git failing) is read again alone where it is checked, and
-        reported there with its path.
+        Anything not kept here (missing, of another kind, over
+        :data:`_AHEAD_LIMIT` or past :data:`_AHEAD_BYTES` in all, or git
+        failing) is read again alone where it is checked, and reported there
+        with its path: a hostile store's big files cost no more memory here
+        than one at a time.
         """
+        held = sum(len(d) for _, d in self._ahead.values())
         try:
-            for sha, got, data in self._reader.read(shas, limit=layout.MAX_YAML_BYTES):
-                if got == kind and data is not None:
+            for sha, got, data in self._reader.read(shas, limit=_AHEAD_LIMIT):
+                if got == kind and data is not None and held + len(data) <= _AHEAD_BYTES:
                     self._ahead[sha] = (got, data)
+                    held += len(data)
         except StoreError:
             pass
 
@@ -432,6 +441,21 @@ class Checker:
         return self.blob(e, path)
 
     def check_yaml(self, e: Entry, path: str, exp_id: str) -> None:
+        """One YAML file; one found clean before (the same file name and bytes elsewhere) is not parsed again.
+
+        Every experiment of an environment records the same
+        ``environment.yaml``: checked once, not 20,000 times. An
+        ``experiment.yaml`` is always checked (its id must match its folder).
+        """
+        key = (e.name, e.sha)
+        if key in self._clean:
+            return
+        before = len(self.problems)
+        self._check_yaml(e, path, exp_id)
+        if len(self.problems) == before and e.name != layout.EXPERIMENT_FILE:
+            self._clean.add(key)
+
+    def _check_yaml(self, e: Entry, path: str, exp_id: str) -> None:
         data = self.file_blob(e, path, "YAML")
         if data is None:
             return
@@ -483,13 +507,11 @@ class Checker:
         from gitxp.store import parquet_checks
 
         try:
-            table = parquet_checks.from_parquet_bytes(data, what=what)
+            problems = parquet_checks.pull_problems(data, what=what)
         except UnsafeDataError as exc:
-            self.problem(f"{path}: {exc.message}")
-            return
-        if what == layout.METRICS_FILE:
-            for p in parquet_checks.name_problems(table):
-                self.problem(f"{path}: {p}")
+            problems = [exc.message]
+        for p in problems:
+            self.problem(f"{path}: {p}")
 
 
 def _name_ok(name: str) -> bool:
