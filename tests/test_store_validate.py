@@ -248,3 +248,24 @@ def test_a_forked_child_checks_half_and_the_findings_read_as_from_one_process(re
     assert got["problems"] == expected.problems and len(expected.problems) == 4
     assert expected.problems[-1] == f"listing/2026-03-01/pending.jsonl: the listing row of {rows[7]} disagrees with its experiment.yaml/params.yaml"
     assert got["checked"] == expected.experiments_checked == 8
+
+
+def test_a_big_walk_says_how_many_experiments_it_checks(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gitxp pull` on a terminal says why it is quiet after git's progress (from 1,000 experiments; 3 here)."""
+    from gitxp.store import validate
+
+    files: dict[str, bytes | Entry] = {}
+    for i in range(3):
+        xp_id = f"20260301-1015{i:02d}-0123456789ab"
+        files[f"experiments/2026-03-01/{xp_id}/{layout.EXPERIMENT_FILE}"] = GOOD_META.replace(XP.encode(), xp_id.encode())
+    tree = _tree(repo, files)
+    heard: list[int] = []
+    check_tree(repo, tree, progress=heard.append)
+    assert heard == []  # a small pull says nothing
+    monkeypatch.setattr(validate, "_SAY_FROM", 3)
+    check_tree(repo, tree, progress=heard.append)
+    assert heard == [3]
+    xp = repo.lookup(tree, "experiments/2026-03-01/20260301-101500-0123456789ab")
+    assert xp is not None
+    check_tree(repo, tree, known={xp.sha}, progress=heard.append)  # what the local store holds is not counted
+    assert heard == [3]

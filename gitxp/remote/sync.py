@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,9 @@ def _pull_into(repo: Repo, target: str, name: str | None, branch: str, *, eng: s
             ours_tree = repo.read_commit(ours)["tree"] if ours else None
             theirs_tree = repo.read_commit(theirs)["tree"]
             if theirs_tree != ours_tree:
-                theirs_doc = validate.check_tree(repo, theirs_tree, known=validate.known_trees(repo, ours_tree, theirs_tree), source=target)
+                say = None if quiet or not sys.stderr.isatty() else _say_checking
+                theirs_doc = validate.check_tree(repo, theirs_tree, known=validate.known_trees(repo, ours_tree, theirs_tree), source=target,
+                                                 progress=say)
                 _check_same_store(repo, ours_tree, theirs_doc, target, force)
             quarantine.migrate()
         except BaseException:
@@ -174,6 +177,11 @@ def _pull_into(repo: Repo, target: str, name: str | None, branch: str, *, eng: s
     finally:
         if repo.read_ref(incoming) is not None:
             set_ref(repo, incoming, None)
+
+
+def _say_checking(count: int) -> None:
+    """A terminal hears why a big pull is quiet after git's progress ends."""
+    print(f"gitxp: checking {count:,} fetched experiments", file=sys.stderr, flush=True)
 
 
 def _check_same_store(repo: Repo, ours_tree: str | None, theirs_doc: dict[str, Any], target: str, force: bool) -> None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gitxp.store import aliases
@@ -60,6 +60,8 @@ _FIELD_CHECKS = {
 }
 #: Experiments whose folders and YAML files are read ahead together (one group of ids to git).
 _READ_AHEAD = 512
+#: Experiments to check from which the caller's ``progress`` hears their number (a second or more).
+_SAY_FROM = 1000
 #: Experiments to check from which half of them are checked in a forked child (forking costs ~50 ms).
 _FORK_FROM = 2000
 #: The files read ahead with their folders.
@@ -81,7 +83,8 @@ class Checker:
     or were written by this gitxp, so they are skipped.
     """
 
-    def __init__(self, repo: Repo, known: set[str] | None = None, *, engine: str | None = None) -> None:
+    def __init__(self, repo: Repo, known: set[str] | None = None, *, engine: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
         self.repo = repo
         self.known = known or set()
         self.problems: list[str] = []
@@ -93,6 +96,7 @@ class Checker:
         self._ahead: dict[str, tuple[str | None, bytes]] = {}  # objects read ahead: id -> (kind, content)
         self._days: dict[str, tuple[str | None, bytes]] = {}
         self._engine = engine
+        self._progress = progress  # told how many experiments a walk of at least _SAY_FROM checks
         self._theirs: set[str] = set()  # day/id of the experiments a forked child checks
         self._wait: Any = None
         self._results: dict[str, Any] | None = None
@@ -211,6 +215,8 @@ class Checker:
                 if xp.mode == TREE_MODE and xp.sha not in self.known:
                     plan.append((xp, day.name))
         self._ahead.clear()
+        if self._progress is not None and len(plan) >= _SAY_FROM:
+            self._progress(len(plan))
         if len(plan) >= _FORK_FROM:
             plan = self._share(plan)
         self._plan = [xp.sha for xp, _ in plan]
@@ -564,7 +570,8 @@ def known_trees(repo: Repo, tree: str | None, incoming: str | None = None) -> se
     return out
 
 
-def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str = "the remote", engine: str | None = None) -> dict[str, Any]:
+def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str = "the remote", engine: str | None = None,
+               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Validate a fetched store tree; return its ``gitxp.yaml`` or raise.
 
     Raises:
@@ -573,7 +580,7 @@ def check_tree(repo: Repo, tree: str, *, known: Iterable[str] = (), source: str 
             ``problems`` (also ``candidates``, which the CLI prints one per
             line) lists up to :data:`MAX_PROBLEMS` of them.
     """
-    with Checker(repo, set(known), engine=engine) as checker:
+    with Checker(repo, set(known), engine=engine, progress=progress) as checker:
         doc = checker.check_root(tree)
     if checker.problems or doc is None:
         raise refusal(checker.problems or [f"{layout.STORE_FILE}: unreadable"], source)
