@@ -96,6 +96,22 @@ def test_dulwich_engine_round_trip(two_clones: tuple[Path, Path, Path]) -> None:
         fsck(repo)
 
 
+@pytest.mark.parametrize("engine", ["git", "dulwich"])
+def test_a_repository_whose_path_holds_the_path_separator_pulls(two_clones: tuple[Path, Path, Path], tmp_path: Path, engine: str) -> None:
+    """git splits GIT_ALTERNATE_OBJECT_DIRECTORIES at ':': the quarantine and the object reader quote such a path.
+
+    (A pull under `/data/team:a` was refused with "git's object check failed: object directory /data/team does not exist".)
+    """
+    bare, a, _ = two_clones
+    first = record(a, "a1")
+    run_gitxp(a, "push")
+    odd = tmp_path / 'team:a "b"'
+    run_git(tmp_path, "clone", "-q", str(bare), str(odd))
+    r = run_gitxp(odd, "pull", env={"GITXP_ENGINE": engine})
+    assert "created" in r.stdout and ids(odd) == {first}
+    fsck(odd)
+
+
 def test_pull_from_a_remote_without_store(two_clones: tuple[Path, Path, Path]) -> None:
     _, a, _ = two_clones
     r = run_gitxp(a, "pull")

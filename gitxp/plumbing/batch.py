@@ -11,7 +11,6 @@ interface reads one object at a time through :meth:`Repo.read_raw`.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -76,7 +75,7 @@ class ObjectReader:
         if self._proc is None:
             # the quarantine a pull reads through is an alternate of the repository's store
             extra = [str(a.path) for a in getattr(self.repo.object_store, "alternates", ()) if isinstance(getattr(a, "path", None), str)]
-            env = gitcli.environment(git_dir=self.repo.git_dir, extra_env={"GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(extra)} if extra else None)
+            env = gitcli.environment(git_dir=self.repo.git_dir, extra_env={"GIT_ALTERNATE_OBJECT_DIRECTORIES": gitcli.alternates(extra)} if extra else None)
             try:
                 self._proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=str(self.repo.git_dir), env=env,
                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

@@ -38,6 +38,24 @@ def available() -> bool:
     return shutil.which("git") is not None
 
 
+def alternates(paths: list[str]) -> str:
+    """``GIT_ALTERNATE_OBJECT_DIRECTORIES`` naming ``paths``: a path holding the separator is quoted as git unquotes it.
+
+    git splits the variable at ``os.pathsep`` unless an entry starts with a
+    double quote (C-style quoting, as in ``objects/info/alternates``): a
+    repository under ``/data/a:b`` would otherwise name ``/data/a`` and ``b``.
+    """
+
+    def one(p: str) -> str:
+        control = any(ord(c) < 0x20 or ord(c) == 0x7F for c in p)
+        if os.pathsep not in p and not p.startswith(('"', "#")) and not control:
+            return p
+        inner = "".join("\\" + c if c in '\\"' else f"\\{ord(c):03o}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in p)
+        return f'"{inner}"'
+
+    return os.pathsep.join(one(p) for p in paths)
+
+
 def environment(
     *,
     extra_env: dict[str, str] | None = None,

@@ -58,10 +58,12 @@ class Quarantine:
 
     def git_env(self) -> dict[str, str]:
         """Environment for a ``git`` subprocess that must write here and read the repository too."""
-        alternates = [str(self.repo.objects_dir)]
-        if os.environ.get("GIT_ALTERNATE_OBJECT_DIRECTORIES"):
-            alternates.append(os.environ["GIT_ALTERNATE_OBJECT_DIRECTORIES"])
-        return {"GIT_OBJECT_DIRECTORY": str(self.path), "GIT_ALTERNATE_OBJECT_DIRECTORIES": os.pathsep.join(alternates)}
+        from gitxp.plumbing.gitcli import alternates
+
+        value = alternates([str(self.repo.objects_dir)])
+        if os.environ.get("GIT_ALTERNATE_OBJECT_DIRECTORIES"):  # already in git's form
+            value += os.pathsep + os.environ["GIT_ALTERNATE_OBJECT_DIRECTORIES"]
+        return {"GIT_OBJECT_DIRECTORY": str(self.path), "GIT_ALTERNATE_OBJECT_DIRECTORIES": value}
 
     def migrate(self) -> None:
         """Move every object into the repository (loose objects first, then packs, index last)."""
