@@ -80,3 +80,13 @@ def test_a_killed_git_is_a_store_error(git_repo: Path) -> None:
     with pytest.raises(StoreError, match="git cat-file stopped"):
         list(reader.read(shas))
     reader.close()
+
+
+def test_a_read_left_mid_group_does_not_shift_the_next_answers(git_repo: Path) -> None:
+    """A caller that stops reading (or fails) part-way through a group: the next read answers its own ids."""
+    shas = [_blob(git_repo, f"{i}\n".encode()) for i in range(5)]
+    with ObjectReader(Repo(git_repo), "git") as reader:
+        it = reader.read(shas)
+        assert next(it)[2] == b"0\n"
+        it.close()  # four answers left unread in git's pipe
+        assert [d for _, _, d in reader.read(shas[3:])] == [b"3\n", b"4\n"]

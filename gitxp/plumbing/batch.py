@@ -56,13 +56,19 @@ class ObjectReader:
                 continue
             proc = self._start()
             assert proc.stdin is not None and proc.stdout is not None
+            answered = 0
             try:
                 proc.stdin.write("".join(f"{sha}\n" for sha in group).encode("ascii"))
                 proc.stdin.flush()
+                for sha in group:
+                    answer = _answer(proc.stdout, sha, limit, self._failed)
+                    answered += 1
+                    yield sha, *answer
             except OSError as exc:
                 raise self._failed(exc) from exc
-            for sha in group:
-                yield sha, *_answer(proc.stdout, sha, limit, self._failed)
+            finally:
+                if answered < len(group) and self._proc is proc:  # left mid-group (an error, the caller stopped): out of step
+                    self.close()
 
     def _one(self, sha: str, limit: int | None) -> tuple[str, str | None, bytes | None]:
         try:
