@@ -269,3 +269,15 @@ def test_a_big_walk_says_how_many_experiments_it_checks(repo: Repo, monkeypatch:
     assert xp is not None
     check_tree(repo, tree, known={xp.sha}, progress=heard.append)  # what the local store holds is not counted
     assert heard == [3]
+
+
+def test_a_file_entry_naming_a_folder_read_ahead_is_still_not_a_file(repo: Repo) -> None:
+    """Objects read ahead are kept by kind: a hostile params.yaml naming another experiment's folder is refused as such."""
+    other = "20260301-101501-0123456789ab"
+    tree = _tree(repo, {f"{XP_DIR}/{layout.EXPERIMENT_FILE}": GOOD_META,
+                        f"experiments/2026-03-01/{other}/{layout.EXPERIMENT_FILE}": GOOD_META.replace(XP.encode(), other.encode())})
+    folder = repo.lookup(tree, f"experiments/2026-03-01/{other}")
+    assert folder is not None
+    tree = repo.update_tree(tree, {f"{XP_DIR}/{layout.PARAMS_FILE}": Entry(layout.PARAMS_FILE, FILE_MODE, folder.sha)})
+    problems = _problems(repo, tree)
+    assert len(problems) == 1 and problems[0].startswith(f"{XP_DIR}/{layout.PARAMS_FILE}: unreadable file (object {folder.sha[:12]} is a tree, not a file")

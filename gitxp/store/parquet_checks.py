@@ -95,6 +95,13 @@ def check_parquet(data: bytes, *, what: str = "metrics.parquet", max_rows: int =
     return pf
 
 
+def _undecodable(what: str, exc: Exception) -> Any:
+    """The error for a file whose footer passed but whose pages do not decode."""
+    from gitxp.errors import UnsafeDataError
+
+    return UnsafeDataError(f"{what} is not valid Parquet ({str(exc)[:80]})", "the store may be damaged; see `git fsck`")
+
+
 def from_parquet_bytes(data: bytes, *, what: str = "metrics.parquet") -> Any:
     """Read a Parquet blob from the store, footer checked first (pulled data is untrusted).
 
@@ -104,8 +111,6 @@ def from_parquet_bytes(data: bytes, *, what: str = "metrics.parquet") -> Any:
     """
     import pyarrow as pa
 
-    from gitxp.errors import UnsafeDataError
-
     pf = check_parquet(data, what=what)
     try:
         table = pf.read(use_threads=False)  # see gitxp.store.parquet.read_parquet
@@ -114,7 +119,7 @@ def from_parquet_bytes(data: bytes, *, what: str = "metrics.parquet") -> Any:
             if table.schema != schema():
                 table = table.cast(schema(), safe=False)
     except (OSError, pa.ArrowException, ValueError) as exc:
-        raise UnsafeDataError(f"{what} is not valid Parquet ({str(exc)[:80]})", "the store may be damaged; see `git fsck`") from exc
+        raise _undecodable(what, exc) from exc
     return table
 
 
@@ -131,15 +136,13 @@ def pull_problems(data: bytes, *, what: str = "metrics.parquet") -> list[str]:
     """
     import pyarrow as pa
 
-    from gitxp.errors import UnsafeDataError
-
     pf = check_parquet(data, what=what)
     if _kind(what) != "metrics":
         return []
     try:
         names = pf.read(columns=["name"], use_threads=False)
     except (OSError, pa.ArrowException, ValueError) as exc:
-        raise UnsafeDataError(f"{what} is not valid Parquet ({str(exc)[:80]})", "the store may be damaged; see `git fsck`") from exc
+        raise _undecodable(what, exc) from exc
     return name_problems(names)
 
 

@@ -93,8 +93,11 @@ class Checker:
         self.folders: dict[str, str] = {}  # experiment id -> folder id, of every day folder walked
         self.files: dict[str, dict[str, str]] = {}  # experiment folder id -> {YAML file name: blob id}, of those checked
         self._reader = ObjectReader(repo, engine)
-        self._ahead: dict[str, tuple[str | None, bytes]] = {}  # objects read ahead: id -> (kind, content)
-        self._days: dict[str, tuple[str | None, bytes]] = {}
+        # objects read ahead, id -> content, by kind (a hostile entry may name a tree as a file): the current
+        # group's folders and files, and the day folders, kept while groups come and go
+        self._trees: dict[str, bytes] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._days: dict[str, bytes] = {}
         self._engine = engine
         self._progress = progress  # told how many experiments a walk of at least _SAY_FROM checks
         self._theirs: set[str] = set()  # day/id of the experiments a forked child checks
@@ -206,15 +209,13 @@ class Checker:
         experiment's folder id for the listing check.
         """
         walked = [d for d in days if d.mode == TREE_MODE and _day_ok(d.name) and d.sha not in self.known]
-        self._read_ahead([d.sha for d in walked], "tree")
-        self._days = dict(self._ahead)  # kept while groups of experiments come and go
+        self._days = self._read_ahead([d.sha for d in walked], "tree")
         plan: list[tuple[Entry, str]] = []
         for day in walked:
-            for xp in self._ahead_entries(day.sha):
+            for xp in _entries(self._days, day.sha):
                 self.folders[xp.name] = xp.sha
                 if xp.mode == TREE_MODE and xp.sha not in self.known:
                     plan.append((xp, day.name))
-        self._ahead.clear()
         if self._progress is not None and len(plan) >= _SAY_FROM:
             self._progress(len(plan))
         if len(plan) >= _FORK_FROM:
@@ -290,15 +291,13 @@ class Checker:
     def _next_group(self, sha: str) -> None:
         """An experiment folder about to be checked: read it and the next ones, folders then the files checked, unless already read."""
         i = self._planned.get(sha)
-        if i is None or sha in self._ahead:
+        if i is None or sha in self._trees:
             return
-        self._ahead.clear()
-        self._read_ahead(self._plan[i : i + _READ_AHEAD], "tree")
-        group = list(self._ahead)
-        files = {e.sha: None for xp in group for e in self._ahead_entries(xp) if e.name in _READ_AHEAD_FILES and (e.name, e.sha) not in self._clean}
-        self._read_ahead(list(files), "blob")
+        self._trees = trees = self._read_ahead(self._plan[i : i + _READ_AHEAD], "tree")
+        files = {e.sha: None for xp in trees for e in _entries(trees, xp) if e.name in _READ_AHEAD_FILES and (e.name, e.sha) not in self._clean}
+        self._blobs = self._read_ahead(list(files), "blob", sum(map(len, trees.values())))
 
-    def _read_ahead(self, shas: list[str], kind: str) -> None:
+    def _read_ahead(self, shas: list[str], kind: str, held: int = 0) -> dict[str, bytes]:
         """Read objects the walk will need into memory, all at once (see :mod:`gitxp.plumbing.batch`).
 
         Anything not kept here (missing, of another kind, over
@@ -307,27 +306,21 @@ class Checker:
         with its path: a hostile store's big files cost no more memory here
         than one at a time.
         """
-        held = sum(len(d) for _, d in self._ahead.values())
+        out: dict[str, bytes] = {}
         try:
             for sha, got, data in self._reader.read(shas, limit=_AHEAD_LIMIT):
                 if got == kind and data is not None and held + len(data) <= _AHEAD_BYTES:
-                    self._ahead[sha] = (got, data)
+                    out[sha] = data
                     held += len(data)
         except StoreError:
             pass
-
-    def _ahead_entries(self, sha: str) -> list[Entry]:
-        ahead = self._ahead.get(sha)
-        try:
-            return parse_tree(ahead[1]) if ahead is not None else []
-        except ValueError:
-            return []
+        return out
 
     def _read(self, sha: str, kind: str) -> bytes:
         """An object's content, read ahead or now; StoreError when it is missing or not a ``kind``."""
-        ahead = self._ahead.get(sha) or self._days.get(sha)
+        ahead = self._trees.get(sha, self._days.get(sha)) if kind == "tree" else self._blobs.get(sha)
         if ahead is not None:
-            return ahead[1]
+            return ahead
         got, data = self.repo.read_raw(sha)
         if got != kind:
             raise StoreError(f"object {sha[:12]} is a {got}, not a {'folder' if kind == 'tree' else 'file'}", "the store may be damaged or hostile")
@@ -518,6 +511,14 @@ class Checker:
             problems = [exc.message]
         for p in problems:
             self.problem(f"{path}: {p}")
+
+
+def _entries(objects: dict[str, bytes], sha: str) -> list[Entry]:
+    """The entries of a tree read ahead (none when it was not, or is malformed: the walk reports that)."""
+    try:
+        return parse_tree(objects[sha]) if sha in objects else []
+    except ValueError:
+        return []
 
 
 def _name_ok(name: str) -> bool:

@@ -256,19 +256,17 @@ class Api:
         return cached
 
     def warm(self) -> None:
-        """What the first requests would otherwise pay: the listing and its JSON, then the metric pages' imports.
+        """What the first requests would otherwise pay: imports, the listing, its JSON.
 
-        Run in a background thread once the server accepts requests. The
-        listing first: the page asks for it at once, and holds the lock while
-        it is built, so a request waits for it rather than building it again
-        beside it; a metric is asked for only after a click.
+        Run in a background thread once the server accepts requests.
         """
-        with self._lock:
-            self._stored_rows(None)
-            self._records()
         import numpy  # noqa: F401
         import pyarrow.compute  # noqa: F401
         import pyarrow.parquet  # noqa: F401
+
+        with self._lock:
+            self._stored_rows(None)
+            self._records()
 
     # ------------------------------------------------------------ one experiment
 
