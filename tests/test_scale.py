@@ -70,8 +70,10 @@ def _log(series: dict, name: str, step: int, value: float, t: float) -> None:
 
 
 def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
-    """write_merged gives merge()'s rows, order, schema and summary: in-order, out-of-order, two processes, many names, a previous file."""
+    """write_merged gives merge()'s rows, order, schema and summary: in-order, out-of-order, two processes, many names,
+    a previous file, and the points a finishing run never staged (merged from memory as the newest segment)."""
     import math
+    import shutil
     import time
 
     from gitxp.store import parquet as metrics
@@ -79,14 +81,14 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
     from gitxp.store import parquet_checks
 
     rng = random.Random(3)
-    for trial in range(12):
+    for trial in range(16):
         seg = tmp_path / f"t{trial}"
         seg.mkdir()
         if trial % 4 == 3:  # a resumed run's previous metrics.parquet: no segment footer
             prev = metrics.rows_to_table([("loss", s, 1.0 / (s + 1), 1e9 + s) for s in range(40)] + [("acc", 0, 0.1, 1e9)])
             (seg / "00000000000000000000-previous.parquet").write_bytes(metrics.to_parquet_bytes(metrics._merge_tables([prev])))
         names = rng.choice([1, 3, 80])  # 80 > one row group per name
-        for flush in range(rng.randint(1, 5)):
+        for flush in range(rng.randint(1, 5) if trial < 14 else 0):  # the last two: nothing staged, all in memory
             for tag in ("a", "b")[: rng.randint(1, 2)]:
                 series: dict = {}
                 for k in range(rng.randint(0, 60)):
@@ -94,9 +96,19 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
                     _log(series, f"m{rng.randrange(names)}", step, rng.choice([math.nan, rng.random(), -rng.random()]), 1.7e9 + k)
                 metrics.flush_series(series, seg, tag)
                 time.sleep(0.002)
-        ref, ref_summary = metrics.merge(seg)
+        # the owner's last points, never staged: the reference stages them as the newest segment
+        tail = [(f"m{rng.randrange(names)}", rng.randrange(40) if rng.random() < 0.3 else 1000 + k, rng.random(), 1.8e9 + k)
+                for k in range(rng.randint(0, 50) if trial % 3 or trial >= 14 else 0)]
+        staged, held = {}, {}
+        for row in tail:
+            _log(staged, *row)
+            _log(held, *row)
+        reference = tmp_path / f"r{trial}"
+        shutil.copytree(seg, reference)
+        metrics.flush_series(staged, reference, "z")
+        ref, ref_summary = metrics.merge(reference)
         out = tmp_path / f"m{trial}.parquet"
-        summary = metrics.write_merged(seg, out)
+        summary = metrics.write_merged(seg, out, [(name, chunk) for name, _s, chunk in metrics.take_all(held)])
         if ref is None:
             assert not summary
             continue
@@ -109,6 +121,7 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
         assert ref_summary.keys() == summary.keys()
         for name, stats in ref_summary.items():
             assert all(same(v, summary[name][k]) for k, v in stats.items()), (name, stats, summary[name])
+        assert len(got) == len(tail) + len(metrics.merge(seg)[0] or []) and not any(len(s) for s in held.values())
 
 
 KILLED_SCRIPT = """

@@ -182,6 +182,50 @@ def test_a_stale_ref_lock_is_reported_within_seconds_and_the_run_is_kept(git_rep
     fsck(git_repo)
 
 
+LOCKED_FINISH = """
+import sys, gitxp
+xp = gitxp.start(name="locked", log_hardware=False, capture_env=False, capture_code=False)
+for i in range(30_000):
+    xp.log_metric("loss", 1.0 / (i + 1), step=i)
+    xp.log_metric("acc", i / 30_000)
+open(".git/refs/heads/gitxp.lock", "w").close()  # a git killed mid-update, between the loop and the commit
+try:
+    xp.finish()
+except gitxp.RunNotStoredError as exc:
+    print(xp.id, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def test_points_kept_in_memory_for_the_commit_are_staged_when_it_fails(git_repo: Path) -> None:
+    """The committing process writes its last second of points straight into metrics.parquet, never into a
+    segment: when the commit then fails, they are staged before the error, and `gitxp recover` commits them all."""
+    import pyarrow.parquet as pq
+
+    run_gitxp(git_repo, "init")
+    (git_repo / "locked.py").write_text(LOCKED_FINISH)
+    r = subprocess.run([sys.executable, "locked.py"], cwd=git_repo, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    run = r.stderr.strip().splitlines()[-1]
+    assert staged_runs(git_repo) == [run]
+    assert list((git_repo / ".git" / "gitxp" / "runs" / run / "metrics").glob("*.parquet"))  # the points, staged
+    (git_repo / ".git" / "refs" / "heads" / "gitxp.lock").unlink()
+    os.utime(git_repo / ".git" / "gitxp" / "runs" / run / "heartbeat", (time.time() - 60, time.time() - 60))
+    assert run in run_gitxp(git_repo, "recover").stdout
+    meta = newest_meta(git_repo)
+    assert meta["id"] == run and meta["status"] == "completed"
+    assert meta["metrics"]["loss"]["count"] == meta["metrics"]["acc"]["count"] == 30_000
+    folder = next(p for p in run_git(git_repo, "ls-tree", "-r", "--name-only", "gitxp").splitlines() if run in p and p.endswith("metrics.parquet"))
+    data = subprocess.run(["git", "show", f"gitxp:{folder}"], cwd=git_repo, capture_output=True, check=True).stdout
+    (git_repo.parent / "m.parquet").write_bytes(data)
+    table = pq.read_table(git_repo.parent / "m.parquet")
+    assert table.num_rows == 60_000
+    names = table.column("name").to_pylist()
+    assert names == ["acc"] * 30_000 + ["loss"] * 30_000
+    assert table.column("step").to_pylist() == list(range(30_000)) * 2
+    fsck(git_repo)
+
+
 def test_a_lock_held_briefly_by_a_live_git_is_waited_for(git_repo: Path) -> None:
     run_gitxp(git_repo, "init")
     lock = git_repo / ".git" / "refs" / "heads" / "gitxp.lock"

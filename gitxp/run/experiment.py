@@ -282,11 +282,13 @@ class Experiment(Logbook):
             except OSError as exc:  # a full disk: the run is still committed, with what was staged
                 print(f"gitxp: could not stage the error: {exc}", file=sys.stderr)
         try:
-            self.flush()
+            # the committing process keeps its last points in memory: they go straight into metrics.parquet
+            self.flush(stage_metrics=not self._owner)
         except Exception as exc:
             self._record_lost(exc)
         self._refuse = _closed
         self._adders = {}
+        pending = self.take_pending() if self._owner else []
         self.status = status
         if _current is self:
             _current = None
@@ -302,11 +304,21 @@ class Experiment(Logbook):
         if status == "completed" and _lost_data(self._run):
             status = self.status = "failed"  # completed without what it logged would be untrue
         try:
-            self.commit = commit_run(self._writer_store(), self._run, status=status, exit_code=exit_code, recording_errors=recording_errors, ended_at=ended_at)
-        except (GitxpError, OSError) as exc:  # a full disk, a stale ref lock: the run stays staged
-            raise RunNotStoredError(self.id, describe_failure(exc)) from exc
+            self.commit = commit_run(self._writer_store(), self._run, status=status, exit_code=exit_code, recording_errors=recording_errors,
+                                     ended_at=ended_at, pending=pending)
+        except BaseException as exc:  # a full disk, a stale ref lock, Ctrl-C: the run stays staged, its last points too
+            self._stage_pending(pending)
+            if isinstance(exc, (GitxpError, OSError)):
+                raise RunNotStoredError(self.id, describe_failure(exc)) from exc
+            raise
         finally:
             self._settle_alerts()
+
+    def _stage_pending(self, pending: metrics.Pending) -> None:
+        try:
+            self.stage_pending(pending)
+        except Exception as exc:
+            self._record_lost(exc)
 
     def _settle_alerts(self) -> None:
         if "gitxp.store.alerts" in sys.modules:  # only a run that fired an alert ever imports it

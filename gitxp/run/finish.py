@@ -74,9 +74,12 @@ def preload() -> None:
 
 def commit_run(
     store: Store, run: staging.RunDir, *, status: str, exit_code: int | None = None, recording_errors: Sequence[str] = (),
-    ended_at: str | None = None,
+    ended_at: str | None = None, pending: metrics.Pending = (),
 ) -> str:
     """Turn a staged run into one store commit; returns the commit id.
+
+    ``pending``: metric points of the committing process never staged
+    (:func:`gitxp.store.parquet.write_merged`).
 
     ``recording_errors`` name what could not be recorded (one line each,
     ``output: …`` ones also end the stored output.log). The final status is
@@ -91,7 +94,7 @@ def commit_run(
         run.write_yaml(FINAL_FILE, final)
     except OSError:
         pass  # a full disk: recover will say crashed, the best it can then know
-    files, message = gather(store, run, status=status, exit_code=exit_code, problems=problems, end_time=end_time)
+    files, message = gather(store, run, status=status, exit_code=exit_code, problems=problems, end_time=end_time, pending=pending)
     commit = store.commit_experiment(run.id, files, message)
     run.remove()
     store.repo.delete_refs(run.keep_ref)
@@ -110,6 +113,7 @@ def live_files(store: Store, run: staging.RunDir) -> tuple[dict[str, bytes | Ent
 
 def gather(
     store: Store, run: staging.RunDir, *, status: str, exit_code: int | None, problems: list[str], end_time: Any,
+    pending: metrics.Pending = (),
 ) -> tuple[dict[str, bytes | Entry | None], str]:
     """An experiment's files and commit message from its staging folder; ``end_time=None`` for a live one."""
     live = end_time is None
@@ -123,7 +127,7 @@ def gather(
         meta["inputs"] = merged_inputs([meta.get("inputs"), *_children(run, "inputs")])
 
     files: dict[str, bytes | Entry | None] = {}
-    summary = _metrics_file(store, run, files)
+    summary = _metrics_file(store, run, files, pending)
     _hardware_file(run, files, live, problems)
     _environment_files(run, files)
     _output_file(store, run, files, problems)
@@ -182,11 +186,13 @@ def _merged_staging(run: staging.RunDir, meta: dict[str, Any]) -> tuple[dict[str
     return params, extra
 
 
-def _metrics_file(store: Store, run: staging.RunDir, files: dict[str, bytes | Entry | None]) -> dict[str, Any]:
+def _metrics_file(
+    store: Store, run: staging.RunDir, files: dict[str, bytes | Entry | None], pending: metrics.Pending,
+) -> dict[str, Any]:
     """Merge the metric segments into ``metrics.parquet`` (in ``files``); returns the metrics summary."""
     merged = run.path / f".merged-{os.getpid()}.parquet"  # streamed to disk, then into git: bounded memory
     try:
-        summary = metrics.write_merged(run.path / "metrics", merged)
+        summary = metrics.write_merged(run.path / "metrics", merged, pending)
         if summary is not None:
             files[layout.METRICS_FILE] = store.repo.write_file(merged, level=0)  # zstd inside: zlib would gain nothing
         return summary or {}

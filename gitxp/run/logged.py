@@ -358,15 +358,20 @@ class Logbook:
                         print(f"gitxp: could not stage metrics (will retry): {exc}", file=sys.stderr)
                 last = time.monotonic()
 
-    def flush(self) -> None:
-        """Write what was logged since the last flush to staging (atomic files)."""
+    def flush(self, *, stage_metrics: bool = True) -> None:
+        """Write what was logged since the last flush to staging (atomic files).
+
+        ``stage_metrics=False`` (the committing process's finish) leaves the
+        metric points in their buffers for :meth:`take_pending`.
+        """
         with self._flush_lock:
             if self._alerts:
                 try:
                     self._check_alerts()
                 except Exception as exc:  # an alert must never cost the run its data
                     print(f"gitxp: warning: alert check failed: {exc}", file=sys.stderr)
-            self._points += metrics.flush_series(self._series, self._seg_dir, self._tag)
+            if stage_metrics:
+                self._points += metrics.flush_series(self._series, self._seg_dir, self._tag)
             if self._points >= metrics.MAX_METRIC_POINTS and self._refuse is None:
                 self._refuse = _full
                 self._adders = {}  # a call racing this still lands in its series: flushed next time
@@ -377,3 +382,17 @@ class Logbook:
                 self._run.write_yaml(f"extra{suffix}.yaml", {"summary": _plain(self.summary), "tags": _plain(self.tags, one_line=True), "notes": self._meta.get("notes")})
                 self._last_saved = state
             self._run.heartbeat()
+
+    def take_pending(self) -> metrics.Pending:
+        """The metric points not yet staged, out of their buffers: (name, (steps, values, times)) in name order."""
+        with self._flush_lock:
+            taken = [(name, chunk) for name, _series, chunk in metrics.take_all(self._series)]
+        self._points += sum(len(chunk[0]) for _name, chunk in taken)
+        return taken
+
+    def stage_pending(self, pending: metrics.Pending) -> None:
+        """Stage points taken by :meth:`take_pending` that did not reach a commit, for ``gitxp recover``."""
+        if pending and self._run.path.is_dir():
+            with self._flush_lock:
+                metrics.write_segment(self._seg_dir, self._tag, [name for name, _ in pending], [chunk for _, chunk in pending])
+

@@ -18,7 +18,7 @@ import math
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,13 +187,23 @@ def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[
         raise
 
 
-def flush_series(series: dict[str, Series], seg_dir: Path, tag: str) -> int:
-    """Write every metric's pending points as one segment; returns how many were written."""
+#: Points taken out of their buffers and not staged, as finish hands them to :func:`write_merged`: (name, (steps, values, times)).
+Pending = Sequence[tuple[str, tuple[Any, Any, Any]]]
+
+
+def take_all(series: dict[str, Series]) -> list[tuple[str, Series, tuple[Any, Any, Any]]]:
+    """Every metric's pending points, taken out of its buffers, in name order: (name, series, chunk)."""
     taken = []
     for name, s in sorted(list(series.items())):
         chunk = s.take()
         if chunk is not None:
             taken.append((name, s, chunk))
+    return taken
+
+
+def flush_series(series: dict[str, Series], seg_dir: Path, tag: str) -> int:
+    """Write every metric's pending points as one segment; returns how many were written."""
+    taken = take_all(series)
     if not taken:
         return 0
     try:
@@ -250,8 +260,14 @@ def merge(seg_dir: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
     return out, summarize(out)
 
 
-def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
+def write_merged(seg_dir: Path, dest: Path, pending: Pending = ()) -> dict[str, dict[str, Any]] | None:
     """Stream the segments into ``dest`` (metrics.parquet) and return the per-metric summary (None: no metrics).
+
+    ``pending`` ((name, chunk) as :func:`take_all` gives them) are points
+    never staged, merged as the newest segment: a finishing run's last
+    second goes straight into the file instead of through a segment written
+    and read back (at 1 M points logged in under a second, a third of the
+    finish).
 
     Each segment is already sorted by (name, step) and says in its footer
     which names it holds with their first and last steps, so a metric
@@ -265,13 +281,15 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
     :func:`merge`.
     """
     paths = sorted(seg_dir.glob(SEGMENT_GLOB)) if seg_dir.is_dir() else []
-    if not paths:
+    if not paths and not pending:
         return None  # no metrics: don't pay for importing pyarrow
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     segs = _segment_index(paths)
+    if pending:
+        segs.append(_memory_segment(pending))
     holders: dict[str, list[_Segment]] = {}  # name -> the segments holding it, in write order
     for seg in segs:
         for n in seg[1]:
@@ -289,7 +307,7 @@ def write_merged(seg_dir: Path, dest: Path) -> dict[str, dict[str, Any]] | None:
             for code, name in enumerate(names):
                 runs = holders[name]
                 bounds = [seg[1][name][2:4] for seg in runs]
-                chained = all(seg[2] is None for seg in runs) and all(bounds[i][0] >= bounds[i - 1][1] for i in range(1, len(bounds)))
+                chained = all(bounds[i][0] >= bounds[i - 1][1] for i in range(1, len(bounds)))
                 if chained:
                     for _ in runs:
                         out.emit(code, next(pieces))
@@ -321,8 +339,22 @@ def _read_ahead(read: Callable[[Any], Any], jobs: list[Any], ahead: int = 2) -> 
             yield reader.result()
 
 
-#: (path, {name: (row group or -1, rows, first step, last step, first row)}, a footerless segment's pieces or None)
+#: (path, {name: (row group or -1, rows, first step, last step, first row)}, its pieces when held in memory, else None)
 _Segment = tuple[Path, dict[str, tuple[int, int, int, int, int]], "dict[str, Any] | None"]
+
+
+def _held(path: Path, pieces: dict[str, Any]) -> _Segment:
+    """A segment whose pieces (each sorted by step) are in memory: a footerless file read whole, or points never staged."""
+    entry = {n: (-1, t.num_rows, t.column("step")[0].as_py(), t.column("step")[-1].as_py(), 0) for n, t in pieces.items() if t.num_rows}
+    return (path, entry, {n: pieces[n] for n in entry})
+
+
+def _memory_segment(pending: Pending) -> _Segment:
+    import pyarrow as pa
+
+    columns = _series_columns([chunk for _name, chunk in pending])
+    pieces = {name: pa.Table.from_arrays([st, va, ts], names=["step", "value", "timestamp"]) for (name, _), (st, va, ts, _i) in zip(pending, columns)}
+    return _held(Path("<not staged>"), pieces)
 
 
 def _segment_index(paths: list[Path]) -> list[_Segment]:
@@ -339,8 +371,7 @@ def _segment_index(paths: list[Path]) -> list[_Segment]:
             info = (meta.metadata or {}).get(_SEGMENT_KEY)
             if info is None:
                 table = _merge_tables([read_parquet(p).select(["name", "step", "value", "timestamp"]).cast(schema())])
-                pieces = _split_names(table)
-                segs.append((p, {n: (-1, len(t), 0, 0, 0) for n, t in pieces.items()}, pieces))
+                segs.append(_held(p, _split_names(table)))
                 continue
             rows = json.loads(info)
         except (OSError, pa.ArrowInvalid, ValueError):
