@@ -384,9 +384,13 @@ class Logbook:
             self._run.heartbeat()
 
     def take_pending(self) -> metrics.Pending:
-        """The metric points not yet staged, out of their buffers: (name, (steps, values, times)) in name order."""
+        """The metric points not yet staged, out of their buffers: (name, (steps, values, times)) in name order.
+
+        For the end of logging (``finish`` has closed the adders): the
+        buffers are handed over, not copied.
+        """
         with self._flush_lock:
-            taken = [(name, chunk) for name, _series, chunk in metrics.take_all(self._series)]
+            taken = [(name, chunk) for name, _series, chunk in metrics.take_all(self._series, final=True)]
         self._points += sum(len(chunk[0]) for _name, chunk in taken)
         return taken
 

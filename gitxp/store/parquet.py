@@ -72,11 +72,14 @@ class Series:
     __slots__ = ("steps", "values", "times", "add", "last_step")
 
     def __init__(self) -> None:
+        self._empty()
+        self.last_step = -1
+
+    def _empty(self) -> None:
         self.steps = array("q")
         self.values = array("d")
         self.times = array("d")
         self.add = (self.steps.append, self.values.append, self.times.append)
-        self.last_step = -1
 
     def next_step(self) -> int:
         """The step after the newest one logged."""
@@ -93,10 +96,18 @@ class Series:
         n = len(self.times)
         return (self.steps[n - 1], self.values[n - 1]) if n else None
 
-    def take(self) -> tuple[Any, Any, Any] | None:
+    def take(self, final: bool = False) -> tuple[Any, Any, Any] | None:
+        """The complete points, out of the buffers; ``final`` (logging has ended) hands over the buffers themselves, uncopied."""
         n = len(self.times)
         if not n:
             return None
+        if final:
+            chunk = (self.steps, self.values, self.times)
+            for column in chunk:
+                del column[n:]  # a point a racing call left half-appended
+            self._empty()
+            self.last_step = chunk[0][-1]
+            return chunk
         chunk = (self.steps[:n], self.values[:n], self.times[:n])
         self.last_step = chunk[0][-1]  # before the del: a default step racing it reads one or the other
         del self.steps[:n], self.values[:n], self.times[:n]
@@ -191,11 +202,11 @@ def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[
 Pending = Sequence[tuple[str, tuple[Any, Any, Any]]]
 
 
-def take_all(series: dict[str, Series]) -> list[tuple[str, Series, tuple[Any, Any, Any]]]:
+def take_all(series: dict[str, Series], final: bool = False) -> list[tuple[str, Series, tuple[Any, Any, Any]]]:
     """Every metric's pending points, taken out of its buffers, in name order: (name, series, chunk)."""
     taken = []
     for name, s in sorted(list(series.items())):
-        chunk = s.take()
+        chunk = s.take(final)
         if chunk is not None:
             taken.append((name, s, chunk))
     return taken
