@@ -129,3 +129,23 @@ def state(repo: Path) -> tuple[bytes, int, str, str, str]:
         status,
         run_git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/main"),
     )
+
+
+def run_in_pty(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``cmd`` with a terminal as stdin/stdout/stderr; returns (exit status, everything it wrote)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return proc.wait(timeout=600), out.decode(errors="replace")

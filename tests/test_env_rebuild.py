@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import gitxp
+from conftest import gitxp, run_in_pty
 
 import gitxp as api
 
@@ -50,26 +50,6 @@ def _imported(env: dict) -> set[str]:
     return {p["name"].lower() for p in env["packages"] if p.get("imported") is True}
 
 
-def _run_in_pty(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run ``cmd`` with a terminal as stdin/stdout/stderr; returns (exit status, everything it wrote)."""
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    return proc.wait(timeout=600), out.decode(errors="replace")
-
-
 def test_wrapped_run_records_imports_and_only_imported_venv_runs_it_with_pip(git_repo: Path, tmp_path: Path) -> None:
     (git_repo / "uses_yaml.py").write_text(SCRIPT)
     r = gitxp(git_repo, "start", "--no-hardware", "--", sys.executable, "uses_yaml.py")
@@ -80,7 +60,7 @@ def test_wrapped_run_records_imports_and_only_imported_venv_runs_it_with_pip(git
 
     dest = tmp_path / "lean"
     plain = {**os.environ, "PATH": _path_without_uv()}
-    code, out = _run_in_pty([sys.executable, "-m", "gitxp", "env", "@", "--venv", str(dest), "--only-imported"], git_repo, plain)
+    code, out = run_in_pty([sys.executable, "-m", "gitxp", "env", "@", "--venv", str(dest), "--only-imported"], git_repo, plain)
     assert code == 0, out
     assert "1 of" in out and "were imported: PyYAML" in out
     assert "with pip" in out and "collecting PyYAML" in out  # progress, on a terminal
@@ -109,7 +89,7 @@ def test_only_imported_with_uv(git_repo: Path, tmp_path: Path) -> None:
     bindir.mkdir()
     (bindir / "uv").symlink_to(uv)
     dest = tmp_path / "lean-uv"
-    code, out = _run_in_pty([sys.executable, "-m", "gitxp", "env", "@", "--venv", str(dest), "--only-imported"], git_repo,
+    code, out = run_in_pty([sys.executable, "-m", "gitxp", "env", "@", "--venv", str(dest), "--only-imported"], git_repo,
                             {**os.environ, "PATH": f"{bindir}{os.pathsep}{_path_without_uv()}"})
     assert code == 0, out
     assert "with uv" in out and "installed pyyaml" in out.lower()
@@ -192,7 +172,7 @@ def test_storing_a_big_artifact_shows_progress_on_a_terminal_only(git_repo: Path
     (git_repo / ".gitignore").write_text("*.bin\n")
     (git_repo / "model.bin").write_bytes(os.urandom(9 * 2**20))
     cmd = [sys.executable, "-m", "gitxp", "start", "--no-hardware", "--artifact", "model.bin", "--", "true"]
-    code, out = _run_in_pty(cmd, git_repo, dict(os.environ))
+    code, out = run_in_pty(cmd, git_repo, dict(os.environ))
     assert code == 0, out
     assert "gitxp: encrypting and storing model.bin: 100%" in out
     r = gitxp(git_repo, "start", "--no-hardware", "--artifact", "model.bin", "--", "true")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import gitxp
-from conftest import fsck, gitxp as run_gitxp, run_git
+from conftest import fsck, gitxp as run_gitxp, run_git, run_in_pty
 
 
 def record(repo: Path, name: str, loss: float = 0.5) -> str:
@@ -48,6 +48,18 @@ def test_two_clones_push_merge_and_pull(two_clones: tuple[Path, Path, Path]) -> 
         assert {r.id for r in store.experiments()} == everything
     for repo in (a, b, bare):
         fsck(repo)
+
+
+def test_pull_on_a_terminal_shows_gits_progress_but_not_its_private_ref(two_clones: tuple[Path, Path, Path]) -> None:
+    bare, a, b = two_clones
+    for k in range(3):
+        record(a, f"a{k}")
+    run_gitxp(a, "push")
+    code, out = run_in_pty([sys.executable, "-m", "gitxp", "pull"], b, {**os.environ, "GITXP_ENGINE": "git"})
+    assert code == 0, out
+    assert "Counting objects: 100%" in out and "objects: 100%" in out.split("Total")[-1]  # git's own progress, both sides
+    assert "refs/gitxp/" not in out and "From " not in out  # the quarantine's private ref is not shown, nor its header
+    assert "created" in out and len(ids(b)) == 3
 
 
 def test_concurrent_pushes_both_land(two_clones: tuple[Path, Path, Path]) -> None:
