@@ -6,6 +6,8 @@ import datetime as dt
 import random
 from pathlib import Path
 
+import pytest
+
 from conftest import fsck, run_git
 
 from gitxp.store import layout
@@ -69,14 +71,19 @@ def _log(series: dict, name: str, step: int, value: float, t: float) -> None:
     add_time(t)
 
 
-def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
+@pytest.mark.parametrize("row_group", [None, 7])
+def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path, row_group: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """write_merged gives merge()'s rows, order, schema and summary: in-order, out-of-order, two processes, many names,
-    a previous file, and the points a finishing run never staged (merged from memory as the newest segment)."""
+    a previous file, and the points a finishing run never staged (merged from memory as the newest segment);
+    with row groups of 7 rows, a metric spans several row groups of a segment and pieces held whole are emitted in steps."""
     import math
     import shutil
     import time
 
     from gitxp.store import parquet as metrics
+
+    if row_group:
+        monkeypatch.setattr(metrics, "MERGED_ROW_GROUP", row_group)
 
     from gitxp.store import parquet_checks
 
@@ -96,6 +103,12 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
                     _log(series, f"m{rng.randrange(names)}", step, rng.choice([math.nan, rng.random(), -rng.random()]), 1.7e9 + k)
                 metrics.flush_series(series, seg, tag)
                 time.sleep(0.002)
+        if row_group and trial < 14:
+            import pyarrow.parquet as pq
+
+            metas = [pq.read_metadata(f) for f in seg.glob("*-[ab].parquet")]
+            spread = [m for m in metas if m.num_rows > row_group and m.num_row_groups > 1]
+            assert spread or not any(m.num_rows > row_group for m in metas)  # the multi-row-group layout is what is read here
         # the owner's last points, never staged: the reference stages them as the newest segment
         tail = [(f"m{rng.randrange(names)}", rng.randrange(40) if rng.random() < 0.3 else 1000 + k, rng.random(), 1.8e9 + k)
                 for k in range(rng.randint(0, 50) if trial % 3 or trial >= 14 else 0)]
@@ -122,6 +135,43 @@ def test_streamed_merge_matches_the_in_memory_sort(tmp_path: Path) -> None:
         for name, stats in ref_summary.items():
             assert all(same(v, summary[name][k]) for k, v in stats.items()), (name, stats, summary[name])
         assert len(got) == len(tail) + len(metrics.merge(seg)[0] or []) and not any(len(s) for s in held.values())
+
+
+def test_segments_staged_by_an_earlier_version_still_merge(tmp_path: Path) -> None:
+    """A run staged before segments recorded their row-group count (one row group per name, four fields a name)
+    is still committed right by `gitxp recover` after an upgrade."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from gitxp.store import parquet as metrics
+
+    seg = tmp_path / "metrics"
+    seg.mkdir()
+    series: dict = {}
+    for k in range(30):
+        _log(series, "loss", k, 1.0 / (k + 1), 1.7e9 + k)
+        _log(series, "acc", k, k / 30, 1.7e9 + k)
+    metrics.flush_series(series, seg, "old")
+    [path] = seg.glob("*.parquet")
+    table = pq.read_table(path)
+    rows = json.loads(table.schema.metadata[b"gitxp.series"])
+    old = table.replace_schema_metadata({b"gitxp.series": json.dumps([r[:4] for r in rows]).encode()})
+    with pq.ParquetWriter(path, old.schema) as w:
+        start = 0
+        for _name, n, *_ in rows:
+            w.write_table(old.slice(start, n), row_group_size=n)
+            start += n
+    assert pq.read_metadata(path).num_row_groups == 2
+    for k in range(30, 40):
+        _log(series, "loss", k, 1.0 / (k + 1), 1.8e9 + k)
+    metrics.flush_series(series, seg, "new")
+    out = tmp_path / "metrics.parquet"
+    summary = metrics.write_merged(seg, out)
+    got = pq.read_table(out)
+    assert got.column("name").to_pylist() == ["acc"] * 30 + ["loss"] * 40
+    assert got.column("step").to_pylist() == list(range(30)) + list(range(40))
+    assert summary is not None and summary["loss"]["count"] == 40 and summary["loss"]["last_step"] == 39
 
 
 KILLED_SCRIPT = """

@@ -118,11 +118,13 @@ class Series:
         self.steps[0:0], self.values[0:0], self.times[0:0] = chunk
 
 
-#: Metadata key of a segment: JSON list of [name, rows, first step, last step] in file order.
+#: Metadata key of a segment: JSON list of [name, rows, first step, last step, row groups] in file order
+#: (segments written before the row-group count hold one row group per name).
 _SEGMENT_KEY = b"gitxp.series"
 #: A segment with at most this many names gets one row group per name, read one at a time when merging.
 _GROUPED_NAMES = 64
-#: Rows per row group of the final metrics.parquet (streamed: at most this many are held).
+#: Rows per row group of the final metrics.parquet and, at most, of a metric in a segment: the merge holds
+#: a few of these at a time, whatever the size of a flush.
 MERGED_ROW_GROUP = 1 << 18
 #: How metric files are encoded (standard encodings every reader has): the name as a dictionary; step and
 #: timestamp, which grow steadily, as deltas (at 1 M points half the write time, a quarter of the size).
@@ -180,16 +182,18 @@ def write_segment(seg_dir: Path, tag: str, names: list[str], chunks: list[tuple[
 
     dictionary = strings(names)
     cols = _series_columns(chunks)
-    info = [[nm, len(c[0]), c[0][0].as_py() if len(c[0]) else 0, c[0][-1].as_py() if len(c[0]) else 0] for nm, c in zip(names, cols)]
+    grouped = len(names) <= _GROUPED_NAMES
+    info = [[nm, len(c[0]), c[0][0].as_py() if len(c[0]) else 0, c[0][-1].as_py() if len(c[0]) else 0, -(-len(c[0]) // MERGED_ROW_GROUP) if grouped else 0]
+            for nm, c in zip(names, cols)]
     sch = schema().with_metadata({_SEGMENT_KEY: json.dumps(info).encode()})
     tables = [pa.Table.from_arrays([pa.DictionaryArray.from_arrays(idx, dictionary), st, va, ts], schema=sch) for st, va, ts, idx in cols]
     name = f"{time.time_ns():020d}-{tag}.parquet"
     tmp = seg_dir / f".{name}.tmp"
     try:
         with pq.ParquetWriter(tmp, sch, compression="lz4", **_ENCODING) as w:  # staging: speed over size
-            if len(tables) <= _GROUPED_NAMES:
+            if grouped:
                 for t in tables:
-                    w.write_table(t, row_group_size=max(t.num_rows, 1))
+                    w.write_table(t, row_group_size=MERGED_ROW_GROUP)
             else:
                 w.write_table(pa.concat_tables(tables), row_group_size=max(sum(t.num_rows for t in tables), 1))
         os.replace(tmp, seg_dir / name)
@@ -283,9 +287,9 @@ def write_merged(seg_dir: Path, dest: Path, pending: Pending = ()) -> dict[str, 
     Each segment is already sorted by (name, step) and says in its footer
     which names it holds with their first and last steps, so a metric
     logged in step order (the usual case) is a concatenation of its runs in
-    segment order: nothing is sorted, and at most one row group
-    (:data:`MERGED_ROW_GROUP` rows) plus one segment's piece is in memory,
-    whatever the number of points. A metric whose runs overlap (steps logged
+    segment order: nothing is sorted, and a few row groups
+    (:data:`MERGED_ROW_GROUP` rows each) are in memory, whatever the number
+    of points. A metric whose runs overlap (steps logged
     out of order across flushes, or by two processes) is gathered and
     stably sorted on its own. Segments without the footer (a resumed run's
     previous file) are read whole. Same order, schema and summary as
@@ -314,16 +318,17 @@ def write_merged(seg_dir: Path, dest: Path, pending: Pending = ()) -> dict[str, 
     try:
         with pq.ParquetWriter(tmp, schema(), compression="zstd", **_ENCODING) as w:
             out = _RowGroups(w, names, summary)
-            pieces = _read_ahead(lambda job: piece(*job), [(seg, name) for name in names for seg in holders[name]])
+            jobs = [(seg, name, k) for name in names for seg in holders[name] for k in range(seg[1][name][5])]
+            pieces = _read_ahead(lambda job: piece(*job), jobs)
             for code, name in enumerate(names):
                 runs = holders[name]
                 bounds = [seg[1][name][2:4] for seg in runs]
-                chained = all(bounds[i][0] >= bounds[i - 1][1] for i in range(1, len(bounds)))
-                if chained:
-                    for _ in runs:
+                count = sum(seg[1][name][5] for seg in runs)
+                if all(bounds[i][0] >= bounds[i - 1][1] for i in range(1, len(bounds))):  # chained
+                    for _ in range(count):
                         out.emit(code, next(pieces))
                 else:
-                    t = pa.concat_tables([next(pieces) for _ in runs])
+                    t = pa.concat_tables([next(pieces) for _ in range(count)])
                     out.emit(code, t.take(pc.sort_indices(t.column("step"))))  # stable: logging order kept on equal steps
             out.flush()
         os.replace(tmp, dest)
@@ -350,13 +355,14 @@ def _read_ahead(read: Callable[[Any], Any], jobs: list[Any], ahead: int = 2) -> 
             yield reader.result()
 
 
-#: (path, {name: (row group or -1, rows, first step, last step, first row)}, its pieces when held in memory, else None)
-_Segment = tuple[Path, dict[str, tuple[int, int, int, int, int]], "dict[str, Any] | None"]
+#: (path, {name: (first row group or -1, rows, first step, last step, first row, pieces)}, its pieces when held in memory, else None);
+#: a name's rows are read as ``pieces`` row groups from its first, or as one slice of the whole file (-1)
+_Segment = tuple[Path, dict[str, tuple[int, int, int, int, int, int]], "dict[str, Any] | None"]
 
 
 def _held(path: Path, pieces: dict[str, Any]) -> _Segment:
     """A segment whose pieces (each sorted by step) are in memory: a footerless file read whole, or points never staged."""
-    entry = {n: (-1, t.num_rows, t.column("step")[0].as_py(), t.column("step")[-1].as_py(), 0) for n, t in pieces.items() if t.num_rows}
+    entry = {n: (-1, t.num_rows, t.column("step")[0].as_py(), t.column("step")[-1].as_py(), 0, 1) for n, t in pieces.items() if t.num_rows}
     return (path, entry, {n: pieces[n] for n in entry})
 
 
@@ -387,33 +393,34 @@ def _segment_index(paths: list[Path]) -> list[_Segment]:
             rows = json.loads(info)
         except (OSError, pa.ArrowInvalid, ValueError):
             continue  # a torn file of a crash: skipped, as read_segments does
-        grouped = meta.num_row_groups == len(rows)
-        entry, offset = {}, 0
-        for i, (name, n, first, last) in enumerate(rows):
-            entry[name] = (i if grouped else -1, n, first, last, offset)
-            offset += n
+        groups = [row[4] if len(row) > 4 else 1 for row in rows]  # older segments: one row group per name
+        grouped = all(groups) and meta.num_row_groups == sum(groups)
+        entry, offset, group = {}, 0, 0
+        for (name, n, first, last, *_), k in zip(rows, groups):
+            entry[name] = (group, n, first, last, offset, k) if grouped else (-1, n, first, last, offset, 1)
+            offset, group = offset + n, group + k
         segs.append((p, entry, None))
     return segs
 
 
 class _SegmentPieces:
-    """One metric's rows out of a segment: its row group, else a slice of the segment (read once, dropped after its last name)."""
+    """One metric's rows out of a segment: its ``k``-th row group, else a slice of the segment (read once, dropped after its last name)."""
 
     def __init__(self, segs: list[_Segment]) -> None:
         self.whole: dict[Path, Any] = {}
         self.last_name = {seg[0]: max(seg[1]) for seg in segs if seg[1]}
 
-    def __call__(self, seg: _Segment, name: str) -> Any:
+    def __call__(self, seg: _Segment, name: str, k: int) -> Any:
         import pyarrow.parquet as pq
 
         path, entry, legacy = seg
         if legacy is not None:
             return legacy[name]
-        group, n, _first, _last, offset = entry[name]
+        group, n, _first, _last, offset, _pieces = entry[name]
         cols = ["step", "value", "timestamp"]
         if group >= 0:
             with pq.ParquetFile(path) as pf:
-                return pf.read_row_group(group, columns=cols, use_threads=False)
+                return pf.read_row_group(group + k, columns=cols, use_threads=False)
         if path not in self.whole:
             self.whole[path] = read_parquet(path).select(cols)
         t = self.whole[path].slice(offset, n)
@@ -432,10 +439,12 @@ class _RowGroups:
         self.held = 0
 
     def emit(self, code: int, t: Any) -> None:
+        for start in range(0, t.num_rows, MERGED_ROW_GROUP):  # a piece held whole (points never staged, an old segment) in bounded steps
+            self._emit(code, t.slice(start, MERGED_ROW_GROUP))
+
+    def _emit(self, code: int, t: Any) -> None:
         import pyarrow as pa
 
-        if t.num_rows == 0:
-            return
         t = t.cast(pa.schema([schema().field(c) for c in ("step", "value", "timestamp")]), safe=False)
         idx = from_buffer(pa.int32(), array("i", [code]) * t.num_rows)
         self.pending.append(pa.Table.from_arrays([pa.DictionaryArray.from_arrays(idx, self.dictionary), *t.columns], schema=schema()))
