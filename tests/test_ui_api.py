@@ -310,3 +310,36 @@ def test_downsample_keeps_first_last_min_max_of_every_bucket() -> None:
         assert b * size + int(np.nanargmax(chunk)) in idx and b * size + int(np.nanargmin(chunk)) in idx
     assert downsample(v[:10], 1000).tolist() == list(range(10))
     assert downsample(v, 3).tolist() == [0, 50_001, 100_002]
+
+
+def test_metric_series_matches_a_plain_reference_on_awkward_tables() -> None:
+    """Interleaved names (a live run's unmerged rows), unsorted steps, NaN, several chunks, plain string names:
+    each series is its rows in stable step order, reduced by downsample, with the kept points' own times."""
+    import random
+
+    import numpy as np
+    import pyarrow as pa
+
+    from gitxp.store import parquet as metrics
+    from gitxp.ui.api import downsample, metric_series
+
+    rng = random.Random(5)
+    for trial in range(12):
+        n = rng.choice([1, 7, 3000])
+        rows = [(rng.choice(["a", "b", "c"]) if trial % 3 else "a", rng.randrange(n) if trial % 2 else k,
+                 rng.choice([float("nan"), rng.random()]), 1.7e9 + k * 0.001) for k in range(n)]
+        if trial % 4 == 0:
+            rows.sort(key=lambda r: (r[0], r[1]))  # as stores keep them: each name one run of rows
+        table = metrics.rows_to_table(rows)
+        if trial % 5 == 1:
+            table = pa.concat_tables([table.slice(0, n // 2), table.slice(n // 2)])  # two chunks, as row groups read
+        if trial % 6 == 2:
+            table = table.set_column(0, "name", table.column("name").cast(pa.string()))
+        got = {s["name"]: s for s in metric_series(table, None, 400)}
+        for name in sorted({r[0] for r in rows}):
+            mine = sorted((r for r in rows if r[0] == name), key=lambda r: r[1])  # stable: logging order on equal steps
+            keep = downsample(np.array([r[2] for r in mine]), 400).tolist()
+            s = got[name]
+            assert s["step"] == [mine[i][1] for i in keep]
+            assert [None if v is None else round(v, 12) for v in s["value"]] == [None if v != v else round(v, 12) for v in (mine[i][2] for i in keep)]
+            assert s["timestamp"] == pytest.approx([round(mine[i][3], 3) for i in keep], abs=2e-3)
