@@ -44,7 +44,8 @@ from typing import IO, TYPE_CHECKING, Any
 from gitxp.artifacts import crypto
 from gitxp.artifacts.manifest import MAX_PARTS, artifact_name, check_item, find_clash, storage_path
 from gitxp.errors import StoreError, UnsafeDataError, UsageError
-from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry, LooseObject
+from gitxp.plumbing.loose import LooseObject
+from gitxp.plumbing.repo import FILE_MODE, TREE_MODE, Entry
 from gitxp.store import layout
 from gitxp.threads import Worker
 
