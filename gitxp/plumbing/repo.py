@@ -231,7 +231,8 @@ class Repo(Refs):
             out += b"%o %s\0" % (e.mode, e.name.encode("utf-8"))
             out += bytes.fromhex(e.sha)
         sha = self.write_object("tree", bytes(out))
-        self._remember(sha, tuple(Entry(e.name, e.mode, e.sha.lower()) for e in items))  # the next commit reads it back
+        if len(items) <= _PARSED_ENTRIES:
+            self._remember(sha, tuple(Entry(e.name, e.mode, e.sha.lower()) for e in items))  # the next commit reads it back
         return sha
 
     def write_commit(self, tree: str, parents: list[str], message: str, *, when: float | None = None) -> str:
@@ -337,6 +338,8 @@ class Repo(Refs):
 
     def _remember(self, sha: str, entries: tuple[Entry, ...]) -> None:
         """Keep a tree's entries (an object's content never changes: its id is its hash), the least recently used dropped."""
+        if len(entries) > _PARSED_ENTRIES:
+            return  # a busy day's folder: edited as raw records (splice), never held parsed
         parsed = self._parsed
         parsed.pop(sha, None)
         if len(parsed) >= _PARSED_TREES:
@@ -465,6 +468,8 @@ class Repo(Refs):
 
 #: Parsed trees a Repo keeps (the listing/ folder of 20,000 experiments is ~160 entries: parsed twice a commit, 1 ms).
 _PARSED_TREES = 16
+#: ... of at most this many entries each (a long-lived process, the UI's server, holds no more than ~2 MB so).
+_PARSED_ENTRIES = 1024
 
 
 def init_repository(path: Path) -> Path:
