@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +93,26 @@ def run(
     text: bool = True,
     check: bool = False,
     show_stderr: bool = False,
+    hide: Callable[[bytes], bool] | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[Any]:
     """``git ARGS`` in ``cwd``, in ``env`` (made by :func:`environment`; its defaults when None).
+
+    ``show_stderr`` lets git's stderr reach ours; with ``hide`` it is
+    relayed as it comes (progress redraws end in CR), less the lines
+    ``hide`` picks, and also kept in the result for an error message.
 
     Raises:
         OSError: git could not be started.
         subprocess.CalledProcessError: ``check`` and git failed.
     """
+    argv, env = ["git", *args], environment() if env is None else env
+    if show_stderr and hide is not None and input is None:
+        return _relayed(argv, cwd, env, hide, text=text, check=check)
     return subprocess.run(
-        ["git", *args],
+        argv,
         cwd=cwd,
-        env=environment() if env is None else env,
+        env=env,
         input=input,
         stdin=subprocess.DEVNULL if input is None else None,
         stdout=subprocess.PIPE,
@@ -111,6 +120,37 @@ def run(
         text=text,
         check=check,
     )
+
+
+def _relayed(argv: list[str], cwd: str | os.PathLike[str], env: dict[str, str], hide: Callable[[bytes], bool], *, text: bool,
+             check: bool) -> subprocess.CompletedProcess[Any]:
+    import re
+    import threading
+
+    p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = p.stdout, p.stderr
+    assert stdout is not None and stderr is not None
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)
+    reader.start()
+    sink, kept, pending = sys.stderr.buffer, bytearray(), b""
+    sys.stderr.flush()
+    while chunk := os.read(stderr.fileno(), 65536):
+        kept += chunk
+        *pieces, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
+        sink.write(b"".join(piece for piece in pieces if not hide(piece)))
+        sink.flush()
+    if pending and not hide(pending):
+        sink.write(pending)
+    rc = p.wait()
+    reader.join()
+    stderr.close()
+    result: subprocess.CompletedProcess[Any] = subprocess.CompletedProcess(argv, rc, b"".join(out), bytes(kept))
+    if text:
+        result.stdout, result.stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    if check:
+        result.check_returncode()
+    return result
 
 
 def hooks_dir(path: str | os.PathLike[str] = ".") -> Path:

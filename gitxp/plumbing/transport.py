@@ -56,36 +56,11 @@ def _run_git(
 ) -> subprocess.CompletedProcess[str]:
     """git with no prompt when nobody can answer; its stderr reaches the terminal unless ``quiet``, less the lines ``hide`` picks."""
     show = not quiet and sys.stderr.isatty()
-    cwd, git_env = str(repo.root or repo.git_dir), gitcli.environment(extra_env=env, prompt=False, in_hook=in_hook)
     try:
-        if show and hide is not None:
-            return _relayed(args, cwd, git_env, hide)
-        return gitcli.run(args, cwd, env=git_env, show_stderr=show)
+        return gitcli.run(args, str(repo.root or repo.git_dir), env=gitcli.environment(extra_env=env, prompt=False, in_hook=in_hook), show_stderr=show,
+                          hide=hide)
     except OSError as exc:
         raise RemoteError(f"could not run git: {exc}", f"install git or set {ENGINE_ENV}=dulwich") from exc
-
-
-def _relayed(args: list[str], cwd: str, env: dict[str, str], hide: Callable[[bytes], bool]) -> subprocess.CompletedProcess[str]:
-    """git with its stderr copied to ours as it comes (progress redraws end in CR), except the lines ``hide`` picks."""
-    import threading
-
-    p = subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stdout is not None and p.stderr is not None
-    out: list[bytes] = []
-    reader = threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    sink, kept, pending = sys.stderr.buffer, bytearray(), b""
-    sys.stderr.flush()
-    while chunk := os.read(p.stderr.fileno(), 65536):
-        kept += chunk
-        *pieces, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
-        sink.write(b"".join(piece for piece in pieces if not hide(piece)))
-        sink.flush()
-    if pending and not hide(pending):
-        sink.write(pending)
-    rc = p.wait()
-    reader.join()
-    return subprocess.CompletedProcess(p.args, rc, b"".join(out).decode(errors="replace"), kept.decode(errors="replace"))
 
 
 def _last_line(text: str | None) -> str:
