@@ -20,7 +20,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SEGMENT_GLOB = "*.parquet"
 #: Metric values one process stages for an experiment: checked at each flush,
@@ -151,7 +151,7 @@ def _series_columns(chunks: list[tuple[Any, Any, Any]]) -> list[tuple[Any, Any, 
 
 
 def from_buffer(arrow_type: Any, data: Any, n: int | None = None) -> Any:
-    """An Arrow array over ``data`` (an ``array.array`` or bytes of ``arrow_type``'s width).
+    """An Arrow array over ``data`` (an ``array.array``, a contiguous numpy array or bytes of ``arrow_type``'s width).
 
     The one way gitxp builds arrays from values it holds: Arrow never converts
     a Python value here (``pa.array``/``pa.scalar`` import pandas on their first
@@ -318,13 +318,13 @@ def write_merged(seg_dir: Path, dest: Path, pending: Pending = ()) -> dict[str, 
     try:
         with pq.ParquetWriter(tmp, schema(), compression="zstd", **_ENCODING) as w:
             out = _RowGroups(w, names, summary)
-            jobs = [(seg, name, k) for name in names for seg in holders[name] for k in range(seg[1][name][5])]
+            jobs = [(seg, name, k) for name in names for seg in holders[name] for k in range(seg[1][name].pieces)]
             pieces = _read_ahead(lambda job: piece(*job), jobs)
             for code, name in enumerate(names):
                 runs = holders[name]
-                bounds = [seg[1][name][2:4] for seg in runs]
-                count = sum(seg[1][name][5] for seg in runs)
-                if all(bounds[i][0] >= bounds[i - 1][1] for i in range(1, len(bounds))):  # chained
+                places = [seg[1][name] for seg in runs]
+                count = sum(place.pieces for place in places)
+                if all(places[i].first >= places[i - 1].last for i in range(1, len(places))):  # chained
                     for _ in range(count):
                         out.emit(code, next(pieces))
                 else:
@@ -355,14 +355,24 @@ def _read_ahead(read: Callable[[Any], Any], jobs: list[Any], ahead: int = 2) -> 
             yield reader.result()
 
 
-#: (path, {name: (first row group or -1, rows, first step, last step, first row, pieces)}, its pieces when held in memory, else None);
-#: a name's rows are read as ``pieces`` row groups from its first, or as one slice of the whole file (-1)
-_Segment = tuple[Path, dict[str, tuple[int, int, int, int, int, int]], "dict[str, Any] | None"]
+class _Place(NamedTuple):
+    """Where a segment holds one metric: ``pieces`` row groups from ``group``, or (``group`` -1) ``rows`` rows from ``offset`` of the whole file."""
+
+    group: int
+    rows: int
+    first: int  # step
+    last: int
+    offset: int
+    pieces: int
+
+
+#: (path, {name: its place}, its pieces when held in memory, else None)
+_Segment = tuple[Path, dict[str, _Place], "dict[str, Any] | None"]
 
 
 def _held(path: Path, pieces: dict[str, Any]) -> _Segment:
     """A segment whose pieces (each sorted by step) are in memory: a footerless file read whole, or points never staged."""
-    entry = {n: (-1, t.num_rows, t.column("step")[0].as_py(), t.column("step")[-1].as_py(), 0, 1) for n, t in pieces.items() if t.num_rows}
+    entry = {n: _Place(-1, t.num_rows, t.column("step")[0].as_py(), t.column("step")[-1].as_py(), 0, 1) for n, t in pieces.items() if t.num_rows}
     return (path, entry, {n: pieces[n] for n in entry})
 
 
@@ -397,7 +407,7 @@ def _segment_index(paths: list[Path]) -> list[_Segment]:
         grouped = all(groups) and meta.num_row_groups == sum(groups)
         entry, offset, group = {}, 0, 0
         for (name, n, first, last, *_), k in zip(rows, groups):
-            entry[name] = (group, n, first, last, offset, k) if grouped else (-1, n, first, last, offset, 1)
+            entry[name] = _Place(group, n, first, last, offset, k) if grouped else _Place(-1, n, first, last, offset, 1)
             offset, group = offset + n, group + k
         segs.append((p, entry, None))
     return segs
@@ -416,14 +426,14 @@ class _SegmentPieces:
         path, entry, legacy = seg
         if legacy is not None:
             return legacy[name]
-        group, n, _first, _last, offset, _pieces = entry[name]
+        place = entry[name]
         cols = ["step", "value", "timestamp"]
-        if group >= 0:
+        if place.group >= 0:
             with pq.ParquetFile(path) as pf:
-                return pf.read_row_group(group + k, columns=cols, use_threads=False)
+                return pf.read_row_group(place.group + k, columns=cols, use_threads=False)
         if path not in self.whole:
             self.whole[path] = read_parquet(path).select(cols)
-        t = self.whole[path].slice(offset, n)
+        t = self.whole[path].slice(place.offset, place.rows)
         if name == self.last_name[path]:
             self.whole.pop(path)
         return t
