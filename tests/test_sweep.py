@@ -193,3 +193,89 @@ def test_python_api_runs_functions_in_parallel(git_repo: Path) -> None:
     assert len(parents) == 1 and parents[0].name == "fit" and len(kids) == 4
     assert {k.meta["parent"] for k in kids} == {parents[0].id}
     fsck(repo)
+
+
+def test_python_api_children_never_inherit_a_lock_held_by_another_thread(tmp_path: Path) -> None:
+    """A child forked while another thread is mid-import waits for that import forever (CI hung so)."""
+    (tmp_path / "slowmod.py").write_text(textwrap.dedent("""
+        import threading, time
+        if threading.current_thread().name == "importer":
+            time.sleep(4)  # holds slowmod's import lock this long; a child imports it at once
+        VALUE = 42
+    """))
+    script = textwrap.dedent("""
+        import sys, threading, time
+        from gitxp.sweeps.forker import Forker
+
+        def target(spec):
+            import slowmod
+            print("child imported", slowmod.VALUE, spec["n"], flush=True)
+
+        forker = Forker(target)
+        threading.Thread(target=lambda: __import__("slowmod"), name="importer").start()
+        time.sleep(0.5)  # the import is now half done, its lock held
+        t0 = time.monotonic()
+        codes = [forker.run({"n": n}) for n in (1, 2)]
+        print("codes", codes, "fast", time.monotonic() - t0 < 3, flush=True)
+        forker.close()
+    """)
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ['PYTHONPATH']}"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["child imported 42 1", "child imported 42 2", "codes [0, 0] fast True"]
+
+
+SLOW_API_SWEEP = """
+import os, sys, time
+from gitxp import sweep
+
+def fit(xp, params):
+    for step in range(10_000):
+        xp.log_metric("loss", 1 / (step + 1), step=step)
+        if step == 2:
+            open(f"started-{params['lr']}", "w").close()
+        time.sleep(0.01)
+
+sweep(fit, {"grid": {"lr": [0.1, 0.2, 0.3]}}, jobs=2, capture_code=False, capture_env=False)
+print("sweep returned", flush=True)
+# this sweep's own mark, for pgrep: {mark}
+"""
+
+
+def _start_slow_api_sweep(repo: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_API_SWEEP.replace("{mark}", str(repo))], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(list(repo.glob("started-*"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.05)
+    return proc
+
+
+def test_python_api_sweep_interrupted_records_running_children_interrupted(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    proc = _start_slow_api_sweep(repo)
+    proc.send_signal(signal.SIGINT)  # to the sweep alone, as `kill -INT`; it forwards to its children
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "sweep returned" in out, err
+    parents, kids = children(repo)
+    assert [p.status for p in parents] == ["interrupted"]
+    assert sorted(k.status for k in kids) == ["interrupted", "interrupted"]  # the third never started
+    fsck(repo)
+
+
+def test_python_api_sweep_killed_ends_its_children_as_interrupted(git_repo: Path) -> None:
+    repo = setup(git_repo)
+    proc = _start_slow_api_sweep(repo)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while len([r for r in Store.open(repo).index() if "sweep_index" in r.tags]) < 2:
+        assert time.monotonic() < deadline, "the orphaned children were not ended"
+        time.sleep(0.2)
+    _, kids = children(repo)
+    assert sorted(k.status for k in kids) == ["interrupted", "interrupted"]
+    while subprocess.run(["pgrep", "-f", f"mark, for pgrep: {repo}"], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the fork server or a child outlived the sweep"
+        time.sleep(0.1)
+    fsck(repo)

@@ -481,12 +481,25 @@ def _api_child(fn: Callable[[Any, dict[str, Any]], Any], spec: dict[str, Any]) -
         fn(xp, spec["params"])
 
 
+def _warm_imports() -> None:
+    """Import what every child needs once, before the fork server forks: not once per child."""
+    import gitxp.artifacts.write  # noqa: F401
+    import gitxp.run.begin  # noqa: F401
+    import gitxp.run.finish  # noqa: F401
+    from gitxp.run.logged import arrow_ready, preload_arrow
+
+    preload_arrow()
+    arrow_ready()
+
+
 def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathLike[str] | Mapping[str, Any], *,
           jobs: int = 1, repo: str | os.PathLike[str] = ".", name: str | None = None, rerun: bool = False,
           **start_options: Any) -> Any:
     """Run ``fn(xp, params)`` once per configuration, each a child experiment of one sweep experiment.
 
-    Each call runs in its own forked process (``jobs`` at a time), inside
+    Each call runs in its own forked process (``jobs`` at a time; forked
+    from a process started at this call, before the sweep's threads: see
+    :mod:`gitxp.sweeps.forker`), inside
     ``gitxp.start(...)`` as a context manager: an exception marks that
     configuration ``failed`` and the others go on. Completed configurations
     of the same sweep are skipped unless ``rerun``. ``start_options`` go to
@@ -501,10 +514,9 @@ def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathL
     Raises:
         SweepFileError: a malformed grid.
     """
-    import multiprocessing
-
     from gitxp.store.store import Store
     from gitxp.store.tables import experiments_table
+    from gitxp.sweeps.forker import Forker
 
     if jobs < 1:
         raise UsageError(f"jobs must be at least 1, got {jobs}", "e.g. jobs=4")
@@ -517,24 +529,38 @@ def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathL
     todo = plan(configs, [])
     store = Store.open(repo)
     store.ensure(quiet=True)
-    ctx: Any = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")  # typeshed's BaseContext lacks .Process
     start_options.setdefault("log_hardware", False)
+    _warm_imports()
+    forker = Forker(lambda spec: _api_child(fn, spec))
 
     def make_launch(sw: _Sweep) -> Callable[[Planned], int]:
         def launch(p: Planned) -> int:
             tags = {"sweep": sw.parent.id, "sweep_index": p.index, "sweep_key": p.key}
             spec = {**start_options, "name": sweep_name, "params": p.params, "tags": tags, "parent": sw.parent.id, "repo": str(repo)}
-            proc = ctx.Process(target=_api_child, args=(fn, spec), name=f"gitxp-sweep-{p.index}")
-            proc.start()
-            proc.join()
-            code = proc.exitcode or 0
+            children: list[Any] = []
+
+            def started(child: Any) -> None:
+                with sw._lock:
+                    sw.procs.add(child)
+                    children.append(child)
+                    if sw.signal is not None:  # the sweep was interrupted while this one was being forked
+                        os.kill(child.pid, sw.signal)
+
+            if sw.stop.is_set():
+                return 128 + (sw.signal or signal.SIGTERM)
+            code = forker.run(spec, started)
+            with sw._lock:
+                sw.procs.difference_update(children)
             return 128 - code if code < 0 else code
         return launch
 
-    result = _execute(
-        store, name=sweep_name, key=sweep_key(sweep_name, configs), fixed=fixed, parent_tags={"sweep_file": source},
-        parent_command=[sys.executable, *sys.argv], todo=todo, jobs=jobs, queue=False, fail_fast=False, rerun=rerun,
-        claim_timeout=None, capture_code=start_options.get("capture_code", True), repo=str(repo),
-        make_launch=make_launch, log=lambda line: None, total=len(configs),
-    )
+    try:
+        result = _execute(
+            store, name=sweep_name, key=sweep_key(sweep_name, configs), fixed=fixed, parent_tags={"sweep_file": source},
+            parent_command=[sys.executable, *sys.argv], todo=todo, jobs=jobs, queue=False, fail_fast=False, rerun=rerun,
+            claim_timeout=None, capture_code=start_options.get("capture_code", True), repo=str(repo),
+            make_launch=make_launch, log=lambda line: None, total=len(configs),
+        )
+    finally:
+        forker.close()
     return experiments_table([o.record for o in result.outcomes if o.record is not None])
