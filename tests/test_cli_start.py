@@ -131,21 +131,25 @@ def test_default_names(git_repo: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "needle"),
     [
-        ["start", "-p", "novalue", "--", "true"],
-        ["start", "-p", "=1", "--", "true"],
-        ["start", "--", "no-such-command-xyz"],
-        ["start", "--hardware-interval", "abc", "--", "true"],
-        ["show", "nothing-like-this"],
-        ["start", "--bogus", "--", "true"],
+        (["start", "-p", "novalue", "--", "true"], "KEY=VALUE"),
+        (["start", "-p", "=1", "--", "true"], "KEY=VALUE"),
+        (["start", "--", "no-such-command-xyz"], "command not found: no-such-command-xyz"),
+        (["start", "--hardware-interval", "abc", "--", "true"], "--hardware-interval"),
+        (["show", "nothing-like-this"], "nothing-like-this"),
+        # an option gitxp does not know is named as one (not run as the command `--bogus`), with what was meant
+        (["start", "--bogus", "--", "true"], "No such option '--bogus'"),
+        (["start", "-q", "--", "true"], "No such option '-q'"),
+        (["start", "--nme", "x", "--", "true"], "Did you mean one of: '--name'"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(git_repo: Path, args: list[str]) -> None:
+def test_bad_input_is_one_line_exit_2(git_repo: Path, args: list[str], needle: str) -> None:
     r = run_gitxp(git_repo, *args, check=False)
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in r.stderr, r.stderr
+    assert needle in lines[0], lines[0]
 
 
 def test_kill_9_then_recover(git_repo: Path) -> None:

@@ -162,6 +162,7 @@ def test_malformed_inputs_are_one_line_errors_with_exit_2(git_repo: Path) -> Non
         (["grid.yaml", "--split", "2/2", "--", *CMD], "--split"),
         (["missing.yaml", "--", *CMD], "missing.yaml"),
         (["grid.yaml", "--", "no-such-program-xyz"], "command not found"),
+        (["grid.yaml", "-q", "--", *CMD], "No such option '-q'"),
     ]
     for args, needle in cases:
         r = gitxp(repo, "sweep", *args, check=False)

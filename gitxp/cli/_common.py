@@ -77,3 +77,17 @@ def gather(store: Store, refs: tuple[str, ...], where: str | None) -> list[Recor
         seen = {r.id for r in recs}
         recs += [r for r in store.experiments(where=where) if r.id not in seen]
     return recs
+
+
+def reject_unknown_option(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """A command line's first word that looks like an option is one gitxp does not know, not the command to run.
+
+    ``start`` and ``sweep`` pass unknown options through so that ``gitxp start
+    python train.py --lr 1`` needs no ``--``; without this check
+    ``gitxp start -q -- cmd`` tried to run a program called ``-q``.
+    """
+    if command and command[0].startswith("-") and command[0] != "-":
+        import difflib
+
+        known = [o for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("-")]
+        raise click.NoSuchOption(command[0].split("=", 1)[0], possibilities=difflib.get_close_matches(command[0], known), ctx=ctx)

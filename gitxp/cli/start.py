@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gitxp.cli._common import kv, store_of
+from gitxp.cli._common import kv, reject_unknown_option, store_of
 from gitxp.errors import UsageError
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ def start(ctx: click.Context, command: tuple[str, ...], **opts: Any) -> int:
     from gitxp.run.live import parse_interval
     from gitxp.run.wrapper import run_wrapped
 
+    reject_unknown_option(ctx, command)
     params = _params(opts)
     if opts["dry_run"]:
         return _dry_run(ctx, command, params, opts)

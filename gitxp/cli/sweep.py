@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 
+from gitxp.cli._common import reject_unknown_option  # noqa: E402
 from gitxp.cli.start import recording_options, run_options  # noqa: E402  (cli imports this module only lazily)
 from gitxp.errors import UsageError  # noqa: E402
 
@@ -84,6 +85,7 @@ def sweep(ctx: click.Context, file: str, command: tuple[str, ...], **opts: Any) 
 
     if opts["show_status"]:
         return _status(ctx, file, opts["name"])
+    reject_unknown_option(ctx, command)
     _check_flags(command, opts)
     split = parse_split(opts["split"]) if opts["split"] else None
     spec = load(Path(file))
