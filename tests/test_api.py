@@ -113,6 +113,42 @@ def test_plain_object_and_finish(git_repo: Path) -> None:
     assert gitxp.open(str(git_repo)).get("plain").metric_summary["x"]["last"] == 1.0
 
 
+def test_log_metric_racing_finish_from_another_thread_is_refused_cleanly(git_repo: Path) -> None:
+    """A thread still logging while another finishes: it gets 'finished' (never BufferError), the commit a clean prefix."""
+    import threading
+
+    for attempt in range(5):
+        xp = start(git_repo, name=f"race{attempt}")
+        logged, errors, started = [0], [], threading.Event()
+
+        def log() -> None:
+            step = 0
+            try:
+                while step < 50_000_000:
+                    xp.log_metric("m", step * 0.5, step=step)
+                    step += 1
+                    logged[0] = step
+                    if step == 1000:
+                        started.set()
+            except BaseException as exc:  # noqa: BLE001 - what the racing call raised is the point
+                errors.append(exc)
+            started.set()
+
+        t = threading.Thread(target=log)
+        t.start()
+        started.wait(30)
+        xp.finish()
+        t.join(30)
+        assert len(errors) == 1 and isinstance(errors[0], gitxp.GitxpError) and "finished" in str(errors[0]), errors
+        raw = subprocess.run(["git", "show", f"{gitxp.open(str(git_repo)).get(xp.id).tree}:metrics.parquet"],
+                             cwd=git_repo, capture_output=True, check=True).stdout
+        table = pq.read_table(io.BytesIO(raw))
+        steps, values = table.column("step").to_pylist(), table.column("value").to_pylist()
+        assert steps == list(range(len(steps))) and values == [s * 0.5 for s in steps]
+        assert 1000 <= len(steps) <= logged[0]  # a call that returned after finish took the points is the only loss
+    fsck(git_repo)
+
+
 def test_the_default_step_follows_the_newest_across_flushes(git_repo: Path) -> None:
     """No step given: one more than the metric's newest step, whether or not a flush has taken the points since."""
     import pyarrow.parquet as pq

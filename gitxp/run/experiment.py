@@ -27,8 +27,8 @@ from gitxp import shutdown
 from gitxp.store import layout
 from gitxp.store import parquet as metrics
 from gitxp.store import staging
-from gitxp.errors import ExperimentStateError, GitxpError, RunNotStoredError, UsageError, describe_failure
-from gitxp.run.logged import Logbook, preload_arrow
+from gitxp.errors import GitxpError, RunNotStoredError, UsageError, describe_failure
+from gitxp.run.logged import Logbook, closed, preload_arrow
 
 if TYPE_CHECKING:
     from gitxp.store.store import Store
@@ -38,11 +38,6 @@ ENV_RUN_DIR = "GITXP_RUN_DIR"
 
 _current: Experiment | None = None
 _lock = threading.Lock()
-
-
-def _closed() -> GitxpError:
-    """Why log_metric refuses after finishing (checked off the hot path: no cost before)."""
-    return ExperimentStateError("this experiment has finished", "start a new one, or resume it with gitxp.start(resume=ID)")
 
 
 class Experiment(Logbook):
@@ -286,7 +281,7 @@ class Experiment(Logbook):
             self.flush(stage_metrics=not self._owner)
         except Exception as exc:
             self._record_lost(exc)
-        self._refuse = _closed
+        self._refuse = closed
         self._adders = {}
         pending = self.take_pending() if self._owner else []
         self.status = status

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gitxp.store import layout
 from gitxp.store import parquet as metrics
 from gitxp.store import staging
-from gitxp.errors import GitxpError, MetricValueError, ParamError, ParamTypeError
+from gitxp.errors import ExperimentStateError, GitxpError, MetricValueError, ParamError, ParamTypeError
 
 if TYPE_CHECKING:
     from gitxp.store.store import Store
@@ -71,6 +71,11 @@ def arrow_ready() -> None:
     t = _arrow_import
     if t is not None and t.is_alive() and t is not threading.current_thread():
         t.join()
+
+
+def closed() -> GitxpError:
+    """Why log_metric refuses after finishing (checked off the hot path: no cost before)."""
+    return ExperimentStateError("this experiment has finished", "start a new one, or resume it with gitxp.start(resume=ID)")
 
 
 def _full() -> GitxpError:
@@ -241,10 +246,14 @@ class Logbook:
         # (a flush counts complete points by their time)
         try:
             add_value(value)  # converts any real number in C: a float, an int, numpy's and torch's scalars
-        except (TypeError, ValueError, OverflowError):
+            add_step(step)
+            add_time(t)
+        except (TypeError, ValueError, OverflowError):  # only add_value raises these: nothing was kept
             add_value(_as_float(name, value, step))  # what float() takes besides (a numeric string), or refused
-        add_step(step)
-        add_time(t)
+            add_step(step)
+            add_time(t)
+        except BufferError:  # finish() took this metric's buffers while the call raced it from another thread
+            raise closed() from None
 
     def _new_series(self, name: str) -> tuple[Any, Any, Any]:
         if self._refuse is not None:

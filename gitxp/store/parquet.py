@@ -97,17 +97,17 @@ class Series:
         return (self.steps[n - 1], self.values[n - 1]) if n else None
 
     def take(self, final: bool = False) -> tuple[Any, Any, Any] | None:
-        """The complete points, out of the buffers; ``final`` (logging has ended) hands over the buffers themselves, uncopied."""
+        """The complete points, out of the buffers; ``final`` (logging has ended) hands over views of the buffers, uncopied."""
         n = len(self.times)
         if not n:
             return None
         if final:
-            chunk = (self.steps, self.values, self.times)
-            for column in chunk:
-                del column[n:]  # a point a racing call left half-appended
+            # views of exactly the n complete points: a call racing finish from another thread can append no
+            # more (the arrays now export their buffers: BufferError, which log_metric reports as finished)
+            views = (memoryview(self.steps)[:n], memoryview(self.values)[:n], memoryview(self.times)[:n])
             self._empty()
-            self.last_step = chunk[0][-1]
-            return chunk
+            self.last_step = views[0][-1]
+            return views
         chunk = (self.steps[:n], self.values[:n], self.times[:n])
         self.last_step = chunk[0][-1]  # before the del: a default step racing it reads one or the other
         del self.steps[:n], self.values[:n], self.times[:n]
