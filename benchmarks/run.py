@@ -775,7 +775,7 @@ def case_commit(R: Results, a: argparse.Namespace, stores: dict[Any, Path]) -> N
     log(f"case 6: generating stores of 100 and {big_n:,} experiments, all created today")
     make_store(small, 100, quiet=True, same_day=True)
     make_store(big, big_n, quiet=True, same_day=True)
-    settled = settle_filesystem()
+    settled = settle_filesystem()  # again: generating the stores replaced a million files
     log(f"case 6: commit_experiment × {k} into stores of 100 and {big_n:,} (one day each)")
     for fresh in (False, True):
         rs: dict[str, Any] = {"times": []}
@@ -951,7 +951,10 @@ def main(argv: list[str] | None = None) -> int:
     R = Results()
     t0 = time.time()
     load0 = os.getloadavg()[0]
+    settled = [""]
+
     def guarded(num: int, fn: Callable[..., Any], *args: Any) -> Any:
+        settled[0] = settle_filesystem()  # every case starts from the same file-system state, not the last one's deletions
         try:
             return fn(R, a, *args)
         except Exception as exc:  # one broken case must not lose the others
@@ -983,6 +986,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Python {platform.python_version()}, {git_v}, {platform.machine()} × {os.cpu_count()} CPUs; "
               f"{'--quick' if a.quick else 'full'}{', --peers' if a.peers else ''}; total {time.time() - t0:.0f} s; "
               f"1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end (other processes compete for the CPUs when it exceeds 1). "
+              f"Before each case: {settled[0] or 'nothing'} (see settle_filesystem). "
               "Medians of fresh processes; ratios against references measured in this same run. "
               "'CPU' = user+sys seconds of the measured process(es), a guide to the wall time on an idle machine.")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
