@@ -226,6 +226,30 @@ def test_python_api_children_never_inherit_a_lock_held_by_another_thread(tmp_pat
     assert r.stdout.splitlines() == ["child imported 42 1", "child imported 42 2", "codes [0, 0] fast True"]
 
 
+def test_forker_reports_a_killed_server_instead_of_waiting_forever(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import os, signal, sys, threading, time
+        from gitxp.sweeps.forker import Forker
+
+        forker = Forker(lambda spec: time.sleep(spec["s"]))
+        assert forker.run({"s": 0}) == 0
+        codes, children = [], []
+        waiting = threading.Thread(target=lambda: codes.append(forker.run({"s": 60}, children.append)))
+        waiting.start()
+        while not children:
+            time.sleep(0.05)
+        os.kill(forker.pid, signal.SIGKILL)  # the server, while a child runs
+        waiting.join(20)
+        codes.append(forker.run({"s": 0}))  # and a child asked for after
+        os.kill(children[0].pid, signal.SIGKILL)  # the orphan
+        print(codes, flush=True)
+        forker.close()
+    """)
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"[{-signal.SIGKILL}, {-signal.SIGKILL}]"
+
+
 SLOW_API_SWEEP = """
 import os, sys, time
 from gitxp import sweep

@@ -35,6 +35,8 @@ _REQUEST = struct.Struct("!QQ")  # ticket, size of the pickled spec that follows
 _REPLY = struct.Struct("!BQq")  # kind, ticket, pid or exit code
 _STARTED, _ENDED = 1, 2
 _STOP = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The exit code reported for a child whose server is gone (as if killed with it).
+_SERVER_GONE = -int(signal.SIGKILL)
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -84,6 +86,7 @@ class Forker:
         self._lock = threading.Lock()
         self._tickets = 0
         self._slots: dict[int, _Slot] = {}
+        self._gone = False
         self._reader = threading.Thread(target=self._read, name="gitxp-sweep-forker", daemon=True)
         self._reader.start()
 
@@ -94,9 +97,15 @@ class Forker:
         """
         data = pickle.dumps(spec)
         with self._lock:
+            if self._gone:
+                return _SERVER_GONE
             self._tickets += 1
             slot = self._slots[self._tickets] = _Slot(started)
-            _write_all(self._req_w, _REQUEST.pack(self._tickets, len(data)) + data)
+            try:
+                _write_all(self._req_w, _REQUEST.pack(self._tickets, len(data)) + data)
+            except BrokenPipeError:  # the server was killed: the reader ends every waiting slot
+                del self._slots[self._tickets]
+                return _SERVER_GONE
         slot.done.wait()
         return slot.code
 
@@ -106,13 +115,17 @@ class Forker:
             with self._lock:
                 slot = self._slots[ticket] if kind == _STARTED else self._slots.pop(ticket)
             if kind == _STARTED:
-                slot.started(Child(value))
+                try:
+                    slot.started(Child(value))
+                except Exception:  # noqa: BLE001 - a failing callback must not stop the replies of the others
+                    traceback.print_exc()
             else:
                 slot.code = value
                 slot.done.set()
-        with self._lock:  # the server died (killed): so did its children, or they are orphans now
+        with self._lock:  # the server died (killed): its children with it, or orphans now
+            self._gone = True
             for slot in self._slots.values():
-                slot.code = -int(signal.SIGKILL)
+                slot.code = _SERVER_GONE
                 slot.done.set()
             self._slots.clear()
 

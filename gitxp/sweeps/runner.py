@@ -25,6 +25,7 @@ this module runs them. Decisions made here:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -544,7 +545,8 @@ def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathL
                     sw.procs.add(child)
                     children.append(child)
                     if sw.signal is not None:  # the sweep was interrupted while this one was being forked
-                        os.kill(child.pid, sw.signal)
+                        with contextlib.suppress(OSError):  # ended already
+                            os.kill(child.pid, sw.signal)
 
             if sw.stop.is_set():
                 return 128 + (sw.signal or signal.SIGTERM)
