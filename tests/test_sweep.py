@@ -196,6 +196,20 @@ def test_python_api_runs_functions_in_parallel(git_repo: Path) -> None:
     fsck(repo)
 
 
+def test_api_sweep_example_runs_and_skips_what_completed(git_repo: Path) -> None:
+    """examples/sweep/api_sweep.py as the README shows it: four children, then a second run that skips them."""
+    example = EXAMPLE / "api_sweep.py"
+    first = subprocess.run([sys.executable, str(example)], cwd=git_repo, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    rows = first.stdout.strip().splitlines()
+    assert len(rows) == 4 and all("'status': 'completed'" in r for r in rows)
+    again = subprocess.run([sys.executable, str(example)], cwd=git_repo, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
+    parents, kids = children(git_repo)
+    assert len(kids) == 4 and len(parents) == 1 and parents[0].summary.get("skipped") == 4
+    fsck(git_repo)
+
+
 def test_python_api_children_never_inherit_a_lock_held_by_another_thread(tmp_path: Path) -> None:
     """A child forked while another thread is mid-import waits for that import forever (CI hung so)."""
     (tmp_path / "slowmod.py").write_text(textwrap.dedent("""
