@@ -5,8 +5,8 @@ callable (a closure, a lambda, a function of ``__main__``), which spawn and
 forkserver could not pickle. Forking straight from the sweep, though, forks
 a process with threads: the parent experiment's pyarrow import, its flush
 thread, the other workers launching. A child forked while one of them held
-a lock (an import half done is the common one) waits for it forever; one
-sweep in five hung so in CI. :class:`Forker` forks once, when ``sweep`` is
+a lock (an import half done is the common one) waits for it forever: the
+API sweep test hung 1 run in 6 under pytest. :class:`Forker` forks once, when ``sweep`` is
 called and before gitxp starts any thread, a server that only forks: each
 child is forked from that single-threaded process, with the user's state as
 it was at the call.
