@@ -302,18 +302,15 @@ class Experiment(Logbook):
             self.commit = commit_run(self._writer_store(), self._run, status=status, exit_code=exit_code, recording_errors=recording_errors,
                                      ended_at=ended_at, pending=pending)
         except BaseException as exc:  # a full disk, a stale ref lock, Ctrl-C: the run stays staged, its last points too
-            self._stage_pending(pending)
+            try:
+                self.stage_pending(pending)
+            except Exception as lost:
+                self._record_lost(lost)
             if isinstance(exc, (GitxpError, OSError)):
                 raise RunNotStoredError(self.id, describe_failure(exc)) from exc
             raise
         finally:
             self._settle_alerts()
-
-    def _stage_pending(self, pending: metrics.Pending) -> None:
-        try:
-            self.stage_pending(pending)
-        except Exception as exc:
-            self._record_lost(exc)
 
     def _settle_alerts(self) -> None:
         if "gitxp.store.alerts" in sys.modules:  # only a run that fired an alert ever imports it

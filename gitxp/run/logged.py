@@ -398,8 +398,8 @@ class Logbook:
     def take_pending(self) -> metrics.Pending:
         """The metric points not yet staged, out of their buffers: (name, (steps, values, times)) in name order.
 
-        For the end of logging (``finish`` has closed the adders): the
-        buffers are handed over, not copied.
+        For the end of logging (``finish`` has closed the adders): views of
+        the buffers are handed over, not copies.
         """
         with self._flush_lock:
             taken = [(name, chunk) for name, _series, chunk in metrics.take_all(self._series, final=True)]

@@ -484,13 +484,15 @@ def _api_child(fn: Callable[[Any, dict[str, Any]], Any], spec: dict[str, Any]) -
 
 def _warm_imports() -> None:
     """Import what every child needs once, before the fork server forks: not once per child."""
+    from gitxp.run.logged import arrow_ready
+
+    arrow_ready()  # an earlier start()'s background import of pyarrow, done before anything forks
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
     import gitxp.artifacts.write  # noqa: F401
     import gitxp.run.begin  # noqa: F401
     import gitxp.run.finish  # noqa: F401
-    from gitxp.run.logged import arrow_ready, preload_arrow
-
-    preload_arrow()
-    arrow_ready()
 
 
 def sweep(fn: Callable[[Any, dict[str, Any]], Any], grid_or_file: str | os.PathLike[str] | Mapping[str, Any], *,
